@@ -1,1 +1,7 @@
-//! braid-data
+//! Decoding, validation and preprocessing of every modality, tokenizers, dataset formats
+//! (JSONL manifests, LLaVA conversations, UEA `.ts`, IDX, npz) and batching.
+#![deny(missing_docs)]
+
+mod dataset;
+
+pub use dataset::Dataset;

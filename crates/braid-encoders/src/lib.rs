@@ -1,1 +1,9 @@
-//! braid-encoders
+//! Part 1 of a multimodal LLM: modality encoders. Each turns a batch of preprocessed
+//! signals into [`Features`] (`tokens: [batch, n, dim]` with a validity mask) that an input
+//! projector maps into the language model's embedding space.
+#![deny(missing_docs)]
+
+mod encoder;
+pub mod text;
+
+pub use encoder::Encoder;

@@ -1,1 +1,7 @@
-//! braid-generators
+//! Part 5 of a multimodal LLM: modality generators conditioned on output-projector
+//! features (an image generator trained in Braid, speech, adapters to external tools).
+#![deny(missing_docs)]
+
+mod generator;
+
+pub use generator::{GenerateOptions, Generator};

@@ -1,1 +1,7 @@
-//! braid-pipeline
+//! Wires parts 1 to 5 (encoders, input projectors, language model, output projectors,
+//! generators) from one [`PipelineConfig`]; the only crate that knows all five.
+#![deny(missing_docs)]
+
+mod config;
+
+pub use config::{EncoderSlot, PipelineConfig};

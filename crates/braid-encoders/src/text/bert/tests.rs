@@ -1,0 +1,62 @@
+use std::path::PathBuf;
+
+use braid_core::testing::assert_close;
+use braid_nn::gradcheck::check_all_vars_get_grad;
+use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+
+use super::*;
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/encoders/bert_tiny")
+}
+
+fn load() -> (Bert, std::collections::HashMap<String, Tensor>) {
+    let dir = fixture();
+    let cfg = BertConfig::from_json_file(&dir.join("config.json")).unwrap();
+    let weights = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let io = candle_core::safetensors::load(dir.join("io.safetensors"), &Device::Cpu).unwrap();
+    (Bert::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu)).unwrap(), io)
+}
+
+#[test]
+fn matches_transformers_with_padding_and_segments() {
+    let (bert, io) = load();
+    let ids = io["input_ids"].to_dtype(DType::U32).unwrap();
+    let mask = io["attention_mask"].to_dtype(DType::F32).unwrap();
+    let types = io["token_type_ids"].to_dtype(DType::U32).unwrap();
+    let hidden = bert.forward(&ids, Some(&mask), Some(&types)).unwrap();
+    // Padded positions of row 1 are compared too: transformers computes them the same way.
+    assert_close(&hidden, &io["last_hidden_state"], 1e-4, "last_hidden_state").unwrap();
+    assert_close(&bert.pool(&hidden).unwrap(), &io["pooler_output"], 1e-4, "pooler_output").unwrap();
+}
+
+#[test]
+fn padding_does_not_change_real_tokens() {
+    let (bert, io) = load();
+    let ids = io["input_ids"].to_dtype(DType::U32).unwrap().i(1..2).unwrap();
+    let mask = io["attention_mask"].to_dtype(DType::F32).unwrap().i(1..2).unwrap();
+    let padded = bert.forward(&ids, Some(&mask), None).unwrap().i((.., ..6)).unwrap();
+    let short = bert.forward(&ids.i((.., ..6)).unwrap(), None, None).unwrap();
+    assert_close(&padded, &short, 1e-5, "real tokens").unwrap();
+}
+
+#[test]
+fn every_weight_gets_gradient() {
+    let cfg = BertConfig::from_json_file(&fixture().join("config.json")).unwrap();
+    let vm = VarMap::new();
+    let bert = Bert::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    let ids = Tensor::new(&[[3u32, 7, 1, 9], [4, 2, 0, 5]], &Device::Cpu).unwrap();
+    let types = Tensor::new(&[[0u32, 0, 1, 1], [0, 1, 0, 1]], &Device::Cpu).unwrap();
+    let hidden = bert.forward(&ids, None, Some(&types)).unwrap();
+    let loss = (hidden.sqr().unwrap().mean_all().unwrap() + bert.pool(&hidden).unwrap().sum_all().unwrap()).unwrap();
+    check_all_vars_get_grad(&vm, &loss).unwrap();
+}
+
+#[test]
+fn too_long_input_is_a_clear_error() {
+    let (bert, _) = load();
+    let ids = Tensor::zeros((1, 17), DType::U32, &Device::Cpu).unwrap();
+    let err = bert.forward(&ids, None, None).unwrap_err().to_string();
+    assert!(err.contains("17 tokens") && err.contains("16"), "{err}");
+}

@@ -1,0 +1,5 @@
+//! Text encoders.
+
+pub mod bert;
+
+pub use bert::{Bert, BertConfig};

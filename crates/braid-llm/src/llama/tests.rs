@@ -1,0 +1,96 @@
+use std::path::PathBuf;
+
+use braid_core::testing::assert_close;
+use braid_nn::gradcheck::check_all_vars_get_grad;
+use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+
+use super::*;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/llm").join(name)
+}
+
+fn tiny() -> LlamaConfig {
+    serde_json::from_str(
+        r#"{"vocab_size": 40, "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
+            "max_position_embeddings": 32}"#,
+    )
+    .unwrap()
+}
+
+/// Loads a fixture model with the plain safetensors VarBuilder and compares logits with
+/// those `transformers` computed (scripts/fixtures/llama_tiny.py).
+fn parity(name: &str) {
+    let dir = fixture(name);
+    let cfg = LlamaConfig::from_json_file(&dir.join("config.json")).unwrap();
+    let io = candle_core::safetensors::load(dir.join("io.safetensors"), &Device::Cpu).unwrap();
+    let weights = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+    let model = Llama::new(&cfg, vb).unwrap();
+    let ids = io["input_ids"].to_dtype(DType::U32).unwrap();
+    let logits = model.forward(&ids).unwrap();
+    assert_close(&logits, &io["logits"], 1e-4, name).unwrap();
+}
+
+#[test]
+fn llama_matches_transformers() {
+    parity("llama_tiny");
+}
+
+#[test]
+fn tied_llama_with_other_rope_base_matches_transformers() {
+    parity("llama_tiny_tied");
+}
+
+#[test]
+fn qwen2_with_qkv_bias_matches_transformers() {
+    parity("qwen2_tiny");
+}
+
+#[test]
+fn cached_decoding_equals_full_forward() {
+    let vm = VarMap::new();
+    let model = Llama::new(&tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    let ids = Tensor::new(&[[3u32, 7, 1, 9, 4, 2]], &Device::Cpu).unwrap();
+    let full = model.forward(&ids).unwrap();
+    let mut cache = model.new_cache();
+    let embeds = model.embed_tokens(&ids.i((.., ..4)).unwrap()).unwrap();
+    let first = model.forward_embeds(&embeds, None, Some(&mut cache)).unwrap().logits;
+    assert_close(&first, &full.i((.., ..4)).unwrap(), 1e-5, "prefix").unwrap();
+    for t in 4..6 {
+        let e = model.embed_tokens(&ids.i((.., t..t + 1)).unwrap()).unwrap();
+        let step = model.forward_embeds(&e, None, Some(&mut cache)).unwrap().logits;
+        assert_close(&step, &full.i((.., t..t + 1)).unwrap(), 1e-5, "step").unwrap();
+    }
+    assert_eq!(cache.len(), 6);
+}
+
+#[test]
+fn every_weight_gets_gradient() {
+    let vm = VarMap::new();
+    let model = Llama::new(&tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    let ids = Tensor::new(&[[3u32, 7, 1, 9], [4, 2, 0, 5]], &Device::Cpu).unwrap();
+    let logits = model.forward(&ids).unwrap();
+    let targets = Tensor::new(&[[7i64, 1, 9, 4], [2, 0, 5, -100]], &Device::Cpu).unwrap();
+    let loss = braid_nn::cross_entropy(&logits, &targets, Some(-100)).unwrap();
+    check_all_vars_get_grad(&vm, &loss).unwrap();
+}
+
+#[test]
+fn wrong_embedding_width_is_a_shape_error() {
+    let vm = VarMap::new();
+    let model = Llama::new(&tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    let x = Tensor::zeros((1, 3, 8), DType::F32, &Device::Cpu).unwrap();
+    let err = model.forward_embeds(&x, None, None).unwrap_err().to_string();
+    assert!(err.contains("llama input embeds"), "{err}");
+}
+
+#[test]
+fn unsupported_rope_type_is_named() {
+    let mut cfg = tiny();
+    cfg.rope_parameters = Some(RopeParameters { rope_theta: None, rope_type: Some("yarn".into()) });
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(err.contains("rope_parameters.rope_type") && err.contains("yarn"), "{err}");
+}
