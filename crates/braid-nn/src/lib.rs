@@ -1,1 +1,50 @@
-//! braid-nn
+//! Braid's reusable layers. Every layer here is built from candle ops that have a backward
+//! pass, so gradients reach every trainable variable: candle's fused `softmax_last_dim`,
+//! `rms_norm`, `layer_norm` and rotary kernels silently stop gradients and are not used.
+//!
+//! Modules mirror Hugging Face checkpoint trees; sub-module names are configurable through
+//! name presets ([`AttentionNames`], [`MlpNames`], [`BlockNames`]) because checkpoints differ.
+//! [`gradcheck`] holds the gradient checks every crate's tests use.
+#![deny(missing_docs)]
+
+pub mod activation;
+pub mod attention;
+pub mod block;
+pub mod embedding;
+pub mod gradcheck;
+pub mod linear;
+pub mod loss;
+pub mod lora;
+pub mod mlp;
+pub mod norm;
+pub mod pooling;
+pub mod rope;
+pub mod softmax;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+
+pub use activation::Activation;
+pub use attention::{Attention, AttentionConfig, AttentionNames, KvCache};
+pub use block::{BlockConfig, BlockNames, PostNormBlock, PreNormBlock};
+pub use embedding::Embedding;
+pub use linear::Linear;
+pub use loss::cross_entropy;
+pub use lora::{LoraConfig, LoraLinear};
+pub use mlp::{Mlp, MlpConfig, MlpNames};
+pub use norm::{LayerNorm, Norm, NormConfig, NormKind, RmsNorm};
+pub use pooling::{cls_pool, last_token_pool, mean_pool, Pooling};
+pub use rope::RotaryEmbedding;
+pub use softmax::{log_softmax, softmax, softmax_last_dim};
+
+use candle_nn::VarBuilder;
+
+/// `vb.pp(name)`, or `vb` itself when `name` is empty (a module at its parent's root, as
+/// BERT's `intermediate.dense` sits beside `attention`).
+pub(crate) fn sub<'a>(vb: &VarBuilder<'a>, name: &str) -> VarBuilder<'a> {
+    if name.is_empty() {
+        vb.clone()
+    } else {
+        vb.pp(name)
+    }
+}

@@ -1,0 +1,36 @@
+//! Post-norm residual block: `h = norm1(x + attn(x)); out = norm2(h + mlp(h))`.
+
+use braid_core::Result;
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+
+use super::{BlockConfig, BlockNames};
+use crate::{sub, Attention, KvCache, Mlp, Norm};
+
+/// A post-norm transformer block (original Transformer, BERT).
+#[derive(Debug, Clone)]
+pub struct PostNormBlock {
+    attn: Attention,
+    norm1: Norm,
+    mlp: Mlp,
+    norm2: Norm,
+}
+
+impl PostNormBlock {
+    /// Builds the four parts under `vb` with the names in `names`.
+    pub fn new(cfg: BlockConfig, names: BlockNames, vb: VarBuilder) -> Result<Self> {
+        let hidden = cfg.attention.hidden;
+        Ok(Self {
+            attn: Attention::new(cfg.attention, names.attention, sub(&vb, names.attn))?,
+            norm1: Norm::new(hidden, cfg.norm, sub(&vb, names.norm1))?,
+            mlp: Mlp::new(cfg.mlp, names.mlp_names, sub(&vb, names.mlp))?,
+            norm2: Norm::new(hidden, cfg.norm, sub(&vb, names.norm2))?,
+        })
+    }
+
+    /// x: [batch, seq, hidden]; mask: [batch, cached + seq] of 1/0 -> [batch, seq, hidden]
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let h = self.norm1.forward(&(x + self.attn.forward(x, mask, cache)?)?)?;
+        Ok(self.norm2.forward(&(&h + self.mlp.forward(&h)?)?)?)
+    }
+}
