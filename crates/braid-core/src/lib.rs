@@ -8,6 +8,7 @@ pub mod device;
 pub mod error;
 pub mod features;
 pub mod modality;
+pub mod pickle;
 pub mod testing;
 
 pub use device::{default_device, parse_device};
