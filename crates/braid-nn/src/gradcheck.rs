@@ -47,7 +47,9 @@ pub fn finite_difference_check(
         minus[i] -= eps;
         let numeric = (eval(plus)? - eval(minus)?) / (2.0 * eps);
         let a = analytic[i];
-        if !((a - numeric).abs() <= tol * (1.0 + numeric.abs())) {
+        // Written so that NaN fails.
+        let close = (a - numeric).abs() <= tol * (1.0 + numeric.abs());
+        if !close {
             return Err(Error::Invalid(format!(
                 "gradcheck: element {i} of {:?}: autograd {a}, finite difference {numeric}",
                 x.dims()
@@ -131,33 +133,44 @@ mod tests {
     use crate::{softmax_last_dim, Linear, RmsNorm};
     use candle_core::Module;
 
-    /// x -> norm -> proj -> softmax -> weighted sum; `fused` picks candle's kernels.
-    fn tiny_model_loss(vm: &VarMap, fused: bool) -> Result<Tensor> {
+    /// x -> norm -> proj -> softmax -> weighted sum, with candle's fused rms_norm and/or
+    /// softmax_last_dim in place of braid-nn's.
+    fn tiny_model_loss(vm: &VarMap, fused_norm: bool, fused_softmax: bool) -> Result<Tensor> {
         let dev = Device::Cpu;
         let vb = VarBuilder::from_varmap(vm, DType::F32, &dev);
         let norm = RmsNorm::new(4, 1e-6, vb.pp("norm"))?;
         let proj = Linear::new(4, 3, true, vb.pp("proj"))?;
         let x = Tensor::randn(0f32, 1., (2, 4), &dev)?;
         let w = Tensor::new(&[1f32, -2., 3.], &dev)?;
-        let h = if fused {
-            candle_nn::ops::rms_norm(&x, norm.weight(), 1e-6)?
-        } else {
-            norm.forward(&x)?
-        };
+        let h = if fused_norm { candle_nn::ops::rms_norm(&x, norm.weight(), 1e-6)? } else { norm.forward(&x)? };
         let logits = proj.forward(&h)?;
-        let p = if fused { candle_nn::ops::softmax_last_dim(&logits)? } else { softmax_last_dim(&logits)? };
+        let p = if fused_softmax { candle_nn::ops::softmax_last_dim(&logits)? } else { softmax_last_dim(&logits)? };
         Ok(p.broadcast_mul(&w)?.sum_all()?)
     }
 
+    fn check(fused_norm: bool, fused_softmax: bool) -> Result<()> {
+        let vm = VarMap::new();
+        check_all_vars_get_grad(&vm, &tiny_model_loss(&vm, fused_norm, fused_softmax)?)
+    }
+
     #[test]
-    fn catches_fused_kernels_without_backward() -> Result<()> {
-        let vm = VarMap::new();
-        let err = check_all_vars_get_grad(&vm, &tiny_model_loss(&vm, true)?).unwrap_err();
-        let msg = err.to_string();
+    fn catches_fused_rms_norm() {
+        let msg = check(true, false).unwrap_err().to_string();
+        assert!(msg.contains("norm.weight (no gradient)"), "{msg}");
+        assert!(!msg.contains("proj."), "{msg}");
+    }
+
+    #[test]
+    fn catches_fused_softmax() {
+        // The fused softmax stops everything upstream of it: the projection and the norm.
+        let msg = check(false, true).unwrap_err().to_string();
+        assert!(msg.contains("proj.weight (no gradient)") && msg.contains("proj.bias"), "{msg}");
         assert!(msg.contains("norm.weight"), "{msg}");
-        assert!(msg.contains("proj.weight") && msg.contains("proj.bias"), "{msg}");
-        let vm = VarMap::new();
-        check_all_vars_get_grad(&vm, &tiny_model_loss(&vm, false)?)
+    }
+
+    #[test]
+    fn differentiable_layers_pass() -> Result<()> {
+        check(false, false)
     }
 
     #[test]

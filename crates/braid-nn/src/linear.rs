@@ -57,7 +57,11 @@ impl Linear {
 impl Module for Linear {
     /// x: [..., in] -> [..., out]
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = x.broadcast_matmul(&self.weight.t()?)?;
+        // One 2-D matmul over all leading dims rather than a batched one per sample.
+        let mut dims = x.dims().to_vec();
+        let in_dim = dims.pop().unwrap_or(0);
+        dims.push(self.weight.dim(0)?);
+        let y = x.reshape(((), in_dim))?.matmul(&self.weight.t()?)?.reshape(dims)?;
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),

@@ -1,11 +1,13 @@
 //! Post-norm residual block: `h = norm1(x + attn(x)); out = norm2(h + mlp(h))`.
 
+use std::sync::Arc;
+
 use braid_core::Result;
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 use super::{BlockConfig, BlockNames};
-use crate::{sub, Attention, KvCache, Mlp, Norm};
+use crate::{sub, Attention, KvCache, Mlp, Norm, RotaryEmbedding};
 
 /// A post-norm transformer block (original Transformer, BERT).
 #[derive(Debug, Clone)]
@@ -28,9 +30,20 @@ impl PostNormBlock {
         })
     }
 
+    /// Rotates queries and keys with `rope` (one table shared by all layers).
+    pub fn with_rope(mut self, rope: Arc<RotaryEmbedding>) -> Self {
+        self.attn = self.attn.with_rope(rope);
+        self
+    }
+
+    /// The attention layer.
+    pub fn attention(&self) -> &Attention {
+        &self.attn
+    }
+
     /// x: [batch, seq, hidden]; mask: [batch, cached + seq] of 1/0 -> [batch, seq, hidden]
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, cache: Option<&mut KvCache>) -> Result<Tensor> {
         let h = self.norm1.forward(&(x + self.attn.forward(x, mask, cache)?)?)?;
-        Ok(self.norm2.forward(&(&h + self.mlp.forward(&h)?)?)?)
+        self.norm2.forward(&(&h + self.mlp.forward(&h)?)?)
     }
 }

@@ -1,11 +1,13 @@
 //! Pre-norm residual block: `h = x + attn(norm1(x)); out = h + mlp(norm2(h))`.
 
+use std::sync::Arc;
+
 use braid_core::Result;
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 use super::{BlockConfig, BlockNames};
-use crate::{sub, Attention, KvCache, Mlp, Norm};
+use crate::{sub, Attention, KvCache, Mlp, Norm, RotaryEmbedding};
 
 /// A pre-norm transformer block (GPT-2, CLIP, LLaMA).
 #[derive(Debug, Clone)]
@@ -28,9 +30,16 @@ impl PreNormBlock {
         })
     }
 
-    /// The attention layer, to attach RoPE with `Attention::with_rope`.
-    pub fn attention_mut(&mut self) -> &mut Attention {
-        &mut self.attn
+
+    /// Rotates queries and keys with `rope` (one table shared by all layers).
+    pub fn with_rope(mut self, rope: Arc<RotaryEmbedding>) -> Self {
+        self.attn = self.attn.with_rope(rope);
+        self
+    }
+
+    /// The attention layer.
+    pub fn attention(&self) -> &Attention {
+        &self.attn
     }
 
     /// x: [batch, seq, hidden]; mask: [batch, cached + seq] of 1/0 -> [batch, seq, hidden]

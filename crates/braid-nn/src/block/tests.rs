@@ -26,11 +26,8 @@ fn bert_cfg() -> BlockConfig {
 }
 
 fn llama_block(vb: VarBuilder, dtype: DType) -> Result<PreNormBlock> {
-    let mut block = PreNormBlock::new(llama_cfg(), BlockNames::LLAMA, vb)?;
     let rope = Arc::new(RotaryEmbedding::new(4, 16, 10000.0, dtype, &Device::Cpu)?);
-    let attn = block.attention_mut().clone().with_rope(rope);
-    *block.attention_mut() = attn;
-    Ok(block)
+    Ok(PreNormBlock::new(llama_cfg(), BlockNames::LLAMA, vb)?.with_rope(rope))
 }
 
 #[test]
