@@ -41,6 +41,11 @@ impl PostNormBlock {
         &self.attn
     }
 
+    /// The attention layer, mutably (prefer [`Self::with_rope`] to attach RoPE).
+    pub fn attention_mut(&mut self) -> &mut Attention {
+        &mut self.attn
+    }
+
     /// x: [batch, seq, hidden]; mask: [batch, cached + seq] of 1/0 -> [batch, seq, hidden]
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, cache: Option<&mut KvCache>) -> Result<Tensor> {
         let h = self.norm1.forward(&(x + self.attn.forward(x, mask, cache)?)?)?;

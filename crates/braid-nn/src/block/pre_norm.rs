@@ -42,6 +42,11 @@ impl PreNormBlock {
         &self.attn
     }
 
+    /// The attention layer, mutably (prefer [`Self::with_rope`] to attach RoPE).
+    pub fn attention_mut(&mut self) -> &mut Attention {
+        &mut self.attn
+    }
+
     /// x: [batch, seq, hidden]; mask: [batch, cached + seq] of 1/0 -> [batch, seq, hidden]
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, cache: Option<&mut KvCache>) -> Result<Tensor> {
         let h = (x + self.attn.forward(&self.norm1.forward(x)?, mask, cache)?)?;
