@@ -1,0 +1,58 @@
+//! Turning what a user typed (`minilm`, `./my-model`, `hf:ORG/NAME`) into a local path.
+
+use std::path::{Path, PathBuf};
+
+use braid_core::{Error, Result};
+
+use crate::fetch::{entry_dir, is_fetched};
+use crate::options::home;
+use crate::registry::{find, registry};
+
+/// A registered name -> its cached folder or main file (erroring with the `braid fetch`
+/// command if it is not fetched); an existing path -> itself; `hf:ORG/NAME` -> its cache
+/// folder if fetched; anything else -> [`Error::Unknown`] listing the registered names.
+pub fn resolve_model(name_or_path: &str) -> Result<PathBuf> {
+    resolve_in(name_or_path, &home())
+}
+
+/// [`resolve_model`] against the cache root `home`.
+pub fn resolve_in(name_or_path: &str, home: &Path) -> Result<PathBuf> {
+    if let Ok(entry) = find(name_or_path) {
+        if !is_fetched(entry, home) {
+            return Err(Error::Invalid(format!(
+                "`{name_or_path}` is not fetched yet; run `braid fetch {name_or_path}` (cache: {})",
+                home.display()
+            )));
+        }
+        let dir = entry_dir(entry, home);
+        return Ok(if entry.main.is_empty() { dir } else { dir.join(entry.main) });
+    }
+    if let Some(repo) = name_or_path.strip_prefix("hf:") {
+        let dir = crate::hf::hf_dir(repo, home);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        return Err(Error::Invalid(format!("`{name_or_path}` is not fetched yet; run `braid fetch {name_or_path}`")));
+    }
+    let p = Path::new(name_or_path);
+    if p.exists() {
+        return Ok(p.to_path_buf());
+    }
+    Err(Error::unknown("model, dataset or path", name_or_path, registry().iter().map(|e| e.name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_paths_and_unknowns() -> Result<()> {
+        let empty = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
+        let e = resolve_in("smollm2", empty.path()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("run `braid fetch smollm2`"), "{e}");
+        assert_eq!(resolve_in(".", empty.path())?, PathBuf::from("."));
+        let e = resolve_in("no-such-model", empty.path()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.starts_with("unknown model, dataset or path `no-such-model`; known: minilm,"), "{e}");
+        Ok(())
+    }
+}
