@@ -6,12 +6,14 @@
 //! would not fit). `.npz` archives are written deflate-compressed, like
 //! `np.savez_compressed`, through a `.tmp` file renamed into place.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
 use crate::{Error, Result};
+
+pub use super::npz::{read_npz, write_npz};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
@@ -193,7 +195,7 @@ impl NpyArray {
 }
 
 /// Parses `.npy` bytes; the error is a message without the file name.
-fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
+pub(super) fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err("not a .npy file (bad magic)".into());
     }
@@ -247,7 +249,7 @@ fn parse_header(h: &str) -> std::result::Result<(String, bool, Vec<usize>), Stri
 }
 
 /// The bytes of a `.npy` file holding `a`.
-fn encode_npy(a: &NpyArray) -> std::result::Result<Vec<u8>, String> {
+pub(super) fn encode_npy(a: &NpyArray) -> std::result::Result<Vec<u8>, String> {
     if a.elem_count() != a.data.len() {
         return Err(format!("shape {:?} holds {} elements but data has {}", a.shape, a.elem_count(), a.data.len()));
     }
@@ -290,49 +292,8 @@ pub fn write_npy(path: impl AsRef<Path>, array: &NpyArray) -> Result<()> {
     atomic_write(path, |f| f.write_all(&bytes))
 }
 
-/// Reads every array of a `.npz` archive, keys without `.npy`, in archive order.
-pub fn read_npz(path: impl AsRef<Path>) -> Result<Vec<(String, NpyArray)>> {
-    let path = path.as_ref();
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let zerr = |e: zip::result::ZipError| Error::format(path, format!("bad .npz archive: {e}"));
-    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(zerr)?;
-    let mut out = Vec::with_capacity(archive.len());
-    for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(zerr)?;
-        let name = entry.name().to_string();
-        let mut bytes = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0).min(1 << 30));
-        entry.read_to_end(&mut bytes).map_err(|e| Error::format(path, format!("entry `{name}`: {e}")))?;
-        let array = parse_npy(&bytes).map_err(|m| Error::format(path, format!("entry `{name}`: {m}")))?;
-        let key = name.strip_suffix(".npy").unwrap_or(&name).to_string();
-        out.push((key, array));
-    }
-    Ok(out)
-}
-
-/// Writes a deflate-compressed `.npz` archive (through `path.tmp`, renamed into place).
-pub fn write_npz(path: impl AsRef<Path>, arrays: &[(String, NpyArray)]) -> Result<()> {
-    let path = path.as_ref();
-    let mut encoded = Vec::with_capacity(arrays.len());
-    for (name, a) in arrays {
-        let bytes = encode_npy(a).map_err(|m| Error::format(path, format!("array `{name}`: {m}")))?;
-        encoded.push((format!("{name}.npy"), bytes));
-    }
-    atomic_write(path, |f| {
-        let mut zip = zip::ZipWriter::new(f);
-        for (name, bytes) in &encoded {
-            let opts = zip::write::SimpleFileOptions::default()
-                .compression_method(zip::CompressionMethod::Deflated)
-                .large_file(bytes.len() as u64 >= u64::from(u32::MAX));
-            zip.start_file(name.as_str(), opts).map_err(std::io::Error::other)?;
-            zip.write_all(bytes)?;
-        }
-        zip.finish().map_err(std::io::Error::other)?;
-        Ok(())
-    })
-}
-
 /// Writes through `path.tmp` and renames it to `path` once complete.
-fn atomic_write(path: &Path, write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<()> {
+pub(crate) fn atomic_write(path: &Path, write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<()> {
     let mut tmp = PathBuf::from(path).into_os_string();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);

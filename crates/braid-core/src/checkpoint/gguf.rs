@@ -1,0 +1,181 @@
+//! GGUF files (llama.cpp): typed metadata access, tensor infos, tensors dequantized to
+//! f32 (for paths gradients must pass) or kept quantized (frozen inference).
+//!
+//! Parsing is candle's `gguf_file` reader; this wrapper names the file in every error,
+//! keeps each message to one line and turns a reader panic on corrupt input into an error.
+
+use std::collections::HashMap;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file::{Content, TensorInfo, Value};
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Tensor};
+
+use super::{candle_msg, Source};
+use crate::{Error, Result};
+
+/// An open GGUF file: metadata and tensor infos in memory, tensor data read on demand.
+pub struct Gguf {
+    path: PathBuf,
+    content: Content,
+}
+
+impl std::fmt::Debug for Gguf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (m, t) = (self.content.metadata.len(), self.content.tensor_infos.len());
+        write!(f, "Gguf({}, {m} metadata keys, {t} tensors)", self.path.display())
+    }
+}
+
+/// Runs a reader step, turning its error or panic into a one-line error naming `path`.
+fn guarded<T>(path: &Path, what: &str, f: impl FnOnce() -> candle_core::Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Error::format(path, format!("{what}{}", candle_msg(e)))),
+        Err(_) => Err(Error::format(path, format!("{what}corrupt GGUF (the reader gave up)"))),
+    }
+}
+
+fn reader(path: &Path) -> Result<BufReader<std::fs::File>> {
+    Ok(BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?))
+}
+
+impl Gguf {
+    /// Reads the header, metadata and tensor infos of a GGUF file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let mut r = reader(&path)?;
+        let content = guarded(&path, "", || Content::read(&mut r))?;
+        for (name, info) in &content.tensor_infos {
+            let dims = info.shape.dims();
+            if dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none() {
+                return Err(Error::format(&path, format!("{name}: shape {dims:?} overflows")));
+            }
+        }
+        Ok(Self { path, content })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// All metadata, by key.
+    pub fn metadata(&self) -> &HashMap<String, Value> {
+        &self.content.metadata
+    }
+
+    /// One metadata value, if present.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.content.metadata.get(key)
+    }
+
+    fn require(&self, key: &str) -> Result<&Value> {
+        self.get(key).ok_or_else(|| Error::format(&self.path, format!("metadata key `{key}` is missing")))
+    }
+
+    fn wrong_type(&self, key: &str, v: &Value, want: &str) -> Error {
+        Error::format(&self.path, format!("metadata key `{key}` is {:?}, expected {want}", v.value_type()))
+    }
+
+    /// A string value (`general.architecture`, `tokenizer.chat_template`).
+    pub fn get_str(&self, key: &str) -> Result<&str> {
+        match self.require(key)? {
+            Value::String(s) => Ok(s),
+            v => Err(self.wrong_type(key, v, "a string")),
+        }
+    }
+
+    /// A non-negative integer value of any integer type (`llama.block_count`).
+    pub fn get_u64(&self, key: &str) -> Result<u64> {
+        let v = self.require(key)?;
+        let n = match *v {
+            Value::U8(x) => Some(u64::from(x)),
+            Value::U16(x) => Some(u64::from(x)),
+            Value::U32(x) => Some(u64::from(x)),
+            Value::U64(x) => Some(x),
+            Value::I8(x) => u64::try_from(x).ok(),
+            Value::I16(x) => u64::try_from(x).ok(),
+            Value::I32(x) => u64::try_from(x).ok(),
+            Value::I64(x) => u64::try_from(x).ok(),
+            _ => None,
+        };
+        n.ok_or_else(|| self.wrong_type(key, v, "a non-negative integer"))
+    }
+
+    /// A non-negative integer value that fits `u32`.
+    pub fn get_u32(&self, key: &str) -> Result<u32> {
+        let n = self.get_u64(key)?;
+        u32::try_from(n).map_err(|_| Error::format(&self.path, format!("metadata key `{key}` = {n} exceeds u32")))
+    }
+
+    /// A non-negative integer value as `usize`.
+    pub fn get_usize(&self, key: &str) -> Result<usize> {
+        let n = self.get_u64(key)?;
+        usize::try_from(n).map_err(|_| Error::format(&self.path, format!("metadata key `{key}` = {n} exceeds usize")))
+    }
+
+    /// A float value (`llama.rope.freq_base`); f64 and integers are converted.
+    pub fn get_f32(&self, key: &str) -> Result<f32> {
+        match *self.require(key)? {
+            Value::F32(x) => Ok(x),
+            Value::F64(x) => Ok(x as f32),
+            _ => self.get_u64(key).map(|n| n as f32),
+        }
+    }
+
+    /// An array of strings (`tokenizer.ggml.tokens`, `tokenizer.ggml.merges`).
+    pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>> {
+        let v = self.require(key)?;
+        let Value::Array(items) = v else { return Err(self.wrong_type(key, v, "an array of strings")) };
+        items
+            .iter()
+            .map(|x| match x {
+                Value::String(s) => Ok(s.as_str()),
+                other => Err(self.wrong_type(key, other, "an array of strings")),
+            })
+            .collect()
+    }
+
+    /// Tensor names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.content.tensor_infos.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Type, shape (candle order: `[out, in]`) and offset of a tensor.
+    pub fn tensor_info(&self, name: &str) -> Option<&TensorInfo> {
+        self.content.tensor_infos.get(name)
+    }
+
+    /// A tensor kept in its stored (possibly quantized) type, for frozen inference.
+    pub fn qtensor(&self, name: &str, device: &Device) -> Result<QTensor> {
+        if self.tensor_info(name).is_none() {
+            return Err(Error::format(&self.path, format!("no tensor `{name}`")));
+        }
+        let mut r = reader(&self.path)?;
+        guarded(&self.path, &format!("{name}: "), || self.content.tensor(&mut r, name, device))
+    }
+
+    /// A tensor dequantized to f32, for paths where gradients must pass.
+    pub fn tensor_f32(&self, name: &str, device: &Device) -> Result<Tensor> {
+        let q = self.qtensor(name, device)?;
+        guarded(&self.path, &format!("{name}: "), || q.dequantize(device))
+    }
+}
+
+impl Source for Gguf {
+    fn names(&self) -> Vec<String> {
+        Gguf::names(self)
+    }
+
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.tensor_info(name).map(|i| i.shape.dims().to_vec())
+    }
+
+    fn load(&self, name: &str, device: &Device) -> Result<Tensor> {
+        self.tensor_f32(name, device)
+    }
+}
