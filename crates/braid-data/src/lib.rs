@@ -3,5 +3,7 @@
 #![deny(missing_docs)]
 
 mod dataset;
+pub mod image;
+pub mod text;
 
 pub use dataset::Dataset;

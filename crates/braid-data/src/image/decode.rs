@@ -1,0 +1,108 @@
+//! Decoding an image file to RGB as Hugging Face's `load_image` + `convert_to_rgb` do:
+//! the format sniffed from the bytes, a decompression-bomb limit checked before any pixel
+//! is decoded, EXIF orientation applied (`PIL.ImageOps.exif_transpose`), and gray,
+//! palette and alpha images converted to RGB (transparency composited onto white).
+//! Reference: `transformers.image_utils.load_image`, `image_transforms.convert_to_rgb`.
+
+use std::path::Path;
+
+use braid_core::{Error, Result};
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage, RgbaImage};
+
+/// Largest image accepted, in pixels: Pillow's `DecompressionBombError` threshold
+/// (twice `Image.MAX_IMAGE_PIXELS`).
+pub const MAX_PIXELS: u64 = 2 * 89_478_485;
+
+/// Reads `path` into an upright RGB image. Every error names the file.
+pub fn load_rgb(path: &Path) -> Result<RgbImage> {
+    if path.is_dir() {
+        return Err(Error::format(path, "is a directory, not an image"));
+    }
+    let reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
+    if reader.format().is_none() {
+        return Err(Error::format(path, "not a recognised image (known: png, jpeg, gif, webp, bmp)"));
+    }
+    let bad = |e: image::ImageError| Error::format(path, format!("cannot decode: {e}"));
+    let mut decoder = reader.into_decoder().map_err(bad)?;
+    let (w, h) = decoder.dimensions();
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > MAX_PIXELS {
+        return Err(Error::format(
+            path,
+            format!("{w}x{h} = {pixels} pixels exceeds the decompression-bomb limit of {MAX_PIXELS}"),
+        ));
+    }
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(bad)?;
+    img.apply_orientation(orientation);
+    Ok(to_rgb(img))
+}
+
+/// Gray and palette images are replicated to RGB; images with alpha are composited onto
+/// opaque white in Pillow's `alpha_composite` fixed-point arithmetic.
+pub(crate) fn to_rgb(img: DynamicImage) -> RgbImage {
+    if img.color().has_alpha() {
+        over_white(&img.to_rgba8())
+    } else {
+        img.to_rgb8()
+    }
+}
+
+/// Pillow `AlphaComposite.c` with an opaque white destination (PRECISION_BITS = 7).
+fn over_white(rgba: &RgbaImage) -> RgbImage {
+    RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let p = rgba.get_pixel(x, y).0;
+        let coef1 = u32::from(p[3]) << 7;
+        let coef2 = (255 << 7) - coef1;
+        let blend = |c: u8| {
+            let tmp = u32::from(c) * coef1 + 255 * coef2 + (0x80 << 7);
+            ((((tmp >> 8) + tmp) >> 8) >> 7) as u8
+        };
+        image::Rgb([blend(p[0]), blend(p[1]), blend(p[2])])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/image").join(name)
+    }
+
+    #[test]
+    fn bomb_directory_and_garbage_are_clear_errors() {
+        let err = load_rgb(&fixture("bomb_20000x20000.png")).unwrap_err().to_string();
+        assert!(err.contains("bomb_20000x20000.png") && err.contains("decompression-bomb"), "{err}");
+        let err = load_rgb(&fixture("")).unwrap_err().to_string();
+        assert!(err.contains("directory"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.jpg");
+        std::fs::write(&junk, b"definitely not an image").unwrap();
+        let err = load_rgb(&junk).unwrap_err().to_string();
+        assert!(err.contains("junk.jpg") && err.contains("cannot decode"), "{err}");
+        let junk = dir.path().join("junk.bin");
+        std::fs::write(&junk, b"definitely not an image").unwrap();
+        let err = load_rgb(&junk).unwrap_err().to_string();
+        assert!(err.contains("junk.bin") && err.contains("not a recognised image"), "{err}");
+        let err = load_rgb(&dir.path().join("missing.png")).unwrap_err().to_string();
+        assert!(err.contains("missing.png"), "{err}");
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        // Stored 90x60 with orientation 6: upright it is 60 wide, 90 tall.
+        let img = load_rgb(&fixture("exif_rot6.jpg")).unwrap();
+        assert_eq!(img.dimensions(), (60, 90));
+    }
+
+    #[test]
+    fn alpha_is_composited_onto_white() {
+        let rgba = RgbaImage::from_pixel(1, 1, image::Rgba([0, 100, 200, 0]));
+        assert_eq!(over_white(&rgba).get_pixel(0, 0).0, [255, 255, 255]);
+        let rgba = RgbaImage::from_pixel(1, 1, image::Rgba([0, 100, 200, 255]));
+        assert_eq!(over_white(&rgba).get_pixel(0, 0).0, [0, 100, 200]);
+    }
+}

@@ -1,0 +1,11 @@
+//! Images: safe decoding (format sniffing, decompression-bomb limit, EXIF orientation,
+//! gray / RGBA / palette to RGB) and Hugging Face-equal preprocessing driven by
+//! `preprocessor_config.json`.
+
+mod decode;
+mod processor;
+mod resample;
+
+pub use decode::{load_rgb, MAX_PIXELS};
+pub use processor::{ImageProcessor, ImageProcessorConfig};
+pub use resample::{resize_rgb, Filter};
