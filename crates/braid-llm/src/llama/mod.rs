@@ -4,6 +4,8 @@
 //! reference: `transformers.models.llama.modeling_llama`.
 
 mod config;
+mod gguf;
+mod load;
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
 pub use config::{LlamaConfig, RopeParameters};
+pub use gguf::GGUF_ARCHITECTURES;
 
 use crate::{DecodeCache, LanguageModel, LmOutput};
 

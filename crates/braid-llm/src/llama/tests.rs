@@ -24,11 +24,10 @@ fn tiny() -> LlamaConfig {
 /// those `transformers` computed (scripts/fixtures/llama_tiny.py).
 fn parity(name: &str) {
     let dir = fixture(name);
-    let cfg = LlamaConfig::from_json_file(&dir.join("config.json")).unwrap();
     let io = candle_core::safetensors::load(dir.join("io.safetensors"), &Device::Cpu).unwrap();
-    let weights = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
-    let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
-    let model = Llama::new(&cfg, vb).unwrap();
+    // from_folder fails unless every checkpoint tensor is used and none is missing.
+    let (model, report) = Llama::from_folder(&dir, DType::F32, &Device::Cpu).unwrap();
+    assert!(report.is_clean() && report.used > 0, "{report}");
     let ids = io["input_ids"].to_dtype(DType::U32).unwrap();
     let logits = model.forward(&ids).unwrap();
     assert_close(&logits, &io["logits"], 1e-4, name).unwrap();

@@ -13,10 +13,11 @@ fn fixture() -> PathBuf {
 
 fn load() -> (Bert, std::collections::HashMap<String, Tensor>) {
     let dir = fixture();
-    let cfg = BertConfig::from_json_file(&dir.join("config.json")).unwrap();
-    let weights = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
     let io = candle_core::safetensors::load(dir.join("io.safetensors"), &Device::Cpu).unwrap();
-    (Bert::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu)).unwrap(), io)
+    // from_folder fails unless every checkpoint tensor is used and none is missing.
+    let (bert, report) = Bert::from_folder(&dir, DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(report.used, 2 * 16 + 5 + 2, "{report}");
+    (bert, io)
 }
 
 #[test]
