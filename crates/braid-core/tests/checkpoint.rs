@@ -101,6 +101,7 @@ fn sharded_safetensors_open_through_the_index() -> R {
 
 fn one_line_error_naming(path: &Path, err: Option<braid_core::Error>) {
     let msg = err.map(|e| e.to_string()).unwrap_or_default();
+    eprintln!("{msg}");
     assert!(msg.contains(&path.display().to_string()), "{msg}");
     assert!(!msg.contains('\n'), "{msg}");
 }
@@ -195,6 +196,9 @@ fn gguf_metadata_and_tensors_read_back() -> R {
     let hf_q = ckpt.tensor("model.layers.0.self_attn.q_proj.weight", DType::F32, &Device::Cpu)?;
     let tol = 0.35 * q.abs()?.max_keepdim(1)?.max(0)?.to_vec1::<f32>()?[0];
     assert!(max_abs_diff(&hf_q, &q)? < tol, "un-permuted q differs");
+    let qq = ckpt.qtensor("model.layers.0.self_attn.q_proj.weight", &Device::Cpu)?;
+    assert_eq!(qq.dtype(), GgmlDType::Q4_0);
+    assert_eq!(max_abs_diff(&qq.dequantize(&Device::Cpu)?, &hf_q)?, 0.0);
     let (vb, tracker) = ckpt.var_builder(DType::F32, &Device::Cpu);
     let _ = vb.get((16, 64), "model.embed_tokens.weight")?;
     let _ = vb.get(64, "model.norm.weight")?;
@@ -214,5 +218,30 @@ fn npz_opens_as_a_checkpoint() -> R {
     assert_eq!(ckpt.shape("fc.weight"), Some(vec![2, 2]));
     let t = ckpt.tensor("fc.weight", DType::F32, &Device::Cpu)?;
     assert_eq!(t.to_vec2::<f32>()?, vec![vec![1., 2.], vec![3., 4.]]);
+    Ok(())
+}
+
+/// Every fourth header byte set to 0xff in turn: errors or values, never a panic.
+#[test]
+fn corrupted_header_bytes_never_panic() -> R {
+    let dir = tempfile::tempdir()?;
+    let g = dir.path().join("g.gguf");
+    write_gguf(&g)?;
+    let st = dir.path().join("s.safetensors");
+    candle_core::safetensors::save(&tiny_weights()?, &st)?;
+    for good in [g, st] {
+        let bytes = std::fs::read(&good)?;
+        let bad = good.with_extension(format!("bad.{}", good.extension().and_then(|e| e.to_str()).unwrap_or("")));
+        for i in (0..bytes.len().min(600)).step_by(4) {
+            let mut b = bytes.clone();
+            b[i] = 0xff;
+            std::fs::write(&bad, &b)?;
+            if let Ok(ckpt) = Checkpoint::open(&bad) {
+                for n in ckpt.names() {
+                    let _ = ckpt.tensor(&n, DType::F32, &Device::Cpu);
+                }
+            }
+        }
+    }
     Ok(())
 }

@@ -32,7 +32,10 @@ impl std::fmt::Debug for Gguf {
 fn guarded<T>(path: &Path, what: &str, f: impl FnOnce() -> candle_core::Result<T>) -> Result<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(Error::format(path, format!("{what}{}", candle_msg(e)))),
+        Ok(Err(e)) => {
+            let msg = candle_msg(e).replace("failed to fill whole buffer", "truncated (unexpected end of file)");
+            Err(Error::format(path, format!("{what}{msg}")))
+        }
         Err(_) => Err(Error::format(path, format!("{what}corrupt GGUF (the reader gave up)"))),
     }
 }
@@ -46,7 +49,7 @@ impl Gguf {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let mut r = reader(&path)?;
-        let content = guarded(&path, "", || Content::read(&mut r))?;
+        let content = guarded(&path, "not a readable GGUF file: ", || Content::read(&mut r))?;
         for (name, info) in &content.tensor_infos {
             let dims = info.shape.dims();
             if dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none() {
@@ -177,5 +180,9 @@ impl Source for Gguf {
 
     fn load(&self, name: &str, device: &Device) -> Result<Tensor> {
         self.tensor_f32(name, device)
+    }
+
+    fn load_quantized(&self, name: &str, device: &Device) -> Result<QTensor> {
+        self.qtensor(name, device)
     }
 }

@@ -16,6 +16,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 
 pub use gguf::Gguf;
@@ -35,6 +36,11 @@ trait Source: Send + Sync {
     fn shape(&self, name: &str) -> Option<Vec<usize>>;
     /// A stored tensor in its own dtype (GGUF: dequantized f32).
     fn load(&self, name: &str, device: &Device) -> Result<Tensor>;
+    /// A stored tensor kept quantized; formats without quantization wrap it as f32.
+    fn load_quantized(&self, name: &str, device: &Device) -> Result<QTensor> {
+        let t = self.load(name, device)?.to_dtype(DType::F32)?;
+        Ok(QTensor::quantize(&t, GgmlDType::F32)?)
+    }
 }
 
 /// The first line of a candle error, without the path candle may have attached
@@ -163,15 +169,27 @@ impl Checkpoint {
 
     /// A tensor (transformed by its remap rule) in `dtype` on `device`.
     pub fn tensor(&self, name: &str, dtype: DType, device: &Device) -> Result<Tensor> {
-        let entry = self
-            .entries
-            .get(name)
-            .ok_or_else(|| Error::format(&self.path, format!("no tensor `{name}`")))?;
+        let entry = self.entry(name)?;
         let mut t = self.source.load(&entry.stored, device)?;
         if let Some(tr) = entry.transform {
             t = tr.apply(&t, name).map_err(|e| Error::format(&self.path, e.to_string()))?;
         }
         Ok(t.to_dtype(dtype)?)
+    }
+
+    /// A tensor kept in its stored type (GGUF: quantized), for frozen inference;
+    /// a remap transform is applied to the quantized rows.
+    pub fn qtensor(&self, name: &str, device: &Device) -> Result<QTensor> {
+        let entry = self.entry(name)?;
+        let q = self.source.load_quantized(&entry.stored, device)?;
+        match entry.transform {
+            Some(tr) => tr.apply_quantized(&q, name).map_err(|e| Error::format(&self.path, e.to_string())),
+            None => Ok(q),
+        }
+    }
+
+    fn entry(&self, name: &str) -> Result<&Entry> {
+        self.entries.get(name).ok_or_else(|| Error::format(&self.path, format!("no tensor `{name}`")))
     }
 
     /// A var builder over this checkpoint that records every request, and the tracker

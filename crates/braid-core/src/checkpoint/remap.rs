@@ -3,7 +3,8 @@
 //! the captured indices fill the `{n}` of the target in order. A rule may carry a
 //! [`Transform`] so that loaded weights equal the Hugging Face ones.
 
-use candle_core::Tensor;
+use candle_core::quantized::{QStorage, QTensor};
+use candle_core::{Device, Tensor};
 
 use crate::{Error, Result};
 
@@ -44,6 +45,28 @@ impl Transform {
         let mut shape = vec![heads, a, b];
         shape.extend_from_slice(&dims[1..]);
         Ok(w.reshape(shape)?.transpose(1, 2)?.contiguous()?.reshape(dims)?)
+    }
+
+    /// Applies the transform to a quantized tensor without dequantizing it: the rotary
+    /// permutation only reorders rows, and each row is a whole number of blocks.
+    pub fn apply_quantized(&self, q: &QTensor, name: &str) -> Result<QTensor> {
+        let dims = q.shape().dims().to_vec();
+        let rows = dims.first().copied().unwrap_or(0);
+        // Where each output row comes from: the transform applied to the row indices.
+        let idx = Tensor::arange(0u32, rows as u32, &Device::Cpu)?.to_dtype(candle_core::DType::F32)?;
+        let from: Vec<f32> = self.apply(&idx, name)?.to_vec1()?;
+        let data = q.data()?;
+        if rows == 0 || data.len() % rows != 0 {
+            return Err(Error::Invalid(format!("{name}: {} bytes do not split into {rows} rows", data.len())));
+        }
+        let row = data.len() / rows;
+        let mut out = Vec::with_capacity(data.len());
+        for r in from {
+            let r = r as usize;
+            out.extend_from_slice(&data[r * row..(r + 1) * row]);
+        }
+        let storage = QStorage::from_data(std::borrow::Cow::Owned(out), &q.device(), q.dtype())?;
+        Ok(QTensor::new(storage, dims)?)
     }
 }
 
@@ -186,6 +209,11 @@ mod tests {
         let rt = Transform::UnpermuteRope { heads }.apply(&Transform::PermuteRope { heads }.apply(&bias, "b")?, "b")?;
         assert_eq!(rt.to_vec1::<f32>()?, bias.to_vec1::<f32>()?);
         assert!(Transform::UnpermuteRope { heads: 5 }.apply(&w, "q").is_err());
+        let wide = Tensor::randn(0f32, 1., (12, 32), &Device::Cpu)?;
+        let q = QTensor::quantize(&wide, candle_core::quantized::GgmlDType::Q8_0)?;
+        let pq = Transform::PermuteRope { heads }.apply_quantized(&q, "q")?.dequantize(&Device::Cpu)?;
+        let pd = Transform::PermuteRope { heads }.apply(&q.dequantize(&Device::Cpu)?, "q")?;
+        assert_eq!(pq.to_vec2::<f32>()?, pd.to_vec2::<f32>()?);
         Ok(())
     }
 }

@@ -45,7 +45,7 @@ impl Safetensors {
         for f in &files {
             std::fs::metadata(f).map_err(|e| Error::io(f, e))?;
         }
-        let inner = map_files(&files).map_err(|e| Error::format(&path, candle_msg(e)))?;
+        let inner = map_files(&files).map_err(|e| Error::format(&path, format!("not a readable safetensors file: {}", candle_msg(e))))?;
         let mut names: Vec<String> = inner.tensors().into_iter().map(|(n, _)| n).collect();
         names.sort();
         names.dedup();
