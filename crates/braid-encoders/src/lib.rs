@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 mod encoder;
+pub mod image;
 pub mod text;
 
 pub use encoder::Encoder;
