@@ -81,6 +81,13 @@ fn stream(agent: &ureq::Agent, d: &Download<'_>, part: &Path) -> Result<String> 
         }
         r => r?,
     };
+    let expected_range = format!("bytes {have}-");
+    let resp = if resp.status() == 206 && !resp.header("Content-Range").is_none_or(|r| r.starts_with(&expected_range)) {
+        // A range other than the one asked for: distrust the `.part` and start over.
+        http::get(agent, d.url, d.headers)?
+    } else {
+        resp
+    };
     let resumed = have > 0 && resp.status() == 206;
     let mut hasher = Sha256::new();
     let mut file = if resumed {

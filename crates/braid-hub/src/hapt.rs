@@ -174,3 +174,33 @@ fn array_bytes(v: &Value) -> std::result::Result<Vec<u8>, String> {
         _ => Err(format!("array data is a {}", v.kind())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `fixtures/hub/hapt_mini.pkl` has HAPT's exact layout (written by
+    /// `fixtures/hub/scripts/hapt_mini.py`): users 1 (two recordings) and 30 (one).
+    #[test]
+    fn converts_the_hapt_layout() -> Result<()> {
+        let arrays = convert(include_bytes!("../../../fixtures/hub/hapt_mini.pkl"))?;
+        let names: Vec<&str> = arrays.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["u01_r0_imu", "u01_r0_label", "u01_r1_imu", "u01_r1_label", "u30_r0_imu", "u30_r0_label"]);
+        let want: Vec<f32> = (0..18).map(|i| (f64::from(i) / 7.0) as f32).collect();
+        assert_eq!(arrays[0].1, NpyArray { shape: vec![3, 6], data: NpyData::F32(want.clone()) });
+        assert_eq!(arrays[1].1, NpyArray { shape: vec![3], data: NpyData::I8(vec![5, 5, -1]) });
+        let neg: Vec<f32> = want[..12].iter().map(|x| -x).collect();
+        assert_eq!(arrays[2].1, NpyArray { shape: vec![2, 6], data: NpyData::F32(neg) });
+        assert_eq!(arrays[3].1.data, NpyData::I8(vec![12, 1]));
+        assert_eq!(arrays[4].1.shape, vec![1, 6]);
+        assert_eq!(arrays[5].1.data, NpyData::I8(vec![6]));
+        Ok(())
+    }
+
+    #[test]
+    fn other_globals_are_refused() {
+        // GLOBAL posix system, STOP
+        let e = convert(b"cposix\nsystem\n.").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("`posix.system` is not in the allow-list"), "{e}");
+    }
+}

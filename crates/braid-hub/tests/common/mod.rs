@@ -82,12 +82,13 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let start = range
         .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse::<usize>().ok())
         .filter(|&s| s < r.body.len());
-    let (status, body) = match start {
-        Some(s) => ("206 Partial Content", &r.body[s..]),
-        None => ("200 OK", &r.body[..]),
+    let total = r.body.len();
+    let (status, body, range) = match start {
+        Some(s) => ("206 Partial Content", &r.body[s..], format!("Content-Range: bytes {s}-{}/{total}\r\n", total - 1)),
+        None => ("200 OK", &r.body[..], String::new()),
     };
     let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{range}Connection: close\r\n\r\n",
         r.content_type,
         body.len()
     );
