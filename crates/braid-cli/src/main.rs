@@ -2,7 +2,9 @@
 //!
 //! The binary is thin: it parses flags into typed settings and calls the library crates.
 
+mod classify;
 mod demo;
+mod embed;
 mod fetch;
 mod inspect;
 
@@ -27,6 +29,10 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Fetch the default models, load them and report what was loaded.
     Demo(demo::DemoArgs),
+    /// Embed texts (sentence-transformers) or images (CLIP) to .npy or .jsonl.
+    Embed(embed::EmbedArgs),
+    /// Zero-shot image classification with CLIP.
+    Classify(classify::ClassifyArgs),
 }
 
 fn main() {
@@ -35,6 +41,8 @@ fn main() {
         Command::Fetch(args) => fetch::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Embed(args) => embed::run(args),
+        Command::Classify(args) => classify::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
