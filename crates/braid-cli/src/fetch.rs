@@ -51,6 +51,8 @@ pub fn run(args: &FetchArgs) -> Result<()> {
                 let how = if f.downloaded { "fetched" } else { "present" };
                 println!("{name}: {how} {}", f.main.display());
             }
+            // One name: its error is the whole story, on one line.
+            Err(e) if names.len() == 1 => return Err(e.into()),
             Err(e) => {
                 eprintln!("error: {name}: {e}");
                 failed.push(name.as_str());
