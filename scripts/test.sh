@@ -7,6 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --locked -p braid-cli --bin braid
+cargo build -p braid-cli --bin braid
 ./target/debug/braid fetch minilm smollm2 hapt
-BRAID_REQUIRE_ASSETS=1 cargo test --locked --workspace
+BRAID_REQUIRE_ASSETS=1 cargo test --workspace
