@@ -4,6 +4,7 @@
 
 mod dataset;
 pub mod image;
+pub mod imu;
 pub mod text;
 
 pub use dataset::Dataset;
