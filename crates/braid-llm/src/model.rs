@@ -4,6 +4,8 @@ use braid_core::Result;
 use braid_nn::KvCache;
 use candle_core::Tensor;
 
+use crate::kv::KvBuffer;
+
 /// Hidden states and logits of a forward pass.
 #[derive(Debug, Clone)]
 pub struct LmOutput {
@@ -16,19 +18,28 @@ pub struct LmOutput {
 /// Keys and values of every layer for incremental decoding.
 #[derive(Debug, Clone, Default)]
 pub struct DecodeCache {
-    /// One cache per decoder layer.
+    /// One cache per decoder layer (trainable models).
     pub layers: Vec<KvCache>,
+    /// One in-place buffer per decoder layer (frozen models).
+    pub(crate) buffers: Vec<KvBuffer>,
 }
 
 impl DecodeCache {
     /// An empty cache for `layers` decoder layers.
     pub fn new(layers: usize) -> Self {
-        Self { layers: vec![KvCache::new(); layers] }
+        Self { layers: vec![KvCache::new(); layers], buffers: Vec::new() }
     }
 
     /// Positions already cached.
     pub fn len(&self) -> usize {
-        self.layers.first().map_or(0, KvCache::len)
+        let trainable = self.layers.first().map_or(0, KvCache::len);
+        trainable.max(self.buffers.first().map_or(0, KvBuffer::len))
+    }
+
+    /// Forgets every cached position (a new conversation).
+    pub fn reset(&mut self) {
+        self.layers.iter_mut().for_each(KvCache::reset);
+        self.buffers.iter_mut().for_each(KvBuffer::reset);
     }
 
     /// Whether nothing is cached yet.
@@ -56,4 +67,19 @@ pub trait LanguageModel {
         mask: Option<&Tensor>,
         cache: Option<&mut DecodeCache>,
     ) -> Result<LmOutput>;
+
+    /// Like [`Self::forward_embeds`] but with logits for the last position only (what
+    /// generation needs; a model may skip the output projection of the other positions).
+    ///
+    /// embeds: [batch, seq, hidden] -> logits [batch, vocab]
+    fn forward_last(&self, embeds: &Tensor, mask: Option<&Tensor>, cache: Option<&mut DecodeCache>) -> Result<Tensor> {
+        let logits = self.forward_embeds(embeds, mask, cache)?.logits;
+        let seq = logits.dim(1)?;
+        Ok(logits.narrow(1, seq - 1, 1)?.squeeze(1)?)
+    }
+
+    /// Longest sequence (cached plus new positions) the model accepts.
+    fn max_positions(&self) -> usize {
+        usize::MAX
+    }
 }

@@ -1,6 +1,9 @@
-//! Affine map `y = x W^T + b`, weight laid out `[out, in]` as in PyTorch's `nn.Linear`.
+//! Affine map `y = x W^T + b`, weight laid out `[out, in]` as in PyTorch's `nn.Linear`:
+//! [`Linear`] (differentiable) and [`QLinear`] (frozen, ggml-quantized weights multiplied
+//! by candle's `QMatMul`, which has no backward pass; llama.cpp `ggml_mul_mat`).
 
 use braid_core::{Error, Result};
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{Module, Tensor};
 use candle_nn::{Init, VarBuilder};
 
@@ -69,6 +72,76 @@ impl Module for Linear {
     }
 }
 
+/// A frozen linear layer for inference: weight `[out, in]` kept in its stored ggml type
+/// (Q4_1, Q8_0, ...; F32/F16 become a dense matmul) and an optional f32 bias `[out]`.
+/// Gradients do not pass through it: use [`Linear`] wherever they must.
+#[derive(Debug, Clone)]
+pub struct QLinear {
+    weight: QMatMul,
+    bias: Option<Tensor>,
+    in_dim: usize,
+    out_dim: usize,
+}
+
+impl QLinear {
+    /// Wraps a quantized weight `[out, in]` and an optional bias `[out]`.
+    pub fn new(weight: QTensor, bias: Option<Tensor>) -> Result<Self> {
+        Self::from_qmatmul(QMatMul::from_qtensor(weight)?, bias)
+    }
+
+    /// Wraps a weight already behind a `QMatMul` (shared, e.g. with a tied embedding).
+    pub fn from_qmatmul(weight: QMatMul, bias: Option<Tensor>) -> Result<Self> {
+        let (out_dim, in_dim) = match &weight {
+            QMatMul::QTensor(t) => t.shape().dims2()?,
+            QMatMul::Tensor(w) | QMatMul::TensorF16(w) => w.dims2()?,
+        };
+        if let Some(b) = &bias {
+            if b.dims() != [out_dim] {
+                return Err(Error::shape("quantized linear bias", &[out_dim], b.dims()));
+            }
+        }
+        Ok(Self { weight, bias, in_dim, out_dim })
+    }
+
+    /// The weight.
+    pub fn weight(&self) -> &QMatMul {
+        &self.weight
+    }
+
+    /// A frozen copy of a dense layer (no quantization: same numbers, no gradient).
+    pub fn from_linear(linear: &Linear) -> Result<Self> {
+        let weight = QMatMul::Tensor(linear.weight().detach());
+        Ok(Self { weight, bias: linear.bias().map(Tensor::detach), in_dim: linear.in_dim(), out_dim: linear.out_dim() })
+    }
+
+    /// Input width.
+    pub fn in_dim(&self) -> usize {
+        self.in_dim
+    }
+
+    /// Output width.
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
+    }
+
+    /// x: [..., in] -> [..., out]
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut dims = x.dims().to_vec();
+        dims.pop();
+        dims.push(self.out_dim);
+        let x2 = x.reshape(((), self.in_dim))?;
+        let y = match &self.weight {
+            QMatMul::QTensor(_) => self.weight.forward(&x2.contiguous()?)?,
+            QMatMul::Tensor(w) | QMatMul::TensorF16(w) => x2.matmul(&w.to_dtype(x.dtype())?.t()?)?,
+        };
+        let y = y.reshape(dims)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +170,27 @@ mod tests {
         finite_difference_check(|w| fwd(&x, w, &b), &w, 1e-6, 1e-6)?;
         finite_difference_check(|b| fwd(&x, &w, b), &b, 1e-6, 1e-6)?;
         assert_eq!(x.dtype(), DType::F64);
+        Ok(())
+    }
+
+    #[test]
+    fn quantized_matches_dequantized_dense() -> Result<()> {
+        use candle_core::quantized::GgmlDType;
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1., (8, 64), &dev)?;
+        let b = Tensor::randn(0f32, 1., 8, &dev)?;
+        let x = Tensor::randn(0f32, 1., (2, 3, 64), &dev)?;
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0)?;
+        let dense = Linear::from_weights(q.dequantize(&dev)?, Some(b.clone()))?.forward(&x)?;
+        let ql = QLinear::new(q, Some(b))?;
+        let y = ql.forward(&x)?;
+        assert_eq!(y.dims(), &[2, 3, 8]);
+        // Q8_0 also rounds the activations to 8 bits.
+        let diff = (y - &dense)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 0.1, "{diff}");
+        let exact = QLinear::from_linear(&Linear::from_weights(w.clone(), None)?)?.forward(&x)?;
+        let want = Linear::from_weights(w, None)?.forward(&x)?;
+        assert_eq!(exact.flatten_all()?.to_vec1::<f32>()?, want.flatten_all()?.to_vec1::<f32>()?);
         Ok(())
     }
 }
