@@ -5,6 +5,7 @@
 
 mod encoder;
 pub mod image;
+pub mod imu;
 pub mod text;
 
 pub use encoder::Encoder;

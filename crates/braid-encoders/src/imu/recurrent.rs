@@ -1,0 +1,185 @@
+//! Stacked GRU / LSTM encoders for IMU and other time series, loaded from PyTorch's
+//! `nn.GRU` / `nn.LSTM` layout (`weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`,
+//! `bias_hh_l0`, ... per layer; batch-first, unidirectional). Padded steps (mask 0) keep
+//! the state and output zeros, as `pack_padded_sequence` + `pad_packed_sequence` do.
+//! Reference: `torch.nn.GRU`, `torch.nn.LSTM`; the recurrent HAR baselines of
+//! Ordóñez and Roggen 2016 (DeepConvLSTM).
+
+use braid_core::{Features, Modality, Result};
+use braid_nn::Linear;
+use candle_core::Tensor;
+use candle_nn::{Init, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::gru::GruLayer;
+use super::lstm::LstmLayer;
+use crate::Encoder;
+
+/// Which recurrent cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RnnKind {
+    /// Gated recurrent unit.
+    #[default]
+    Gru,
+    /// Long short-term memory.
+    Lstm,
+}
+
+/// The arguments of `torch.nn.GRU` / `torch.nn.LSTM` that Braid supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RecurrentConfig {
+    /// GRU or LSTM.
+    pub kind: RnnKind,
+    /// Channels per time step.
+    pub input_size: usize,
+    /// State width.
+    pub hidden_size: usize,
+    /// Stacked layers.
+    pub num_layers: usize,
+    /// `bias_ih_lK` / `bias_hh_lK` present.
+    pub bias: bool,
+}
+
+impl Default for RecurrentConfig {
+    fn default() -> Self {
+        Self { kind: RnnKind::Gru, input_size: 6, hidden_size: 128, num_layers: 2, bias: true }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Layer {
+    Gru(GruLayer),
+    Lstm(LstmLayer),
+}
+
+/// A stack of recurrent layers; variables directly under its prefix, as in PyTorch.
+#[derive(Debug, Clone)]
+pub struct Recurrent {
+    layers: Vec<Layer>,
+    cfg: RecurrentConfig,
+}
+
+impl Recurrent {
+    /// Builds `cfg.num_layers` layers from `vb` (missing variables: PyTorch's uniform init).
+    pub fn new(cfg: RecurrentConfig, vb: VarBuilder) -> Result<Self> {
+        let layers = (0..cfg.num_layers)
+            .map(|k| {
+                let input = if k == 0 { cfg.input_size } else { cfg.hidden_size };
+                Ok(match cfg.kind {
+                    RnnKind::Gru => Layer::Gru(GruLayer::new(input, cfg.hidden_size, cfg.bias, k, &vb)?),
+                    RnnKind::Lstm => Layer::Lstm(LstmLayer::new(input, cfg.hidden_size, cfg.bias, k, &vb)?),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers, cfg })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RecurrentConfig {
+        &self.cfg
+    }
+
+    /// x: [batch, time, input]; mask: [batch, time] of 1/0 ->
+    /// (top layer's outputs [batch, time, hidden], its state after each sequence's last real step [batch, hidden])
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        let mut h = x.clone();
+        let mut last = None;
+        for layer in &self.layers {
+            let (seq, l) = match layer {
+                Layer::Gru(g) => g.forward(&h, mask)?,
+                Layer::Lstm(l) => l.forward(&h, mask)?,
+            };
+            h = seq;
+            last = Some(l);
+        }
+        let (b, _, _) = x.dims3()?;
+        let last = match last {
+            Some(l) => l,
+            None => Tensor::zeros((b, self.cfg.hidden_size), x.dtype(), x.device())?,
+        };
+        Ok((h, last))
+    }
+}
+
+/// A recurrent IMU encoder: the stack under `rnn`, its per-step outputs as tokens.
+#[derive(Debug, Clone)]
+pub struct RecurrentEncoder {
+    rnn: Recurrent,
+}
+
+impl RecurrentEncoder {
+    /// Builds the stack under `vb.pp("rnn")`.
+    pub fn new(cfg: RecurrentConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { rnn: Recurrent::new(cfg, vb.pp("rnn"))? })
+    }
+
+    /// The recurrent stack.
+    pub fn rnn(&self) -> &Recurrent {
+        &self.rnn
+    }
+}
+
+impl Encoder for RecurrentEncoder {
+    fn modality(&self) -> Modality {
+        Modality::Imu
+    }
+
+    fn output_dim(&self) -> usize {
+        self.rnn.cfg.hidden_size
+    }
+
+    /// input: [batch, time, channels]; mask: [batch, time] -> tokens [batch, time, hidden]
+    fn encode(&self, input: &Tensor, mask: Option<&Tensor>) -> Result<Features> {
+        let (seq, _) = self.rnn.forward(input, mask)?;
+        Features::new(seq, mask.cloned())
+    }
+}
+
+/// `weight_{suffix} [out, in]` and `bias_{suffix} [out]` under `vb`, initialised like
+/// PyTorch's RNNs (uniform in ±1/sqrt(hidden)).
+pub(crate) fn rnn_linear(input: usize, out: usize, hidden: usize, bias: bool, suffix: &str, vb: &VarBuilder) -> Result<Linear> {
+    let bound = 1.0 / (hidden.max(1) as f64).sqrt();
+    let init = Init::Uniform { lo: -bound, up: bound };
+    let w = vb.get_with_hints((out, input), &format!("weight_{suffix}"), init)?;
+    let b = if bias { Some(vb.get_with_hints(out, &format!("bias_{suffix}"), init)?) } else { None };
+    Linear::from_weights(w, b)
+}
+
+/// `1 / (1 + exp(-x))` from differentiable ops. x: [..any] -> same shape
+pub(crate) fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    Ok((x.neg()?.exp()? + 1.0)?.recip()?)
+}
+
+/// The mask column of each step, `[batch, 1]` in `like`'s dtype; `None`s without a mask.
+pub(crate) fn step_masks(mask: Option<&Tensor>, b: usize, t: usize, like: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    match mask {
+        None => Ok(vec![None; t]),
+        Some(m) => {
+            if m.dims() != [b, t] {
+                return Err(braid_core::Error::shape("recurrent mask", &[b, t], m.dims()));
+            }
+            let m = m.to_dtype(like.dtype())?;
+            (0..t).map(|s| Ok(Some(m.narrow(1, s, 1)?))).collect()
+        }
+    }
+}
+
+/// Keeps `old` where the step is padding: returns (next state, output zeroed on padding).
+///
+/// old, new: [batch, hidden]; m: [batch, 1] -> ([batch, hidden], [batch, hidden])
+pub(crate) fn masked_update(old: &Tensor, new: &Tensor, m: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+    match m {
+        None => Ok((new.clone(), new.clone())),
+        Some(m) => {
+            let next = (old + (new - old)?.broadcast_mul(m)?)?;
+            let out = next.broadcast_mul(m)?;
+            Ok((next, out))
+        }
+    }
+}
+
+
+#[cfg(test)]
+mod tests;
