@@ -7,5 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo run -p braid-cli --bin braid -- fetch minilm smollm2 hapt
+cargo run -p braid-cli --bin braid -- fetch minilm smollm2 hapt basicmotions
 BRAID_REQUIRE_ASSETS=1 cargo test --workspace

@@ -3,6 +3,7 @@
 //! The binary is thin: it parses flags into typed settings and calls the library crates.
 
 mod classify;
+mod data;
 mod demo;
 mod embed;
 mod fetch;
@@ -31,6 +32,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Embed texts (sentence-transformers) or images (CLIP) to .npy or .jsonl.
     Embed(embed::EmbedArgs),
+    /// Inspect datasets: `braid data stats NAME` counts windows per class and subject.
+    Data(data::DataArgs),
     /// Zero-shot image classification with CLIP.
     Classify(classify::ClassifyArgs),
 }
@@ -42,6 +45,7 @@ fn main() {
         Command::Inspect(args) => inspect::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Embed(args) => embed::run(args),
+        Command::Data(args) => data::run(args),
         Command::Classify(args) => classify::run(args),
     };
     if let Err(e) = result {

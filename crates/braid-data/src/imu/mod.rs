@@ -22,7 +22,7 @@ pub use hapt::{read_hapt, HAPT_CHANNELS, HAPT_CLASSES};
 pub use standardize::{ChannelStats, STATS_FILE};
 pub use stats::WindowStats;
 pub use ts::read_ts;
-pub use window::{sliding_windows, window_batch, Window, WindowConfig};
+pub use window::{sliding_windows, whole_recordings, window_batch, Window, WindowConfig};
 
 /// The fetched dataset folder `$BRAID_HOME/datasets/NAME`, or `None` with a note when it
 /// is absent and `BRAID_REQUIRE_ASSETS` is not 1.

@@ -79,11 +79,7 @@ fn parse_tag(path: &Path, line_no: usize, line: &str, h: &mut Header) -> Result<
         "@equallength" => h.equal_length = flag(value)?,
         "@serieslength" => h.series_length = Some(value.parse().map_err(|_| bad(format!("bad @seriesLength `{value}`")))?),
         "@univariate" if flag(value)? => h.dimensions = h.dimensions.or(Some(1)),
-        "@classlabel" => {
-            if flag(value)? {
-                h.classes = Some(rest[1..].iter().map(|s| s.to_string()).collect());
-            }
-        }
+        "@classlabel" if flag(value)? => h.classes = Some(rest[1..].iter().map(|s| s.to_string()).collect()),
         _ => {}
     }
     Ok(())

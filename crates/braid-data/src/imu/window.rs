@@ -77,6 +77,16 @@ fn majority(labels: &[i32], counts: &mut [usize]) -> Result<Option<usize>> {
     Ok(best.filter(|(_, &c)| c > 0 && c >= unlabelled).map(|(k, _)| k))
 }
 
+/// One window per recording, covering all of it (UEA cases are already segmented).
+pub fn whole_recordings(ds: &ImuDataset) -> Result<Vec<Window>> {
+    let mut counts = vec![0usize; ds.classes.len()];
+    ds.recordings
+        .iter()
+        .enumerate()
+        .map(|(r, rec)| Ok(Window { recording: r, start: 0, label: majority(&rec.labels, &mut counts)?, subject: rec.subject }))
+        .collect()
+}
+
 /// The windows' samples stacked: `[n, length, channels]`.
 pub fn window_batch(ds: &ImuDataset, windows: &[Window], length: usize) -> Result<Tensor> {
     let parts = windows.iter().map(|w| ds.slice(w.recording, w.start, length)).collect::<Result<Vec<_>>>()?;
@@ -120,6 +130,8 @@ mod tests {
     #[test]
     fn zero_stride_is_a_config_error() {
         let e = sliding_windows(&ds(), &WindowConfig { length: 4, stride: 0, drop_unlabelled: true }).unwrap_err();
+        let whole = whole_recordings(&ds()).unwrap();
+        assert_eq!((whole.len(), whole[0].label, whole[1].label), (2, None, Some(0)));
         assert!(e.to_string().starts_with("config field `window`"), "{e}");
     }
 }
