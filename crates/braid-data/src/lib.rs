@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 mod dataset;
+pub mod audio;
 pub mod image;
 pub mod imu;
 pub mod text;

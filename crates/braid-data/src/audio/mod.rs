@@ -1,0 +1,15 @@
+//! Audio input: decoding (WAV, FLAC, OGG/Vorbis, MP3 through symphonia), down-mixing,
+//! resampling (rubato), a maximum duration, and the log-mel features of OpenAI Whisper
+//! (Radford et al. 2022), equal to `transformers.WhisperFeatureExtractor`.
+
+mod decode;
+mod load;
+mod mel;
+mod resample;
+mod stft;
+
+pub use decode::{decode_file, Audio};
+pub use load::{load_audio, AudioOptions};
+pub use mel::{mel_filter_bank, WhisperFeatures, WhisperFeaturesConfig};
+pub use resample::resample;
+pub use stft::power_spectrogram;
