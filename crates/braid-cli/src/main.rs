@@ -2,12 +2,15 @@
 //!
 //! The binary is thin: it parses flags into typed settings and calls the library crates.
 
+mod chat;
 mod classify;
 mod data;
 mod demo;
 mod embed;
 mod fetch;
+mod generate;
 mod inspect;
+mod perplexity;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +39,12 @@ enum Command {
     Data(data::DataArgs),
     /// Zero-shot image classification with CLIP.
     Classify(classify::ClassifyArgs),
+    /// Continue a raw prompt with a language model (no chat template), streamed.
+    Generate(generate::GenerateArgs),
+    /// Chat with a language model through its chat template (one shot or interactive).
+    Chat(chat::ChatArgs),
+    /// Perplexity of a language model on a text file, as one JSON line.
+    Perplexity(perplexity::PerplexityArgs),
 }
 
 fn main() {
@@ -47,6 +56,9 @@ fn main() {
         Command::Embed(args) => embed::run(args),
         Command::Data(args) => data::run(args),
         Command::Classify(args) => classify::run(args),
+        Command::Generate(args) => generate::run(args),
+        Command::Chat(args) => chat::run(args),
+        Command::Perplexity(args) => perplexity::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

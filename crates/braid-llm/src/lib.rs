@@ -12,10 +12,12 @@ mod kv;
 pub mod llama;
 mod perplexity;
 mod model;
+mod text_model;
 pub mod tokenizer;
 
 pub use chat_template::{ChatTemplate, Message};
 pub use llama::{Llama, LlamaConfig, Weights};
 pub use model::{DecodeCache, LanguageModel, LmOutput};
 pub use perplexity::{perplexity, Perplexity};
+pub use text_model::TextModel;
 pub use tokenizer::Tokenizer;

@@ -1,0 +1,78 @@
+//! `braid chat`: talk to a model through its own chat template: one answer to PROMPT, or
+//! an interactive session on stdin that keeps the conversation (`/reset` forgets it,
+//! `/exit` or end of input leaves).
+
+use std::io::{BufRead, Write};
+
+use anyhow::Context;
+use braid_llm::generate::{generate, GenerateConfig, Timing};
+use braid_llm::{ChatTemplate, Message, TextModel};
+use candle_core::Device;
+
+use crate::generate::{load, print_stats, ModelArgs, SamplingArgs};
+
+/// Flags of `braid chat`.
+#[derive(Debug, clap::Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// One message to answer; without it, an interactive session.
+    pub prompt: Option<String>,
+    /// A system message opening the conversation.
+    #[arg(long)]
+    pub system: Option<String>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+/// One assistant turn: renders `history`, streams the reply to stdout, returns it.
+fn reply(tm: &TextModel, template: &ChatTemplate, history: &[Message], cfg: &GenerateConfig) -> anyhow::Result<(String, Timing)> {
+    let prompt = template.render(history, true)?;
+    // The template writes the special tokens itself; add none.
+    let ids = tm.tokenizer.encode(&prompt, false)?;
+    let mut out = std::io::stdout().lock();
+    let mut stream = |_: usize, piece: &str| -> braid_core::Result<()> {
+        write!(out, "{piece}").and_then(|_| out.flush()).map_err(|e| braid_core::Error::Invalid(e.to_string()))
+    };
+    let (gens, timing) = generate(&tm.model, &tm.tokenizer, &[ids], cfg, &Device::Cpu, &mut stream)?;
+    println!();
+    let text = gens.into_iter().next().map(|g| g.text).unwrap_or_default();
+    Ok((text.trim().to_string(), timing))
+}
+
+/// Runs `braid chat`.
+pub fn run(args: &ChatArgs) -> anyhow::Result<()> {
+    let (tm, load_s) = load(&args.model)?;
+    let template = tm.chat_template()?;
+    let cfg = args.sampling.config(0.0);
+    let mut history: Vec<Message> = args.system.iter().map(|s| Message::new("system", s.as_str())).collect();
+    if let Some(p) = &args.prompt {
+        history.push(Message::new("user", p.as_str()));
+        let (_, timing) = reply(&tm, &template, &history, &cfg)?;
+        if args.sampling.stats {
+            print_stats(&timing, load_s);
+        }
+        return Ok(());
+    }
+    eprintln!("chatting with {} (/reset forgets, /exit or Ctrl-D leaves)", args.model.model);
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("> ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).context("reading stdin")? == 0 {
+            return Ok(());
+        }
+        match line.trim() {
+            "" => continue,
+            "/exit" | "/quit" => return Ok(()),
+            "/reset" => {
+                history.retain(|m| m.role == "system");
+                continue;
+            }
+            text => history.push(Message::new("user", text)),
+        }
+        let (answer, _) = reply(&tm, &template, &history, &cfg)?;
+        history.push(Message::new("assistant", answer));
+    }
+}
