@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 mod encoder;
+pub mod audio;
 pub mod image;
 pub mod imu;
 pub mod text;

@@ -17,3 +17,4 @@ pub use cnn::{Cnn1d, Cnn1dConfig};
 pub use patch::{PatchTransformer, PatchTransformerConfig};
 pub use recurrent::{Recurrent, RecurrentConfig, RecurrentEncoder, RnnKind};
 pub use transformer::{TokenTransformer, TokenTransformerConfig};
+pub(crate) use transformer::token_mask;
