@@ -93,3 +93,41 @@ fn unsupported_rope_type_is_named() {
     let err = cfg.validate().unwrap_err().to_string();
     assert!(err.contains("rope_parameters.rope_type") && err.contains("yarn"), "{err}");
 }
+
+#[test]
+fn gguf_of_another_architecture_is_an_error_naming_it() {
+    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+    let dir = std::env::temp_dir().join(format!("braid-llm-arch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mamba.gguf");
+    let w = QTensor::quantize(&Tensor::zeros((4, 32), DType::F32, &Device::Cpu).unwrap(), GgmlDType::F32).unwrap();
+    let meta = gguf_file::Value::String("mamba".into());
+    let mut f = std::fs::File::create(&path).unwrap();
+    gguf_file::write(&mut f, &[("general.architecture", &meta)], &[("token_embd.weight", &w)]).unwrap();
+    drop(f);
+    for weights in [Weights::Frozen { dequantize: false }, Weights::Trainable(DType::F32)] {
+        let err = Llama::load(&path, weights, &Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("`mamba` is not supported") && err.contains("llama"), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn frozen_model_equals_trainable_model_with_cache() {
+    let dir = fixture("qwen2_tiny");
+    let (trainable, _) = Llama::from_folder(&dir, DType::F32, &Device::Cpu).unwrap();
+    let (frozen, report) = Llama::load_frozen(&dir, false, &Device::Cpu).unwrap();
+    assert!(report.is_clean() && !frozen.is_trainable(), "{report}");
+    let ids = Tensor::new(&[[3u32, 7, 1, 9, 4, 2]], &Device::Cpu).unwrap();
+    let full = trainable.forward(&ids).unwrap();
+    assert_close(&frozen.forward(&ids).unwrap(), &full, 1e-5, "frozen full").unwrap();
+    let mut cache = frozen.new_cache();
+    let e = frozen.embed_tokens(&ids.i((.., ..4)).unwrap()).unwrap();
+    frozen.forward_embeds(&e, None, Some(&mut cache)).unwrap();
+    for t in 4..6 {
+        let e = frozen.embed_tokens(&ids.i((.., t..t + 1)).unwrap()).unwrap();
+        let step = frozen.forward_last(&e, None, Some(&mut cache)).unwrap();
+        assert_close(&step, &full.i((.., t)).unwrap(), 1e-5, "frozen step").unwrap();
+    }
+    assert_eq!(cache.len(), 6);
+}
