@@ -77,7 +77,7 @@ fn prompt_longer_than_context_is_an_error_unless_truncated() {
     let ctx = tm.model.max_positions();
     let long: Vec<u32> = (0..ctx as u32).map(|i| 10 + i % 100).collect();
     let mut cfg = GenerateConfig { max_new_tokens: 4, ..Default::default() };
-    let err = generate(&tm.model, &tm.tokenizer, &[long.clone()], &cfg, &Device::Cpu, &mut |_, _| Ok(())).unwrap_err();
+    let err = generate(&tm.model, &tm.tokenizer, std::slice::from_ref(&long), &cfg, &Device::Cpu, &mut |_, _| Ok(())).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains(&format!("prompt of {ctx} tokens")) && msg.contains("context of 128"), "{msg}");
     cfg.truncate = true;
