@@ -7,5 +7,6 @@ pub mod audio;
 pub mod image;
 pub mod imu;
 pub mod text;
+pub mod video;
 
 pub use dataset::Dataset;
