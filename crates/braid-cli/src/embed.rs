@@ -164,13 +164,15 @@ pub(crate) fn load_images(
 ) -> anyhow::Result<(Option<Tensor>, Vec<PathBuf>)> {
     let (mut pixels, mut kept) = (Vec::new(), Vec::new());
     for p in paths {
-        match load_rgb(p).and_then(|img| proc.preprocess(&img, dev)) {
+        let pre = |img| proc.preprocess(&img, dev).map_err(|e| braid_core::Error::format(p, e.to_string()));
+        match load_rgb(p).and_then(pre) {
             Ok(t) => {
                 pixels.push(t);
                 kept.push(p.clone());
             }
-            Err(e) if skip_bad => eprintln!("warning: skipping {}: {e}", p.display()),
-            Err(e) => return Err(e).context(format!("{} (use --skip-bad to go on without it)", p.display())),
+            // Errors from braid-data name the file already.
+            Err(e) if skip_bad => eprintln!("warning: skipping {e}"),
+            Err(e) => bail!("{e} (use --skip-bad to go on without it)"),
         }
     }
     let stacked = if pixels.is_empty() { None } else { Some(Tensor::stack(&pixels, 0)?) };
