@@ -8,5 +8,6 @@ pub mod audio;
 pub mod image;
 pub mod imu;
 pub mod text;
+pub mod video;
 
 pub use encoder::Encoder;
