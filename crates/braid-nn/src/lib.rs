@@ -37,7 +37,24 @@ pub use pooling::{cls_pool, last_token_pool, mean_pool, Pooling};
 pub use rope::RotaryEmbedding;
 pub use softmax::{log_softmax, softmax, softmax_last_dim};
 
+use candle_core::Tensor;
 use candle_nn::VarBuilder;
+
+/// Whether a gradient could flow through an op on `ts`: any of them is a variable or was
+/// computed from one.
+pub fn needs_grad(ts: &[&Tensor]) -> bool {
+    ts.iter().any(|t| t.track_op())
+}
+
+/// Whether a layer may run candle's fused kernel on `ts` (input first): no gradient can be
+/// needed (frozen inference; the kernels have no backward pass), and all share a dtype the
+/// kernels support (f32, f16, bf16).
+pub(crate) fn fused_ok(ts: &[&Tensor]) -> bool {
+    let Some(first) = ts.first() else { return false };
+    let dtype = first.dtype();
+    let supported = matches!(dtype, candle_core::DType::F32 | candle_core::DType::F16 | candle_core::DType::BF16);
+    supported && !needs_grad(ts) && ts.iter().all(|t| t.dtype() == dtype)
+}
 
 /// `vb.pp(name)`, or `vb` itself when `name` is empty (a module at its parent's root, as
 /// BERT's `intermediate.dense` sits beside `attention`).

@@ -1,11 +1,14 @@
 //! Layer normalisation and RMS normalisation from differentiable ops (candle's fused
 //! `layer_norm` and `rms_norm` kernels have no backward pass), and [`Norm`], the choice of
-//! either that transformer blocks hold.
+//! either that transformer blocks hold. Where no gradient can be needed (neither the input
+//! nor the weights track ops: frozen inference) the fused kernels run instead.
 
 use braid_core::Result;
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
+
+use crate::fused_ok;
 
 /// Half-precision inputs are normalised in f32: their mean of squares loses too much.
 fn internal(x: &Tensor) -> Result<Tensor> {
@@ -34,6 +37,10 @@ impl LayerNorm {
 
     /// x: [..., dim] -> [..., dim]
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if fused_ok(&[x, &self.weight, &self.bias]) {
+            let x = x.contiguous()?;
+            return Ok(candle_nn::ops::layer_norm(&x, &self.weight, &self.bias, self.eps as f32)?);
+        }
         let h = internal(x)?;
         let centred = h.broadcast_sub(&h.mean_keepdim(D::Minus1)?)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
@@ -64,6 +71,9 @@ impl RmsNorm {
 
     /// x: [..., dim] -> [..., dim]
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if fused_ok(&[x, &self.weight]) {
+            return Ok(candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps as f32)?);
+        }
         let h = internal(x)?;
         let ms = h.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = h.broadcast_div(&(ms + self.eps)?.sqrt()?)?.to_dtype(x.dtype())?;
@@ -179,6 +189,27 @@ mod tests {
             let vb = VarBuilder::from_tensors(params, DType::F64, &Device::Cpu);
             let norm = Norm::new(5, cfg, vb)?;
             finite_difference_check(|x| norm.forward(x), &x, 1e-6, 1e-5)?;
+        }
+        Ok(())
+    }
+
+    /// Frozen inputs take candle's fused kernels, a variable input the differentiable
+    /// path: both must give the same numbers.
+    #[test]
+    fn fused_inference_path_equals_differentiable_path() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 5, 8), &dev)?;
+        let w = Tensor::randn(1f32, 0.1, 8, &dev)?;
+        let b = Tensor::randn(0f32, 0.1, 8, &dev)?;
+        let ln = LayerNorm { weight: w.clone(), bias: b, eps: 1e-5 };
+        let rms = RmsNorm { weight: w, eps: 1e-6 };
+        let tracked = candle_core::Var::from_tensor(&x)?;
+        assert!(fused_ok(&[&x]) && !fused_ok(&[tracked.as_tensor()]));
+        for (fused, composed) in [
+            (ln.forward(&x)?, ln.forward(tracked.as_tensor())?),
+            (rms.forward(&x)?, rms.forward(tracked.as_tensor())?),
+        ] {
+            fixtures::check(&fused, &composed.detach(), "fused vs composed")?;
         }
         Ok(())
     }

@@ -1,8 +1,10 @@
 //! Softmax and log-softmax from differentiable ops (candle's fused `softmax_last_dim` has no
-//! backward pass).
+//! backward pass); the fused kernel runs only where no gradient can be needed.
 
 use braid_core::Result;
 use candle_core::{shape::Dim, Tensor, D};
+
+use crate::fused_ok;
 
 /// Softmax along `dim`, stabilised by subtracting the (detached) maximum; subtracting any
 /// constant leaves softmax unchanged, so detaching it does not change the gradient.
@@ -16,6 +18,9 @@ pub fn softmax<Dm: Dim + Copy>(x: &Tensor, dim: Dm) -> Result<Tensor> {
 
 /// Softmax along the last dimension. x: [..., n] -> [..., n]
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if fused_ok(&[x]) {
+        return Ok(candle_nn::ops::softmax_last_dim(&x.contiguous()?)?);
+    }
     softmax(x, D::Minus1)
 }
 
@@ -60,5 +65,14 @@ mod tests {
         finite_difference_check(softmax_last_dim, &x, 1e-6, 1e-6)?;
         finite_difference_check(|x| softmax(x, 1), &x, 1e-6, 1e-6)?;
         finite_difference_check(|x| log_softmax(x, D::Minus1), &x, 1e-6, 1e-6)
+    }
+
+    #[test]
+    fn fused_inference_path_equals_differentiable_path() -> Result<()> {
+        let x = Tensor::randn(0f32, 3.0, (3, 4, 9), &Device::Cpu)?;
+        let tracked = candle_core::Var::from_tensor(&x)?;
+        let composed = softmax_last_dim(tracked.as_tensor())?;
+        assert!(composed.track_op(), "a variable must take the differentiable path");
+        fixtures::check(&softmax_last_dim(&x)?, &composed.detach(), "fused vs composed softmax")
     }
 }
