@@ -103,16 +103,18 @@ fn load(path: &Path, a: &StatsArgs) -> anyhow::Result<Vec<(String, ImuDataset)>>
         }
         return files.iter().map(|f| Ok((name(f), read_ts(f)?))).collect();
     }
-    let ds = match path.extension().and_then(|e| e.to_str()) {
+    let ds = read_dataset(path, a.label_column.clone(), a.subject_column.clone())?;
+    Ok(vec![(name(path), ds)])
+}
+
+/// One `.ts`, `.npz` (HAPT layout) or `.csv` file (CSV: label and subject columns).
+pub(crate) fn read_dataset(path: &Path, label: Option<String>, subject: Option<String>) -> anyhow::Result<ImuDataset> {
+    Ok(match path.extension().and_then(|e| e.to_str()) {
         Some("ts") => read_ts(path)?,
         Some("npz") => read_hapt(path)?,
-        Some("csv") => {
-            let opts = CsvOptions { label_column: a.label_column.clone(), subject_column: a.subject_column.clone(), ignore: vec![] };
-            read_csv(path, &opts)?
-        }
+        Some("csv") => read_csv(path, &CsvOptions { label_column: label, subject_column: subject, ignore: vec![] })?,
         _ => bail!("{}: expected a .ts, .npz (HAPT layout) or .csv file", path.display()),
-    };
-    Ok(vec![(name(path), ds)])
+    })
 }
 
 #[cfg(test)]

@@ -29,6 +29,12 @@ pub enum EmbedWhat {
     Text(TextArgs),
     /// Images with a CLIP model folder (projected image features).
     Image(ImageArgs),
+    /// Audio clips with a Whisper encoder folder (mean over time, or --pool none).
+    Audio(crate::embed_signal::AudioArgs),
+    /// Videos (frame folders, GIF, MP4/WebM via ffmpeg) with CLIP per-frame features.
+    Video(crate::embed_signal::VideoArgs),
+    /// IMU recordings (.ts, .npz, .csv) in windows, with a saved IMU encoder.
+    Imu(crate::embed_signal::ImuArgs),
 }
 
 /// Flags of `braid embed text`.
@@ -99,6 +105,9 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
     match &args.what {
         EmbedWhat::Text(a) => embed_text(a),
         EmbedWhat::Image(a) => embed_image(a),
+        EmbedWhat::Audio(a) => crate::embed_signal::embed_audio(a),
+        EmbedWhat::Video(a) => crate::embed_signal::embed_video(a),
+        EmbedWhat::Imu(a) => crate::embed_signal::embed_imu(a),
     }
 }
 

@@ -7,6 +7,7 @@ mod classify;
 mod data;
 mod demo;
 mod embed;
+mod embed_signal;
 mod fetch;
 mod generate;
 mod inspect;
