@@ -1,8 +1,25 @@
 //! Parts 2 and 4 of a multimodal LLM: the input projector that maps encoder features into
 //! the language model's embedding space, and the output projector that maps the language
 //! model's hidden states at signal tokens into a generator's conditioning space.
+//!
+//! Input projectors, chosen by [`ProjectorConfig`]: [`LinearProjector`] (LLaVA),
+//! [`MlpProjector`] (LLaVA-1.5 `mlp2x_gelu`), [`Resampler`] (Flamingo / Qwen-VL learned
+//! queries) and [`MoeProjector`] (OneLLM's mixture of projection experts).
 #![deny(missing_docs)]
 
+mod config;
+mod linear;
+mod mlp;
+mod moe;
 mod projector;
+mod resampler;
 
+#[cfg(test)]
+mod test_support;
+
+pub use config::ProjectorConfig;
+pub use linear::{LinearConfig, LinearProjector};
+pub use mlp::{MlpProjector, MlpProjectorConfig};
+pub use moe::{MoeConfig, MoeProjector};
 pub use projector::{InputProjector, OutputProjector};
+pub use resampler::{Resampler, ResamplerConfig};

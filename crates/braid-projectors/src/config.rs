@@ -1,0 +1,198 @@
+//! The typed choice of input projector, as written in `pipeline.toml`:
+//!
+//! ```toml
+//! [projector]
+//! type = "mlp"          # linear | mlp | resampler | moe
+//! activation = "gelu"
+//! ```
+
+use braid_core::{Error, Result};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    InputProjector, LinearConfig, LinearProjector, MlpProjector, MlpProjectorConfig, MoeConfig,
+    MoeProjector, Resampler, ResamplerConfig,
+};
+
+/// Which input projector to build, with its options. Widths come from the encoder and the
+/// LLM, not from here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ProjectorConfig {
+    /// One linear map (LLaVA v1).
+    Linear(LinearConfig),
+    /// Two linear layers with GELU between (LLaVA-1.5 `mlp2x_gelu`).
+    Mlp(MlpProjectorConfig),
+    /// Learned queries cross-attending to the features (Flamingo, Qwen-VL).
+    Resampler(ResamplerConfig),
+    /// Mixture of projection experts with a router per modality (OneLLM).
+    Moe(MoeConfig),
+}
+
+impl Default for ProjectorConfig {
+    fn default() -> Self {
+        Self::Mlp(MlpProjectorConfig::default())
+    }
+}
+
+impl ProjectorConfig {
+    /// The `type` names, in declaration order.
+    pub const KINDS: [&'static str; 4] = ["linear", "mlp", "resampler", "moe"];
+
+    /// The `type` name of this configuration.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Linear(_) => "linear",
+            Self::Mlp(_) => "mlp",
+            Self::Resampler(_) => "resampler",
+            Self::Moe(_) => "moe",
+        }
+    }
+
+    /// Parses a projector table on its own (`type = "…"` and options). An unknown `type`
+    /// is an [`Error::Unknown`] listing [`Self::KINDS`].
+    pub fn from_toml(text: &str) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Tag {
+            #[serde(rename = "type")]
+            kind: String,
+        }
+        let tag: Tag =
+            toml::from_str(text).map_err(|e| Error::config("projector.type", e.message()))?;
+        if !Self::KINDS.contains(&tag.kind.as_str()) {
+            return Err(Error::Unknown {
+                kind: "projector kind".into(),
+                name: tag.kind,
+                known: Self::KINDS.iter().map(|k| k.to_string()).collect(),
+            });
+        }
+        toml::from_str(text)
+            .map_err(|e| Error::config(format!("projector ({})", tag.kind), e.message()))
+    }
+
+    /// Builds the projector under `vb`: in_dim is the encoder width, out_dim the LLM's.
+    pub fn build(
+        &self,
+        in_dim: usize,
+        out_dim: usize,
+        vb: VarBuilder,
+    ) -> Result<Box<dyn InputProjector>> {
+        Ok(match self {
+            Self::Linear(c) => Box::new(LinearProjector::new(*c, in_dim, out_dim, vb)?),
+            Self::Mlp(c) => Box::new(MlpProjector::new(*c, in_dim, out_dim, vb)?),
+            Self::Resampler(c) => Box::new(Resampler::new(*c, in_dim, out_dim, vb)?),
+            Self::Moe(c) => Box::new(MoeProjector::new(c, in_dim, out_dim, vb)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::features;
+    use braid_core::Modality;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    /// A `pipeline.toml`-like document with the projector as one table among others.
+    #[derive(Debug, Deserialize)]
+    struct Pipeline {
+        #[allow(dead_code)]
+        llm: String,
+        projector: ProjectorConfig,
+    }
+
+    fn pipeline(projector: &str) -> String {
+        format!("llm = \"smollm2\"\n\n[projector]\n{projector}\n")
+    }
+
+    #[test]
+    fn parses_each_kind_from_pipeline_toml() -> Result<()> {
+        let cases = [
+            ("type = \"linear\"", "linear"),
+            ("type = \"mlp\"\nactivation = \"gelu\"", "mlp"),
+            (
+                "type = \"resampler\"\nnum_queries = 4\nheads = 2",
+                "resampler",
+            ),
+            (
+                "type = \"moe\"\nnum_experts = 2\nmodalities = [\"image\", \"audio\"]",
+                "moe",
+            ),
+        ];
+        for (table, kind) in cases {
+            let p: Pipeline = toml::from_str(&pipeline(table))
+                .map_err(|e| Error::config("test", e.to_string()))?;
+            assert_eq!(p.projector.kind(), kind);
+        }
+        let p: Pipeline = toml::from_str(&pipeline(cases[3].0))
+            .map_err(|e| Error::config("test", e.to_string()))?;
+        let moe = MoeConfig {
+            num_experts: 2,
+            modalities: vec![Modality::Image, Modality::Audio],
+            ..MoeConfig::default()
+        };
+        assert_eq!(p.projector, ProjectorConfig::Moe(moe));
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_kind_lists_the_known_ones() {
+        let err = toml::from_str::<Pipeline>(&pipeline("type = \"qformer_xl\""))
+            .unwrap_err()
+            .to_string();
+        for kind in ProjectorConfig::KINDS {
+            assert!(err.contains(&format!("`{kind}`")), "{err}");
+        }
+        let err = ProjectorConfig::from_toml("type = \"qformer_xl\"")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "unknown projector kind `qformer_xl`; known: linear, mlp, resampler, moe"
+        );
+    }
+
+    #[test]
+    fn unknown_option_is_an_error() {
+        let err = ProjectorConfig::from_toml("type = \"mlp\"\ndepth = 3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("depth"), "{err}");
+    }
+
+    #[test]
+    fn round_trips_through_toml() -> Result<()> {
+        for cfg in [
+            ProjectorConfig::default(),
+            ProjectorConfig::Linear(LinearConfig::default()),
+            ProjectorConfig::Resampler(ResamplerConfig::default()),
+            ProjectorConfig::Moe(MoeConfig::default()),
+        ] {
+            let text = toml::to_string(&cfg).map_err(|e| Error::config("test", e.to_string()))?;
+            assert_eq!(ProjectorConfig::from_toml(&text)?, cfg);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn builds_each_kind() -> Result<()> {
+        let expect = [("linear", 5), ("mlp", 5), ("resampler", 4), ("moe", 7)];
+        let tables = [
+            "type = \"linear\"",
+            "type = \"mlp\"",
+            "type = \"resampler\"\nnum_queries = 4\nheads = 2",
+            "type = \"moe\"\nnum_tokens = 2",
+        ];
+        for ((kind, m), table) in expect.into_iter().zip(tables) {
+            let cfg = ProjectorConfig::from_toml(table)?;
+            let vm = VarMap::new();
+            let p = cfg.build(6, 8, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+            let out = p.project(&features(2, 5, 6, true)?)?;
+            assert_eq!(out.tokens.dims(), &[2, m, 8], "{kind}");
+            assert_eq!((p.in_dim(), p.out_dim()), (6, 8));
+        }
+        Ok(())
+    }
+}
