@@ -40,6 +40,19 @@ fn reply(tm: &TextModel, template: &ChatTemplate, history: &[Message], cfg: &Gen
     Ok((text.trim().to_string(), timing))
 }
 
+/// `braid demo`'s chat step: one greedy answer from SmolLM2 (quantized), streamed.
+pub fn demo_turn(gguf: &std::path::Path) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    let tm = TextModel::load(gguf, braid_llm::Weights::Frozen { dequantize: false }, &Device::Cpu)?;
+    let question = "In one sentence, what is a multimodal model?";
+    print!("chat (SmolLM2, Q4_1, loaded in {:.2} s)\n  user: {question}\n  assistant: ", start.elapsed().as_secs_f64());
+    std::io::stdout().flush()?;
+    let cfg = GenerateConfig { max_new_tokens: 48, ..Default::default() };
+    let (_, t) = reply(&tm, &tm.chat_template()?, &[Message::new("user", question)], &cfg)?;
+    println!("  ({} tokens at {:.0} tokens/s)", t.decode_tokens + 1, t.decode_tokens as f64 / t.decode_seconds.max(1e-9));
+    Ok(())
+}
+
 /// Runs `braid chat`.
 pub fn run(args: &ChatArgs) -> anyhow::Result<()> {
     let (tm, load_s) = load(&args.model)?;

@@ -38,6 +38,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         };
         print_loaded(name, &what, &report, start.elapsed().as_secs_f64());
     }
+    crate::chat::demo_turn(&braid_hub::resolve_model("smollm2")?)?;
     Ok(())
 }
 
