@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use braid_core::checkpoint::LoadReport;
-use braid_encoders::text::Bert;
+use braid_encoders::text::{Bert, SentenceEncoder};
 use braid_hub::FetchOptions;
 use braid_llm::Llama;
 use candle_core::{DType, Device};
@@ -38,6 +38,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         };
         print_loaded(name, &what, &report, start.elapsed().as_secs_f64());
     }
+    similarity_demo(&braid_hub::resolve_model("minilm")?, &device)?;
     crate::chat::demo_turn(&braid_hub::resolve_model("smollm2")?)?;
     Ok(())
 }
@@ -63,6 +64,26 @@ fn load_smollm2(gguf: &Path, device: &Device) -> anyhow::Result<(String, LoadRep
         c.vocab_size
     );
     Ok((what, report))
+}
+
+/// Sentences whose MiniLM embeddings the demo compares: the first two mean the same.
+const SENTENCES: [&str; 3] = [
+    "The wearable sensor recorded the participant walking upstairs.",
+    "An accelerometer on the wrist logged someone climbing stairs.",
+    "The recipe needs two cups of flour and an egg.",
+];
+
+/// Embeds [`SENTENCES`] with MiniLM and prints their cosine similarities.
+fn similarity_demo(dir: &Path, device: &Device) -> anyhow::Result<()> {
+    let (encoder, _) = SentenceEncoder::load(dir, None, device)?;
+    let (emb, _) = encoder.embed(&SENTENCES, device)?;
+    // The embeddings are L2-normalised, so dot products are cosine similarities.
+    let sims = emb.matmul(&emb.t()?)?.to_vec2::<f32>()?;
+    println!("embed (MiniLM, cosine similarity)");
+    for (i, j) in [(0, 1), (0, 2)] {
+        println!("  {:>6.3}  \"{}\" ~ \"{}\"", sims[i][j], SENTENCES[i], SENTENCES[j]);
+    }
+    Ok(())
 }
 
 fn print_loaded(name: &str, what: &str, report: &LoadReport, seconds: f64) {

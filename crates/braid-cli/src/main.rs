@@ -34,7 +34,7 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Fetch the default models, load them and report what was loaded.
     Demo(demo::DemoArgs),
-    /// Embed texts (sentence-transformers) or images (CLIP) to .npy or .jsonl.
+    /// Embed texts, images, audio, video or IMU recordings to .npy or .jsonl.
     Embed(embed::EmbedArgs),
     /// Inspect datasets: `braid data stats NAME` counts windows per class and subject.
     Data(data::DataArgs),
