@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! [projector]
-//! type = "mlp"          # linear | mlp | resampler | moe
+//! type = "mlp"          # linear | mlp | resampler | qformer | moe
 //! activation = "gelu"
 //! ```
 
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     InputProjector, LinearConfig, LinearProjector, MlpProjector, MlpProjectorConfig, MoeConfig,
-    MoeProjector, Resampler, ResamplerConfig,
+    MoeProjector, QFormerConfig, QFormerProjector, Resampler, ResamplerConfig,
 };
 
 /// Which input projector to build, with its options. Widths come from the encoder and the
@@ -26,6 +26,9 @@ pub enum ProjectorConfig {
     Mlp(MlpProjectorConfig),
     /// Learned queries cross-attending to the features (Flamingo, Qwen-VL).
     Resampler(ResamplerConfig),
+    /// BLIP-2's Q-Former with its query tokens and language projection.
+    #[serde(rename = "qformer")]
+    QFormer(QFormerConfig),
     /// Mixture of projection experts with a router per modality (OneLLM).
     Moe(MoeConfig),
 }
@@ -38,7 +41,7 @@ impl Default for ProjectorConfig {
 
 impl ProjectorConfig {
     /// The `type` names, in declaration order.
-    pub const KINDS: [&'static str; 4] = ["linear", "mlp", "resampler", "moe"];
+    pub const KINDS: [&'static str; 5] = ["linear", "mlp", "resampler", "qformer", "moe"];
 
     /// The `type` name of this configuration.
     pub fn kind(&self) -> &'static str {
@@ -46,6 +49,7 @@ impl ProjectorConfig {
             Self::Linear(_) => "linear",
             Self::Mlp(_) => "mlp",
             Self::Resampler(_) => "resampler",
+            Self::QFormer(_) => "qformer",
             Self::Moe(_) => "moe",
         }
     }
@@ -82,6 +86,7 @@ impl ProjectorConfig {
             Self::Linear(c) => Box::new(LinearProjector::new(*c, in_dim, out_dim, vb)?),
             Self::Mlp(c) => Box::new(MlpProjector::new(*c, in_dim, out_dim, vb)?),
             Self::Resampler(c) => Box::new(Resampler::new(*c, in_dim, out_dim, vb)?),
+            Self::QFormer(c) => Box::new(QFormerProjector::new(c, in_dim, out_dim, vb)?),
             Self::Moe(c) => Box::new(MoeProjector::new(c, in_dim, out_dim, vb)?),
         })
     }
@@ -116,6 +121,7 @@ mod tests {
                 "type = \"resampler\"\nnum_queries = 4\nheads = 2",
                 "resampler",
             ),
+            ("type = \"qformer\"\nlayers = 2", "qformer"),
             (
                 "type = \"moe\"\nnum_experts = 2\nmodalities = [\"image\", \"audio\"]",
                 "moe",
@@ -126,7 +132,7 @@ mod tests {
                 .map_err(|e| Error::config("test", e.to_string()))?;
             assert_eq!(p.projector.kind(), kind);
         }
-        let p: Pipeline = toml::from_str(&pipeline(cases[3].0))
+        let p: Pipeline = toml::from_str(&pipeline(cases[4].0))
             .map_err(|e| Error::config("test", e.to_string()))?;
         let moe = MoeConfig {
             num_experts: 2,
@@ -150,7 +156,7 @@ mod tests {
             .to_string();
         assert_eq!(
             err,
-            "unknown projector kind `qformer_xl`; known: linear, mlp, resampler, moe"
+            "unknown projector kind `qformer_xl`; known: linear, mlp, resampler, qformer, moe"
         );
     }
 
@@ -168,6 +174,7 @@ mod tests {
             ProjectorConfig::default(),
             ProjectorConfig::Linear(LinearConfig::default()),
             ProjectorConfig::Resampler(ResamplerConfig::default()),
+            ProjectorConfig::QFormer(QFormerConfig::default()),
             ProjectorConfig::Moe(MoeConfig::default()),
         ] {
             let text = toml::to_string(&cfg).map_err(|e| Error::config("test", e.to_string()))?;
@@ -178,11 +185,18 @@ mod tests {
 
     #[test]
     fn builds_each_kind() -> Result<()> {
-        let expect = [("linear", 5), ("mlp", 5), ("resampler", 4), ("moe", 7)];
+        let expect = [
+            ("linear", 5),
+            ("mlp", 5),
+            ("resampler", 4),
+            ("qformer", 2),
+            ("moe", 7),
+        ];
         let tables = [
             "type = \"linear\"",
             "type = \"mlp\"",
             "type = \"resampler\"\nnum_queries = 4\nheads = 2",
+            "type = \"qformer\"\nnum_query_tokens = 2\nhidden = 8\nlayers = 2\nheads = 2\nintermediate = 8",
             "type = \"moe\"\nnum_tokens = 2",
         ];
         for ((kind, m), table) in expect.into_iter().zip(tables) {

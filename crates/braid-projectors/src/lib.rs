@@ -4,7 +4,8 @@
 //!
 //! Input projectors, chosen by [`ProjectorConfig`]: [`LinearProjector`] (LLaVA),
 //! [`MlpProjector`] (LLaVA-1.5 `mlp2x_gelu`), [`Resampler`] (Flamingo / Qwen-VL learned
-//! queries) and [`MoeProjector`] (OneLLM's mixture of projection experts).
+//! queries), [`QFormerProjector`] (BLIP-2) and [`MoeProjector`] (OneLLM's mixture of
+//! projection experts).
 #![deny(missing_docs)]
 
 mod config;
@@ -12,6 +13,7 @@ mod linear;
 mod mlp;
 mod moe;
 mod projector;
+mod qformer;
 mod resampler;
 
 #[cfg(test)]
@@ -22,4 +24,5 @@ pub use linear::{LinearConfig, LinearProjector};
 pub use mlp::{MlpProjector, MlpProjectorConfig};
 pub use moe::{MoeConfig, MoeProjector};
 pub use projector::{InputProjector, OutputProjector};
+pub use qformer::{QFormer, QFormerConfig, QFormerProjector};
 pub use resampler::{Resampler, ResamplerConfig};
