@@ -68,7 +68,7 @@ pub fn run(args: &FetchArgs) -> Result<()> {
 fn print_list() {
     let home = braid_hub::home();
     println!("cache: {}", home.display());
-    println!("{:<19} {:<8} {:<44} {:>9}  {}", "NAME", "KIND", "SOURCE", "SIZE", "STATUS");
+    println!("{:<19} {:<8} {:<44} {:>9}  STATUS", "NAME", "KIND", "SOURCE", "SIZE");
     for e in braid_hub::registry() {
         let status = if braid_hub::is_fetched(e, &home) { "fetched" } else { "-" };
         let size = match e.source {
