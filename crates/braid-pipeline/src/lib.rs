@@ -3,5 +3,8 @@
 #![deny(missing_docs)]
 
 mod config;
+pub mod llava;
+pub mod splice;
 
 pub use config::{EncoderSlot, PipelineConfig};
+pub use llava::{Llava, LlavaConfig};
