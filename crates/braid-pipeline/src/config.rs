@@ -3,7 +3,11 @@
 use std::path::Path;
 
 use braid_core::{Error, Modality, Result};
+use braid_llm::LlamaConfig;
+use braid_projectors::ProjectorConfig;
 use serde::{Deserialize, Serialize};
+
+use crate::EncoderConfig;
 
 /// One modality's encoder and where its weights are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -11,8 +15,20 @@ use serde::{Deserialize, Serialize};
 pub struct EncoderSlot {
     /// The modality whose placeholder (`<image>`) its tokens replace.
     pub modality: Modality,
-    /// Registered name or path of the encoder's weights.
+    /// Registered name or path of the encoder's weights (a Hugging Face CLIP folder when
+    /// `encoder` is absent; informational in a trained model directory).
     pub model: String,
+    /// The id of this modality's placeholder (`<image>`) in the tokenized prompt.
+    #[serde(default)]
+    pub token_id: Option<u32>,
+    /// The encoder's architecture; present when its weights are stored in the pipeline
+    /// directory (`encoder.<modality>.safetensors`).
+    #[serde(default)]
+    pub encoder: Option<EncoderConfig>,
+    /// The projector from this encoder to the language model
+    /// (`projector.<modality>.safetensors`).
+    #[serde(default)]
+    pub projector: ProjectorConfig,
 }
 
 /// A multimodal model: encoders, projector and language model.
@@ -22,11 +38,26 @@ pub struct PipelineConfig {
     /// Encoders, one per modality.
     #[serde(default)]
     pub encoders: Vec<EncoderSlot>,
-    /// Registered name or path of the language model.
+    /// Registered name or path of the language model (a Hugging Face folder when
+    /// `llm_config` is absent).
     pub llm: String,
+    /// The language model's architecture; present when its weights are stored in the
+    /// pipeline directory (`llm.safetensors`).
+    #[serde(default)]
+    pub llm_config: Option<LlamaConfig>,
 }
 
 impl PipelineConfig {
+    /// The slot of `modality`, if the model has one.
+    pub fn slot(&self, modality: Modality) -> Option<&EncoderSlot> {
+        self.encoders.iter().find(|s| s.modality == modality)
+    }
+
+    /// Writes `pipeline.toml` text.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self).map_err(|e| Error::Invalid(format!("pipeline.toml: {e}")))
+    }
+
     /// Reads and validates a `pipeline.toml`; errors name the file and the field.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -74,5 +105,15 @@ mod tests {
         let f = write("llm = \"x\"\n[[encoders]]\nmodality = \"imu\"\nmodel = \"a\"\n[[encoders]]\nmodality = \"imu\"\nmodel = \"b\"\n");
         let err = PipelineConfig::load(f.path()).unwrap_err().to_string();
         assert!(err.contains("encoders[1].modality"), "{err}");
+    }
+
+    #[test]
+    fn unknown_projector_kind_lists_the_kinds() {
+        let f = write("llm = \"x\"\n[[encoders]]\nmodality = \"image\"\nmodel = \"a\"\n[encoders.projector]\ntype = \"perceiver\"\n");
+        let err = PipelineConfig::load(f.path()).unwrap_err().to_string();
+        assert!(err.contains("perceiver"), "{err}");
+        for kind in ProjectorConfig::KINDS {
+            assert!(err.contains(kind), "{kind} missing from: {err}");
+        }
     }
 }

@@ -3,8 +3,14 @@
 #![deny(missing_docs)]
 
 mod config;
+mod encoder_config;
 pub mod llava;
+mod pipeline;
 pub mod splice;
+mod store;
 
 pub use config::{EncoderSlot, PipelineConfig};
+pub use encoder_config::EncoderConfig;
 pub use llava::{Llava, LlavaConfig};
+pub use pipeline::{Input, Pipeline};
+pub use store::PIPELINE_FILE;

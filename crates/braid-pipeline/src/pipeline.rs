@@ -1,0 +1,201 @@
+//! [`Pipeline`]: encoders (1) + input projectors (2) + language model (3) from one
+//! [`PipelineConfig`]. A prompt's placeholder ids (one per item, as the original LLaVA
+//! code's `IMAGE_TOKEN_INDEX`) are replaced by that item's projected tokens, so an image
+//! of 576 tokens takes one id in the prompt. References: LLaVA
+//! `llava/model/llava_arch.py` `prepare_inputs_labels_for_multimodal`; transformers
+//! `models/llava/modeling_llava.py` (which instead expects the ids pre-expanded, see
+//! [`crate::Llava`]).
+
+use std::path::Path;
+
+use braid_core::{Error, Features, Modality, Result};
+use braid_encoders::image::Clip;
+use braid_encoders::Encoder;
+use braid_llm::{LanguageModel, Llama, LmOutput};
+use braid_projectors::InputProjector;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+
+use crate::encoder_config::ImageTower;
+use crate::{EncoderSlot, PipelineConfig};
+
+/// One item for a placeholder: an image, a clip of audio, an IMU window.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// Whose placeholder it fills.
+    pub modality: Modality,
+    /// The encoder's input for one item, batch 1 (see `braid_encoders::Encoder`).
+    pub data: Tensor,
+    /// Its padding mask, if any.
+    pub mask: Option<Tensor>,
+}
+
+/// One modality's encoder and projector, each with its own variables (freezing is
+/// structural: a training stage picks the maps it optimises).
+pub(crate) struct Branch {
+    pub(crate) modality: Modality,
+    pub(crate) token_id: u32,
+    pub(crate) encoder: Box<dyn Encoder>,
+    pub(crate) projector: Box<dyn InputProjector>,
+    /// `None` for an encoder loaded frozen from the folder its slot names.
+    pub(crate) encoder_vars: Option<VarMap>,
+    pub(crate) projector_vars: VarMap,
+}
+
+/// Encoders + projectors + language model.
+pub struct Pipeline {
+    pub(crate) cfg: PipelineConfig,
+    pub(crate) branches: Vec<Branch>,
+    pub(crate) llm: Llama,
+    /// `None` for a language model loaded frozen from the folder `llm` names.
+    pub(crate) llm_vars: Option<VarMap>,
+    pub(crate) device: Device,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+fn fresh(device: &Device) -> (VarMap, VarBuilder<'static>) {
+    let vars = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
+    (vars, vb)
+}
+
+impl Branch {
+    fn new(i: usize, slot: &EncoderSlot, llm_dim: usize, device: &Device) -> Result<Self> {
+        let token_id = slot.token_id.ok_or_else(|| {
+            Error::config(format!("encoders[{i}].token_id"), "needed to find the placeholders in a prompt")
+        })?;
+        let (encoder, encoder_vars): (Box<dyn Encoder>, _) = match &slot.encoder {
+            Some(cfg) => {
+                let (vars, vb) = fresh(device);
+                (cfg.build(vb)?, Some(vars))
+            }
+            None if slot.modality == Modality::Image => {
+                let (clip, _) = Clip::load(Path::new(&slot.model), device)?;
+                let vit = clip.vision().clone().with_feature_layer(-2)?;
+                (Box::new(ImageTower { vit, drop_cls: true }), None)
+            }
+            None => {
+                return Err(Error::config(
+                    format!("encoders[{i}].encoder"),
+                    format!("a `{}` encoder needs its architecture ([encoders.encoder])", slot.modality),
+                ))
+            }
+        };
+        let (projector_vars, vb) = fresh(device);
+        let projector = slot.projector.build(encoder.output_dim(), llm_dim, vb)?;
+        Ok(Self { modality: slot.modality, token_id, encoder, projector, encoder_vars, projector_vars })
+    }
+
+    /// input: one item, batch 1 -> projected tokens [m, d_llm]
+    fn tokens(&self, input: &Input) -> Result<Tensor> {
+        let f = self.encoder.encode(&input.data, input.mask.as_ref())?;
+        let p = self.projector.project(&Features::new(f.tokens, f.mask)?)?;
+        Ok(p.tokens.squeeze(0)?)
+    }
+}
+
+impl Pipeline {
+    /// Builds every component: those with an architecture in `cfg` get fresh trainable
+    /// variables, the others are loaded from the folder their slot names.
+    pub fn init(cfg: &PipelineConfig, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let (llm, llm_vars) = match &cfg.llm_config {
+            Some(c) => {
+                let (vars, vb) = fresh(device);
+                (Llama::new(c, vb)?, Some(vars))
+            }
+            None => (Llama::from_folder(Path::new(&cfg.llm), DType::F32, device)?.0, None),
+        };
+        let branches = cfg
+            .encoders
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| Branch::new(i, slot, llm.hidden_size(), device))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { cfg: cfg.clone(), branches, llm, llm_vars, device: device.clone() })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.cfg
+    }
+
+    /// The language model (for decoding with a cache after [`Self::embed_prompt`]).
+    pub fn llm(&self) -> &Llama {
+        &self.llm
+    }
+
+    /// Every trainable variable map by component name (`llm`, `encoder.image`,
+    /// `projector.image`, ...), as saved in the model directory.
+    pub fn var_maps(&self) -> Vec<(String, &VarMap)> {
+        let mut maps: Vec<(String, &VarMap)> = self.llm_vars.iter().map(|v| ("llm".to_string(), v)).collect();
+        for b in &self.branches {
+            if let Some(v) = &b.encoder_vars {
+                maps.push((format!("encoder.{}", b.modality), v));
+            }
+            maps.push((format!("projector.{}", b.modality), &b.projector_vars));
+        }
+        maps
+    }
+
+    fn branch(&self, modality: Modality) -> Result<&Branch> {
+        self.branches.iter().find(|b| b.modality == modality).ok_or_else(|| {
+            let have: Vec<String> = self.branches.iter().map(|b| b.modality.to_string()).collect();
+            Error::Invalid(format!(
+                "an {modality} input was given but this model has no {modality} encoder (it has: {})",
+                if have.is_empty() { "none".to_string() } else { have.join(", ") }
+            ))
+        })
+    }
+
+    /// Text embeddings with each placeholder id replaced by the projected tokens of the
+    /// next input of its modality. Errors when an input has no encoder or when a
+    /// modality's placeholders and inputs differ in number (naming both counts).
+    ///
+    /// ids: one prompt's token ids (t of them) -> [1, t - placeholders + projected, d_llm]
+    pub fn embed_prompt(&self, ids: &[u32], inputs: &[Input]) -> Result<Tensor> {
+        for input in inputs {
+            self.branch(input.modality)?;
+        }
+        for b in &self.branches {
+            let slots = ids.iter().filter(|&&id| id == b.token_id).count();
+            let given = inputs.iter().filter(|x| x.modality == b.modality).count();
+            if slots != given {
+                return Err(Error::Invalid(format!(
+                    "the prompt has {slots} {m} placeholders but {given} {m} inputs were given",
+                    m = b.modality
+                )));
+            }
+        }
+        let text = self.llm.embed_tokens(&Tensor::new(ids, &self.device)?.unsqueeze(0)?)?.squeeze(0)?;
+        let mut used = vec![0usize; self.branches.len()];
+        let (mut parts, mut run_start) = (Vec::new(), 0);
+        for (i, id) in ids.iter().enumerate() {
+            let Some(k) = self.branches.iter().position(|b| b.token_id == *id) else { continue };
+            if i > run_start {
+                parts.push(text.narrow(0, run_start, i - run_start)?);
+            }
+            run_start = i + 1;
+            let b = &self.branches[k];
+            let input = inputs.iter().filter(|x| x.modality == b.modality).nth(used[k]);
+            used[k] += 1;
+            let input = input.ok_or_else(|| Error::Invalid("a placeholder without an input".into()))?;
+            parts.push(b.tokens(input)?.to_dtype(text.dtype())?);
+        }
+        if ids.len() > run_start {
+            parts.push(text.narrow(0, run_start, ids.len() - run_start)?);
+        }
+        Ok(Tensor::cat(&parts, 0)?.unsqueeze(0)?)
+    }
+
+    /// ids: one prompt (t ids) -> [`LmOutput`] over the spliced sequence, `[1, t', vocab]`.
+    pub fn forward(&self, ids: &[u32], inputs: &[Input]) -> Result<LmOutput> {
+        let embeds = self.embed_prompt(ids, inputs)?;
+        self.llm.forward_embeds(&embeds, None, None)
+    }
+}

@@ -1,0 +1,65 @@
+//! A trained model as a directory: `pipeline.toml` plus one safetensors file per
+//! component with its own variables (`llm.safetensors`, `encoder.<modality>.safetensors`,
+//! `projector.<modality>.safetensors`). Components without stored weights (a frozen base
+//! LLM or CLIP folder) are referenced by the path in `pipeline.toml`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use braid_core::checkpoint::Checkpoint;
+use braid_core::{Error, Result};
+use candle_core::Device;
+use candle_nn::VarMap;
+
+use crate::{Pipeline, PipelineConfig};
+
+/// The configuration file of a model directory.
+pub const PIPELINE_FILE: &str = "pipeline.toml";
+
+impl Pipeline {
+    /// Writes `dir/pipeline.toml` and one safetensors file per trainable component.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let toml_path = dir.join(PIPELINE_FILE);
+        std::fs::write(&toml_path, self.cfg.to_toml()?).map_err(|e| Error::io(&toml_path, e))?;
+        for (name, vars) in self.var_maps() {
+            vars.save(dir.join(format!("{name}.safetensors")))?;
+        }
+        Ok(())
+    }
+
+    /// Loads a directory written by [`Self::save`]; every component's file must hold
+    /// exactly its variables (missing and unexpected tensors are named).
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let cfg = PipelineConfig::load(&dir.join(PIPELINE_FILE))?;
+        let pipeline = Self::init(&cfg, device)?;
+        for (name, vars) in pipeline.var_maps() {
+            load_exact(vars, &dir.join(format!("{name}.safetensors")))?;
+        }
+        Ok(pipeline)
+    }
+}
+
+/// Fills `vars` from `path`, failing unless the names agree both ways (shapes are checked
+/// as each tensor is set).
+fn load_exact(vars: &VarMap, path: &Path) -> Result<()> {
+    let stored: BTreeSet<String> = Checkpoint::open(path)?.names().into_iter().collect();
+    let wanted: BTreeSet<String> = vars
+        .data()
+        .lock()
+        .map_err(|_| Error::Invalid("a variable map's lock is poisoned".into()))?
+        .keys()
+        .cloned()
+        .collect();
+    let missing: Vec<&String> = wanted.difference(&stored).collect();
+    let unexpected: Vec<&String> = stored.difference(&wanted).collect();
+    if !missing.is_empty() || !unexpected.is_empty() {
+        return Err(Error::Load {
+            path: path.to_path_buf(),
+            summary: format!("missing {missing:?}, unexpected {unexpected:?}"),
+        });
+    }
+    let mut vars = vars.clone();
+    vars.load(path)?;
+    Ok(())
+}
