@@ -5,6 +5,7 @@
 mod config;
 mod encoder_config;
 pub mod llava;
+mod model;
 mod pipeline;
 pub mod splice;
 mod store;
@@ -14,3 +15,4 @@ pub use encoder_config::EncoderConfig;
 pub use llava::{Llava, LlavaConfig};
 pub use pipeline::{Input, Pipeline};
 pub use store::PIPELINE_FILE;
+pub use model::MultimodalModel;

@@ -46,3 +46,18 @@ fn placeholder_count_must_match_images() {
     let err = model.forward(&ids, None).unwrap_err().to_string();
     assert!(err.contains("1 image placeholders") && err.contains("0 images"), "{err}");
 }
+
+#[test]
+fn multimodal_model_opens_the_folder_and_expands_one_image_id_per_image() {
+    use braid_llm::LanguageModel;
+    use braid_pipeline::MultimodalModel;
+    let model = MultimodalModel::open(&dir(), &Device::Cpu).unwrap();
+    let token = model.image_token_id().unwrap();
+    let (ids, px, want) = case("two");
+    let mut short: Vec<u32> = ids.squeeze(0).unwrap().to_vec1().unwrap();
+    short.dedup_by(|a, b| *a == token && *b == token);
+    let images: Vec<Tensor> = (0..2).map(|i| px.get(i).unwrap()).collect();
+    let embeds = model.embed_prompt(&short, &images).unwrap();
+    let got = model.llm().forward_embeds(&embeds, None, None).unwrap().logits;
+    assert!(max_diff(&got, &want) < 1e-4);
+}

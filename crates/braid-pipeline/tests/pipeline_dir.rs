@@ -108,3 +108,15 @@ fn an_image_for_a_model_without_a_vision_encoder_is_an_error() {
     let err = pipeline.forward(&[1, IMAGE, IMU], &[image(), imu()]).unwrap_err().to_string();
     assert!(err.contains("no image encoder") && err.contains("imu"), "{err}");
 }
+
+#[test]
+fn gradients_reach_every_encoder_and_projector_through_the_splice() {
+    let pipeline = Pipeline::init(&config(TOML), &Device::Cpu).unwrap();
+    let out = pipeline.forward(&[1, IMAGE, 5, IMU], &[image(), imu()]).unwrap();
+    let loss = out.logits.sqr().unwrap().mean_all().unwrap();
+    // The ViT's last layer and post_layernorm lie past feature layer -2: no gradient by design.
+    for (name, vars) in pipeline.var_maps().into_iter().filter(|(n, _)| n != "encoder.image") {
+        let res = braid_nn::gradcheck::check_all_vars_get_grad(vars, &loss);
+        assert!(res.is_ok(), "{name}: {res:?}");
+    }
+}

@@ -29,6 +29,7 @@ pub struct Llava {
     multi_modal_projector: MlpProjector,
     language_model: Llama,
     cfg: LlavaConfig,
+    device: Device,
 }
 
 impl Llava {
@@ -45,8 +46,9 @@ impl Llava {
             cfg.text_config.hidden_size,
             vb.pp("multi_modal_projector"),
         )?;
+        let device = vb.device().clone();
         let language_model = Llama::new(&cfg.text_config, vb.pp("language_model"))?;
-        Ok(Self { vision_tower, multi_modal_projector, language_model, cfg: cfg.clone() })
+        Ok(Self { vision_tower, multi_modal_projector, language_model, cfg: cfg.clone(), device })
     }
 
     /// Loads `dir/config.json` and `dir/model.safetensors` in any layout [`llava_remap`]
@@ -66,6 +68,11 @@ impl Llava {
     /// The configuration.
     pub fn config(&self) -> &LlavaConfig {
         &self.cfg
+    }
+
+    /// Where the weights live.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// The language model (for decoding with a cache after [`Self::input_embeds`]).

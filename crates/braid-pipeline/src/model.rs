@@ -1,0 +1,82 @@
+//! [`MultimodalModel`]: whatever a `--model` path holds that takes images (a Hugging Face
+//! LLaVA folder or a Braid model directory), behind one call that turns a tokenized
+//! prompt and its images into embeddings for `LanguageModel::forward_embeds`. This is
+//! what `braid chat --image` calls.
+
+use std::path::Path;
+
+use braid_core::{Error, Modality, Result};
+use braid_llm::Llama;
+use candle_core::{DType, Device, Tensor};
+
+use crate::{Input, Llava, Pipeline, PIPELINE_FILE};
+
+/// A model that reads images (and, for pipelines, other modalities) and writes text.
+#[derive(Debug)]
+pub enum MultimodalModel {
+    /// A Hugging Face `LlavaForConditionalGeneration` folder.
+    Llava(Box<Llava>),
+    /// A Braid model directory (`pipeline.toml`).
+    Pipeline(Box<Pipeline>),
+}
+
+impl MultimodalModel {
+    /// Opens `dir`: a Braid model directory when it holds `pipeline.toml`, a LLaVA folder
+    /// when its `config.json` says `"model_type": "llava"`.
+    pub fn open(dir: &Path, device: &Device) -> Result<Self> {
+        if dir.join(PIPELINE_FILE).is_file() {
+            return Ok(Self::Pipeline(Box::new(Pipeline::load(dir, device)?)));
+        }
+        let config = dir.join("config.json");
+        let text = std::fs::read_to_string(&config).map_err(|e| Error::io(&config, e))?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::format(&config, e.to_string()))?;
+        match json.get("model_type").and_then(|v| v.as_str()) {
+            Some("llava") => Ok(Self::Llava(Box::new(Llava::load(dir, DType::F32, device)?.0))),
+            other => Err(Error::format(
+                dir,
+                format!("neither {PIPELINE_FILE} nor a LLaVA config.json (model_type {other:?})"),
+            )),
+        }
+    }
+
+    /// The id of `<image>` in the prompt, if the model reads images.
+    pub fn image_token_id(&self) -> Option<u32> {
+        match self {
+            Self::Llava(m) => Some(m.config().image_token_index),
+            Self::Pipeline(p) => p.config().slot(Modality::Image).and_then(|s| s.token_id),
+        }
+    }
+
+    /// The language model, for decoding with a cache after [`Self::embed_prompt`].
+    pub fn llm(&self) -> &Llama {
+        match self {
+            Self::Llava(m) => m.language_model(),
+            Self::Pipeline(p) => p.llm(),
+        }
+    }
+
+    /// One prompt with one `<image>` id per image (as tokenized from text) and its
+    /// preprocessed images, spliced into embeddings.
+    ///
+    /// ids: t ids; images: each [3, H, W] -> [1, t', d_llm]
+    pub fn embed_prompt(&self, ids: &[u32], images: &[Tensor]) -> Result<Tensor> {
+        match self {
+            Self::Llava(m) => {
+                let token = m.config().image_token_index;
+                let per = m.config().tokens_per_image();
+                let expanded: Vec<u32> =
+                    ids.iter().flat_map(|&id| std::iter::repeat_n(id, if id == token { per } else { 1 })).collect();
+                let ids = Tensor::new(expanded.as_slice(), m.device())?.unsqueeze(0)?;
+                let pixels = if images.is_empty() { None } else { Some(Tensor::stack(images, 0)?) };
+                m.input_embeds(&ids, pixels.as_ref())
+            }
+            Self::Pipeline(p) => {
+                let inputs = images
+                    .iter()
+                    .map(|x| Ok(Input { modality: Modality::Image, data: x.unsqueeze(0)?, mask: None }))
+                    .collect::<Result<Vec<_>>>()?;
+                p.embed_prompt(ids, &inputs)
+            }
+        }
+    }
+}
