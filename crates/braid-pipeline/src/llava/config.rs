@@ -55,7 +55,10 @@ impl LlavaConfig {
     /// Reads a Hugging Face LLaVA `config.json`.
     pub fn from_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let cfg: Self = serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
+        let mut json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
+        fill_text_defaults(&mut json);
+        let cfg: Self = serde_json::from_value(json).map_err(|e| Error::format(path, e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -82,6 +85,23 @@ impl LlavaConfig {
     pub fn tokens_per_image(&self) -> usize {
         let side = self.vision_config.image_size / self.vision_config.patch_size.max(1);
         side * side + usize::from(!self.drops_cls())
+    }
+}
+
+/// transformers `LlamaConfig` defaults (LLaMA-7B), which llava-hf configs rely on: their
+/// `text_config` names only what differs (`vocab_size`, `max_position_embeddings`, ...).
+const LLAMA_DEFAULTS: [(&str, u64); 5] = [
+    ("vocab_size", 32000),
+    ("hidden_size", 4096),
+    ("intermediate_size", 11008),
+    ("num_hidden_layers", 32),
+    ("num_attention_heads", 32),
+];
+
+fn fill_text_defaults(json: &mut serde_json::Value) {
+    let Some(text) = json.get_mut("text_config").and_then(|t| t.as_object_mut()) else { return };
+    for (key, value) in LLAMA_DEFAULTS {
+        text.entry(key).or_insert(value.into());
     }
 }
 
@@ -113,6 +133,18 @@ pub fn llava_remap<S: AsRef<str>>(names: &[S]) -> RemapTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn llava_hf_text_config_takes_llama_defaults() {
+        let mut json = serde_json::json!({
+            "vision_config": {"hidden_size": 1024, "image_size": 336, "patch_size": 14},
+            "text_config": {"model_type": "llama", "vocab_size": 32064},
+        });
+        fill_text_defaults(&mut json);
+        let cfg: LlavaConfig = serde_json::from_value(json).unwrap();
+        assert_eq!((cfg.text_config.vocab_size, cfg.text_config.hidden_size), (32064, 4096));
+        assert_eq!((cfg.image_token_index, cfg.tokens_per_image()), (32000, 576));
+    }
 
     #[test]
     fn remaps_every_layout_to_the_module_tree() {
