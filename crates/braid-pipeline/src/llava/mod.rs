@@ -51,18 +51,25 @@ impl Llava {
         Ok(Self { vision_tower, multi_modal_projector, language_model, cfg: cfg.clone(), device })
     }
 
-    /// Loads `dir/config.json` and `dir/model.safetensors` in any layout [`llava_remap`]
-    /// knows; fails unless every tensor is used and fits.
+    /// Loads `dir/config.json` and `dir/model.safetensors` (or a sharded
+    /// `model.safetensors.index.json`) in any layout [`llava_remap`] knows; fails unless
+    /// every tensor is used and fits.
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<(Self, LoadReport)> {
         let cfg = LlavaConfig::from_json_file(&dir.join("config.json"))?;
-        let path = dir.join("model.safetensors");
+        let path = ["model.safetensors", "model.safetensors.index.json"]
+            .into_iter()
+            .map(|f| dir.join(f))
+            .find(|p| p.is_file())
+            .ok_or_else(|| Error::format(dir, "no model.safetensors or model.safetensors.index.json"))?;
         let ckpt = Checkpoint::open(&path)?;
         let table = llava_remap(&ckpt.names());
         let ckpt = ckpt.with_remap(&table)?;
         let (vb, tracker) = ckpt.var_builder(dtype, device);
         let model = Self::new(&cfg, vb)?;
-        let report = tracker.report().into_result(&path)?;
-        Ok((model, report))
+        let mut report = tracker.report();
+        // Older llava-hf files persist CLIP's `position_ids` buffer (an arange), not a weight.
+        report.unexpected.retain(|n| !n.ends_with("position_ids"));
+        Ok((model, report.into_result(&path)?))
     }
 
     /// The configuration.
