@@ -9,6 +9,7 @@ use braid_llm::generate::{generate, GenerateConfig, Timing};
 use braid_llm::{ChatTemplate, Message, TextModel};
 use candle_core::Device;
 
+use crate::chat_image::VisionChat;
 use crate::generate::{load, print_stats, ModelArgs, SamplingArgs};
 
 /// Flags of `braid chat`.
@@ -21,6 +22,10 @@ pub struct ChatArgs {
     /// A system message opening the conversation.
     #[arg(long)]
     pub system: Option<String>,
+    /// An image to talk about (repeatable); the model must be a LLaVA folder or a Braid
+    /// model directory. The images open the first user message.
+    #[arg(long = "image")]
+    pub images: Vec<std::path::PathBuf>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
 }
@@ -55,13 +60,29 @@ pub fn demo_turn(gguf: &std::path::Path) -> anyhow::Result<()> {
 
 /// Runs `braid chat`.
 pub fn run(args: &ChatArgs) -> anyhow::Result<()> {
+    let cfg = args.sampling.config(0.0);
+    if !args.images.is_empty() {
+        let start = std::time::Instant::now();
+        let chat = VisionChat::open(&braid_hub::resolve_model(&args.model.model)?, &args.images)?;
+        let load_s = start.elapsed().as_secs_f64();
+        return converse(args, load_s, |history| chat.reply(history, &cfg));
+    }
     let (tm, load_s) = load(&args.model)?;
     let template = tm.chat_template()?;
-    let cfg = args.sampling.config(0.0);
+    converse(args, load_s, |history| reply(&tm, &template, history, &cfg))
+}
+
+/// One answer to `args.prompt`, or an interactive session; `answer` produces each
+/// assistant turn from the conversation so far.
+fn converse(
+    args: &ChatArgs,
+    load_s: f64,
+    answer: impl Fn(&[Message]) -> anyhow::Result<(String, Timing)>,
+) -> anyhow::Result<()> {
     let mut history: Vec<Message> = args.system.iter().map(|s| Message::new("system", s.as_str())).collect();
     if let Some(p) = &args.prompt {
         history.push(Message::new("user", p.as_str()));
-        let (_, timing) = reply(&tm, &template, &history, &cfg)?;
+        let (_, timing) = answer(&history)?;
         if args.sampling.stats {
             print_stats(&timing, load_s);
         }
@@ -85,7 +106,7 @@ pub fn run(args: &ChatArgs) -> anyhow::Result<()> {
             }
             text => history.push(Message::new("user", text)),
         }
-        let (answer, _) = reply(&tm, &template, &history, &cfg)?;
-        history.push(Message::new("assistant", answer));
+        let (text, _) = answer(&history)?;
+        history.push(Message::new("assistant", text));
     }
 }

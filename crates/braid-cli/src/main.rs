@@ -3,6 +3,7 @@
 //! The binary is thin: it parses flags into typed settings and calls the library crates.
 
 mod chat;
+mod chat_image;
 mod classify;
 mod data;
 mod demo;
