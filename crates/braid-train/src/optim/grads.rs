@@ -1,0 +1,76 @@
+//! Gradients keyed by the `VarMap` name of their variable, so that accumulation, clipping
+//! and the optimiser never depend on tensor identity.
+
+use std::collections::BTreeMap;
+
+use braid_core::Result;
+use candle_core::backprop::GradStore;
+use candle_core::Tensor;
+use candle_nn::VarMap;
+
+/// Gradients by variable name, in name order (deterministic reductions).
+#[derive(Debug, Clone, Default)]
+pub struct Grads {
+    map: BTreeMap<String, Tensor>,
+}
+
+impl Grads {
+    /// The gradient of every variable in `varmap` that `store` holds one for (detached);
+    /// variables the loss does not reach are left out, as PyTorch leaves their `.grad` None.
+    pub fn from_store(varmap: &VarMap, store: &GradStore) -> Result<Self> {
+        let vars = varmap.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+        let mut map = BTreeMap::new();
+        for (name, var) in vars.iter() {
+            if let Some(g) = store.get(var.as_tensor()) {
+                map.insert(name.clone(), g.detach());
+            }
+        }
+        Ok(Self { map })
+    }
+
+    /// Builds gradients from named tensors.
+    pub fn from_map(map: BTreeMap<String, Tensor>) -> Self {
+        Self { map }
+    }
+
+    /// The gradient of `name`, if any.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.map.get(name)
+    }
+
+    /// (name, gradient) pairs in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Tensor)> {
+        self.map.iter()
+    }
+
+    /// Number of gradients held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no gradient is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Every gradient multiplied by `factor`.
+    pub fn scale(&self, factor: f64) -> Result<Self> {
+        let mut map = BTreeMap::new();
+        for (name, g) in &self.map {
+            map.insert(name.clone(), g.affine(factor, 0.0)?);
+        }
+        Ok(Self { map })
+    }
+
+    /// Adds `other` into `self`, name by name (a name only in `other` is copied in).
+    pub fn add_assign(&mut self, other: &Grads) -> Result<()> {
+        for (name, g) in &other.map {
+            let sum = match self.map.get(name) {
+                Some(acc) => acc.add(g)?,
+                None => g.clone(),
+            };
+            self.map.insert(name.clone(), sum);
+        }
+        Ok(())
+    }
+}
