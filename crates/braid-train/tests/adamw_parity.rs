@@ -1,0 +1,115 @@
+//! Step parity with PyTorch, in the manner of llm.c's `test_gpt2.c`: a 2-layer MLP
+//! classifier trained 5 optimiser steps (2 accumulated micro-batches each, clipping to
+//! norm 0.5, AdamW with two parameter groups, cosine schedule with 2 warmup steps) must
+//! reproduce `scripts/fixtures/train_adamw.py`: learning rates, losses, pre-clip gradient
+//! norms, the step-1 gradients and the final weights, each within 1e-5 (f32).
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+
+use braid_core::testing::{assert_close, max_abs_diff};
+use braid_nn::{cross_entropy, Activation, LayerNorm, Linear};
+use braid_train::{clip_grad_norm, AdamW, AdamWConfig, CosineWithWarmup, GradAccumulator, Grads};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+
+const TOL: f32 = 1e-5;
+const NAMES: [&str; 6] = ["fc1.weight", "fc1.bias", "norm.weight", "norm.bias", "fc2.weight", "fc2.bias"];
+
+struct Mlp {
+    fc1: Linear,
+    norm: LayerNorm,
+    fc2: Linear,
+}
+
+impl Mlp {
+    /// x: [batch, 8] -> [batch, 4]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let h = self.norm.forward(&self.fc1.forward(x).unwrap()).unwrap();
+        self.fc2.forward(&Activation::Gelu.forward(&h).unwrap()).unwrap()
+    }
+}
+
+fn fixture() -> HashMap<String, Tensor> {
+    let path = format!("{}/../../fixtures/train/adamw.safetensors", env!("CARGO_MANIFEST_DIR"));
+    candle_core::safetensors::load(path, &Device::Cpu).unwrap()
+}
+
+/// The model with the fixture's initial weights, and its `VarMap`.
+fn model(fx: &HashMap<String, Tensor>) -> (Mlp, VarMap) {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let fc1 = Linear::new(8, 16, true, vb.pp("fc1")).unwrap();
+    let norm = LayerNorm::new(16, 1e-5, vb.pp("norm")).unwrap();
+    let fc2 = Linear::new(16, 4, true, vb.pp("fc2")).unwrap();
+    let vars = varmap.data().lock().unwrap();
+    assert_eq!(vars.len(), NAMES.len());
+    for name in NAMES {
+        vars[name].set(&fx[&format!("init.{name}")]).unwrap();
+    }
+    drop(vars);
+    (Mlp { fc1, norm, fc2 }, varmap)
+}
+
+/// Mean micro-batch gradients and mean loss of optimiser step `step`.
+fn accumulate(model: &Mlp, varmap: &VarMap, fx: &HashMap<String, Tensor>, step: usize) -> (Grads, f32) {
+    let (x, y) = (fx["x"].get(step).unwrap(), fx["y"].get(step).unwrap());
+    let micro = x.dim(0).unwrap();
+    let mut acc = GradAccumulator::new();
+    let mut loss_sum = 0f32;
+    for m in 0..micro {
+        let loss = cross_entropy(&model.forward(&x.get(m).unwrap()), &y.get(m).unwrap(), None).unwrap();
+        loss_sum += loss.to_scalar::<f32>().unwrap();
+        acc.add(&Grads::from_store(varmap, &loss.backward().unwrap()).unwrap()).unwrap();
+    }
+    (acc.finish().unwrap(), loss_sum / micro as f32)
+}
+
+fn close(got: f64, want: f32, what: &str) -> f32 {
+    let d = (got as f32 - want).abs();
+    assert!(d <= TOL, "{what}: {got} vs {want} (diff {d})");
+    d
+}
+
+#[test]
+fn five_adamw_steps_match_pytorch() {
+    let fx = fixture();
+    let (model, varmap) = model(&fx);
+    let cfg = AdamWConfig { lr: 1e-2, weight_decay: 0.1, ..Default::default() };
+    let mut opt = AdamW::new(&varmap, cfg).unwrap();
+    for name in NAMES {
+        let want = if name.ends_with("weight") && !name.starts_with("norm") { 0.1 } else { 0.0 };
+        assert_eq!(opt.weight_decay_of(name), Some(want), "{name}");
+    }
+    let sched = CosineWithWarmup { base_lr: 1e-2, warmup_steps: 2, total_steps: 5 };
+    let (lrs, losses, norms) = (vec1(&fx, "lr"), vec1(&fx, "loss"), vec1(&fx, "grad_norm"));
+    let (mut worst_loss, mut worst_norm, mut worst_grad) = (0f32, 0f32, 0f32);
+    for step in 0..5 {
+        close(sched.lr(step), lrs[step], &format!("lr {step}"));
+        opt.set_lr(sched.lr(step));
+        let (mut grads, loss) = accumulate(&model, &varmap, &fx, step);
+        worst_loss = worst_loss.max(close(loss as f64, losses[step], &format!("loss {step}")));
+        if step == 0 {
+            for name in NAMES {
+                let (got, want) = (grads.get(name).unwrap(), &fx[&format!("grad1.{name}")]);
+                worst_grad = worst_grad.max(max_abs_diff(got, want).unwrap());
+                assert_close(got, want, TOL, name).unwrap();
+            }
+        }
+        let norm = clip_grad_norm(&mut grads, 0.5).unwrap();
+        worst_norm = worst_norm.max(close(norm, norms[step], &format!("grad norm {step}")));
+        opt.step(&grads).unwrap();
+    }
+    let vars = varmap.data().lock().unwrap();
+    let mut worst_w = 0f32;
+    for name in NAMES {
+        let want = &fx[&format!("final.{name}")];
+        worst_w = worst_w.max(max_abs_diff(vars[name].as_tensor(), want).unwrap());
+        assert_close(vars[name].as_tensor(), want, TOL, name).unwrap();
+    }
+    println!("max |diff|: loss {worst_loss:.2e}, step-1 grads {worst_grad:.2e}, grad norm {worst_norm:.2e}, final weights {worst_w:.2e}");
+}
+
+fn vec1(fx: &HashMap<String, Tensor>, name: &str) -> Vec<f32> {
+    fx[name].to_dtype(DType::F32).unwrap().to_vec1().unwrap()
+}
