@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use braid_core::testing::{assert_close, max_abs_diff};
 use braid_nn::{cross_entropy, Activation, LayerNorm, Linear};
@@ -71,43 +72,92 @@ fn close(got: f64, want: f32, what: &str) -> f32 {
     d
 }
 
-#[test]
-fn five_adamw_steps_match_pytorch() {
-    let fx = fixture();
-    let (model, varmap) = model(&fx);
-    let cfg = AdamWConfig { lr: 1e-2, weight_decay: 0.1, ..Default::default() };
-    let mut opt = AdamW::new(&varmap, cfg).unwrap();
-    for name in NAMES {
-        let want = if name.ends_with("weight") && !name.starts_with("norm") { 0.1 } else { 0.0 };
-        assert_eq!(opt.weight_decay_of(name), Some(want), "{name}");
-    }
+/// Largest differences seen against the fixture.
+#[derive(Default)]
+struct Worst {
+    loss: f32,
+    grad: f32,
+    norm: f32,
+}
+
+/// Runs optimiser steps `steps`, checking lr, loss, step-1 grads and grad norm of each.
+fn train(model: &Mlp, varmap: &VarMap, opt: &mut AdamW, fx: &HashMap<String, Tensor>, steps: Range<usize>) -> Worst {
     let sched = CosineWithWarmup { base_lr: 1e-2, warmup_steps: 2, total_steps: 5 };
-    let (lrs, losses, norms) = (vec1(&fx, "lr"), vec1(&fx, "loss"), vec1(&fx, "grad_norm"));
-    let (mut worst_loss, mut worst_norm, mut worst_grad) = (0f32, 0f32, 0f32);
-    for step in 0..5 {
+    let (lrs, losses, norms) = (vec1(fx, "lr"), vec1(fx, "loss"), vec1(fx, "grad_norm"));
+    let mut worst = Worst::default();
+    for step in steps {
         close(sched.lr(step), lrs[step], &format!("lr {step}"));
         opt.set_lr(sched.lr(step));
-        let (mut grads, loss) = accumulate(&model, &varmap, &fx, step);
-        worst_loss = worst_loss.max(close(loss as f64, losses[step], &format!("loss {step}")));
+        let (mut grads, loss) = accumulate(model, varmap, fx, step);
+        worst.loss = worst.loss.max(close(loss as f64, losses[step], &format!("loss {step}")));
         if step == 0 {
             for name in NAMES {
                 let (got, want) = (grads.get(name).unwrap(), &fx[&format!("grad1.{name}")]);
-                worst_grad = worst_grad.max(max_abs_diff(got, want).unwrap());
+                worst.grad = worst.grad.max(max_abs_diff(got, want).unwrap());
                 assert_close(got, want, TOL, name).unwrap();
             }
         }
         let norm = clip_grad_norm(&mut grads, 0.5).unwrap();
-        worst_norm = worst_norm.max(close(norm, norms[step], &format!("grad norm {step}")));
+        worst.norm = worst.norm.max(close(norm, norms[step], &format!("grad norm {step}")));
         opt.step(&grads).unwrap();
     }
+    worst
+}
+
+fn optimiser(varmap: &VarMap) -> AdamW {
+    AdamW::new(varmap, AdamWConfig { lr: 1e-2, weight_decay: 0.1, ..Default::default() }).unwrap()
+}
+
+fn weights(varmap: &VarMap) -> HashMap<String, Tensor> {
     let vars = varmap.data().lock().unwrap();
-    let mut worst_w = 0f32;
+    NAMES.iter().map(|n| (n.to_string(), vars[*n].as_tensor().copy().unwrap())).collect()
+}
+
+#[test]
+fn five_adamw_steps_match_pytorch() {
+    let fx = fixture();
+    let (model, varmap) = model(&fx);
+    let mut opt = optimiser(&varmap);
     for name in NAMES {
-        let want = &fx[&format!("final.{name}")];
-        worst_w = worst_w.max(max_abs_diff(vars[name].as_tensor(), want).unwrap());
-        assert_close(vars[name].as_tensor(), want, TOL, name).unwrap();
+        let want = if name.ends_with("weight") && !name.starts_with("norm") { 0.1 } else { 0.0 };
+        assert_eq!(opt.weight_decay_of(name), Some(want), "{name}");
     }
-    println!("max |diff|: loss {worst_loss:.2e}, step-1 grads {worst_grad:.2e}, grad norm {worst_norm:.2e}, final weights {worst_w:.2e}");
+    let worst = train(&model, &varmap, &mut opt, &fx, 0..5);
+    let mut worst_w = 0f32;
+    for (name, got) in weights(&varmap) {
+        let want = &fx[&format!("final.{name}")];
+        worst_w = worst_w.max(max_abs_diff(&got, want).unwrap());
+        assert_close(&got, want, TOL, &name).unwrap();
+    }
+    println!(
+        "max |diff|: loss {:.2e}, step-1 grads {:.2e}, grad norm {:.2e}, final weights {worst_w:.2e}",
+        worst.loss, worst.grad, worst.norm
+    );
+}
+
+/// Weights and optimiser state saved after step 2 and loaded into a fresh model and
+/// optimiser continue exactly as the uninterrupted run (bit for bit), which in turn
+/// matches PyTorch.
+#[test]
+fn resuming_from_saved_state_continues_identically() {
+    let fx = fixture();
+    let (mlp, varmap) = model(&fx);
+    let mut opt = optimiser(&varmap);
+    train(&mlp, &varmap, &mut opt, &fx, 0..2);
+    let dir = tempfile::tempdir().unwrap();
+    varmap.save(dir.path().join("model.safetensors")).unwrap();
+    opt.save_state(&dir.path().join("optim.safetensors")).unwrap();
+    train(&mlp, &varmap, &mut opt, &fx, 2..5);
+
+    let (resumed, mut resumed_vm) = model(&fx);
+    resumed_vm.load(dir.path().join("model.safetensors")).unwrap();
+    let mut resumed_opt = optimiser(&resumed_vm);
+    resumed_opt.load_state(&dir.path().join("optim.safetensors")).unwrap();
+    train(&resumed, &resumed_vm, &mut resumed_opt, &fx, 2..5);
+    let (a, b) = (weights(&varmap), weights(&resumed_vm));
+    for name in NAMES {
+        assert_eq!(max_abs_diff(&a[name], &b[name]).unwrap(), 0.0, "{name}");
+    }
 }
 
 fn vec1(fx: &HashMap<String, Tensor>, name: &str) -> Vec<f32> {
