@@ -81,14 +81,21 @@ impl AdamW {
     /// AdamW over every variable in `varmap`, grouped by [`decays`].
     pub fn new(varmap: &VarMap, cfg: AdamWConfig) -> Result<Self> {
         let vars = varmap.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+        Ok(Self::from_vars(vars.iter().map(|(n, v)| (n.clone(), v.clone())), cfg))
+    }
+
+    /// AdamW over named variables, grouped by [`decays`]: for several components' `VarMap`s
+    /// at once, their names prefixed by the caller so that they stay unique (the same names
+    /// must key the [`Grads`], see [`Grads::from_vars`]).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, Var)>, cfg: AdamWConfig) -> Self {
         let params = vars
-            .iter()
+            .into_iter()
             .map(|(name, var)| {
-                let wd = if decays(name, var.rank()) { cfg.weight_decay } else { 0.0 };
-                (name.clone(), Param { var: var.clone(), weight_decay: wd })
+                let wd = if decays(&name, var.rank()) { cfg.weight_decay } else { 0.0 };
+                (name, Param { var, weight_decay: wd })
             })
             .collect();
-        Ok(Self { cfg, params, state: BTreeMap::new() })
+        Self { cfg, params, state: BTreeMap::new() }
     }
 
     /// The hyper-parameters (with the current learning rate).
@@ -190,5 +197,24 @@ mod tests {
         let got = w.to_vec2::<f32>().unwrap();
         assert!((got[0][0] - 0.9).abs() < 1e-6 && (got[0][1] - 1.1).abs() < 1e-6, "{got:?}");
         assert_eq!(opt.step_of("w"), 1);
+    }
+
+    #[test]
+    fn several_varmaps_under_prefixes_and_untouched_without_grad() {
+        let (proj, head) = (VarMap::new(), VarMap::new());
+        let var = |vm: &VarMap| {
+            vm.get((2, 2), "w", Init::Const(1.0), DType::F32, &Device::Cpu).unwrap();
+            vm.data().lock().unwrap()["w"].clone()
+        };
+        let (p, h) = (var(&proj), var(&head));
+        let vars = [("projector.w".to_string(), p.clone()), ("head.w".to_string(), h.clone())];
+        let mut opt = AdamW::from_vars(vars.clone(), AdamWConfig::default());
+        let loss = p.as_tensor().sqr().unwrap().sum_all().unwrap();
+        let grads = Grads::from_vars(vars.iter().map(|(n, v)| (n.as_str(), v)), &loss.backward().unwrap());
+        assert_eq!(grads.len(), 1);
+        opt.step(&grads).unwrap();
+        assert!(p.to_vec2::<f32>().unwrap()[0][0] < 1.0);
+        assert_eq!(h.to_vec2::<f32>().unwrap(), vec![vec![1.0; 2]; 2]);
+        assert_eq!((opt.step_of("projector.w"), opt.step_of("head.w")), (1, 0));
     }
 }

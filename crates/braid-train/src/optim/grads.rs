@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use braid_core::Result;
 use candle_core::backprop::GradStore;
-use candle_core::Tensor;
+use candle_core::{Tensor, Var};
 use candle_nn::VarMap;
 
 /// Gradients by variable name, in name order (deterministic reductions).
@@ -19,13 +19,16 @@ impl Grads {
     /// variables the loss does not reach are left out, as PyTorch leaves their `.grad` None.
     pub fn from_store(varmap: &VarMap, store: &GradStore) -> Result<Self> {
         let vars = varmap.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
-        let mut map = BTreeMap::new();
-        for (name, var) in vars.iter() {
-            if let Some(g) = store.get(var.as_tensor()) {
-                map.insert(name.clone(), g.detach());
-            }
-        }
-        Ok(Self { map })
+        Ok(Self::from_vars(vars.iter().map(|(n, v)| (n.as_str(), v)), store))
+    }
+
+    /// As [`Self::from_store`], for named variables gathered from several `VarMap`s.
+    pub fn from_vars<'a>(vars: impl IntoIterator<Item = (&'a str, &'a Var)>, store: &GradStore) -> Self {
+        let map = vars
+            .into_iter()
+            .filter_map(|(name, var)| store.get(var.as_tensor()).map(|g| (name.to_string(), g.detach())))
+            .collect();
+        Self { map }
     }
 
     /// Builds gradients from named tensors.
