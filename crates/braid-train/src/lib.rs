@@ -2,10 +2,18 @@
 //! schedules, checkpoints, metrics and plots, LoRA merge, adapters, pathway.
 #![deny(missing_docs)]
 
+pub mod checkpoint;
+mod config;
+pub mod metrics;
 pub mod optim;
+pub mod order;
+pub mod plot;
 pub mod schedule;
 mod stage;
+mod trainer;
 
+pub use config::TrainConfig;
 pub use optim::{clip_grad_norm, AdamW, AdamWConfig, GradAccumulator, Grads};
 pub use schedule::CosineWithWarmup;
 pub use stage::{Component, Stage};
+pub use trainer::{fit, RunOptions, RunSummary, Task};
