@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod checkpoint;
+pub mod classify;
 mod config;
 pub mod metrics;
 pub mod optim;
