@@ -30,7 +30,7 @@ pub use block::{BlockConfig, BlockNames, PostNormBlock, PreNormBlock};
 pub use embedding::Embedding;
 pub use linear::Linear;
 pub use loss::cross_entropy;
-pub use lora::{LoraConfig, LoraLinear};
+pub use lora::{LoraConfig, LoraLinear, LoraSpec, Proj, PEFT_PREFIX};
 pub use mlp::{Mlp, MlpConfig, MlpNames};
 pub use norm::{LayerNorm, Norm, NormConfig, NormKind, RmsNorm};
 pub use pooling::{cls_pool, last_token_pool, mean_pool, Pooling};

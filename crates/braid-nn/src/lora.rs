@@ -1,12 +1,23 @@
-//! Low-rank adaptation (Hu et al. 2021, "LoRA"; reference: Hugging Face PEFT `lora.Linear`):
-//! `y = base(x) + (alpha / r) * x A^T B^T` with the base frozen.
+//! Low-rank adaptation (Hu et al. 2021, "LoRA"; reference: Hugging Face PEFT `lora.Linear`,
+//! `peft.tuners.lora.model.LoraModel`): `y = base(x) + (alpha / r) * x A^T B^T` with the base
+//! frozen.
+//!
+//! Layers take their projections as [`Proj`]s: plain, or LoRA-wrapped when a [`LoraSpec`]
+//! names them. The spec carries its own VarBuilder (the trainable LoRA VarMap) that walks
+//! the same module tree as the base VarBuilder, so a LoRA variable is named like its base
+//! weight with `lora_A.weight` / `lora_B.weight` in place of `weight`
+//! (`model.layers.0.self_attn.q_proj.lora_A.weight`). PEFT's saved adapters add
+//! `base_model.model.` in front ([`PEFT_PREFIX`]); savers and loaders add and strip it.
 
 use braid_core::{Error, Result};
 use candle_core::{Module, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::Linear;
+use crate::{sub, Linear};
+
+/// What PEFT's `save_pretrained` puts before a module path in `adapter_model.safetensors`.
+pub const PEFT_PREFIX: &str = "base_model.model";
 
 /// LoRA hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -54,6 +65,21 @@ impl LoraLinear {
         &self.base
     }
 
+    /// The down projection A, `[r, in]`.
+    pub fn a(&self) -> &Tensor {
+        &self.a
+    }
+
+    /// The up projection B, `[out, r]`.
+    pub fn b(&self) -> &Tensor {
+        &self.b
+    }
+
+    /// The update's scale, `alpha / r`.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
     /// A plain [`Linear`] with `W + scale * B A`, giving the same outputs without the
     /// extra matmuls.
     pub fn merge(&self) -> Result<Linear> {
@@ -73,6 +99,98 @@ impl Module for LoraLinear {
     /// x: [..., in] -> [..., out]
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         LoraLinear::forward(self, x).map_err(candle_core::Error::wrap)
+    }
+}
+
+/// Which projections get LoRA and where their variables live: the LoRA counterpart of a
+/// VarBuilder, moved down the module tree in step with the base VarBuilder by [`Self::pp`].
+#[derive(Clone)]
+pub struct LoraSpec<'a> {
+    /// Rank and scale of every update.
+    pub config: LoraConfig,
+    /// Target module names as in PEFT's `target_modules`: a projection is wrapped when its
+    /// full path equals a target or ends with `.target` (`q_proj`, `mlp.down_proj`).
+    pub targets: Vec<String>,
+    /// The trainable map, at the same position as the base VarBuilder.
+    pub vb: VarBuilder<'a>,
+}
+
+impl std::fmt::Debug for LoraSpec<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LoraSpec({:?}, {:?}, at `{}`)", self.config, self.targets, self.vb.prefix())
+    }
+}
+
+impl<'a> LoraSpec<'a> {
+    /// The seven LLaMA projections PEFT users usually target.
+    pub const LLAMA_ALL: [&'static str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+    /// A spec over `vb` at the model's root.
+    pub fn new(config: LoraConfig, targets: &[&str], vb: VarBuilder<'a>) -> Self {
+        Self { config, targets: targets.iter().map(|t| (*t).to_string()).collect(), vb }
+    }
+
+    /// The spec one module down (`name` empty: the same position).
+    pub fn pp(&self, name: &str) -> Self {
+        Self { config: self.config, targets: self.targets.clone(), vb: sub(&self.vb, name) }
+    }
+
+    /// Whether the module `name` below this position is a target.
+    pub fn targets(&self, name: &str) -> bool {
+        let path = sub(&self.vb, name).prefix();
+        self.targets.iter().any(|t| path == *t || path.ends_with(&format!(".{t}")))
+    }
+}
+
+/// A projection inside a layer: a plain [`Linear`], or one wrapped with LoRA.
+#[derive(Debug, Clone)]
+pub enum Proj {
+    /// No adapter.
+    Plain(Linear),
+    /// Base plus low-rank update.
+    Lora(LoraLinear),
+}
+
+impl Proj {
+    /// A [`Linear`] `[out, in]` under `sub(vb, name)`, wrapped with LoRA when `lora` targets
+    /// `name` (its A and B under `lora.vb` at the same path).
+    pub fn new(in_dim: usize, out_dim: usize, bias: bool, vb: &VarBuilder, name: &str, lora: Option<&LoraSpec>) -> Result<Self> {
+        let base = Linear::new(in_dim, out_dim, bias, sub(vb, name))?;
+        match lora {
+            Some(spec) if spec.targets(name) => Ok(Self::Lora(LoraLinear::new(base, spec.config, sub(&spec.vb, name))?)),
+            _ => Ok(Self::Plain(base)),
+        }
+    }
+
+    /// The LoRA layer, if this projection has one.
+    pub fn lora(&self) -> Option<&LoraLinear> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Lora(l) => Some(l),
+        }
+    }
+
+    /// The equivalent plain layer (LoRA folded into the weight, detached).
+    pub fn merged(&self) -> Result<Linear> {
+        match self {
+            Self::Plain(l) => Ok(l.clone()),
+            Self::Lora(l) => l.merge(),
+        }
+    }
+
+    /// x: [..., in] -> [..., out]
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Plain(l) => Ok(l.forward(x)?),
+            Self::Lora(l) => l.forward(x),
+        }
+    }
+}
+
+impl Module for Proj {
+    /// x: [..., in] -> [..., out]
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        Proj::forward(self, x).map_err(candle_core::Error::wrap)
     }
 }
 
@@ -142,5 +260,36 @@ mod tests {
         finite_difference_check(|x| make(&a, &b).forward(x), &x, 1e-6, 1e-6)?;
         finite_difference_check(|a| make(a, &b).forward(&x), &a, 1e-6, 1e-6)?;
         finite_difference_check(|b| make(&a, b).forward(&x), &b, 1e-6, 1e-6)
+    }
+
+    #[test]
+    fn spec_matches_targets_like_peft() -> Result<()> {
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        let spec = LoraSpec::new(CFG, &["q_proj", "mlp.down_proj"], vb).pp("model.layers.0");
+        assert!(spec.pp("self_attn").targets("q_proj"));
+        assert!(!spec.pp("self_attn").targets("k_proj"));
+        assert!(spec.pp("mlp").targets("down_proj"));
+        // `down_proj` alone would match; `mlp.down_proj` must not match another parent.
+        assert!(!spec.pp("other").targets("down_proj"));
+        assert!(!spec.pp("self_attn").targets("xq_proj"));
+        Ok(())
+    }
+
+    #[test]
+    fn proj_creates_lora_variables_only_in_the_lora_map() -> Result<()> {
+        let (base_vm, lora_vm) = (VarMap::new(), VarMap::new());
+        let dev = Device::Cpu;
+        let vb = VarBuilder::from_varmap(&base_vm, DType::F32, &dev).pp("attn");
+        let spec = LoraSpec::new(CFG, &["q_proj"], VarBuilder::from_varmap(&lora_vm, DType::F32, &dev)).pp("attn");
+        let q = Proj::new(4, 6, true, &vb, "q_proj", Some(&spec))?;
+        let k = Proj::new(4, 6, true, &vb, "k_proj", Some(&spec))?;
+        assert!(q.lora().is_some() && k.lora().is_none());
+        let mut names: Vec<_> = lora_vm.data().lock().map_err(|e| Error::Invalid(e.to_string()))?.keys().cloned().collect();
+        names.sort();
+        assert_eq!(names, ["attn.q_proj.lora_A.weight", "attn.q_proj.lora_B.weight"]);
+        assert_eq!(base_vm.all_vars().len(), 4);
+        let x = Tensor::randn(0f32, 1., (2, 4), &dev)?;
+        braid_core::testing::assert_close(&q.forward(&x)?, &q.merged()?.forward(&x)?, 1e-6, "proj merge")
     }
 }

@@ -1,12 +1,13 @@
 //! Position-wise feed-forward network: plain `down(act(up(x)))` (BERT, CLIP) or gated
-//! `down(act(gate(x)) * up(x))` (SwiGLU, Shazeer 2020; LLaMA).
+//! `down(act(gate(x)) * up(x))` (SwiGLU, Shazeer 2020; LLaMA). Any projection may carry
+//! LoRA ([`Mlp::new_with_lora`]; PEFT `lora.Linear`).
 
 use braid_core::{Error, Result};
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::{sub, Activation, Linear};
+use crate::{Activation, LoraSpec, Proj};
 
 /// Widths and choices of an [`Mlp`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,26 +54,41 @@ impl MlpNames {
 /// A plain or gated feed-forward network.
 #[derive(Debug, Clone)]
 pub struct Mlp {
-    gate: Option<Linear>,
-    up: Linear,
-    down: Linear,
+    gate: Option<Proj>,
+    up: Proj,
+    down: Proj,
     activation: Activation,
+    names: MlpNames,
 }
 
 impl Mlp {
     /// Builds under `vb`; a gated config needs `names.gate`.
     pub fn new(cfg: MlpConfig, names: MlpNames, vb: VarBuilder) -> Result<Self> {
+        Self::new_with_lora(cfg, names, vb, None)
+    }
+
+    /// As [`Self::new`], wrapping the projections `lora` targets with LoRA (variables under
+    /// `lora.vb`, which sits at the same position as `vb`).
+    pub fn new_with_lora(cfg: MlpConfig, names: MlpNames, vb: VarBuilder, lora: Option<&LoraSpec>) -> Result<Self> {
+        let (hidden, inner, bias) = (cfg.hidden, cfg.intermediate, cfg.bias);
         let gate = match (cfg.gated, names.gate) {
             (false, _) => None,
-            (true, Some(name)) => Some(Linear::new(cfg.hidden, cfg.intermediate, cfg.bias, sub(&vb, name))?),
+            (true, Some(name)) => Some(Proj::new(hidden, inner, bias, &vb, name, lora)?),
             (true, None) => return Err(Error::config("mlp.gated", "gated MLP but no gate name given")),
         };
         Ok(Self {
             gate,
-            up: Linear::new(cfg.hidden, cfg.intermediate, cfg.bias, sub(&vb, names.up))?,
-            down: Linear::new(cfg.intermediate, cfg.hidden, cfg.bias, sub(&vb, names.down))?,
+            up: Proj::new(hidden, inner, bias, &vb, names.up, lora)?,
+            down: Proj::new(inner, hidden, bias, &vb, names.down, lora)?,
             activation: cfg.activation,
+            names,
         })
+    }
+
+    /// The projections by checkpoint name (gate if gated, up, down), for merging and export.
+    pub fn projections(&self) -> Vec<(&'static str, &Proj)> {
+        let gate = self.names.gate.zip(self.gate.as_ref());
+        gate.into_iter().chain([(self.names.up, &self.up), (self.names.down, &self.down)]).collect()
     }
 
     /// x: [..., hidden] -> [..., hidden]
@@ -81,7 +97,7 @@ impl Mlp {
             Some(gate) => (self.activation.forward(&gate.forward(x)?)? * self.up.forward(x)?)?,
             None => self.activation.forward(&self.up.forward(x)?)?,
         };
-        Ok(self.down.forward(&inner)?)
+        self.down.forward(&inner)
     }
 }
 

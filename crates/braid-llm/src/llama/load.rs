@@ -29,7 +29,7 @@ fn is_gguf(path: &Path) -> bool {
 }
 
 /// The config and checkpoint (Hugging Face names) of a GGUF file or a folder.
-fn open(path: &Path) -> Result<(LlamaConfig, Checkpoint)> {
+pub(super) fn open(path: &Path) -> Result<(LlamaConfig, Checkpoint)> {
     if is_gguf(path) {
         let gguf = Gguf::open(path)?;
         let cfg = LlamaConfig::from_gguf(&gguf)?;
@@ -39,7 +39,7 @@ fn open(path: &Path) -> Result<(LlamaConfig, Checkpoint)> {
     Ok((cfg, Checkpoint::open(weights_file(path)?)?))
 }
 
-fn weights_file(dir: &Path) -> Result<PathBuf> {
+pub(super) fn weights_file(dir: &Path) -> Result<PathBuf> {
     ["model.safetensors", "model.safetensors.index.json"]
         .into_iter()
         .map(|f| dir.join(f))

@@ -5,12 +5,15 @@
 //!
 //! One type, two bodies: trainable ([`Llama::new`], `braid_nn` blocks, gradients reach
 //! every weight) and frozen ([`Llama::load_frozen`], quantized weights kept quantized,
-//! fused kernels, in-place KV buffers; the fast path for generation).
+//! fused kernels, in-place KV buffers; the fast path for generation). The trainable body
+//! takes LoRA on its projections ([`Llama::with_lora`], PEFT adapters in and out, merged
+//! export; see [`lora`]).
 
 mod config;
 mod frozen;
 mod gguf;
 mod load;
+pub mod lora;
 mod trainable;
 
 use braid_core::{Error, Result};
@@ -20,6 +23,7 @@ use candle_nn::VarBuilder;
 pub use config::{LlamaConfig, RopeParameters};
 pub use gguf::GGUF_ARCHITECTURES;
 pub use load::Weights;
+pub use lora::{load_adapter, AdapterConfig};
 
 use crate::{DecodeCache, LanguageModel, LmOutput};
 use frozen::FrozenLlama;
@@ -42,7 +46,7 @@ impl Llama {
     /// Builds the trainable model from `vb` at the checkpoint root (`model.*`, `lm_head.*`).
     pub fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
-        Ok(Self { body: Body::Trainable(Trainable::new(cfg, vb)?), cfg: cfg.clone() })
+        Ok(Self { body: Body::Trainable(Trainable::new(cfg, vb, None)?), cfg: cfg.clone() })
     }
 
     /// The configuration.

@@ -1,10 +1,12 @@
 //! The differentiable LLaMA decoder: `braid_nn` pre-norm blocks (every op has a backward
-//! pass), f32 or dequantized weights from a `VarBuilder`, for training and fine-tuning.
+//! pass), f32 or dequantized weights from a `VarBuilder`, for training and fine-tuning,
+//! optionally with LoRA on the attention and MLP projections (Hu et al. 2021; PEFT).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use braid_core::{Error, Result};
-use braid_nn::{BlockNames, Embedding, Linear, PreNormBlock, RmsNorm, RotaryEmbedding};
+use braid_nn::{BlockNames, Embedding, Linear, LoraConfig, LoraSpec, Norm, PreNormBlock, RmsNorm, RotaryEmbedding};
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
@@ -18,11 +20,14 @@ pub(crate) struct Trainable {
     layers: Vec<PreNormBlock>,
     norm: RmsNorm,
     lm_head: Linear,
+    /// The LoRA rank/scale and targets the model was built with.
+    lora: Option<(LoraConfig, Vec<String>)>,
 }
 
 impl Trainable {
-    /// Builds the model from `vb` at the checkpoint root (`model.*`, `lm_head.*`).
-    pub(crate) fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+    /// Builds the model from `vb` at the checkpoint root (`model.*`, `lm_head.*`); with
+    /// `lora` (its VarBuilder also at the root), the projections it targets get LoRA.
+    pub(crate) fn new(cfg: &LlamaConfig, vb: VarBuilder, lora: Option<&LoraSpec>) -> Result<Self> {
         let block = cfg.block_config();
         let rope = Arc::new(RotaryEmbedding::new(
             cfg.head_dim(),
@@ -33,16 +38,69 @@ impl Trainable {
         )?);
         let m = vb.pp("model");
         let embed_tokens = Embedding::new(cfg.vocab_size, cfg.hidden_size, m.pp("embed_tokens"))?;
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|i| Ok(PreNormBlock::new(block, BlockNames::LLAMA, m.pp(format!("layers.{i}")))?.with_rope(rope.clone())))
-            .collect::<Result<Vec<_>>>()?;
+        let layer = |i: usize| -> Result<PreNormBlock> {
+            let name = format!("model.layers.{i}");
+            let spec = lora.map(|l| l.pp(&name));
+            Ok(PreNormBlock::new_with_lora(block, BlockNames::LLAMA, vb.pp(&name), spec.as_ref())?.with_rope(rope.clone()))
+        };
+        let layers = (0..cfg.num_hidden_layers).map(layer).collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?;
         let lm_head = if cfg.tie_word_embeddings {
             Linear::from_weights(embed_tokens.weight().clone(), None)?
         } else {
             Linear::new(cfg.hidden_size, cfg.vocab_size, false, vb.pp("lm_head"))?
         };
-        Ok(Self { embed_tokens, layers, norm, lm_head })
+        let lora = lora.map(|l| (l.config, l.targets.clone()));
+        Ok(Self { embed_tokens, layers, norm, lm_head, lora })
+    }
+
+    /// The LoRA rank/scale and targets, if built with LoRA.
+    pub(crate) fn lora(&self) -> Option<&(LoraConfig, Vec<String>)> {
+        self.lora.as_ref()
+    }
+
+    /// Every weight in Hugging Face names with LoRA folded in, detached (`lm_head.weight`
+    /// left out when `tied`).
+    pub(crate) fn merged_tensors(&self, tied: bool) -> Result<HashMap<String, Tensor>> {
+        let mut out = HashMap::new();
+        let mut put = |name: String, t: &Tensor| -> Result<()> {
+            out.insert(name, t.detach().contiguous()?);
+            Ok(())
+        };
+        put("model.embed_tokens.weight".into(), self.embed_tokens.weight())?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            for (name, norm) in layer.norms() {
+                let Norm::RmsNorm(n) = norm else {
+                    return Err(Error::Invalid(format!("llama layer {i}: `{name}` is not an RMSNorm")));
+                };
+                put(format!("model.layers.{i}.{name}.weight"), n.weight())?;
+            }
+            for (name, proj) in layer.projections() {
+                let merged = proj.merged()?;
+                put(format!("model.layers.{i}.{name}.weight"), merged.weight())?;
+                if let Some(b) = merged.bias() {
+                    put(format!("model.layers.{i}.{name}.bias"), b)?;
+                }
+            }
+        }
+        put("model.norm.weight".into(), self.norm.weight())?;
+        if !tied {
+            put("lm_head.weight".into(), self.lm_head.weight())?;
+        }
+        Ok(out)
+    }
+
+    /// The LoRA matrices by variable name (`model.layers.0.self_attn.q_proj.lora_A.weight`),
+    /// detached.
+    pub(crate) fn lora_tensors(&self) -> Result<HashMap<String, Tensor>> {
+        let mut out = HashMap::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            for (name, lora) in layer.projections().into_iter().filter_map(|(n, p)| Some((n, p.lora()?))) {
+                out.insert(format!("model.layers.{i}.{name}.lora_A.weight"), lora.a().detach().contiguous()?);
+                out.insert(format!("model.layers.{i}.{name}.lora_B.weight"), lora.b().detach().contiguous()?);
+            }
+        }
+        Ok(out)
     }
 
     /// Decoder layers.

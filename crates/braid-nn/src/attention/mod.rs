@@ -1,6 +1,7 @@
 //! Scaled dot-product multi-head attention (Vaswani et al. 2017) with causal and padding
 //! masks, grouped-query heads (Ainslie et al. 2023), optional RoPE and a KV cache;
-//! reference: `transformers.models.llama.modeling_llama.LlamaAttention`.
+//! reference: `transformers.models.llama.modeling_llama.LlamaAttention`. Any projection
+//! may carry LoRA ([`Attention::new_with_lora`]; PEFT `lora.Linear`).
 
 mod config;
 mod kv_cache;
@@ -9,28 +10,35 @@ pub mod mask;
 use std::sync::Arc;
 
 use braid_core::{Error, Result};
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 pub use config::{AttentionConfig, AttentionNames};
 pub use kv_cache::KvCache;
 
-use crate::{softmax_last_dim, sub, Linear, RotaryEmbedding};
+use crate::{softmax_last_dim, LoraSpec, Proj, RotaryEmbedding};
 
 /// Multi-head attention with projections named by [`AttentionNames`].
 #[derive(Debug, Clone)]
 pub struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+    q: Proj,
+    k: Proj,
+    v: Proj,
+    o: Proj,
     cfg: AttentionConfig,
+    names: AttentionNames,
     rope: Option<Arc<RotaryEmbedding>>,
 }
 
 impl Attention {
     /// Builds the four projections under `vb` with the names in `names`.
     pub fn new(cfg: AttentionConfig, names: AttentionNames, vb: VarBuilder) -> Result<Self> {
+        Self::new_with_lora(cfg, names, vb, None)
+    }
+
+    /// As [`Self::new`], wrapping the projections `lora` targets with LoRA (variables under
+    /// `lora.vb`, which sits at the same position as `vb`).
+    pub fn new_with_lora(cfg: AttentionConfig, names: AttentionNames, vb: VarBuilder, lora: Option<&LoraSpec>) -> Result<Self> {
         if cfg.heads == 0 || cfg.kv_heads == 0 || cfg.heads % cfg.kv_heads != 0 {
             return Err(Error::config(
                 "attention.kv_heads",
@@ -39,13 +47,20 @@ impl Attention {
         }
         let (q_dim, kv_dim) = (cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim);
         Ok(Self {
-            q: Linear::new(cfg.hidden, q_dim, cfg.bias, sub(&vb, names.q))?,
-            k: Linear::new(cfg.hidden, kv_dim, cfg.bias, sub(&vb, names.k))?,
-            v: Linear::new(cfg.hidden, kv_dim, cfg.bias, sub(&vb, names.v))?,
-            o: Linear::new(q_dim, cfg.hidden, cfg.out_bias, sub(&vb, names.o))?,
+            q: Proj::new(cfg.hidden, q_dim, cfg.bias, &vb, names.q, lora)?,
+            k: Proj::new(cfg.hidden, kv_dim, cfg.bias, &vb, names.k, lora)?,
+            v: Proj::new(cfg.hidden, kv_dim, cfg.bias, &vb, names.v, lora)?,
+            o: Proj::new(q_dim, cfg.hidden, cfg.out_bias, &vb, names.o, lora)?,
             cfg,
+            names,
             rope: None,
         })
+    }
+
+    /// The four projections by checkpoint name (q, k, v, o), for merging and export.
+    pub fn projections(&self) -> [(&'static str, &Proj); 4] {
+        let n = &self.names;
+        [(n.q, &self.q), (n.k, &self.k), (n.v, &self.v), (n.o, &self.o)]
     }
 
     /// Rotates queries and keys with `rope` (one table shared by all layers).
@@ -89,7 +104,7 @@ impl Attention {
     }
 
     /// x: [batch, seq, hidden] -> [batch, n_heads, seq, head_dim]
-    fn heads(&self, proj: &Linear, x: &Tensor, n_heads: usize) -> Result<Tensor> {
+    fn heads(&self, proj: &Proj, x: &Tensor, n_heads: usize) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let y = proj.forward(x)?.reshape((b, t, n_heads, self.cfg.head_dim))?;
         Ok(y.transpose(1, 2)?.contiguous()?)
@@ -115,7 +130,7 @@ impl Attention {
         }
         let out = softmax_last_dim(&scores)?.matmul(&v)?;
         let out = out.transpose(1, 2)?.reshape((b, tq, self.cfg.heads * self.cfg.head_dim))?;
-        Ok(self.o.forward(&out)?)
+        self.o.forward(&out)
     }
 }
 

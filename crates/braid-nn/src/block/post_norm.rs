@@ -7,7 +7,7 @@ use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 use super::{BlockConfig, BlockNames};
-use crate::{sub, Attention, KvCache, Mlp, Norm, RotaryEmbedding};
+use crate::{sub, Attention, KvCache, LoraSpec, Mlp, Norm, RotaryEmbedding};
 
 /// A post-norm transformer block (original Transformer, BERT).
 #[derive(Debug, Clone)]
@@ -21,11 +21,19 @@ pub struct PostNormBlock {
 impl PostNormBlock {
     /// Builds the four parts under `vb` with the names in `names`.
     pub fn new(cfg: BlockConfig, names: BlockNames, vb: VarBuilder) -> Result<Self> {
+        Self::new_with_lora(cfg, names, vb, None)
+    }
+
+    /// As [`Self::new`], wrapping the attention and MLP projections `lora` targets with
+    /// LoRA (variables under `lora.vb`, which sits at the same position as `vb`).
+    pub fn new_with_lora(cfg: BlockConfig, names: BlockNames, vb: VarBuilder, lora: Option<&LoraSpec>) -> Result<Self> {
         let hidden = cfg.attention.hidden;
+        let attn_lora = lora.map(|l| l.pp(names.attn));
+        let mlp_lora = lora.map(|l| l.pp(names.mlp));
         Ok(Self {
-            attn: Attention::new(cfg.attention, names.attention, sub(&vb, names.attn))?,
+            attn: Attention::new_with_lora(cfg.attention, names.attention, sub(&vb, names.attn), attn_lora.as_ref())?,
             norm1: Norm::new(hidden, cfg.norm, sub(&vb, names.norm1))?,
-            mlp: Mlp::new(cfg.mlp, names.mlp_names, sub(&vb, names.mlp))?,
+            mlp: Mlp::new_with_lora(cfg.mlp, names.mlp_names, sub(&vb, names.mlp), mlp_lora.as_ref())?,
             norm2: Norm::new(hidden, cfg.norm, sub(&vb, names.norm2))?,
         })
     }

@@ -1,4 +1,5 @@
-//! Pre-norm residual block: `h = x + attn(norm1(x)); out = h + mlp(norm2(h))`.
+//! Pre-norm residual block: `h = x + attn(norm1(x)); out = h + mlp(norm2(h))`, optionally
+//! with LoRA on its projections (PEFT `lora.Linear`).
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 use super::{BlockConfig, BlockNames};
-use crate::{sub, Attention, KvCache, Mlp, Norm, RotaryEmbedding};
+use crate::{sub, Attention, KvCache, LoraSpec, Mlp, Norm, Proj, RotaryEmbedding};
 
 /// A pre-norm transformer block (GPT-2, CLIP, LLaMA).
 #[derive(Debug, Clone)]
@@ -16,20 +17,43 @@ pub struct PreNormBlock {
     attn: Attention,
     norm2: Norm,
     mlp: Mlp,
+    names: BlockNames,
 }
 
 impl PreNormBlock {
     /// Builds the four parts under `vb` with the names in `names`.
     pub fn new(cfg: BlockConfig, names: BlockNames, vb: VarBuilder) -> Result<Self> {
+        Self::new_with_lora(cfg, names, vb, None)
+    }
+
+    /// As [`Self::new`], wrapping the attention and MLP projections `lora` targets with
+    /// LoRA (variables under `lora.vb`, which sits at the same position as `vb`).
+    pub fn new_with_lora(cfg: BlockConfig, names: BlockNames, vb: VarBuilder, lora: Option<&LoraSpec>) -> Result<Self> {
         let hidden = cfg.attention.hidden;
+        let attn_lora = lora.map(|l| l.pp(names.attn));
+        let mlp_lora = lora.map(|l| l.pp(names.mlp));
         Ok(Self {
             norm1: Norm::new(hidden, cfg.norm, sub(&vb, names.norm1))?,
-            attn: Attention::new(cfg.attention, names.attention, sub(&vb, names.attn))?,
+            attn: Attention::new_with_lora(cfg.attention, names.attention, sub(&vb, names.attn), attn_lora.as_ref())?,
             norm2: Norm::new(hidden, cfg.norm, sub(&vb, names.norm2))?,
-            mlp: Mlp::new(cfg.mlp, names.mlp_names, sub(&vb, names.mlp))?,
+            mlp: Mlp::new_with_lora(cfg.mlp, names.mlp_names, sub(&vb, names.mlp), mlp_lora.as_ref())?,
+            names,
         })
     }
 
+    /// Every attention and MLP projection by checkpoint name relative to the block
+    /// (`self_attn.q_proj`, `mlp.down_proj`), for merging and export.
+    pub fn projections(&self) -> Vec<(String, &Proj)> {
+        let join = |parent: &str, name: &str| if parent.is_empty() { name.to_string() } else { format!("{parent}.{name}") };
+        let attn = self.attn.projections().into_iter().map(|(n, p)| (join(self.names.attn, n), p));
+        let mlp = self.mlp.projections().into_iter().map(|(n, p)| (join(self.names.mlp, n), p));
+        attn.chain(mlp).collect()
+    }
+
+    /// The two norms by checkpoint name relative to the block (`input_layernorm`, ...).
+    pub fn norms(&self) -> [(&'static str, &Norm); 2] {
+        [(self.names.norm1, &self.norm1), (self.names.norm2, &self.norm2)]
+    }
 
     /// Rotates queries and keys with `rope` (one table shared by all layers).
     pub fn with_rope(mut self, rope: Arc<RotaryEmbedding>) -> Self {

@@ -80,3 +80,47 @@ fn gradients_match_finite_differences() -> Result<()> {
     finite_difference_check(|x| block.forward(x, None, None), &x, 1e-6, 1e-5)?;
     check_param_grads(&varmap_tensors(&vm)?, build, |b| b.forward(&x, None, None), 1e-6, 1e-5)
 }
+
+#[test]
+fn lora_variables_live_in_their_own_map_and_all_get_gradients() -> Result<()> {
+    use crate::{LoraConfig, LoraSpec};
+    let dev = Device::Cpu;
+    let x = Tensor::randn(0f32, 1., (2, 3, 8), &dev)?;
+    let lora_cfg = LoraConfig { rank: 2, alpha: 4.0 };
+    let (base, lora) = (VarMap::new(), VarMap::new());
+    let spec = LoraSpec::new(lora_cfg, &LoraSpec::LLAMA_ALL, VarBuilder::from_varmap(&lora, DType::F32, &dev));
+    let rope = Arc::new(RotaryEmbedding::new(4, 16, 10000.0, DType::F32, &dev)?);
+    let vb = VarBuilder::from_varmap(&base, DType::F32, &dev);
+    let block = PreNormBlock::new_with_lora(llama_cfg(), BlockNames::LLAMA, vb, Some(&spec))?.with_rope(rope);
+    let projections: Vec<_> = block.projections().into_iter().map(|(n, p)| (n, p.lora().is_some())).collect();
+    assert_eq!(projections.len(), 7);
+    assert!(projections.iter().all(|(_, has)| *has), "{projections:?}");
+    assert_eq!(projections[0].0, "self_attn.q_proj");
+    assert_eq!(projections[6].0, "mlp.down_proj");
+    let names: Vec<_> = lora.data().lock().map_err(|e| braid_core::Error::Invalid(e.to_string()))?.keys().cloned().collect();
+    assert_eq!(names.len(), 14);
+    assert!(names.iter().all(|n| n.contains(".lora_A.") || n.contains(".lora_B.")), "{names:?}");
+    assert!(names.contains(&"mlp.gate_proj.lora_B.weight".to_string()), "{names:?}");
+    // B starts at zero (A would get no gradient); move it off zero first.
+    for var in lora.all_vars() {
+        var.set(&var.as_tensor().randn_like(0., 0.1)?)?;
+    }
+    check_all_vars_get_grad(&lora, &block.forward(&x, None, None)?.sqr()?.sum_all()?)?;
+    // BERT names: only the targets named get LoRA.
+    let lora = VarMap::new();
+    let spec = LoraSpec::new(lora_cfg, &["self.query", "intermediate.dense"], VarBuilder::from_varmap(&lora, DType::F32, &dev));
+    let vb = VarBuilder::from_varmap(&base, DType::F32, &dev).pp("bert");
+    PostNormBlock::new_with_lora(bert_cfg(), BlockNames::BERT, vb, Some(&spec.pp("bert")))?;
+    let mut names: Vec<_> = lora.data().lock().map_err(|e| braid_core::Error::Invalid(e.to_string()))?.keys().cloned().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "bert.attention.self.query.lora_A.weight",
+            "bert.attention.self.query.lora_B.weight",
+            "bert.intermediate.dense.lora_A.weight",
+            "bert.intermediate.dense.lora_B.weight"
+        ]
+    );
+    Ok(())
+}
