@@ -75,7 +75,7 @@ fn is_ts(path: &Path) -> bool {
 }
 
 /// A registered dataset's folder (fetched) or the path given.
-fn dataset_path(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn dataset_path(name: &str) -> anyhow::Result<PathBuf> {
     let p = PathBuf::from(name);
     if p.exists() {
         return Ok(p);

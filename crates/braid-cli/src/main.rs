@@ -13,6 +13,7 @@ mod fetch;
 mod generate;
 mod inspect;
 mod perplexity;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +48,10 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Perplexity of a language model on a text file, as one JSON line.
     Perplexity(perplexity::PerplexityArgs),
+    /// Train as a recipe says (`recipes/*/*.toml`): checkpoints, metrics, plots, `--resume`.
+    Train(train::TrainArgs),
+    /// Evaluate a trained model on a recipe's test data, as one JSON line.
+    Eval(train::EvalArgs),
 }
 
 fn main() {
@@ -61,6 +66,8 @@ fn main() {
         Command::Generate(args) => generate::run(args),
         Command::Chat(args) => chat::run(args),
         Command::Perplexity(args) => perplexity::run(args),
+        Command::Train(args) => train::train(args),
+        Command::Eval(args) => train::eval(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -5,10 +5,12 @@
 pub mod checkpoint;
 pub mod classify;
 mod config;
+pub mod init;
 pub mod metrics;
 pub mod optim;
 pub mod order;
 pub mod plot;
+pub mod recipe;
 pub mod schedule;
 mod stage;
 mod trainer;
