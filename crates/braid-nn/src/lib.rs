@@ -10,6 +10,7 @@
 pub mod activation;
 pub mod attention;
 pub mod block;
+pub mod conv;
 pub mod embedding;
 pub mod gradcheck;
 pub mod linear;
@@ -26,6 +27,7 @@ pub(crate) mod fixtures;
 
 pub use activation::Activation;
 pub use attention::{Attention, AttentionConfig, AttentionNames, KvCache};
+pub use conv::{Conv1d, Conv1dConfig};
 pub use block::{BlockConfig, BlockNames, PostNormBlock, PreNormBlock};
 pub use embedding::Embedding;
 pub use linear::Linear;

@@ -4,8 +4,9 @@
 //! Reference: `torch.nn.Conv1d`.
 
 use braid_core::{Error, Features, Modality, Result};
-use candle_core::{Module, Tensor};
-use candle_nn::{Conv1d, Conv1dConfig, VarBuilder};
+use braid_nn::{Conv1d, Conv1dConfig};
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::transformer::token_mask;
@@ -44,11 +45,11 @@ impl Cnn1d {
         if cfg.widths.is_empty() || cfg.kernel_size % 2 == 0 || cfg.stride == 0 {
             return Err(Error::config("cnn", format!("need widths, an odd kernel and a positive stride: {cfg:?}")));
         }
-        let conv_cfg = Conv1dConfig { padding: cfg.kernel_size / 2, stride: cfg.stride, ..Default::default() };
         let mut input = cfg.channels;
         let mut convs = Vec::with_capacity(cfg.widths.len());
         for (k, &w) in cfg.widths.iter().enumerate() {
-            convs.push(candle_nn::conv1d(input, w, cfg.kernel_size, conv_cfg, vb.pp(format!("convs.{k}")))?);
+            let conv = Conv1dConfig { in_channels: input, out_channels: w, kernel: cfg.kernel_size, stride: cfg.stride, padding: cfg.kernel_size / 2, bias: true };
+            convs.push(Conv1d::new(conv, vb.pp(format!("convs.{k}")))?);
             input = w;
         }
         Ok(Self { convs, cfg })
@@ -71,14 +72,14 @@ impl Encoder for Cnn1d {
         if c != self.cfg.channels {
             return Err(Error::shape("IMU input [batch, time, channels]", &[self.cfg.channels], &[c]));
         }
-        let mut h = input.transpose(1, 2)?.contiguous()?;
+        let mut h = input.clone();
         let mut mask = mask.cloned();
         for conv in &self.convs {
-            h = conv.forward(&h)?.relu()?;
+            h = conv.forward_tokens(&h)?.relu()?;
             // A step is real where the input sample at its centre was.
-            mask = mask.map(|m| token_mask(&m, h.dim(2)?, 1, self.cfg.stride)).transpose()?;
+            mask = mask.map(|m| token_mask(&m, h.dim(1)?, 1, self.cfg.stride)).transpose()?;
         }
-        Features::new(h.transpose(1, 2)?, mask)
+        Features::new(h, mask)
     }
 }
 
@@ -104,6 +105,15 @@ mod tests {
         assert_eq!(f.mask_or_ones()?.dims(), [3, 3]);
         assert!(Cnn1d::new(Cnn1dConfig { kernel_size: 4, ..cfg() }, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).is_err());
         Ok(())
+    }
+
+    #[test]
+    fn parameter_gradients_match_finite_differences() -> Result<()> {
+        let vm = VarMap::new();
+        Cnn1d::new(cfg(), VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu))?;
+        let x = Tensor::randn(0f64, 1., (2, 11, 6), &Device::Cpu)?;
+        let params = braid_nn::gradcheck::varmap_tensors(&vm)?;
+        braid_nn::gradcheck::check_param_grads(&params, |vb| Cnn1d::new(cfg(), vb), |m| Ok(m.encode(&x, None)?.tokens), 1e-6, 1e-5)
     }
 
     #[test]

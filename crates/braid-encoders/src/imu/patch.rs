@@ -4,8 +4,9 @@
 //! 2023) do. Reference code: github.com/csuhan/OneLLM `model/meta.py`.
 
 use braid_core::{Error, Features, Modality, Result};
-use candle_core::{Module, Tensor};
-use candle_nn::{Conv1d, Conv1dConfig, VarBuilder};
+use candle_core::Tensor;
+use braid_nn::{Conv1d, Conv1dConfig};
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::transformer::token_mask;
@@ -48,13 +49,15 @@ impl PatchTransformer {
         if cfg.patch_size == 0 || cfg.stride == 0 {
             return Err(Error::config("patch_size", "patch size and stride must be positive"));
         }
-        let conv_cfg = Conv1dConfig { stride: cfg.stride, ..Default::default() };
-        let d = cfg.transformer.hidden_size;
-        let vbp = vb.pp("patch_embed");
-        let patch_embed = match cfg.patch_bias {
-            true => candle_nn::conv1d(cfg.channels, d, cfg.patch_size, conv_cfg, vbp)?,
-            false => candle_nn::conv1d_no_bias(cfg.channels, d, cfg.patch_size, conv_cfg, vbp)?,
+        let conv_cfg = Conv1dConfig {
+            in_channels: cfg.channels,
+            out_channels: cfg.transformer.hidden_size,
+            kernel: cfg.patch_size,
+            stride: cfg.stride,
+            padding: 0,
+            bias: cfg.patch_bias,
         };
+        let patch_embed = Conv1d::new(conv_cfg, vb.pp("patch_embed"))?;
         Ok(Self { patch_embed, transformer: TokenTransformer::new(cfg.transformer, vb.pp("transformer"))?, cfg })
     }
 
@@ -67,7 +70,7 @@ impl PatchTransformer {
         if t < self.cfg.patch_size {
             return Err(Error::Invalid(format!("{t} time steps is shorter than one patch ({})", self.cfg.patch_size)));
         }
-        Ok(self.patch_embed.forward(&x.transpose(1, 2)?.contiguous()?)?.transpose(1, 2)?)
+        self.patch_embed.forward_tokens(x)
     }
 }
 
