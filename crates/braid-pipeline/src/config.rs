@@ -45,6 +45,28 @@ pub struct PipelineConfig {
     /// pipeline directory (`llm.safetensors`).
     #[serde(default)]
     pub llm_config: Option<LlamaConfig>,
+    /// LoRA on the language model (`lora.safetensors`): trained by the `instruct` stage.
+    #[serde(default)]
+    pub lora: Option<LoraSettings>,
+}
+
+/// LoRA on the language model's projections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoraSettings {
+    /// Rank `r`.
+    pub rank: usize,
+    /// Scale numerator (`alpha / r`).
+    pub alpha: f64,
+    /// Projection names (PEFT's `target_modules`).
+    pub targets: Vec<String>,
+}
+
+impl Default for LoraSettings {
+    /// r = 8, alpha = 16 on all seven LLaMA projections.
+    fn default() -> Self {
+        Self { rank: 8, alpha: 16.0, targets: braid_nn::LoraSpec::LLAMA_ALL.iter().map(|t| t.to_string()).collect() }
+    }
 }
 
 impl PipelineConfig {

@@ -10,7 +10,7 @@ mod pipeline;
 pub mod splice;
 mod store;
 
-pub use config::{EncoderSlot, PipelineConfig};
+pub use config::{EncoderSlot, LoraSettings, PipelineConfig};
 pub use encoder_config::EncoderConfig;
 pub use llava::{Llava, LlavaConfig};
 pub use pipeline::{Input, Pipeline};

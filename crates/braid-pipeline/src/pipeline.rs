@@ -11,7 +11,8 @@ use std::path::Path;
 use braid_core::{Error, Features, Modality, Result};
 use braid_encoders::image::Clip;
 use braid_encoders::Encoder;
-use braid_llm::{LanguageModel, Llama, LmOutput};
+use braid_llm::{LanguageModel, Llama, LmOutput, Weights};
+use braid_nn::{LoraConfig, LoraSpec};
 use braid_projectors::InputProjector;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -49,6 +50,8 @@ pub struct Pipeline {
     pub(crate) llm: Llama,
     /// `None` for a language model loaded frozen from the folder `llm` names.
     pub(crate) llm_vars: Option<VarMap>,
+    /// LoRA on the language model, when configured.
+    pub(crate) lora_vars: Option<VarMap>,
     pub(crate) device: Device,
 }
 
@@ -104,12 +107,26 @@ impl Pipeline {
     /// variables, the others are loaded from the folder their slot names.
     pub fn init(cfg: &PipelineConfig, device: &Device) -> Result<Self> {
         cfg.validate()?;
-        let (llm, llm_vars) = match &cfg.llm_config {
-            Some(c) => {
+        let lora_vars = cfg.lora.as_ref().map(|_| VarMap::new());
+        let lora = cfg.lora.as_ref().zip(lora_vars.as_ref()).map(|(l, vars)| {
+            let targets: Vec<&str> = l.targets.iter().map(String::as_str).collect();
+            let spec_vb = VarBuilder::from_varmap(vars, DType::F32, device);
+            (LoraConfig { rank: l.rank, alpha: l.alpha }, targets, spec_vb)
+        });
+        let (llm, llm_vars) = match (&cfg.llm_config, lora) {
+            (Some(c), None) => {
                 let (vars, vb) = fresh(device);
                 (Llama::new(c, vb)?, Some(vars))
             }
-            None => (Llama::from_folder(Path::new(&cfg.llm), DType::F32, device)?.0, None),
+            (Some(c), Some((lc, targets, lvb))) => {
+                let (vars, vb) = fresh(device);
+                (Llama::with_lora(c, vb, &LoraSpec::new(lc, &targets, lvb))?, Some(vars))
+            }
+            (None, None) => (Llama::load(Path::new(&cfg.llm), Weights::Trainable(DType::F32), device)?.0, None),
+            (None, Some((lc, targets, _))) => {
+                let vars = lora_vars.as_ref().ok_or_else(|| Error::Invalid("lora variables".into()))?;
+                (Llama::load_with_lora(Path::new(&cfg.llm), DType::F32, device, lc, &targets, vars)?.0, None)
+            }
         };
         let branches = cfg
             .encoders
@@ -117,7 +134,7 @@ impl Pipeline {
             .enumerate()
             .map(|(i, slot)| Branch::new(i, slot, llm.hidden_size(), device))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { cfg: cfg.clone(), branches, llm, llm_vars, device: device.clone() })
+        Ok(Self { cfg: cfg.clone(), branches, llm, llm_vars, lora_vars, device: device.clone() })
     }
 
     /// The configuration.
@@ -134,6 +151,7 @@ impl Pipeline {
     /// `projector.image`, ...), as saved in the model directory.
     pub fn var_maps(&self) -> Vec<(String, &VarMap)> {
         let mut maps: Vec<(String, &VarMap)> = self.llm_vars.iter().map(|v| ("llm".to_string(), v)).collect();
+        maps.extend(self.lora_vars.iter().map(|v| ("lora".to_string(), v)));
         for b in &self.branches {
             if let Some(v) = &b.encoder_vars {
                 maps.push((format!("encoder.{}", b.modality), v));
@@ -159,6 +177,17 @@ impl Pipeline {
     ///
     /// ids: one prompt's token ids (t of them) -> [1, t - placeholders + projected, d_llm]
     pub fn embed_prompt(&self, ids: &[u32], inputs: &[Input]) -> Result<Tensor> {
+        Ok(self.embed_labelled(ids, None, inputs)?.0)
+    }
+
+    /// As [`Self::embed_prompt`], also expanding per-id `labels` (for a loss) to the
+    /// spliced sequence: a placeholder's projected tokens get -100 (never predicted).
+    ///
+    /// ids, labels: t each -> ([1, t', d_llm], t' labels; empty when `labels` is `None`)
+    pub fn embed_labelled(&self, ids: &[u32], labels: Option<&[i64]>, inputs: &[Input]) -> Result<(Tensor, Vec<i64>)> {
+        if let Some(l) = labels.filter(|l| l.len() != ids.len()) {
+            return Err(Error::shape("labels (one per prompt id)", &[ids.len()], &[l.len()]));
+        }
         for input in inputs {
             self.branch(input.modality)?;
         }
@@ -174,23 +203,34 @@ impl Pipeline {
         }
         let text = self.llm.embed_tokens(&Tensor::new(ids, &self.device)?.unsqueeze(0)?)?.squeeze(0)?;
         let mut used = vec![0usize; self.branches.len()];
-        let (mut parts, mut run_start) = (Vec::new(), 0);
+        let (mut parts, mut run_start, mut out_labels) = (Vec::new(), 0, Vec::new());
+        let keep_labels = |from: usize, to: usize, out: &mut Vec<i64>| {
+            if let Some(l) = labels {
+                out.extend_from_slice(&l[from..to]);
+            }
+        };
         for (i, id) in ids.iter().enumerate() {
             let Some(k) = self.branches.iter().position(|b| b.token_id == *id) else { continue };
             if i > run_start {
                 parts.push(text.narrow(0, run_start, i - run_start)?);
+                keep_labels(run_start, i, &mut out_labels);
             }
             run_start = i + 1;
             let b = &self.branches[k];
             let input = inputs.iter().filter(|x| x.modality == b.modality).nth(used[k]);
             used[k] += 1;
             let input = input.ok_or_else(|| Error::Invalid("a placeholder without an input".into()))?;
-            parts.push(b.tokens(input)?.to_dtype(text.dtype())?);
+            let tokens = b.tokens(input)?.to_dtype(text.dtype())?;
+            if labels.is_some() {
+                out_labels.extend(std::iter::repeat_n(-100, tokens.dim(0)?));
+            }
+            parts.push(tokens);
         }
         if ids.len() > run_start {
             parts.push(text.narrow(0, run_start, ids.len() - run_start)?);
+            keep_labels(run_start, ids.len(), &mut out_labels);
         }
-        Ok(Tensor::cat(&parts, 0)?.unsqueeze(0)?)
+        Ok((Tensor::cat(&parts, 0)?.unsqueeze(0)?, out_labels))
     }
 
     /// ids: one prompt (t ids) -> [`LmOutput`] over the spliced sequence, `[1, t', vocab]`.

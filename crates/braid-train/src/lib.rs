@@ -12,6 +12,7 @@ pub mod order;
 pub mod plot;
 pub mod recipe;
 pub mod schedule;
+pub mod stages;
 mod stage;
 mod trainer;
 

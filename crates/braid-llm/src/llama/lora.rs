@@ -184,6 +184,18 @@ impl Llama {
         Ok(Self { body: Body::Trainable(Trainable::new(cfg, vb, Some(lora))?), cfg: cfg.clone() })
     }
 
+    /// The base model in `path` (a Hugging Face folder or GGUF file, dequantized to
+    /// `dtype`, its weights constants) with fresh LoRA on `targets`, the LoRA variables
+    /// created in `varmap` (the trainable map of an `instruct` stage).
+    pub fn load_with_lora(path: &Path, dtype: DType, device: &Device, lora: LoraConfig, targets: &[&str], varmap: &VarMap) -> Result<(Self, LoadReport)> {
+        let (cfg, ckpt) = open(path)?;
+        let (vb, tracker) = ckpt.var_builder(dtype, device);
+        let spec = LoraSpec::new(lora, targets, VarBuilder::from_varmap(varmap, dtype, device));
+        let model = Self::with_lora(&cfg, vb, &spec)?;
+        let report = tracker.report().into_result(ckpt.path())?;
+        Ok((model, report))
+    }
+
     /// The base model in `base` (a Hugging Face folder or GGUF file, as [`Llama::load`]) with
     /// the PEFT adapter in `adapter_dir` applied, for inference or merging (A and B are
     /// constants here; to train them, build with [`Llama::with_lora`] over a VarMap and

@@ -155,6 +155,7 @@ mod tests {
     #[test]
     fn bad_recipes_fail_before_training_naming_the_field() {
         assert!(err(&format!("{GOOD}[train]\nlearning_rate = 1.0\n")).contains("learning_rate"));
+        assert!(err(&GOOD.replace("type = \"cnn\"\n", "type = \"cnn\"\nwidht = [4]\n")).contains("widht"));
         assert!(err(&GOOD.replace("[model.head]\n", "[model.head]\nsize = 3\n")).contains("size"));
         let e = err(&GOOD.replace("[model.head]\n", ""));
         assert!(e.contains("model.head") && e.contains("classify"), "{e}");

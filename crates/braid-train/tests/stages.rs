@@ -1,0 +1,155 @@
+//! Each stage trains exactly the variables it names and no others: after two optimiser
+//! steps through [`fit`], every variable of the trained components has moved and every
+//! other variable of the model is bit-identical.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use braid_core::Modality;
+use braid_encoders::imu::{Cnn1dConfig, ImuEncoderConfig};
+use braid_pipeline::{Input, Pipeline, PipelineConfig};
+use braid_train::classify::{Augment, Classifier, ClassifyTask, Examples};
+use braid_train::stages::{stage_vars, ContrastiveTask, ConversationTask, Sample, INITIAL_LOGIT_SCALE};
+use braid_train::{fit, RunOptions, Stage, Task, TrainConfig};
+use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+
+const PIPELINE: &str = r#"
+llm = "tiny-llama"
+[llm_config]
+vocab_size = 64
+hidden_size = 32
+intermediate_size = 48
+num_hidden_layers = 2
+num_attention_heads = 4
+num_key_value_heads = 2
+max_position_embeddings = 128
+[lora]
+rank = 2
+alpha = 4.0
+[[encoders]]
+modality = "imu"
+model = "tiny-imu"
+token_id = 61
+[encoders.encoder]
+type = "imu_patch"
+channels = 6
+patch_size = 4
+stride = 4
+transformer = { hidden_size = 16, intermediate_size = 24, num_layers = 1, num_heads = 2, max_positions = 16 }
+[encoders.projector]
+type = "mlp"
+"#;
+
+type Snapshot = BTreeMap<String, Vec<f32>>;
+
+fn snapshot(maps: &[(String, &VarMap)]) -> Snapshot {
+    let mut out = BTreeMap::new();
+    for (prefix, vm) in maps {
+        for (name, var) in vm.data().lock().unwrap().iter() {
+            out.insert(format!("{prefix}.{name}"), var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        }
+    }
+    out
+}
+
+/// Names that changed, and a check that they are exactly `want` (a prefix filter).
+fn assert_changed(before: &Snapshot, after: &Snapshot, trains: impl Fn(&str) -> bool) {
+    let changed: BTreeSet<&String> = before.keys().filter(|k| before[*k] != after[*k]).collect();
+    let want: BTreeSet<&String> = before.keys().filter(|k| trains(k)).collect();
+    assert!(!want.is_empty());
+    assert_eq!(changed, want, "changed variables differ from the stage's");
+}
+
+fn two_steps(task: &dyn Task) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig { max_steps: 2, batch_size: 2, lr: 1e-2, log_every: 1, ..Default::default() };
+    fit(task, &cfg, &RunOptions { dir: dir.path().into(), resume: false, config_toml: String::new(), progress: false }).unwrap();
+}
+
+fn sample(seed: u32) -> Sample {
+    let data = Tensor::randn(0f32, 1., (1, 16, 6), &Device::Cpu).unwrap();
+    // <bos> <imu> caption tokens...; the prompt and placeholder are masked.
+    let ids = vec![1, 61, 5 + seed, 9, 12 + seed, 3];
+    let labels = vec![-100, -100, i64::from(5 + seed), 9, i64::from(12 + seed), 3];
+    Sample { ids, labels, inputs: vec![Input { modality: Modality::Imu, data, mask: None }] }
+}
+
+fn conversation_stage(stage: Stage, trains: impl Fn(&str) -> bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipeline.toml");
+    std::fs::write(&path, PIPELINE).unwrap();
+    let pipeline = Pipeline::init(&PipelineConfig::load(&path).unwrap(), &Device::Cpu).unwrap();
+    let samples: Vec<Sample> = (0..4).map(sample).collect();
+    let task = ConversationTask { pipeline: &pipeline, stage, samples: Box::new(|i| Ok(samples[i].clone())), len: 4, evaluate: None };
+    let before = snapshot(&pipeline.var_maps());
+    assert!(before.keys().any(|k| k.starts_with("lora.")) && before.keys().any(|k| k.starts_with("llm.")));
+    two_steps(&task);
+    assert_changed(&before, &snapshot(&pipeline.var_maps()), trains);
+}
+
+#[test]
+fn align_trains_the_projector_only() {
+    conversation_stage(Stage::Align, |k| k.starts_with("projector."));
+}
+
+#[test]
+fn instruct_trains_the_projector_and_lora_only() {
+    conversation_stage(Stage::Instruct, |k| k.starts_with("projector.") || k.starts_with("lora."));
+}
+
+#[test]
+fn a_stage_naming_a_missing_component_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipeline.toml");
+    std::fs::write(&path, PIPELINE.replace("[lora]\nrank = 2\nalpha = 4.0\n", "")).unwrap();
+    let pipeline = Pipeline::init(&PipelineConfig::load(&path).unwrap(), &Device::Cpu).unwrap();
+    let e = stage_vars(&pipeline, Stage::Instruct).unwrap_err().to_string();
+    assert!(e.contains("LlmLora"), "{e}");
+}
+
+fn classifier(freeze: bool) {
+    let (enc_vars, head_vars) = (VarMap::new(), VarMap::new());
+    let cfg = ImuEncoderConfig::Cnn(Cnn1dConfig { channels: 6, widths: vec![4, 8], kernel_size: 3, stride: 2 });
+    let encoder = cfg.build(VarBuilder::from_varmap(&enc_vars, DType::F32, &Device::Cpu)).unwrap();
+    let model = Classifier::new(encoder, vec!["a".into(), "b".into()], VarBuilder::from_varmap(&head_vars, DType::F32, &Device::Cpu)).unwrap();
+    let x = Tensor::randn(0f32, 1., (4, 16, 6), &Device::Cpu).unwrap();
+    let train = Examples::new(x, vec![0, 1, 0, 1], "train").unwrap();
+    let task = ClassifyTask { model: &model, encoder_vars: (!freeze).then_some(&enc_vars), head_vars: &head_vars, train, eval: None, augment: Augment::default(), eval_batch: 4 };
+    let maps = [("encoder".to_string(), &enc_vars), ("head".to_string(), &head_vars)];
+    let before = snapshot(&maps);
+    two_steps(&task);
+    assert_changed(&before, &snapshot(&maps), |k| k.starts_with("head.") || (!freeze && k.starts_with("encoder.")));
+}
+
+#[test]
+fn classify_trains_encoder_and_head_and_a_probe_only_the_head() {
+    classifier(false);
+    classifier(true);
+}
+
+#[test]
+fn contrastive_trains_its_towers_and_temperature_only() {
+    let (left_vars, frozen_vars) = (VarMap::new(), VarMap::new());
+    let dev = Device::Cpu;
+    let left = candle_nn::linear(5, 4, VarBuilder::from_varmap(&left_vars, DType::F32, &dev).pp("left")).unwrap();
+    let right = candle_nn::linear(3, 4, VarBuilder::from_varmap(&frozen_vars, DType::F32, &dev).pp("right")).unwrap();
+    let (a, b) = (Tensor::randn(0f32, 1., (6, 5), &dev).unwrap(), Tensor::randn(0f32, 1., (6, 3), &dev).unwrap());
+    let pick = |t: &Tensor, idx: &[usize]| t.index_select(&Tensor::new(idx.iter().map(|&i| i as u32).collect::<Vec<_>>(), &dev).unwrap(), 0).unwrap();
+    let scale = Var::new(INITIAL_LOGIT_SCALE as f32, &dev).unwrap();
+    let vars: Vec<(String, Var)> = left_vars.data().lock().unwrap().iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+    let task = ContrastiveTask {
+        left: Box::new(|idx| Ok(left.forward(&pick(&a, idx))?)),
+        right: Box::new(|idx| Ok(right.forward(&pick(&b, idx))?)),
+        logit_scale: scale.clone(),
+        groups: Some(vec![0, 1, 2, 0, 1, 2]),
+        len: 6,
+        vars,
+        evaluate: None,
+    };
+    let maps = [("left".to_string(), &left_vars), ("frozen".to_string(), &frozen_vars)];
+    let before = snapshot(&maps);
+    two_steps(&task);
+    assert_changed(&before, &snapshot(&maps), |k| k.starts_with("left."));
+    assert_ne!(scale.as_tensor().to_scalar::<f32>().unwrap(), INITIAL_LOGIT_SCALE as f32, "the temperature learns");
+}
