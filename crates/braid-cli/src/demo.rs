@@ -40,6 +40,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     }
     similarity_demo(&braid_hub::resolve_model("minilm")?, &device)?;
     crate::chat::demo_turn(&braid_hub::resolve_model("smollm2")?)?;
+    hapt_demo(args.offline)?;
     Ok(())
 }
 
@@ -96,4 +97,38 @@ fn print_loaded(name: &str, what: &str, report: &LoadReport, seconds: f64) {
         report.unexpected.len(),
         report.mismatched.len(),
     );
+}
+
+/// The committed IMU activity model (`braid train recipes/hapt/*.toml`, best encoder).
+fn hapt_model_dir() -> std::path::PathBuf {
+    let here = Path::new("models/hapt-imu");
+    if here.is_dir() {
+        return here.to_path_buf();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/hapt-imu")
+}
+
+/// Classifies a few HAPT test windows (users 22-30, never seen in training) with the
+/// committed model and prints prediction beside truth, then the accuracy on all of them.
+pub(crate) fn hapt_demo(offline: bool) -> anyhow::Result<()> {
+    let data = if offline { crate::data::dataset_path("hapt")? } else { braid_hub::fetch("hapt", &FetchOptions::default())?.main };
+    let dir = hapt_model_dir();
+    let (model, stats) = braid_train::classify::Classifier::load_imu(&dir, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))?;
+    let recipe_path = dir.join("recipe.toml");
+    let text = std::fs::read_to_string(&recipe_path).with_context(|| recipe_path.display().to_string())?;
+    let mut recipe = braid_train::recipe::Recipe::parse(&text, &recipe_path)?;
+    recipe.data.path = data;
+    let split = recipe.data.load_with(stats.as_ref())?;
+    let start = Instant::now();
+    let pred = braid_train::classify::ClassifyTask::predict(&model, &split.test.x, 256)?;
+    let seconds = start.elapsed().as_secs_f64();
+    println!("\nHAPT activity recognition ({}, trained on users 1-21), test windows of users 22-30:", dir.display());
+    let n = pred.len();
+    for i in (0..8).map(|k| k * n / 8 + n / 16) {
+        let (p, t) = (&model.classes[pred[i]], &model.classes[split.test.y[i]]);
+        println!("  window {i:>4}: predicted {p:<20} truth {t:<20} {}", if p == t { "ok" } else { "MISS" });
+    }
+    let m = braid_train::classify::ClassMetrics::new(&pred, &split.test.y, model.classes.len());
+    println!("  all {n} test windows: accuracy {:.2}%, macro-F1 {:.2}% ({:.2} s)", 100.0 * m.accuracy, 100.0 * m.macro_f1, seconds);
+    Ok(())
 }

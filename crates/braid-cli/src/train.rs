@@ -48,11 +48,16 @@ pub fn load_recipe(path: &Path) -> anyhow::Result<Recipe> {
 
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let mut recipe = load_recipe(&args.recipe)?;
+    let mut portable = Recipe::load(&args.recipe)?;
     if let Some(dir) = &args.out_dir {
         recipe.out_dir = dir.clone();
+        portable.out_dir = dir.clone();
     }
     recipe.validate().with_context(|| format!("recipe {}", args.recipe.display()))?;
     let (report, summary) = train_classifier(&recipe, args.resume, !args.quiet)?;
+    // The model keeps the recipe as written (dataset names, not this machine's paths).
+    let kept = report.model_dir.join("recipe.toml");
+    std::fs::write(&kept, portable.to_toml()?).with_context(|| kept.display().to_string())?;
     eprintln!(
         "trained {} steps{} in {:.1} s ({:.0} samples/s); model: {}; metrics, plots: {}",
         summary.steps,

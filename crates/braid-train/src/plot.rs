@@ -100,44 +100,40 @@ pub fn line_chart(path: &Path, title: &str, series: &[Series]) -> Result<()> {
     root.present().map_err(|e| plot_err(path, e))
 }
 
-/// A confusion matrix (rows: true class, columns: predicted) as a heat map with counts.
+/// A confusion matrix (rows: true class, columns: predicted) as a heat map with counts,
+/// each row shaded by its share of the row's windows.
 pub fn confusion_png(path: &Path, matrix: &[Vec<usize>], classes: &[String]) -> Result<()> {
     fonts();
     let n = classes.len();
     if matrix.len() != n || matrix.iter().any(|r| r.len() != n) {
         return Err(Error::shape("confusion matrix", &[n, n], &[matrix.len(), matrix.first().map_or(0, Vec::len)]));
     }
-    let root = BitMapBackend::new(path, (760, 700)).into_drawing_area();
+    let (cell, left, top) = (80i32, 190i32, 60i32);
+    let size = (left as u32 + cell as u32 * n as u32 + 20, top as u32 + cell as u32 * n as u32 + 40);
+    let root = BitMapBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("confusion matrix (rows: true, columns: predicted)", (FAMILY, 20))
-        .margin(16)
-        .x_label_area_size(90)
-        .y_label_area_size(150)
-        .build_cartesian_2d(0..n, 0..n)
-        .map_err(|e| plot_err(path, e))?;
-    let name = |i: &usize| classes.get(*i).cloned().unwrap_or_default();
-    chart
-        .configure_mesh()
-        .disable_mesh()
-        .x_labels(n + 1)
-        .y_labels(n + 1)
-        .x_label_formatter(&name)
-        .y_label_formatter(&|i| name(&(n.saturating_sub(1).saturating_sub(*i))))
-        .x_label_style((FAMILY, 13).into_font().transform(FontTransform::Rotate90))
-        .label_style((FAMILY, 13))
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
+    let put = |s: &str, px: i32, at: (i32, i32)| -> Result<()> {
+        let style = TextStyle::from((FAMILY, px).into_font()).color(&BLACK);
+        root.draw(&Text::new(s.to_string(), at, style)).map_err(|e| plot_err(path, e))
+    };
+    put("rows: true class, columns: predicted", 18, (left, 12))?;
     for (t, row) in matrix.iter().enumerate() {
         let total = row.iter().sum::<usize>().max(1) as f64;
+        let y = top + cell * t as i32;
+        put(&classes[t], 14, (8, y + cell / 2 - 7))?;
         for (p, &count) in row.iter().enumerate() {
             let share = count as f64 / total;
-            let y = n - 1 - t;
+            let x = left + cell * p as i32;
             let fill = RGBColor(255 - (200.0 * share) as u8, 255 - (120.0 * share) as u8, 255);
-            chart.draw_series([Rectangle::new([(p, y), (p + 1, y + 1)], fill.filled())]).map_err(|e| plot_err(path, e))?;
-            let style = TextStyle::from((FAMILY, 16).into_font()).color(&BLACK);
-            chart.draw_series([Text::new(count.to_string(), (p, y + 1), style)]).map_err(|e| plot_err(path, e))?;
+            root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], fill.filled())).map_err(|e| plot_err(path, e))?;
+            root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], BLACK.mix(0.2))).map_err(|e| plot_err(path, e))?;
+            let label = count.to_string();
+            put(&label, 16, (x + cell / 2 - 5 * label.len() as i32, y + cell / 2 - 8))?;
         }
+    }
+    for (p, name) in classes.iter().enumerate() {
+        let short: String = name.chars().take(11).collect();
+        put(&short, 12, (left + cell * p as i32 + 2, top + cell * n as i32 + 6))?;
     }
     root.present().map_err(|e| plot_err(path, e))
 }
