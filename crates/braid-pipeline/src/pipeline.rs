@@ -108,6 +108,8 @@ impl Pipeline {
     pub fn init(cfg: &PipelineConfig, device: &Device) -> Result<Self> {
         cfg.validate()?;
         let lora_vars = cfg.lora.as_ref().map(|_| VarMap::new());
+        // A registered name (`smollm2`) or a path.
+        let llm_path = if cfg.llm_config.is_some() { std::path::PathBuf::from(&cfg.llm) } else { braid_hub::resolve_model(&cfg.llm)? };
         let lora = cfg.lora.as_ref().zip(lora_vars.as_ref()).map(|(l, vars)| {
             let targets: Vec<&str> = l.targets.iter().map(String::as_str).collect();
             let spec_vb = VarBuilder::from_varmap(vars, DType::F32, device);
@@ -122,10 +124,10 @@ impl Pipeline {
                 let (vars, vb) = fresh(device);
                 (Llama::with_lora(c, vb, &LoraSpec::new(lc, &targets, lvb))?, Some(vars))
             }
-            (None, None) => (Llama::load(Path::new(&cfg.llm), Weights::Trainable(DType::F32), device)?.0, None),
+            (None, None) => (Llama::load(&llm_path, Weights::Trainable(DType::F32), device)?.0, None),
             (None, Some((lc, targets, _))) => {
                 let vars = lora_vars.as_ref().ok_or_else(|| Error::Invalid("lora variables".into()))?;
-                (Llama::load_with_lora(Path::new(&cfg.llm), DType::F32, device, lc, &targets, vars)?.0, None)
+                (Llama::load_with_lora(&llm_path, DType::F32, device, lc, &targets, vars)?.0, None)
             }
         };
         let branches = cfg
