@@ -189,7 +189,7 @@ mod tests {
         let ck = CheckpointDir::new(run.path());
         assert_eq!(ck.latest().unwrap(), None);
         for step in [1, 2, 3] {
-            ck.save(&state(step), 2, |d| Ok(fs::write(d.join("w"), [step as u8]).unwrap())).unwrap();
+            ck.save(&state(step), 2, |d| { fs::write(d.join("w"), [step as u8]).unwrap(); Ok(()) }).unwrap();
         }
         let latest = ck.latest().unwrap().unwrap();
         assert!(latest.ends_with("step-0000003"));

@@ -58,7 +58,7 @@ pub enum TemporalPool {
     /// Masked mean.
     Mean,
     /// Learned attention pooling.
-    Attention(AttentionPool),
+    Attention(Box<AttentionPool>),
 }
 
 impl TemporalPool {
@@ -67,7 +67,7 @@ impl TemporalPool {
         Ok(match cfg {
             TemporalPoolingConfig::None => Self::None,
             TemporalPoolingConfig::Mean => Self::Mean,
-            TemporalPoolingConfig::Attention { heads } => Self::Attention(AttentionPool::new(dim, heads, vb)?),
+            TemporalPoolingConfig::Attention { heads } => Self::Attention(Box::new(AttentionPool::new(dim, heads, vb)?)),
         })
     }
 
