@@ -8,5 +8,6 @@ pub mod image;
 pub mod imu;
 pub mod text;
 pub mod video;
+pub mod vqa;
 
 pub use dataset::Dataset;
