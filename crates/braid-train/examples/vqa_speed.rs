@@ -7,7 +7,11 @@
 //! set the bar.
 //!
 //! `cargo run --release -p braid-train --example vqa_speed [-- PATH.gguf]`; without a path
-//! the GGUF in `$BRAID_HOME/models/smollm2` (`braid fetch smollm2`).
+//! the GGUF in `$BRAID_HOME/models/smollm2` (`braid fetch smollm2`). On a machine whose
+//! cores are shared with other work, compare with `RAYON_NUM_THREADS=1`: candle's CPU
+//! thread pool spin-waits at its barriers (`BarrierGuard::drop`, half of all samples in
+//! `perf`) when its threads are descheduled, which made forward+backward 7x slower with
+//! 2 threads than with 1 on 2 oversubscribed cores.
 
 use std::path::PathBuf;
 use std::time::Instant;
