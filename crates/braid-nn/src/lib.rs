@@ -12,6 +12,7 @@ pub mod attention;
 pub mod block;
 pub mod conv;
 pub mod embedding;
+pub mod frozen_matmul;
 pub mod gradcheck;
 pub mod linear;
 pub mod loss;

@@ -64,7 +64,13 @@ impl Module for Linear {
         let mut dims = x.dims().to_vec();
         let in_dim = dims.pop().unwrap_or(0);
         dims.push(self.weight.dim(0)?);
-        let y = x.reshape(((), in_dim))?.matmul(&self.weight.t()?)?.reshape(dims)?;
+        let x2 = x.reshape(((), in_dim))?;
+        let y = if crate::frozen_matmul::frozen_applies(&x2, &self.weight) {
+            crate::frozen_matmul::frozen_matmul(&x2, &self.weight)?
+        } else {
+            x2.matmul(&self.weight.t()?)?
+        };
+        let y = y.reshape(dims)?;
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),

@@ -114,8 +114,11 @@ mod tests {
         let row = |l: [f64; 2], k: usize| -(l[k] - (l[0].exp() + l[1].exp()).ln());
         let want = ((row([1.0, s], 0) + row([0.0, s], 1)) / 2.0 + (row([1.0, 0.0], 0) + row([s, s], 1)) / 2.0) / 2.0;
         assert!((loss - want).abs() < 1e-12, "{loss} vs {want}");
+        // One group: every target row is [0.5, 0.5].
         let grouped = info_nce(&a, &b, &Tensor::new(0f64, &dev).unwrap(), &[0, 0]).unwrap().to_scalar::<f64>().unwrap();
-        assert!(grouped < loss);
+        let half = |l: [f64; 2]| (row(l, 0) + row(l, 1)) / 2.0;
+        let want = ((half([1.0, s]) + half([0.0, s])) / 2.0 + (half([1.0, 0.0]) + half([s, s])) / 2.0) / 2.0;
+        assert!((grouped - want).abs() < 1e-12, "{grouped} vs {want}");
         assert_eq!(DType::F64, a.dtype());
     }
 }
