@@ -9,6 +9,7 @@ mod data;
 mod demo;
 mod embed;
 mod embed_signal;
+mod export;
 mod fetch;
 mod generate;
 mod inspect;
@@ -52,6 +53,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Evaluate a trained model on a recipe's test data, as one JSON line.
     Eval(train::EvalArgs),
+    /// Export a trained model's LoRA as a PEFT adapter, or merged into the language model.
+    ExportLora(export::ExportArgs),
 }
 
 fn main() {
@@ -68,6 +71,7 @@ fn main() {
         Command::Perplexity(args) => perplexity::run(args),
         Command::Train(args) => train::train(args),
         Command::Eval(args) => train::eval(args),
+        Command::ExportLora(args) => export::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
