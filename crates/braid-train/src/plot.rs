@@ -49,7 +49,7 @@ pub fn plot_run(records: &[Record], dir: &Path) -> Result<Vec<std::path::PathBuf
         line_chart(&path, "loss", &losses)?;
         written.push(path);
     }
-    let mut keys: Vec<&String> = records.iter().filter(|r| r.split == "eval").flat_map(|r| r.values.keys()).filter(|k| *k != "loss").collect();
+    let mut keys: Vec<&String> = records.iter().filter(|r| r.split == "eval").flat_map(|r| r.values.keys()).filter(|k| *k != "loss" && *k != "n").collect();
     keys.sort();
     keys.dedup();
     let metrics: Vec<Series> = keys.iter().map(|k| (k.to_string(), series(records, "eval", k))).filter(|(_, s)| !s.is_empty()).collect();

@@ -30,6 +30,8 @@ pub struct Classifier {
     pub head: Linear,
     /// Class names, in label order.
     pub classes: Vec<String>,
+    /// Parameters, encoder and head (0 until known: set when loaded).
+    pub params: usize,
 }
 
 impl Classifier {
@@ -39,7 +41,7 @@ impl Classifier {
             return Err(Error::config("classes", format!("a classifier needs at least 2 classes, got {}", classes.len())));
         }
         let head = Linear::new(encoder.output_dim(), classes.len(), true, head_vb.pp("head"))?;
-        Ok(Self { encoder, head, classes })
+        Ok(Self { encoder, head, classes, params: 0 })
     }
 
     /// x: encoder input (see `braid_encoders::Encoder`), mask: its padding mask ->
@@ -64,7 +66,7 @@ impl Classifier {
 
     /// Loads an IMU classifier directory; returns it with the input statistics to apply.
     pub fn load_imu(dir: &Path, device: &Device) -> Result<(Self, Option<ChannelStats>)> {
-        let (imu, _) = ImuModel::load(dir, device)?;
+        let (imu, enc_report) = ImuModel::load(dir, device)?;
         let path = dir.join(CLASSES_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         let classes: Vec<String> = serde_json::from_str(&text).map_err(|e| Error::format(&path, e.to_string()))?;
@@ -72,7 +74,8 @@ impl Classifier {
         let ckpt = Checkpoint::open(&head_path)?;
         let (vb, tracker) = ckpt.var_builder(DType::F32, device);
         let head = Linear::new(imu.encoder.output_dim(), classes.len(), true, vb.pp("head"))?;
-        tracker.report().into_result(&head_path)?;
-        Ok((Self { encoder: imu.encoder, head, classes }, imu.stats))
+        let head_report = tracker.report().into_result(&head_path)?;
+        let params = enc_report.total_params + head_report.total_params;
+        Ok((Self { encoder: imu.encoder, head, classes, params }, imu.stats))
     }
 }

@@ -18,6 +18,7 @@
 
 mod imu;
 mod run;
+mod vision;
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use imu::{ImuData, ImuSplit, SubjectSet};
 pub use run::{evaluate_classifier, train_classifier, ClassifyReport};
+pub use vision::{evaluate_vision, train_vision, VisionData, VisionModel, VisionModelFile, VisionModelSpec, VisionRecipe, VisionReport};
 
 use crate::classify::Augment;
 use crate::{Component, Stage, TrainConfig};

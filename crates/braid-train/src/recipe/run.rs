@@ -82,7 +82,7 @@ pub fn evaluate_classifier(recipe: &Recipe, model_dir: &Path) -> Result<Classify
         return Err(Error::config("data.classes", format!("the data's classes {:?} differ from the model's {:?} ({})", split.classes, model.classes, model_dir.display())));
     }
     let metrics = ClassifyTask::score(&model, &split.test, EVAL_BATCH)?;
-    let params = model.head.weight().elem_count() + model.head.bias().map_or(0, |b| b.elem_count());
+    let params = model.params;
     let report = ClassifyReport { metrics, classes: split.classes, params, model_dir: model_dir.to_path_buf(), train_seconds: 0.0 };
     write_report(&report, model_dir)?;
     Ok(report)
