@@ -14,7 +14,7 @@ use crate::Encoder;
 
 /// Layer widths, kernel and stride.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Cnn1dConfig {
     /// Input channels.
     pub channels: usize,

@@ -15,7 +15,7 @@ use crate::Encoder;
 
 /// Tokenizer and transformer settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PatchTransformerConfig {
     /// Input channels (6 for accelerometer + gyroscope).
     pub channels: usize,

@@ -28,7 +28,7 @@ pub enum RnnKind {
 
 /// The arguments of `torch.nn.GRU` / `torch.nn.LSTM` that Braid supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RecurrentConfig {
     /// GRU or LSTM.
     pub kind: RnnKind,

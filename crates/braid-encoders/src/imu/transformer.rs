@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// Widths and depth of a [`TokenTransformer`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TokenTransformerConfig {
     /// Token width D.
     pub hidden_size: usize,
