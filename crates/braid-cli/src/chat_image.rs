@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use braid_data::image::{load_rgb, ImageProcessor};
+use braid_data::image::{load_rgb, resize_rgb, Filter, ImageProcessor};
 use braid_llm::generate::{generate_embeds, GenerateConfig, Generation, Timing};
 use braid_llm::{ChatTemplate, Message, Tokenizer};
 use braid_pipeline::MultimodalModel;
@@ -22,6 +22,10 @@ pub struct VisionChat {
     tokenizer: Tokenizer,
     template: ChatTemplate,
     images: Vec<Tensor>,
+    /// The text that stands for one image in a prompt.
+    placeholder: String,
+    /// A system turn before the conversation (a Braid easy-VQA model's training prompt).
+    system: Option<String>,
 }
 
 impl VisionChat {
@@ -36,6 +40,9 @@ impl VisionChat {
         }
         let device = Device::Cpu;
         let model = MultimodalModel::open(dir, &device).with_context(|| format!("loading {}", dir.display()))?;
+        if dir.join("vision.json").is_file() {
+            return Self::open_braid(dir, model, images);
+        }
         let tokenizer = Tokenizer::from_folder(dir)?;
         let template = ChatTemplate::from_config(tokenizer.config())?;
         let processor = ImageProcessor::from_json_file(&dir.join("preprocessor_config.json"))?;
@@ -43,7 +50,30 @@ impl VisionChat {
             .iter()
             .map(|p| processor.preprocess(&load_rgb(p)?, &device))
             .collect::<braid_core::Result<Vec<_>>>()?;
-        Ok(Self { model, tokenizer, template, images })
+        Ok(Self { model, tokenizer, template, images, placeholder: IMAGE.to_string(), system: None })
+    }
+
+    /// A model trained by the easy-VQA recipes: the tokenizer and template of its language
+    /// model, images resized to the ViT's input and normalised as in training.
+    fn open_braid(dir: &Path, model: MultimodalModel, images: &[PathBuf]) -> anyhow::Result<Self> {
+        let (_, sampler, vision) = braid_train::recipe::open_model(dir)?;
+        let tokenizer = sampler.tokenizer().clone();
+        let template = ChatTemplate::from_config(tokenizer.config())?;
+        let size = vision.vit.image_size as u32;
+        let images = images
+            .iter()
+            .map(|p| -> anyhow::Result<Tensor> {
+                let img = resize_rgb(&load_rgb(p)?, size, size, Filter::Bicubic)?;
+                let data: Vec<f32> = img.into_raw().into_iter().map(|v| f32::from(v) / 255.0).collect();
+                let pixels = Tensor::from_vec(data, (size as usize, size as usize, 3), &Device::Cpu)?.permute((2, 0, 1))?;
+                let mean = Tensor::new(&vision.image_mean, &Device::Cpu)?.reshape((3, 1, 1))?;
+                let std = Tensor::new(&vision.image_std, &Device::Cpu)?.reshape((3, 1, 1))?;
+                Ok(pixels.broadcast_sub(&mean)?.broadcast_div(&std)?)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let system = braid_train::recipe::VqaRecipe::load(&dir.join("recipe.toml")).map(|r| r.model.system).unwrap_or_default();
+        let placeholder = braid_train::stages::SMOLLM2_IMAGE_TOKEN.to_string();
+        Ok(Self { model, tokenizer, template, images, placeholder, system: Some(system) })
     }
 
     /// The prompt ids for `history` (`<image>` once per image) and the generated answer;
@@ -54,7 +84,11 @@ impl VisionChat {
         cfg: &GenerateConfig,
         on_text: &mut dyn FnMut(usize, &str) -> braid_core::Result<()>,
     ) -> anyhow::Result<(Vec<u32>, Generation, Timing)> {
-        let prompt = self.template.render(&with_placeholders(history, self.images.len()), true)?;
+        let mut messages = with_placeholders(history, self.images.len(), &self.placeholder);
+        if let Some(system) = &self.system {
+            messages.insert(0, Message::new("system", system.clone()));
+        }
+        let prompt = self.template.render(&messages, true)?;
         let ids = self.tokenizer.encode(&prompt, false)?;
         let embeds = self.model.embed_prompt(&ids, &self.images)?;
         let (gens, timing) =
@@ -77,11 +111,11 @@ impl VisionChat {
 
 /// `history` with `n` image placeholders opening the first user turn, unless the user
 /// already wrote them there.
-fn with_placeholders(history: &[Message], n: usize) -> Vec<Message> {
+fn with_placeholders(history: &[Message], n: usize, placeholder: &str) -> Vec<Message> {
     let mut out = history.to_vec();
     if let Some(first) = out.iter_mut().find(|m| m.role == "user") {
-        if n > 0 && !first.content.contains(IMAGE) {
-            first.content = format!("{}{}", format!("{IMAGE}\n").repeat(n), first.content);
+        if n > 0 && !first.content.contains(placeholder) {
+            first.content = format!("{}{}", format!("{placeholder}\n").repeat(n), first.content);
         }
     }
     out
@@ -137,10 +171,10 @@ mod tests {
     #[test]
     fn images_open_the_first_user_turn() {
         let h = vec![Message::new("system", "be brief"), Message::new("user", "what is it?"), Message::new("user", "and?")];
-        let got = with_placeholders(&h, 2);
+        let got = with_placeholders(&h, 2, IMAGE);
         assert_eq!(got[1].content, "<image>\n<image>\nwhat is it?");
         assert_eq!(got[2].content, "and?");
         let placed = vec![Message::new("user", "compare <image> with <image>")];
-        assert_eq!(with_placeholders(&placed, 2)[0].content, "compare <image> with <image>");
+        assert_eq!(with_placeholders(&placed, 2, IMAGE)[0].content, "compare <image> with <image>");
     }
 }

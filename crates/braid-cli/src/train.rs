@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use braid_train::recipe::{evaluate_classifier, train_classifier, ClassifyReport, Recipe};
+use anyhow::bail;
+use braid_train::recipe::{evaluate_classifier, evaluate_vision, train_classifier, train_vision, train_vqa, ClassifyReport, Recipe, VisionRecipe, VqaRecipe};
+use braid_train::Stage;
 
 use crate::data::dataset_path;
 
@@ -23,14 +25,37 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
-/// Evaluate a trained model on a recipe's test data; prints one JSON line.
+/// Evaluate a trained model on a recipe's test data (or `vqa`: on easy-VQA); prints one
+/// JSON line.
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
-    /// The recipe whose `[data]` gives the test set.
+    /// The recipe whose `[data]` gives the test set, or `vqa` for a multimodal LLM on
+    /// easy-VQA's test questions (with --data).
     pub recipe: PathBuf,
     /// The model directory (`out_dir/model` of a run, or e.g. `models/hapt-imu`).
     #[arg(long)]
     pub model: PathBuf,
+    /// `vqa` only: the easy-VQA directory (default: the fetched `easy-vqa`).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// `vqa` only: score the questions of the first N test images (default: all).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+}
+
+/// The stage a recipe file names (it decides the recipe's format).
+fn stage_of(path: &Path) -> anyhow::Result<Stage> {
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let value: toml::Table = toml::from_str(&text).with_context(|| path.display().to_string())?;
+    let stage = value.get("stage").cloned().with_context(|| format!("{}: config field `stage` is missing", path.display()))?;
+    Ok(stage.try_into().with_context(|| format!("{}: config field `stage`: expected classify, contrastive, align or instruct", path.display()))?)
+}
+
+fn resolve(name: &Path) -> PathBuf {
+    if name.exists() {
+        return name.to_path_buf();
+    }
+    dataset_path(&name.to_string_lossy()).or_else(|_| braid_hub::resolve_model(&name.to_string_lossy())).unwrap_or_else(|_| name.to_path_buf())
 }
 
 /// Loads and resolves a recipe: registered dataset names become their fetched files.
@@ -47,6 +72,11 @@ pub fn load_recipe(path: &Path) -> anyhow::Result<Recipe> {
 }
 
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
+    match stage_of(&args.recipe)? {
+        Stage::Classify => {}
+        Stage::Contrastive => return train_vision_recipe(args),
+        Stage::Align | Stage::Instruct => return train_vqa_recipe(args),
+    }
     let mut recipe = load_recipe(&args.recipe)?;
     let mut portable = Recipe::load(&args.recipe)?;
     if let Some(dir) = &args.out_dir {
@@ -71,7 +101,55 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn train_vision_recipe(args: &TrainArgs) -> anyhow::Result<()> {
+    let mut recipe = VisionRecipe::load(&args.recipe)?;
+    if let Some(dir) = &args.out_dir {
+        recipe.out_dir = dir.clone();
+    }
+    recipe.resolve(|name| Ok(resolve(Path::new(name))))?;
+    recipe.validate().with_context(|| format!("recipe {}", args.recipe.display()))?;
+    let (report, summary) = train_vision(&recipe, args.resume, !args.quiet)?;
+    eprintln!("trained {} steps in {:.1} s; model: {}", summary.steps, summary.seconds, recipe.out_dir.join("model").display());
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+fn train_vqa_recipe(args: &TrainArgs) -> anyhow::Result<()> {
+    let mut recipe = VqaRecipe::load(&args.recipe)?;
+    if let Some(dir) = &args.out_dir {
+        recipe.out_dir = dir.clone();
+    }
+    recipe.data.path = resolve(&recipe.data.path);
+    recipe.validate().with_context(|| format!("recipe {}", args.recipe.display()))?;
+    let run = train_vqa(&recipe, args.resume, !args.quiet)?;
+    let s = &run.summary;
+    eprintln!("trained {} steps in {:.1} s ({:.2} samples/s); model: {}", s.steps, s.seconds, s.samples_per_s, run.model_dir.display());
+    println!("{}", serde_json::json!({"steps": s.steps, "final_loss": s.final_loss, "eval": s.eval, "model": run.model_dir}));
+    Ok(())
+}
+
+fn eval_vqa(args: &EvalArgs) -> anyhow::Result<()> {
+    let data = args.data.clone().unwrap_or_else(|| resolve(Path::new("easy-vqa")));
+    if !data.is_dir() {
+        bail!("easy-VQA data not found at {} (run `braid fetch easy-vqa` or pass --data)", data.display());
+    }
+    let report = braid_train::recipe::evaluate_vqa_dir(&args.model, &data, args.limit)?;
+    println!("{}", serde_json::json!({"accuracy": report.accuracy, "n": report.n, "per_type": report.per_type}));
+    let path = args.model.join("eval_vqa.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| path.display().to_string())?;
+    Ok(())
+}
+
 pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
+    if args.recipe.as_os_str() == "vqa" {
+        return eval_vqa(args);
+    }
+    if stage_of(&args.recipe)? == Stage::Contrastive {
+        let mut recipe = VisionRecipe::load(&args.recipe)?;
+        recipe.resolve(|name| Ok(resolve(Path::new(name))))?;
+        println!("{}", serde_json::to_string(&evaluate_vision(&recipe, &args.model)?)?);
+        return Ok(());
+    }
     let recipe = load_recipe(&args.recipe)?;
     let report = evaluate_classifier(&recipe, &args.model)?;
     println!("{}", json_line(&report));

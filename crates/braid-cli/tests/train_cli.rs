@@ -75,7 +75,8 @@ fn bad_recipes_fail_before_training_naming_the_field() {
     let cases = [
         (good.replace("batch_size = 8", "batch_size = 8\nlearnig_rate = 1.0"), "learnig_rate"),
         (good.replace("BasicMotions_TRAIN.ts", "Missing_TRAIN.ts"), "data.path"),
-        (good.replace("\"classify\"", "\"instruct\""), "model.projector"),
+        (good.replace("[model.head]\n", ""), "model.head"),
+        (good.replace("\"classify\"", "\"instruct\""), "unknown field"),
         (good.replace("widths = [16, 32]", "widths = [16, 32]\nwidht = 3"), "widht"),
     ];
     for (text, field) in cases {

@@ -19,6 +19,7 @@
 mod imu;
 mod run;
 mod vision;
+mod vqa;
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 pub use imu::{ImuData, ImuSplit, SubjectSet};
 pub use run::{evaluate_classifier, train_classifier, ClassifyReport};
+pub use vqa::{evaluate_vqa, evaluate_vqa_dir, open_model, train_vqa, VqaData, VqaModel, VqaRecipe, VqaReport, VqaRun};
 pub use vision::{evaluate_vision, train_vision, VisionData, VisionModel, VisionModelFile, VisionModelSpec, VisionRecipe, VisionReport};
 
 use crate::classify::Augment;

@@ -1,0 +1,127 @@
+//! Recipes for a multimodal LLM on easy-VQA (LLaVA's two stages, Liu et al. 2023,
+//! `llava/train/train.py`): `align` trains the input projector on captions, `instruct`
+//! the projector and LoRA on multi-turn question answering; the vision encoder (from a
+//! `contrastive` run) and SmolLM2 stay frozen. A trained model is a pipeline directory
+//! (`pipeline.toml`, `encoder.image.safetensors`, `projector.image.safetensors`,
+//! `lora.safetensors`) that `braid chat --image` and `braid eval vqa` load.
+
+mod eval;
+mod run;
+
+use std::path::{Path, PathBuf};
+
+use braid_core::{Error, Result};
+use braid_pipeline::LoraSettings;
+use braid_projectors::ProjectorConfig;
+use serde::{Deserialize, Serialize};
+
+pub use eval::{evaluate_vqa, evaluate_vqa_dir, open_model, VqaReport};
+pub use run::{train_vqa, VqaRun};
+
+use crate::{Stage, TrainConfig};
+
+/// An `align` or `instruct` recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VqaRecipe {
+    /// `align` or `instruct`.
+    pub stage: Stage,
+    /// Run directory; the trained model goes to `model/`.
+    pub out_dir: PathBuf,
+    /// The data.
+    pub data: VqaData,
+    /// The model.
+    pub model: VqaModel,
+    /// Optimisation.
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+/// easy-VQA and how much of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VqaData {
+    /// The easy-VQA directory (`answers.txt`, `train/`, `test/`); `easy-vqa` when fetched.
+    pub path: PathBuf,
+    /// Use only the first this many training images (0: all).
+    #[serde(default)]
+    pub max_images: usize,
+    /// Test images scored at each evaluation during training (0: none).
+    #[serde(default)]
+    pub eval_images: usize,
+}
+
+/// The pipeline to build.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VqaModel {
+    /// The vision model directory a `contrastive` run wrote (`vision.json`, ...).
+    pub vision: PathBuf,
+    /// The language model: a registered name (`smollm2`) or a path.
+    pub llm: String,
+    /// The input projector.
+    #[serde(default)]
+    pub projector: ProjectorConfig,
+    /// LoRA on the language model (the `instruct` stage trains it).
+    #[serde(default)]
+    pub lora: Option<LoraSettings>,
+    /// Start from this model directory's projector (and LoRA), e.g. the `align` stage's.
+    #[serde(default)]
+    pub init: Option<PathBuf>,
+    /// The system turn of every conversation (`""`: a short empty one instead of the
+    /// template's default prompt).
+    #[serde(default)]
+    pub system: String,
+}
+
+impl VqaRecipe {
+    /// Reads a recipe; unknown fields are errors naming the field.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text).map_err(|e| Error::format(path, e.to_string().trim().replace('\n', " ")))
+    }
+
+    /// The recipe as TOML.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| Error::Invalid(format!("recipe to TOML: {e}")))
+    }
+
+    /// Checks before training: the stage, its components, the paths.
+    pub fn validate(&self) -> Result<()> {
+        self.train.validate()?;
+        match self.stage {
+            Stage::Align => {}
+            Stage::Instruct if self.model.lora.is_none() => {
+                return Err(Error::config("model.lora", "stage `instruct` trains LoRA on the language model, which this model lacks"))
+            }
+            Stage::Instruct => {}
+            other => return Err(Error::config("stage", format!("{other:?} is not a multimodal-LLM stage (align, instruct)"))),
+        }
+        for (field, p) in [("data.path", Some(&self.data.path)), ("model.vision", Some(&self.model.vision)), ("model.init", self.model.init.as_ref())] {
+            if let Some(p) = p.filter(|p| !p.exists()) {
+                return Err(Error::config(field, format!("{} does not exist", p.display())));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn instruct_without_lora_and_unknown_fields_name_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let text = format!("stage = \"instruct\"\nout_dir = \"{d}/o\"\n[data]\npath = \"{d}\"\n[model]\nvision = \"{d}\"\nllm = \"smollm2\"\n");
+        let r: VqaRecipe = toml::from_str(&text).unwrap();
+        assert!(r.validate().unwrap_err().to_string().contains("model.lora"));
+        let bad = format!("{text}lora_rank = 4\n");
+        let e = toml::from_str::<VqaRecipe>(&bad).unwrap_err().to_string();
+        assert!(e.contains("lora_rank"), "{e}");
+        let missing: VqaRecipe = toml::from_str(&text.replace("instruct", "align").replace(&format!("vision = \"{d}\""), "vision = \"/no/such/dir\"")).unwrap();
+        assert!(missing.validate().unwrap_err().to_string().contains("model.vision"));
+    }
+}

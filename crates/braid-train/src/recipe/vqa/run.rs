@@ -1,0 +1,144 @@
+//! Running an `align` or `instruct` recipe: the pipeline (trained ViT + projector +
+//! SmolLM2 with optional LoRA), its training samples in the chat template, [`fit`], and
+//! the model directory.
+
+use std::path::{Path, PathBuf};
+
+use braid_core::checkpoint::Checkpoint;
+use braid_core::{Error, Modality, Result};
+use braid_data::vqa::{EasyVqa, Split};
+use braid_llm::{ChatTemplate, Tokenizer};
+use braid_pipeline::{EncoderConfig, EncoderSlot, Input, Pipeline, PipelineConfig};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+
+use super::{evaluate_vqa, VqaRecipe};
+use crate::recipe::VisionModelFile;
+use crate::stages::{ChatSampler, ConversationTask, Sample, SMOLLM2_IMAGE_TOKEN};
+use crate::{fit, RunOptions, RunSummary, Stage};
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct VqaRun {
+    /// The model directory.
+    pub model_dir: PathBuf,
+    /// The loop's summary.
+    pub summary: RunSummary,
+}
+
+/// `vision.json` of a vision model directory.
+pub(super) fn vision_file(dir: &Path) -> Result<VisionModelFile> {
+    let path = dir.join("vision.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::format(&path, e.to_string()))
+}
+
+/// Pixels in [0, 1] `[3, H, W]` -> normalised `[1, 3, H, W]`.
+pub(super) fn normalise(pixels: &Tensor, v: &VisionModelFile) -> Result<Tensor> {
+    let dev = pixels.device();
+    let mean = Tensor::new(&v.image_mean, dev)?.reshape((3, 1, 1))?;
+    let std = Tensor::new(&v.image_std, dev)?.reshape((3, 1, 1))?;
+    Ok(pixels.broadcast_sub(&mean)?.broadcast_div(&std)?.unsqueeze(0)?)
+}
+
+/// The language model's tokenizer and chat template (GGUF metadata or a folder).
+pub(super) fn chat_sampler(llm: &Path, system: &str) -> Result<ChatSampler> {
+    let tokenizer = if llm.is_file() { Tokenizer::from_gguf(&braid_core::checkpoint::Gguf::open(llm)?)? } else { Tokenizer::from_folder(llm)? };
+    let template = ChatTemplate::from_config(tokenizer.config())?;
+    let id = tokenizer.token_to_id(SMOLLM2_IMAGE_TOKEN).ok_or_else(|| Error::config("model.llm", format!("its vocabulary has no `{SMOLLM2_IMAGE_TOKEN}` to use as the image placeholder")))?;
+    ChatSampler::new(tokenizer, template, id, Some(system.to_string()))
+}
+
+/// The pipeline configuration a recipe describes.
+fn pipeline_config(recipe: &VqaRecipe, vision: &VisionModelFile, image_token: u32) -> PipelineConfig {
+    let encoder = EncoderConfig::Vit { vit: vision.vit.clone(), feature_layer: vision.feature_layer, drop_cls: vision.select == "patch" };
+    let slot = EncoderSlot {
+        modality: Modality::Image,
+        model: recipe.model.vision.display().to_string(),
+        token_id: Some(image_token),
+        encoder: Some(encoder),
+        projector: recipe.model.projector.clone(),
+    };
+    PipelineConfig { encoders: vec![slot], llm: recipe.model.llm.clone(), llm_config: None, lora: recipe.model.lora.clone() }
+}
+
+/// Sets every variable of `vars` that `path` holds (names must match; missing ones are
+/// an error naming them).
+fn fill(vars: &VarMap, path: &Path) -> Result<()> {
+    let ckpt = Checkpoint::open(path)?;
+    let data = vars.data().lock().map_err(|_| Error::Invalid("a variable map's lock is poisoned".into()))?;
+    for (name, var) in data.iter() {
+        let t = ckpt.tensor(name, var.dtype(), var.device()).map_err(|_| Error::format(path, format!("lacks `{name}`")))?;
+        var.set(&t)?;
+    }
+    Ok(())
+}
+
+/// Trains the recipe's stage; writes `out_dir/model/`.
+pub fn train_vqa(recipe: &VqaRecipe, resume: bool, progress: bool) -> Result<VqaRun> {
+    recipe.validate()?;
+    let device = Device::Cpu;
+    let vision = vision_file(&recipe.model.vision)?;
+    let llm_path = braid_hub::resolve_model(&recipe.model.llm)?;
+    let sampler = chat_sampler(&llm_path, &recipe.model.system)?;
+    let pipeline = Pipeline::init(&pipeline_config(recipe, &vision, sampler.image_token_id()), &device)?;
+    for (name, vars) in pipeline.var_maps() {
+        match name.as_str() {
+            "encoder.image" => fill(vars, &recipe.model.vision.join("encoder.safetensors"))?,
+            other => {
+                if let Some(init) = recipe.model.init.as_ref().map(|d| d.join(format!("{other}.safetensors"))).filter(|p| p.is_file()) {
+                    fill(vars, &init)?;
+                }
+            }
+        }
+    }
+    let train = EasyVqa::open(&recipe.data.path, Split::Train)?;
+    let mut ids = train.image_ids();
+    if recipe.stage == Stage::Align {
+        ids.retain(|&id| train.caption(id).is_some());
+    }
+    if recipe.data.max_images > 0 {
+        ids.truncate(recipe.data.max_images);
+    }
+    if ids.is_empty() {
+        return Err(Error::config("data.max_images", "no training images"));
+    }
+    let sample = |k: usize| -> Result<Sample> {
+        let id = ids[k];
+        let image = Input { modality: Modality::Image, data: normalise(&train.load_image(id, &device)?, &vision)?, mask: None };
+        match recipe.stage {
+            Stage::Align => sampler.caption_sample(&train.caption(id).unwrap_or_default(), image),
+            _ => {
+                let qs = train.questions_of(id);
+                let turns: Vec<(&str, &str)> = qs.iter().map(|q| (q.question.as_str(), q.answer.as_str())).collect();
+                sampler.conversation_sample(&turns, image)
+            }
+        }
+    };
+    let evaluate = || -> Result<std::collections::BTreeMap<String, f64>> {
+        if recipe.data.eval_images == 0 {
+            return Ok(Default::default());
+        }
+        Ok(evaluate_vqa(&pipeline, &sampler, &vision, &recipe.data.path, recipe.data.eval_images)?.summary())
+    };
+    let task = ConversationTask { pipeline: &pipeline, stage: recipe.stage, samples: Box::new(sample), len: ids.len(), evaluate: Some(Box::new(evaluate)) };
+    let run = RunOptions { dir: recipe.out_dir.clone(), resume, config_toml: recipe.to_toml()?, progress };
+    let summary = fit(&task, &recipe.train, &run)?;
+    let model_dir = recipe.out_dir.join("model");
+    save_atomically(&pipeline, &model_dir, recipe)?;
+    Ok(VqaRun { model_dir, summary })
+}
+
+fn save_atomically(pipeline: &Pipeline, dir: &Path, recipe: &VqaRecipe) -> Result<()> {
+    let tmp = dir.with_extension("tmp");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    pipeline.save(&tmp)?;
+    std::fs::write(tmp.join("recipe.toml"), recipe.to_toml()?).map_err(|e| Error::io(tmp.join("recipe.toml"), e))?;
+    std::fs::copy(recipe.model.vision.join("vision.json"), tmp.join("vision.json")).map_err(|e| Error::io(tmp.join("vision.json"), e))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))
+}
