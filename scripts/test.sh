@@ -14,5 +14,5 @@ if ! command -v ffmpeg >/dev/null; then
     $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg
 fi
 
-cargo run -p braid-cli --bin braid -- fetch minilm smollm2 hapt basicmotions
+cargo run -p braid-cli --bin braid -- fetch minilm smollm2 hapt basicmotions easy-vqa
 BRAID_REQUIRE_ASSETS=1 cargo test --workspace

@@ -85,7 +85,7 @@ impl VisionChat {
         on_text: &mut dyn FnMut(usize, &str) -> braid_core::Result<()>,
     ) -> anyhow::Result<(Vec<u32>, Generation, Timing)> {
         let mut messages = with_placeholders(history, self.images.len(), &self.placeholder);
-        if let Some(system) = &self.system {
+        if let Some(system) = self.system.as_ref().filter(|_| !messages.iter().any(|m| m.role == "system")) {
             messages.insert(0, Message::new("system", system.clone()));
         }
         let prompt = self.template.render(&messages, true)?;

@@ -1,0 +1,70 @@
+//! The easy-VQA recipes end to end at smoke size (issue 8): the contrastive vision
+//! encoder, the `align` stage, the `instruct` stage from it, `braid eval vqa` and
+//! `braid chat --image` over two turns on the saved model. They need
+//! `braid fetch easy-vqa minilm smollm2`; without them they skip, unless
+//! BRAID_REQUIRE_ASSETS=1 (CI), which makes them fail.
+#![allow(clippy::panic, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fetched(name: &str) -> bool {
+    let home = braid_hub::home();
+    let ok = braid_hub::find(name).is_ok_and(|e| braid_hub::is_fetched(e, &home));
+    if !ok && std::env::var("BRAID_REQUIRE_ASSETS").as_deref() == Ok("1") {
+        panic!("{name} is not fetched");
+    }
+    ok
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn braid(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_braid")).args(args).current_dir(root()).output().unwrap();
+    assert!(out.status.success(), "braid {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// A committed smoke recipe with its run directories moved into `dir`.
+fn recipe(dir: &Path, name: &str) -> String {
+    let text = std::fs::read_to_string(root().join("recipes/easyvqa").join(name)).unwrap();
+    let moved = text.replace("\"runs/", &format!("\"{}/", dir.display()));
+    let path = dir.join(name);
+    std::fs::write(&path, moved).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn vision_align_instruct_eval_and_chat_at_smoke_size() {
+    if !["easy-vqa", "minilm", "smollm2"].iter().all(|n| fetched(n)) {
+        eprintln!("skipping: run `braid fetch easy-vqa minilm smollm2`");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["vision_smoke.toml", "align_smoke.toml", "instruct_smoke.toml"] {
+        braid(&["train", &recipe(dir.path(), name), "--quiet"]);
+    }
+    let model = dir.path().join("easyvqa-instruct-smoke/model");
+    for f in ["pipeline.toml", "encoder.image.safetensors", "projector.image.safetensors", "lora.safetensors", "vision.json"] {
+        assert!(model.join(f).is_file(), "{f}");
+    }
+    let m = model.to_str().unwrap();
+    let out = braid(&["eval", "vqa", "--model", m, "--limit", "1"]);
+    let json: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert!(json["n"].as_u64().unwrap() > 0 && json["accuracy"].is_number(), "{json}");
+    let image = braid_hub::entry_dir(braid_hub::find("easy-vqa").unwrap(), &braid_hub::home()).join("test/images/7.png");
+    let chat = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(["chat", "--model", m, "--image", image.to_str().unwrap(), "--max-tokens", "4"])
+        .current_dir(root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    chat.stdin.as_ref().unwrap().write_all(b"what color is the shape?\nis it a circle?\n").unwrap();
+    let out = chat.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
