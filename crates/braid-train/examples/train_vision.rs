@@ -15,6 +15,9 @@ fn main() -> Result<()> {
     let mut recipe = VisionRecipe::load(&path)?;
     recipe.resolve(braid_hub::resolve_model)?;
     let (report, summary) = train_vision(&recipe, resume, true)?;
+    // The model keeps the recipe as written (registered names, not this machine's paths).
+    let kept = report.model_dir.join("recipe.toml");
+    std::fs::write(&kept, VisionRecipe::load(&path)?.to_toml()?).map_err(|e| Error::io(&kept, e))?;
     eprintln!("{} steps in {:.1} s ({:.0} samples/s), final loss {:.4}", summary.steps, summary.seconds, summary.samples_per_s, summary.final_loss);
     println!("{}", serde_json::to_string(&report).map_err(|e| Error::Invalid(e.to_string()))?);
     Ok(())

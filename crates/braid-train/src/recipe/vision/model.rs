@@ -34,7 +34,7 @@ pub struct VisionModelFile {
     pub image_mean: [f32; 3],
     /// Per-channel std the centred pixels are divided by.
     pub image_std: [f32; 3],
-    /// The frozen text tower it was trained against (as the recipe names it).
+    /// The frozen text tower it was trained against (its folder, as training was given it).
     pub text: String,
     /// The text tower's embedding width.
     pub text_dim: usize,

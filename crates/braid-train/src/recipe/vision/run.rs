@@ -2,6 +2,7 @@
 //! possible captions once with the frozen text tower, train the ViT with [`fit`] on
 //! [`ContrastiveTask`], save the model directory atomically, and score zero-shot captioning.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,8 @@ use braid_data::vqa::{EasyVqa, Split, COLORS, SHAPES};
 use braid_encoders::text::SentenceEncoder;
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::VarMap;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::model::{normalize, VisionModel, VisionModelFile, IMAGE_MEAN, IMAGE_STD};
@@ -103,6 +106,27 @@ fn zero_shot(model: &VisionModel, images: &Images, text: &Tensor) -> Result<Scor
     Ok(Scores(share(&|p, t| p / k == t / k), share(&|p, t| p % k == t % k), share(&|p, t| p == t), n))
 }
 
+/// One of the 8 symmetries of the square per image, at random (flips and quarter turns):
+/// colour and shape, hence the caption, stay the same. x: [b, 3, S, S] -> [b, 3, S, S]
+fn dihedral(x: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
+    let rows = (0..x.dim(0)?)
+        .map(|i| {
+            let (mut t, k) = (x.get(i)?, rng.gen_range(0u8..8));
+            if k & 1 != 0 {
+                t = t.flip(&[2])?;
+            }
+            if k & 2 != 0 {
+                t = t.flip(&[1])?;
+            }
+            if k & 4 != 0 {
+                t = t.transpose(1, 2)?.contiguous()?;
+            }
+            Ok(t)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::stack(&rows, 0)?)
+}
+
 fn named(prefix: &str, vm: &VarMap) -> Result<Vec<(String, Var)>> {
     let data = vm.data().lock().map_err(|_| Error::Invalid("VarMap lock poisoned".into()))?;
     Ok(data.iter().map(|(k, v)| (format!("{prefix}.{k}"), v.clone())).collect())
@@ -110,6 +134,22 @@ fn named(prefix: &str, vm: &VarMap) -> Result<Vec<(String, Var)>> {
 
 fn count(vm: &VarMap) -> usize {
     vm.all_vars().iter().map(|v| v.elem_count()).sum()
+}
+
+/// `vision.json` before training (the trained `logit_scale` is filled in after).
+fn model_file(recipe: &VisionRecipe, text_dim: usize) -> VisionModelFile {
+    VisionModelFile {
+        vit: recipe.model.vit.clone(),
+        image_mean: IMAGE_MEAN,
+        image_std: IMAGE_STD,
+        text: recipe.model.text.to_string_lossy().into_owned(),
+        text_dim,
+        embed_dim: recipe.model.embed_dim.unwrap_or(text_dim),
+        text_projection: recipe.model.embed_dim.is_some(),
+        logit_scale: INITIAL_LOGIT_SCALE,
+        feature_layer: -2,
+        select: "patch".into(),
+    }
 }
 
 /// Trains the recipe's ViT against the frozen text tower (resuming its run when asked),
@@ -121,18 +161,7 @@ pub fn train_vision(recipe: &VisionRecipe, resume: bool, progress: bool) -> Resu
     let max = recipe.data.max_images;
     let (train, test) = (load_split(&recipe.data.path, Split::Train, max, &dev)?, load_split(&recipe.data.path, Split::Test, max, &dev)?);
     let text_dim = text.dim(1)?;
-    let mut file = VisionModelFile {
-        vit: recipe.model.vit.clone(),
-        image_mean: IMAGE_MEAN,
-        image_std: IMAGE_STD,
-        text: recipe.model.text.to_string_lossy().into_owned(),
-        text_dim,
-        embed_dim: recipe.model.embed_dim.unwrap_or(text_dim),
-        text_projection: recipe.model.embed_dim.is_some(),
-        logit_scale: INITIAL_LOGIT_SCALE,
-        feature_layer: -2,
-        select: "patch".into(),
-    };
+    let mut file = model_file(recipe, text_dim);
     let (enc_vars, head_vars) = (VarMap::new(), VarMap::new());
     let seed = recipe.train.seed;
     let model = VisionModel::new(file.clone(), seeded_var_builder(&enc_vars, seed, DType::F32, &dev), seeded_var_builder(&head_vars, seed.wrapping_add(1), DType::F32, &dev))?;
@@ -140,8 +169,16 @@ pub fn train_vision(recipe: &VisionRecipe, resume: bool, progress: bool) -> Resu
     let index = |ix: &[usize]| Tensor::from_vec(ix.iter().map(|&i| i as u32).collect::<Vec<_>>(), ix.len(), &dev);
     let mut vars = named("encoder", &enc_vars)?;
     vars.extend(named("head", &head_vars)?);
+    let rng = RefCell::new(StdRng::seed_from_u64(seed.wrapping_add(2)));
+    let batch = |ix: &[usize]| -> Result<Tensor> {
+        let px = train.pixels.index_select(&index(ix)?, 0)?;
+        if recipe.data.augment {
+            return dihedral(&px, &mut rng.borrow_mut());
+        }
+        Ok(px)
+    };
     let task = ContrastiveTask {
-        left: Box::new(|ix| model.image_embeds(&train.pixels.index_select(&index(ix)?, 0)?)),
+        left: Box::new(|ix| model.image_embeds(&batch(ix)?)),
         right: Box::new(|ix| model.text_embeds(&text.index_select(&index(&ix.iter().map(|&i| train.labels[i]).collect::<Vec<_>>())?, 0)?)),
         logit_scale: logit_scale.clone(),
         groups: Some(train.labels.clone()),
@@ -197,4 +234,30 @@ fn write_report(report: &VisionReport) -> Result<()> {
     let path = report.model_dir.join("eval.json");
     let json = serde_json::to_string_pretty(report).map_err(|e| Error::format(&path, e.to_string()))?;
     std::fs::write(&path, json).map_err(|e| Error::io(&path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn dihedral_draws_all_eight_symmetries_and_keeps_pixels() {
+        let x = Tensor::arange(0f32, 8.0, &Device::Cpu).unwrap().reshape((2, 1, 2, 2)).unwrap();
+        let mut rng = StdRng::seed_from_u64(0);
+        let mut seen = BTreeSet::new();
+        for _ in 0..64 {
+            let y = dihedral(&x, &mut rng).unwrap();
+            assert_eq!(y.dims(), x.dims());
+            let rows: Vec<Vec<f32>> = (0..2).map(|i| y.get(i).unwrap().flatten_all().unwrap().to_vec1().unwrap()).collect();
+            let mut sorted = rows[0].clone();
+            sorted.sort_by(f32::total_cmp);
+            assert_eq!(sorted, [0.0, 1.0, 2.0, 3.0]);
+            seen.insert(rows[0].iter().map(|v| *v as u8).collect::<Vec<_>>());
+        }
+        // A 2x2 square with 4 distinct pixels has 8 distinct images under its symmetries.
+        assert_eq!(seen.len(), 8);
+    }
 }
