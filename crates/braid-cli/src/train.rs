@@ -48,7 +48,7 @@ fn stage_of(path: &Path) -> anyhow::Result<Stage> {
     let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
     let value: toml::Table = toml::from_str(&text).with_context(|| path.display().to_string())?;
     let stage = value.get("stage").cloned().with_context(|| format!("{}: config field `stage` is missing", path.display()))?;
-    Ok(stage.try_into().with_context(|| format!("{}: config field `stage`: expected classify, contrastive, align or instruct", path.display()))?)
+    stage.try_into().with_context(|| format!("{}: config field `stage`: expected classify, contrastive, align or instruct", path.display()))
 }
 
 fn resolve(name: &Path) -> PathBuf {
