@@ -66,9 +66,7 @@ impl VisionChat {
                 let img = resize_rgb(&load_rgb(p)?, size, size, Filter::Bicubic)?;
                 let data: Vec<f32> = img.into_raw().into_iter().map(|v| f32::from(v) / 255.0).collect();
                 let pixels = Tensor::from_vec(data, (size as usize, size as usize, 3), &Device::Cpu)?.permute((2, 0, 1))?;
-                let mean = Tensor::new(&vision.image_mean, &Device::Cpu)?.reshape((3, 1, 1))?;
-                let std = Tensor::new(&vision.image_std, &Device::Cpu)?.reshape((3, 1, 1))?;
-                Ok(pixels.broadcast_sub(&mean)?.broadcast_div(&std)?)
+                Ok(vision.normalize(&pixels)?)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let system = braid_train::recipe::VqaRecipe::load(&dir.join("recipe.toml")).map(|r| r.model.system).unwrap_or_default();

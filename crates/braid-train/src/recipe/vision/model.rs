@@ -52,6 +52,20 @@ pub struct VisionModelFile {
     pub select: String,
 }
 
+impl VisionModelFile {
+    /// Reads `dir/vision.json`.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::format(&path, e.to_string()))
+    }
+
+    /// RGB in [0, 1] [.., 3, H, W] -> what the ViT takes.
+    pub fn normalize(&self, pixels: &Tensor) -> Result<Tensor> {
+        normalize(pixels, &self.image_mean, &self.image_std)
+    }
+}
+
 /// The image tower with its heads.
 #[derive(Debug, Clone)]
 pub struct VisionModel {
@@ -88,7 +102,7 @@ impl VisionModel {
 
     /// RGB in [0, 1] [.., 3, H, W] -> what the ViT takes.
     pub fn normalize(&self, pixels: &Tensor) -> Result<Tensor> {
-        normalize(pixels, &self.file.image_mean, &self.file.image_std)
+        self.file.normalize(pixels)
     }
 
     /// Writes `vision.json` and the two weight files into `dir` (which must exist).
@@ -103,9 +117,7 @@ impl VisionModel {
 
     /// Loads a model directory; every stored tensor must be used. -> (model, parameters)
     pub fn load(dir: &Path, device: &Device) -> Result<(Self, usize)> {
-        let path = dir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let file: VisionModelFile = serde_json::from_str(&text).map_err(|e| Error::format(&path, e.to_string()))?;
+        let file = VisionModelFile::read(dir)?;
         let (enc, head) = (Checkpoint::open(dir.join(ENCODER_FILE))?, Checkpoint::open(dir.join(HEAD_FILE))?);
         let params = [&enc, &head].iter().flat_map(|c| c.names().into_iter().map(move |n| c.shape(&n).map_or(0, |s| s.iter().product::<usize>()))).sum::<usize>();
         let ((evb, et), (hvb, ht)) = (enc.var_builder(DType::F32, device), head.var_builder(DType::F32, device));

@@ -78,7 +78,7 @@ pub fn evaluate_vqa_dir(model_dir: &Path, data: &Path, max_images: usize) -> Res
 pub fn open_model(model_dir: &Path) -> Result<(Pipeline, ChatSampler, VisionModelFile)> {
     let device = candle_core::Device::Cpu;
     let pipeline = Pipeline::load(model_dir, &device)?;
-    let vision = super::run::vision_file(model_dir)?;
+    let vision = VisionModelFile::read(model_dir)?;
     let system = super::VqaRecipe::load(&model_dir.join("recipe.toml")).map(|r| r.model.system).unwrap_or_default();
     let llm = braid_hub::resolve_model(&pipeline.config().llm)?;
     let sampler = super::run::chat_sampler(&llm, &system)?;

@@ -26,19 +26,9 @@ pub struct VqaRun {
     pub summary: RunSummary,
 }
 
-/// `vision.json` of a vision model directory.
-pub(super) fn vision_file(dir: &Path) -> Result<VisionModelFile> {
-    let path = dir.join("vision.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::format(&path, e.to_string()))
-}
-
 /// Pixels in [0, 1] `[3, H, W]` -> normalised `[1, 3, H, W]`.
 pub(super) fn normalise(pixels: &Tensor, v: &VisionModelFile) -> Result<Tensor> {
-    let dev = pixels.device();
-    let mean = Tensor::new(&v.image_mean, dev)?.reshape((3, 1, 1))?;
-    let std = Tensor::new(&v.image_std, dev)?.reshape((3, 1, 1))?;
-    Ok(pixels.broadcast_sub(&mean)?.broadcast_div(&std)?.unsqueeze(0)?)
+    Ok(v.normalize(pixels)?.unsqueeze(0)?)
 }
 
 /// The language model's tokenizer and chat template (GGUF metadata or a folder).
@@ -78,7 +68,7 @@ fn fill(vars: &VarMap, path: &Path) -> Result<()> {
 pub fn train_vqa(recipe: &VqaRecipe, resume: bool, progress: bool) -> Result<VqaRun> {
     recipe.validate()?;
     let device = Device::Cpu;
-    let vision = vision_file(&recipe.model.vision)?;
+    let vision = VisionModelFile::read(&recipe.model.vision)?;
     let llm_path = braid_hub::resolve_model(&recipe.model.llm)?;
     let sampler = chat_sampler(&llm_path, &recipe.model.system)?;
     let pipeline = Pipeline::init(&pipeline_config(recipe, &vision, sampler.image_token_id()), &device)?;
