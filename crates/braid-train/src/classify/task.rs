@@ -10,6 +10,7 @@ use candle_core::{Tensor, Var};
 use candle_nn::VarMap;
 
 use super::{Augment, ClassMetrics, Classifier};
+use crate::optim::prefixed_vars;
 use crate::Task;
 
 /// Examples as one tensor `[n, ...]` (the encoder's input per example) and their labels.
@@ -80,10 +81,6 @@ impl ClassifyTask<'_> {
     }
 }
 
-fn named(prefix: &str, vm: &VarMap) -> Vec<(String, Var)> {
-    vm.data().lock().map(|m| m.iter().map(|(n, v)| (format!("{prefix}.{n}"), v.clone())).collect()).unwrap_or_default()
-}
-
 impl Task for ClassifyTask<'_> {
     fn train_len(&self) -> usize {
         self.train.y.len()
@@ -102,8 +99,8 @@ impl Task for ClassifyTask<'_> {
     }
 
     fn trainable(&self) -> Vec<(String, Var)> {
-        let mut vars = self.encoder_vars.map(|vm| named("encoder", vm)).unwrap_or_default();
-        vars.extend(named("head", self.head_vars));
+        let mut vars = self.encoder_vars.map(|vm| prefixed_vars("encoder", vm).unwrap_or_default()).unwrap_or_default();
+        vars.extend(prefixed_vars("head", self.head_vars).unwrap_or_default());
         vars
     }
 }

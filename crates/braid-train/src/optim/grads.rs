@@ -77,3 +77,11 @@ impl Grads {
         Ok(())
     }
 }
+
+/// The variables of `varmap` named `prefix.NAME`, so that several components' maps can
+/// share one optimiser (see [`crate::AdamW::from_vars`]).
+pub fn prefixed_vars(prefix: &str, varmap: &VarMap) -> Result<Vec<(String, Var)>> {
+    let data = varmap.data().lock().map_err(|_| braid_core::Error::Invalid("a variable map's lock is poisoned".into()))?;
+    Ok(data.iter().map(|(n, v)| (format!("{prefix}.{n}"), v.clone())).collect())
+}
+

@@ -60,8 +60,7 @@ pub fn stage_vars(pipeline: &Pipeline, stage: Stage) -> Result<Vec<(String, Var)
             return Err(Error::config(format!("model.{need:?}").to_lowercase(), format!("stage {stage:?} trains the {need:?} component, which this pipeline lacks")));
         }
         for (prefix, vm) in maps {
-            let data = vm.data().lock().map_err(|_| Error::Invalid("a variable map's lock is poisoned".into()))?;
-            vars.extend(data.iter().map(|(n, v)| (format!("{prefix}.{n}"), v.clone())));
+            vars.extend(crate::optim::prefixed_vars(&prefix, vm)?);
         }
     }
     vars.sort_by(|a, b| a.0.cmp(&b.0));
