@@ -14,5 +14,8 @@ if ! command -v ffmpeg >/dev/null; then
     $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg
 fi
 
+# One clean build: incremental caches would double the target directory's size on disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 cargo run -p braid-cli --bin braid -- fetch minilm smollm2 hapt basicmotions easy-vqa
 BRAID_REQUIRE_ASSETS=1 cargo test --workspace
