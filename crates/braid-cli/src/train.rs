@@ -1,5 +1,6 @@
 //! `braid train RECIPE.toml [--resume]` and `braid eval RECIPE.toml --model DIR`.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -133,7 +134,7 @@ fn eval_vqa(args: &EvalArgs) -> anyhow::Result<()> {
     if !data.is_dir() {
         bail!("easy-VQA data not found at {} (run `braid fetch easy-vqa` or pass --data)", data.display());
     }
-    let report = braid_train::recipe::evaluate_vqa_dir(&args.model, &data, args.limit)?;
+    let report = braid_train::recipe::evaluate_vqa_dir(&args.model, &data, args.limit, std::io::stderr().is_terminal())?;
     println!("{}", serde_json::json!({"accuracy": report.accuracy, "n": report.n, "per_type": report.per_type}));
     let path = args.model.join("eval_vqa.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| path.display().to_string())?;

@@ -59,6 +59,11 @@ impl KvBuffer {
         Ok((bk.narrow(2, 0, need)?, bv.narrow(2, 0, need)?))
     }
 
+    /// Keeps only the first `len` positions; the storage stays for the next appends.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
     /// Forgets every position (keeps nothing allocated).
     pub fn reset(&mut self) {
         self.kv = None;

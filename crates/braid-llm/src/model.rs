@@ -42,6 +42,16 @@ impl DecodeCache {
         self.buffers.iter_mut().for_each(KvBuffer::reset);
     }
 
+    /// Keeps only the first `len` positions of every layer, e.g. a prompt prefix shared by
+    /// several continuations.
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        for c in &mut self.layers {
+            c.truncate(len)?;
+        }
+        self.buffers.iter_mut().for_each(|b| b.truncate(len));
+        Ok(())
+    }
+
     /// Whether nothing is cached yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -80,7 +80,7 @@ impl Branch {
             None if slot.modality == Modality::Image => {
                 let (clip, _) = Clip::load(Path::new(&slot.model), device)?;
                 let vit = clip.vision().clone().with_feature_layer(-2)?;
-                (Box::new(ImageTower { vit, drop_cls: true }), None)
+                (Box::new(ImageTower { vit, drop_cls: true, pool: 1 }), None)
             }
             None => {
                 return Err(Error::config(

@@ -142,7 +142,25 @@ pub fn generate_embeds<M: LanguageModel + ?Sized>(
     model: &M,
     tokenizer: &Tokenizer,
     embeds: &Tensor,
+    mask: Option<Tensor>,
+    histories: &[Vec<u32>],
+    cfg: &GenerateConfig,
+    on_text: &mut dyn FnMut(usize, &str) -> Result<()>,
+) -> Result<(Vec<Generation>, Timing)> {
+    generate_cached(model, tokenizer, embeds, mask, &mut crate::DecodeCache::default(), histories, cfg, on_text)
+}
+
+/// Like [`generate_embeds`], continuing from what `cache` already holds (e.g. a shared
+/// image prefix computed once for many questions: rewind it with
+/// [`crate::DecodeCache::truncate`] between them); `embeds` holds only the new positions
+/// and `mask`, if any, covers cached and new positions.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_cached<M: LanguageModel + ?Sized>(
+    model: &M,
+    tokenizer: &Tokenizer,
+    embeds: &Tensor,
     mut mask: Option<Tensor>,
+    cache: &mut crate::DecodeCache,
     histories: &[Vec<u32>],
     cfg: &GenerateConfig,
     on_text: &mut dyn FnMut(usize, &str) -> Result<()>,
@@ -153,9 +171,8 @@ pub fn generate_embeds<M: LanguageModel + ?Sized>(
     let mut rows: Vec<Row> =
         histories.iter().enumerate().map(|(i, h)| Row::new(tokenizer, h.clone(), Sampler::new(&cfg.sampling, i as u64))).collect();
     let mut timing = Timing { prompt_tokens: histories.iter().map(Vec::len).sum(), ..Timing::default() };
-    let mut cache = crate::DecodeCache::default();
     let start = Instant::now();
-    let mut logits = model.forward_last(embeds, mask.as_ref(), Some(&mut cache))?;
+    let mut logits = model.forward_last(embeds, mask.as_ref(), Some(&mut *cache))?;
     timing.prompt_seconds = start.elapsed().as_secs_f64();
     let start = Instant::now();
     for step in 0..cfg.max_new_tokens {
@@ -171,7 +188,7 @@ pub fn generate_embeds<M: LanguageModel + ?Sized>(
         if let Some(m) = &mask {
             mask = Some(Tensor::cat(&[m, &Tensor::ones((rows.len(), 1), m.dtype(), &device)?], 1)?);
         }
-        logits = model.forward_last(&model.embed_tokens(&ids)?, mask.as_ref(), Some(&mut cache))?;
+        logits = model.forward_last(&model.embed_tokens(&ids)?, mask.as_ref(), Some(&mut *cache))?;
         timing.decode_tokens += rows.len();
     }
     timing.decode_seconds = start.elapsed().as_secs_f64();

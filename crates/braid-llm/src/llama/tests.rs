@@ -131,3 +131,42 @@ fn frozen_model_equals_trainable_model_with_cache() {
     }
     assert_eq!(cache.len(), 6);
 }
+
+/// A prefix computed once and rewound with `truncate` gives each continuation the logits
+/// of its own full forward, for the trainable and the frozen body.
+#[test]
+fn a_truncated_cache_continues_a_shared_prefix() {
+    let dir = fixture("qwen2_tiny");
+    let (trainable, _) = Llama::from_folder(&dir, DType::F32, &Device::Cpu).unwrap();
+    let (frozen, _) = Llama::load_frozen(&dir, false, &Device::Cpu).unwrap();
+    for model in [&trainable, &frozen] {
+        let prefix = Tensor::new(&[[3u32, 7, 1]], &Device::Cpu).unwrap();
+        let mut cache = model.new_cache();
+        model.forward_embeds(&model.embed_tokens(&prefix).unwrap(), None, Some(&mut cache)).unwrap();
+        for suffix in [[9u32, 4, 2], [5, 5, 8], [2, 0, 6]] {
+            cache.truncate(3).unwrap();
+            let ids = Tensor::new(&[[3u32, 7, 1, suffix[0], suffix[1], suffix[2]]], &Device::Cpu).unwrap();
+            let full = model.forward(&ids).unwrap();
+            let e = model.embed_tokens(&ids.i((.., 3..)).unwrap()).unwrap();
+            let got = model.forward_last(&e, None, Some(&mut cache)).unwrap();
+            assert_close(&got, &full.i((.., 5)).unwrap(), 1e-5, "continuation").unwrap();
+            assert_eq!(cache.len(), 6);
+        }
+    }
+}
+
+#[test]
+fn logits_at_chosen_positions_equal_the_full_forward_rows() {
+    let dir = fixture("qwen2_tiny");
+    let (trainable, _) = Llama::from_folder(&dir, DType::F32, &Device::Cpu).unwrap();
+    let (frozen, _) = Llama::load_frozen(&dir, false, &Device::Cpu).unwrap();
+    let ids = Tensor::new(&[[3u32, 7, 1, 9, 4, 2]], &Device::Cpu).unwrap();
+    for model in [&trainable, &frozen] {
+        let full = model.forward(&ids).unwrap().squeeze(0).unwrap();
+        let got = model.logits_at(&model.embed_tokens(&ids).unwrap(), &[4, 1]).unwrap();
+        let want = Tensor::stack(&[full.i(4).unwrap(), full.i(1).unwrap()], 0).unwrap();
+        assert_close(&got, &want, 1e-5, "rows").unwrap();
+        let e = model.logits_at(&model.embed_tokens(&ids).unwrap(), &[6]).unwrap_err().to_string();
+        assert!(e.contains("position 6"), "{e}");
+    }
+}

@@ -119,9 +119,20 @@ impl Trainable {
         &self,
         embeds: &Tensor,
         mask: Option<&Tensor>,
-        mut cache: Option<&mut DecodeCache>,
+        cache: Option<&mut DecodeCache>,
         last_only: bool,
     ) -> Result<LmOutput> {
+        let hidden = self.hidden(embeds, mask, cache)?;
+        let seq = hidden.dim(1)?;
+        let last = if last_only { hidden.narrow(1, seq - 1, 1)? } else { hidden.clone() };
+        let logits = self.head(&last)?;
+        Ok(LmOutput { hidden, logits })
+    }
+
+    /// The final hidden states (after the last norm), without the output projection.
+    ///
+    /// embeds: [batch, seq, hidden] -> [batch, seq, hidden]
+    pub(crate) fn hidden(&self, embeds: &Tensor, mask: Option<&Tensor>, mut cache: Option<&mut DecodeCache>) -> Result<Tensor> {
         if let Some(c) = cache.as_deref_mut() {
             if c.layers.len() != self.layers.len() {
                 *c = DecodeCache::new(self.layers.len());
@@ -133,12 +144,14 @@ impl Trainable {
             x = layer.forward(&x, mask, layer_cache)?;
         }
         let hidden = self.norm.forward(&x)?;
-        let seq = hidden.dim(1)?;
-        if seq == 0 {
+        if hidden.dim(1)? == 0 {
             return Err(Error::Invalid("llama: empty input sequence".into()));
         }
-        let last = if last_only { hidden.narrow(1, seq - 1, 1)? } else { hidden.clone() };
-        let logits = self.lm_head.forward(&last)?;
-        Ok(LmOutput { hidden, logits })
+        Ok(hidden)
+    }
+
+    /// hidden: [..., hidden] -> logits [..., vocab]
+    pub(crate) fn head(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(self.lm_head.forward(hidden)?)
     }
 }

@@ -30,6 +30,16 @@ impl KvCache {
         self.kv = None;
     }
 
+    /// Keeps only the first `len` positions (a shared prefix to continue from again).
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        if let Some((k, v)) = &self.kv {
+            if len < k.dim(2)? {
+                self.kv = if len == 0 { None } else { Some((k.narrow(2, 0, len)?, v.narrow(2, 0, len)?)) };
+            }
+        }
+        Ok(())
+    }
+
     /// Appends this step's keys and values and returns all of them.
     ///
     /// k, v: [batch, kv_heads, step, head_dim] -> ([batch, kv_heads, len, head_dim], same)

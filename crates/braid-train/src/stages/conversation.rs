@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 
 use braid_core::{Error, Result};
-use braid_llm::LanguageModel;
 use braid_nn::cross_entropy;
 use braid_pipeline::{Input, Pipeline};
 use candle_core::{Tensor, Var};
@@ -71,16 +70,19 @@ impl ConversationTask<'_> {
     /// Sum of the token losses of one sample and how many tokens count.
     fn sample_loss(&self, s: &Sample) -> Result<(Tensor, usize)> {
         let (embeds, labels) = self.pipeline.embed_labelled(&s.ids, Some(&s.labels), &s.inputs)?;
-        let n = labels.len();
         // Position t predicts label t + 1.
         let targets: Vec<i64> = labels[1..].to_vec();
         let count = targets.iter().filter(|&&l| l != -100).count();
         if count == 0 {
             return Err(Error::Invalid("a training sample has no learnt token (every label is -100)".into()));
         }
-        let logits = self.pipeline.llm().forward_embeds(&embeds, None, None)?.logits.squeeze(0)?.narrow(0, 0, n - 1)?;
-        let t = Tensor::new(targets.as_slice(), logits.device())?;
-        Ok(((cross_entropy(&logits, &t, Some(-100))? * count as f64)?, count))
+        // Logits only where a label is learnt (the answers of a conversation are a tenth
+        // of its tokens).
+        let (rows, learnt): (Vec<u32>, Vec<i64>) =
+            targets.iter().enumerate().filter(|(_, &l)| l != -100).map(|(i, &l)| (i as u32, l)).unzip();
+        let logits = self.pipeline.llm().logits_at(&embeds, &rows)?;
+        let t = Tensor::new(learnt.as_slice(), logits.device())?;
+        Ok(((cross_entropy(&logits, &t, None)? * count as f64)?, count))
     }
 }
 

@@ -15,7 +15,7 @@ use braid_pipeline::LoraSettings;
 use braid_projectors::ProjectorConfig;
 use serde::{Deserialize, Serialize};
 
-pub use eval::{evaluate_vqa, evaluate_vqa_dir, open_model, VqaReport};
+pub use eval::{answer_questions, evaluate_vqa, evaluate_vqa_dir, open_model, VqaReport};
 pub use run::{train_vqa, VqaRun};
 
 use crate::{Stage, TrainConfig};
@@ -59,6 +59,9 @@ pub struct VqaModel {
     pub vision: PathBuf,
     /// The language model: a registered name (`smollm2`) or a path.
     pub llm: String,
+    /// Which of the vision model's tokens reach the projector.
+    #[serde(default)]
+    pub features: ImageFeatures,
     /// The input projector.
     #[serde(default)]
     pub projector: ProjectorConfig,
@@ -72,6 +75,22 @@ pub struct VqaModel {
     /// template's default prompt).
     #[serde(default)]
     pub system: String,
+}
+
+/// The image tokens handed to the projector; unset fields keep the vision model's own
+/// choice (`vision.json`: `feature_layer`, `select`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageFeatures {
+    /// Hidden state read out (Python indexing: -1 the last, -2 LLaVA's).
+    #[serde(default)]
+    pub layer: Option<isize>,
+    /// Keep the class token in front of the patches.
+    #[serde(default)]
+    pub cls: Option<bool>,
+    /// Average the patch grid over `pool` x `pool` windows (0 or 1: every patch).
+    #[serde(default)]
+    pub pool: usize,
 }
 
 impl VqaRecipe {

@@ -41,7 +41,13 @@ pub(super) fn chat_sampler(llm: &Path, system: &str) -> Result<ChatSampler> {
 
 /// The pipeline configuration a recipe describes.
 fn pipeline_config(recipe: &VqaRecipe, vision: &VisionModelFile, image_token: u32) -> PipelineConfig {
-    let encoder = EncoderConfig::Vit { vit: vision.vit.clone(), feature_layer: vision.feature_layer, drop_cls: vision.select == "patch" };
+    let f = &recipe.model.features;
+    let encoder = EncoderConfig::Vit {
+        vit: vision.vit.clone(),
+        feature_layer: f.layer.unwrap_or(vision.feature_layer),
+        drop_cls: !f.cls.unwrap_or(vision.select != "patch"),
+        pool: f.pool.max(1),
+    };
     let slot = EncoderSlot {
         modality: Modality::Image,
         model: recipe.model.vision.display().to_string(),
@@ -109,7 +115,7 @@ pub fn train_vqa(recipe: &VqaRecipe, resume: bool, progress: bool) -> Result<Vqa
         if recipe.data.eval_images == 0 {
             return Ok(Default::default());
         }
-        Ok(evaluate_vqa(&pipeline, &sampler, &vision, &recipe.data.path, recipe.data.eval_images)?.summary())
+        Ok(evaluate_vqa(&pipeline, &sampler, &vision, &recipe.data.path, recipe.data.eval_images, false)?.summary())
     };
     let task = ConversationTask { pipeline: &pipeline, stage: recipe.stage, samples: Box::new(sample), len: ids.len(), evaluate: Some(Box::new(evaluate)) };
     let run = RunOptions { dir: recipe.out_dir.clone(), resume, config_toml: recipe.to_toml()?, progress };
