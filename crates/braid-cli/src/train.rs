@@ -42,6 +42,10 @@ pub struct EvalArgs {
     /// `vqa` only: score the questions of the first N test images (default: all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
+    /// `vqa` only: where the report with per-answer-type accuracy goes (default:
+    /// MODEL/eval_vqa.json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// The stage a recipe file names (it decides the recipe's format).
@@ -136,7 +140,7 @@ fn eval_vqa(args: &EvalArgs) -> anyhow::Result<()> {
     }
     let report = braid_train::recipe::evaluate_vqa_dir(&args.model, &data, args.limit, std::io::stderr().is_terminal())?;
     println!("{}", serde_json::json!({"accuracy": report.accuracy, "n": report.n, "per_type": report.per_type}));
-    let path = args.model.join("eval_vqa.json");
+    let path = args.out.clone().unwrap_or_else(|| args.model.join("eval_vqa.json"));
     std::fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| path.display().to_string())?;
     Ok(())
 }

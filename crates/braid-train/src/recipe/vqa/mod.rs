@@ -49,6 +49,12 @@ pub struct VqaData {
     /// Test images scored at each evaluation during training (0: none).
     #[serde(default)]
     pub eval_images: usize,
+    /// `instruct`: questions per conversation. 0: all of an image's questions in one
+    /// multi-turn conversation; 1: each question on its own, as the evaluation asks them
+    /// (later turns of a conversation can read earlier answers instead of the image);
+    /// n: the image's questions in conversations of n turns.
+    #[serde(default)]
+    pub turns: usize,
 }
 
 /// The pipeline to build.

@@ -96,17 +96,26 @@ pub fn train_vqa(recipe: &VqaRecipe, resume: bool, progress: bool) -> Result<Vqa
     if recipe.data.max_images > 0 {
         ids.truncate(recipe.data.max_images);
     }
-    if ids.is_empty() {
+    // One sample per (image, run of its questions); align samples carry no questions.
+    let mut items: Vec<(u32, std::ops::Range<usize>)> = Vec::new();
+    for &id in &ids {
+        let n = train.questions_of(id).len();
+        match recipe.stage {
+            Stage::Align => items.push((id, 0..n)),
+            _ => items.extend(conversations(n, recipe.data.turns).into_iter().map(|r| (id, r))),
+        }
+    }
+    if items.is_empty() {
         return Err(Error::config("data.max_images", "no training images"));
     }
     let sample = |k: usize| -> Result<Sample> {
-        let id = ids[k];
+        let (id, range) = items[k].clone();
         let image = Input { modality: Modality::Image, data: normalise(&train.load_image(id, &device)?, &vision)?, mask: None };
         match recipe.stage {
             Stage::Align => sampler.caption_sample(&train.caption(id).unwrap_or_default(), image),
             _ => {
                 let qs = train.questions_of(id);
-                let turns: Vec<(&str, &str)> = qs.iter().map(|q| (q.question.as_str(), q.answer.as_str())).collect();
+                let turns: Vec<(&str, &str)> = qs[range].iter().map(|q| (q.question.as_str(), q.answer.as_str())).collect();
                 sampler.conversation_sample(&turns, image)
             }
         }
@@ -117,12 +126,18 @@ pub fn train_vqa(recipe: &VqaRecipe, resume: bool, progress: bool) -> Result<Vqa
         }
         Ok(evaluate_vqa(&pipeline, &sampler, &vision, &recipe.data.path, recipe.data.eval_images, false)?.summary())
     };
-    let task = ConversationTask { pipeline: &pipeline, stage: recipe.stage, samples: Box::new(sample), len: ids.len(), evaluate: Some(Box::new(evaluate)) };
+    let task = ConversationTask { pipeline: &pipeline, stage: recipe.stage, samples: Box::new(sample), len: items.len(), evaluate: Some(Box::new(evaluate)) };
     let run = RunOptions { dir: recipe.out_dir.clone(), resume, config_toml: recipe.to_toml()?, progress };
     let summary = fit(&task, &recipe.train, &run)?;
     let model_dir = recipe.out_dir.join("model");
     save_atomically(&pipeline, &model_dir, recipe)?;
     Ok(VqaRun { model_dir, summary })
+}
+
+/// An image's `n` questions split into conversations of `turns` turns (0: one of all).
+fn conversations(n: usize, turns: usize) -> Vec<std::ops::Range<usize>> {
+    let k = if turns == 0 { n.max(1) } else { turns };
+    (0..n).step_by(k).map(|s| s..(s + k).min(n)).collect()
 }
 
 fn save_atomically(pipeline: &Pipeline, dir: &Path, recipe: &VqaRecipe) -> Result<()> {
@@ -137,4 +152,17 @@ fn save_atomically(pipeline: &Pipeline, dir: &Path, recipe: &VqaRecipe) -> Resul
         std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conversations;
+
+    #[test]
+    fn questions_split_into_conversations_of_the_asked_length() {
+        assert_eq!(conversations(5, 0), vec![0..5]);
+        assert_eq!(conversations(5, 1), vec![0..1, 1..2, 2..3, 3..4, 4..5]);
+        assert_eq!(conversations(5, 2), vec![0..2, 2..4, 4..5]);
+        assert!(conversations(0, 0).is_empty() && conversations(0, 3).is_empty());
+    }
 }
