@@ -64,6 +64,16 @@ impl KvBuffer {
         self.len = self.len.min(len);
     }
 
+    /// A copy with its own storage whose cached sequence is repeated `batch` times.
+    pub fn repeat_batch(&self, batch: usize) -> Result<Self> {
+        let mut out = Self::default();
+        if let Some((k, v)) = &self.kv {
+            let (k, v) = (k.narrow(2, 0, self.len)?, v.narrow(2, 0, self.len)?);
+            out.append(&k.repeat((batch, 1, 1, 1))?, &v.repeat((batch, 1, 1, 1))?)?;
+        }
+        Ok(out)
+    }
+
     /// Forgets every position (keeps nothing allocated).
     pub fn reset(&mut self) {
         self.kv = None;

@@ -52,6 +52,16 @@ impl DecodeCache {
         Ok(())
     }
 
+    /// A copy of a one-sequence cache repeated `batch` times: a prompt prefix computed once,
+    /// continued by a batch of different (equally long) suffixes. The copy has its own
+    /// storage, so the original can serve further batches.
+    pub fn repeat_batch(&self, batch: usize) -> Result<Self> {
+        Ok(Self {
+            layers: self.layers.iter().map(|c| c.repeat_batch(batch)).collect::<Result<_>>()?,
+            buffers: self.buffers.iter().map(|b| b.repeat_batch(batch)).collect::<Result<_>>()?,
+        })
+    }
+
     /// Whether nothing is cached yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

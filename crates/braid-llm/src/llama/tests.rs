@@ -170,3 +170,25 @@ fn logits_at_chosen_positions_equal_the_full_forward_rows() {
         assert!(e.contains("position 6"), "{e}");
     }
 }
+
+/// A prefix cached once and repeated over a batch continues each row as its own full
+/// forward would, for the trainable and the frozen body; the original cache is untouched.
+#[test]
+fn a_repeated_prefix_cache_continues_a_batch_of_suffixes() {
+    let dir = fixture("qwen2_tiny");
+    let (trainable, _) = Llama::from_folder(&dir, DType::F32, &Device::Cpu).unwrap();
+    let (frozen, _) = Llama::load_frozen(&dir, false, &Device::Cpu).unwrap();
+    for model in [&trainable, &frozen] {
+        let mut cache = model.new_cache();
+        let prefix = Tensor::new(&[[3u32, 7, 1]], &Device::Cpu).unwrap();
+        model.forward_embeds(&model.embed_tokens(&prefix).unwrap(), None, Some(&mut cache)).unwrap();
+        let mut batch = cache.repeat_batch(2).unwrap();
+        let suffixes = Tensor::new(&[[9u32, 4], [5, 8]], &Device::Cpu).unwrap();
+        let got = model.forward_last(&model.embed_tokens(&suffixes).unwrap(), None, Some(&mut batch)).unwrap();
+        for (row, s) in [[9u32, 4], [5, 8]].iter().enumerate() {
+            let full = model.forward(&Tensor::new(&[[3u32, 7, 1, s[0], s[1]]], &Device::Cpu).unwrap()).unwrap();
+            assert_close(&got.i(row).unwrap(), &full.i((0, 4)).unwrap(), 1e-5, "row").unwrap();
+        }
+        assert_eq!((cache.len(), batch.len()), (3, 5));
+    }
+}

@@ -40,6 +40,16 @@ impl KvCache {
         Ok(())
     }
 
+    /// A copy whose one cached sequence is repeated `batch` times (a shared prefix for a
+    /// batch of continuations).
+    pub fn repeat_batch(&self, batch: usize) -> Result<Self> {
+        let kv = match &self.kv {
+            Some((k, v)) => Some((k.repeat((batch, 1, 1, 1))?, v.repeat((batch, 1, 1, 1))?)),
+            None => None,
+        };
+        Ok(Self { kv })
+    }
+
     /// Appends this step's keys and values and returns all of them.
     ///
     /// k, v: [batch, kv_heads, step, head_dim] -> ([batch, kv_heads, len, head_dim], same)

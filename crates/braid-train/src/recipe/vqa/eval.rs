@@ -77,7 +77,9 @@ pub fn evaluate_vqa(pipeline: &Pipeline, sampler: &ChatSampler, vision: &VisionM
 
 /// Greedy answers to each question about one image, each asked on its own (no earlier
 /// turns). The prompt up to and through the image is shared by every question: it runs
-/// once, and each question continues from its cached keys and values.
+/// once, and the questions continue from its cached keys and values, those of equal
+/// token length together as one batch (no padding, so each row is exactly its own
+/// single-question run).
 ///
 /// pixels: [3, H, W] in [0, 1] -> one answer per question
 pub fn answer_questions(pipeline: &Pipeline, sampler: &ChatSampler, vision: &VisionModelFile, pixels: &Tensor, questions: &[&str]) -> Result<Vec<String>> {
@@ -87,15 +89,22 @@ pub fn answer_questions(pipeline: &Pipeline, sampler: &ChatSampler, vision: &Vis
     let shared = shared_prefix(&prompts, sampler.image_token_id());
     let Some(first) = prompts.first() else { return Ok(Vec::new()) };
     let image = Input { modality: Modality::Image, data: normalise(pixels, vision)?, mask: None };
-    let mut cache = llm.new_cache();
-    llm.forward_last(&pipeline.embed_prompt(&first[..shared], std::slice::from_ref(&image))?, None, Some(&mut cache))?;
-    let cached = cache.len();
-    let mut answers = Vec::with_capacity(prompts.len());
-    for prompt in &prompts {
-        cache.truncate(cached)?;
-        let rest = llm.embed_tokens(&Tensor::new(&prompt[shared..], pixels.device())?.unsqueeze(0)?)?;
-        let (gens, _) = generate_cached(llm, sampler.tokenizer(), &rest, None, &mut cache, std::slice::from_ref(prompt), &cfg, &mut |_, _| Ok(()))?;
-        answers.push(gens.first().map(|g| g.text.trim().to_string()).unwrap_or_default());
+    let mut prefix = llm.new_cache();
+    llm.forward_last(&pipeline.embed_prompt(&first[..shared], std::slice::from_ref(&image))?, None, Some(&mut prefix))?;
+    let mut by_length: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, p) in prompts.iter().enumerate() {
+        by_length.entry(p.len()).or_default().push(i);
+    }
+    let mut answers = vec![String::new(); prompts.len()];
+    for rows in by_length.values() {
+        let rest: Vec<u32> = rows.iter().flat_map(|&i| prompts[i][shared..].iter().copied()).collect();
+        let ids = Tensor::from_vec(rest, (rows.len(), prompts[rows[0]].len() - shared), pixels.device())?;
+        let histories: Vec<Vec<u32>> = rows.iter().map(|&i| prompts[i].clone()).collect();
+        let mut cache = prefix.repeat_batch(rows.len())?;
+        let (gens, _) = generate_cached(llm, sampler.tokenizer(), &llm.embed_tokens(&ids)?, None, &mut cache, &histories, &cfg, &mut |_, _| Ok(()))?;
+        for (&i, g) in rows.iter().zip(gens) {
+            answers[i] = g.text.trim().to_string();
+        }
     }
     Ok(answers)
 }
