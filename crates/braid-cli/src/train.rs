@@ -46,6 +46,9 @@ pub struct EvalArgs {
     /// MODEL/eval_vqa.json).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// `vqa` only: also write every question, answer and truth here (JSON lines).
+    #[arg(long)]
+    pub answers: Option<PathBuf>,
 }
 
 /// The stage a recipe file names (it decides the recipe's format).
@@ -142,6 +145,10 @@ fn eval_vqa(args: &EvalArgs) -> anyhow::Result<()> {
     println!("{}", serde_json::json!({"accuracy": report.accuracy, "n": report.n, "per_type": report.per_type}));
     let path = args.out.clone().unwrap_or_else(|| args.model.join("eval_vqa.json"));
     std::fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| path.display().to_string())?;
+    if let Some(path) = &args.answers {
+        let lines: Vec<String> = report.answers.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
+        std::fs::write(path, lines.join("\n") + "\n").with_context(|| path.display().to_string())?;
+    }
     Ok(())
 }
 

@@ -28,6 +28,22 @@ pub struct VqaReport {
     pub n: usize,
     /// Accuracy and count per answer type (`yes/no`, `color`, `shape`).
     pub per_type: BTreeMap<String, (f64, usize)>,
+    /// Every question with the model's answer, in test order (for error analysis).
+    #[serde(skip)]
+    pub answers: Vec<VqaAnswer>,
+}
+
+/// One scored question.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VqaAnswer {
+    /// The test image.
+    pub image: u32,
+    /// The question.
+    pub question: String,
+    /// What the model answered.
+    pub answer: String,
+    /// The truth.
+    pub truth: String,
 }
 
 impl VqaReport {
@@ -55,6 +71,7 @@ pub fn evaluate_vqa(pipeline: &Pipeline, sampler: &ChatSampler, vision: &VisionM
     let bar = if progress { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template("{wide_bar} {pos}/{len} questions [{elapsed_precise} < {eta_precise}] {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
     let mut per: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut all = Vec::with_capacity(total);
     for id in ids {
         let questions = test.questions_of(id);
         let texts: Vec<&str> = questions.iter().map(|q| q.question.as_str()).collect();
@@ -64,6 +81,7 @@ pub fn evaluate_vqa(pipeline: &Pipeline, sampler: &ChatSampler, vision: &VisionM
             let entry = per.entry(kind).or_default();
             entry.0 += usize::from(answer.trim().to_lowercase() == q.answer.trim().to_lowercase());
             entry.1 += 1;
+            all.push(VqaAnswer { image: id, question: q.question.clone(), answer, truth: q.answer.clone() });
         }
         bar.inc(questions.len() as u64);
         let (right, n) = per.values().fold((0, 0), |(r, n), (a, b)| (r + a, n + b));
@@ -72,7 +90,7 @@ pub fn evaluate_vqa(pipeline: &Pipeline, sampler: &ChatSampler, vision: &VisionM
     bar.finish_and_clear();
     let (right, n) = per.values().fold((0, 0), |(r, n), (a, b)| (r + a, n + b));
     let per_type = per.into_iter().map(|(k, (r, c))| (k, (r as f64 / c.max(1) as f64, c))).collect();
-    Ok(VqaReport { accuracy: right as f64 / n.max(1) as f64, n, per_type })
+    Ok(VqaReport { accuracy: right as f64 / n.max(1) as f64, n, per_type, answers: all })
 }
 
 /// Greedy answers to each question about one image, each asked on its own (no earlier

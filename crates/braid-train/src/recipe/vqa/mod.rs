@@ -15,7 +15,7 @@ use braid_pipeline::LoraSettings;
 use braid_projectors::ProjectorConfig;
 use serde::{Deserialize, Serialize};
 
-pub use eval::{answer_questions, evaluate_vqa, evaluate_vqa_dir, open_model, VqaReport};
+pub use eval::{answer_questions, evaluate_vqa, evaluate_vqa_dir, open_model, VqaAnswer, VqaReport};
 pub use run::{train_vqa, VqaRun};
 
 use crate::{Stage, TrainConfig};
