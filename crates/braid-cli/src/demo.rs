@@ -41,6 +41,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     similarity_demo(&braid_hub::resolve_model("minilm")?, &device)?;
     crate::chat::demo_turn(&braid_hub::resolve_model("smollm2")?)?;
     hapt_demo(args.offline)?;
+    easyvqa_demo(args.offline)?;
     Ok(())
 }
 
@@ -99,13 +100,46 @@ fn print_loaded(name: &str, what: &str, report: &LoadReport, seconds: f64) {
     );
 }
 
+/// A committed model directory (`models/NAME`), from the working directory or the
+/// source tree.
+fn committed_model_dir(name: &str) -> std::path::PathBuf {
+    let here = Path::new("models").join(name);
+    if here.is_dir() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models").join(name)
+}
+
 /// The committed IMU activity model (`braid train recipes/hapt/*.toml`, best encoder).
 fn hapt_model_dir() -> std::path::PathBuf {
-    let here = Path::new("models/hapt-imu");
-    if here.is_dir() {
-        return here.to_path_buf();
+    committed_model_dir("hapt-imu")
+}
+
+/// Test images the easy-VQA demo asks about, and its questions.
+const VQA_IMAGES: [u32; 3] = [7, 21, 108];
+
+/// Asks the committed easy-VQA model (`recipes/easyvqa/*.toml`: a ViT trained by Braid, an
+/// MLP projector and LoRA on SmolLM2-135M) a few questions about test images and prints
+/// each answer beside the truth.
+pub(crate) fn easyvqa_demo(offline: bool) -> anyhow::Result<()> {
+    let data = if offline { crate::data::dataset_path("easy-vqa")? } else { braid_hub::fetch("easy-vqa", &FetchOptions::default())?.main };
+    let dir = committed_model_dir("easyvqa");
+    let (pipeline, sampler, vision) = braid_train::recipe::open_model(&dir).with_context(|| format!("loading {}", dir.display()))?;
+    let test = braid_data::vqa::EasyVqa::open(&data, braid_data::vqa::Split::Test)?;
+    println!("\neasy-VQA ({}), questions about test images:", dir.display());
+    for id in VQA_IMAGES {
+        let questions: Vec<_> = test.questions_of(id).into_iter().take(3).collect();
+        let texts: Vec<&str> = questions.iter().map(|q| q.question.as_str()).collect();
+        let start = Instant::now();
+        let answers = braid_train::recipe::answer_questions(&pipeline, &sampler, &vision, &test.load_image(id, &Device::Cpu)?, &texts)?;
+        let ms = 1000.0 * start.elapsed().as_secs_f64() / texts.len().max(1) as f64;
+        for (q, a) in questions.iter().zip(&answers) {
+            let ok = if a.trim().eq_ignore_ascii_case(q.answer.trim()) { "ok" } else { "MISS" };
+            println!("  image {id:>4}  {:<36} answer {a:<10} truth {:<10} {ok}", q.question, q.answer);
+        }
+        println!("  ({ms:.0} ms per question)");
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/hapt-imu")
+    Ok(())
 }
 
 /// Classifies a few HAPT test windows (users 22-30, never seen in training) with the

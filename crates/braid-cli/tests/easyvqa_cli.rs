@@ -68,3 +68,41 @@ fn vision_align_instruct_eval_and_chat_at_smoke_size() {
     let out = chat.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The committed model (`models/easyvqa`, trained by `recipes/easyvqa/{vision,align,
+/// instruct}.toml`) loads from the clone without retraining, answers the issue's question
+/// about test image 7 (a green circle), answers a follow-up that only the first turn's
+/// image can answer, and keeps its score on the questions of the first 20 test images
+/// through `braid eval vqa` (88.4% when committed: colour 100%, shape 95.8%, yes/no 84.8%;
+/// the issue asks 95% on the whole test set, which this model does not reach).
+#[test]
+fn committed_model_answers_and_follows_up_with_the_history() {
+    if !["easy-vqa", "smollm2"].iter().all(|n| fetched(n)) {
+        eprintln!("skipping: run `braid fetch easy-vqa smollm2`");
+        return;
+    }
+    let image = braid_hub::entry_dir(braid_hub::find("easy-vqa").unwrap(), &braid_hub::home()).join("test/images/7.png");
+    let mut chat = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(["chat", "--model", "models/easyvqa", "--image", image.to_str().unwrap(), "--max-tokens", "4"])
+        .current_dir(root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    chat.stdin.take().unwrap().write_all(b"what color is the shape?\nwhat shape is it?\n").unwrap();
+    let out = chat.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    let (green, circle) = (text.find("green"), text.rfind("circle"));
+    assert!(green.is_some() && circle.is_some() && green < circle, "chat output: {text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("eval.json");
+    let out = braid(&["eval", "vqa", "--model", "models/easyvqa", "--limit", "20", "--out", report.to_str().unwrap()]);
+    assert!(std::fs::read_to_string(&report).unwrap().contains("per_type"));
+    let json: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let acc = json["accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.85 && json["n"].as_u64().unwrap() > 150, "{json}");
+}

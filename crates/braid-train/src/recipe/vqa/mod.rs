@@ -43,7 +43,10 @@ pub struct VqaRecipe {
 pub struct VqaData {
     /// The easy-VQA directory (`answers.txt`, `train/`, `test/`); `easy-vqa` when fetched.
     pub path: PathBuf,
-    /// Use only the first this many training images (0: all).
+    /// Skip this many training images first (a further stage on images not seen yet).
+    #[serde(default)]
+    pub skip_images: usize,
+    /// Use only the first this many training images after those skipped (0: all).
     #[serde(default)]
     pub max_images: usize,
     /// Test images scored at each evaluation during training (0: none).
@@ -55,6 +58,13 @@ pub struct VqaData {
     /// n: the image's questions in conversations of n turns.
     #[serde(default)]
     pub turns: usize,
+    /// `instruct` with `turns = 1`: repeat each yes/no question about a colour or shape the
+    /// image has this many times (0 or 1: once). Four in five yes/no questions name an
+    /// attribute the image lacks, so a model that ignores the image and answers from the
+    /// wording alone ("is there a X?" -> no, "is there not a X?" -> yes) is right 83% of
+    /// the time and training settles there; repeating the others removes that shortcut.
+    #[serde(default)]
+    pub present_repeat: usize,
 }
 
 /// The pipeline to build.
@@ -118,6 +128,9 @@ impl VqaRecipe {
             Stage::Align => {}
             Stage::Instruct if self.model.lora.is_none() => {
                 return Err(Error::config("model.lora", "stage `instruct` trains LoRA on the language model, which this model lacks"))
+            }
+            Stage::Instruct if self.data.present_repeat > 1 && self.data.turns != 1 => {
+                return Err(Error::config("data.present_repeat", "repeats single questions: it needs `turns = 1`"))
             }
             Stage::Instruct => {}
             other => return Err(Error::config("stage", format!("{other:?} is not a multimodal-LLM stage (align, instruct)"))),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use braid_core::checkpoint::Checkpoint;
 use braid_core::{Error, Modality, Result};
-use braid_data::vqa::{EasyVqa, Split};
+use braid_data::vqa::{AnswerType, EasyVqa, Split};
 use braid_llm::{ChatTemplate, Tokenizer};
 use braid_pipeline::{EncoderConfig, EncoderSlot, Input, Pipeline, PipelineConfig};
 use candle_core::{Device, Tensor};
@@ -93,6 +93,7 @@ pub fn train_vqa(recipe: &VqaRecipe, resume: bool, progress: bool) -> Result<Vqa
     if recipe.stage == Stage::Align {
         ids.retain(|&id| train.caption(id).is_some());
     }
+    ids.drain(..recipe.data.skip_images.min(ids.len()));
     if recipe.data.max_images > 0 {
         ids.truncate(recipe.data.max_images);
     }
@@ -102,11 +103,16 @@ pub fn train_vqa(recipe: &VqaRecipe, resume: bool, progress: bool) -> Result<Vqa
         let n = train.questions_of(id).len();
         match recipe.stage {
             Stage::Align => items.push((id, 0..n)),
-            _ => items.extend(conversations(n, recipe.data.turns).into_iter().map(|r| (id, r))),
+            _ => {
+                for r in conversations(n, recipe.data.turns) {
+                    let copies = if recipe.data.present_repeat > 1 && names_own_attribute(&train, id, r.start) { recipe.data.present_repeat } else { 1 };
+                    items.extend(std::iter::repeat_n((id, r), copies));
+                }
+            }
         }
     }
     if items.is_empty() {
-        return Err(Error::config("data.max_images", "no training images"));
+        return Err(Error::config("data.skip_images", format!("no training images left after skipping {} (max_images {})", recipe.data.skip_images, recipe.data.max_images)));
     }
     let sample = |k: usize| -> Result<Sample> {
         let (id, range) = items[k].clone();
@@ -132,6 +138,14 @@ pub fn train_vqa(recipe: &VqaRecipe, resume: bool, progress: bool) -> Result<Vqa
     let model_dir = recipe.out_dir.join("model");
     save_atomically(&pipeline, &model_dir, recipe)?;
     Ok(VqaRun { model_dir, summary })
+}
+
+/// Whether question `k` of image `id` is a yes/no question naming the image's own colour
+/// or shape (its answer then depends on seeing the image).
+fn names_own_attribute(data: &EasyVqa, id: u32, k: usize) -> bool {
+    let (Some(q), Some((colour, shape))) = (data.questions_of(id).get(k).copied(), data.image_attributes(id)) else { return false };
+    let words: Vec<&str> = q.question.trim_end_matches('?').split_whitespace().collect();
+    AnswerType::of(&q.answer) == Some(AnswerType::YesNo) && (words.contains(&colour) || words.contains(&shape))
 }
 
 /// An image's `n` questions split into conversations of `turns` turns (0: one of all).
