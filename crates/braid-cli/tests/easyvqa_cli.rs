@@ -54,9 +54,15 @@ fn vision_align_instruct_eval_and_chat_at_smoke_size() {
     let out = braid(&["eval", "vqa", "--model", m, "--limit", "1"]);
     let json: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
     assert!(json["n"].as_u64().unwrap() > 0 && json["accuracy"].is_number(), "{json}");
+    chat_about_test_image_7(m, b"what color is the shape?\nis it a circle?\n");
+}
+
+/// `braid chat --model MODEL --image <easy-VQA test image 7>` fed `turns` (one question a
+/// line) on stdin; fails unless it succeeds, and returns its output.
+fn chat_about_test_image_7(model: &str, turns: &[u8]) -> Output {
     let image = braid_hub::entry_dir(braid_hub::find("easy-vqa").unwrap(), &braid_hub::home()).join("test/images/7.png");
-    let chat = Command::new(env!("CARGO_BIN_EXE_braid"))
-        .args(["chat", "--model", m, "--image", image.to_str().unwrap(), "--max-tokens", "4"])
+    let mut chat = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(["chat", "--model", model, "--image", image.to_str().unwrap(), "--max-tokens", "4"])
         .current_dir(root())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -64,9 +70,10 @@ fn vision_align_instruct_eval_and_chat_at_smoke_size() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    chat.stdin.as_ref().unwrap().write_all(b"what color is the shape?\nis it a circle?\n").unwrap();
+    chat.stdin.take().unwrap().write_all(turns).unwrap();
     let out = chat.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
 }
 
 /// The committed model (`models/easyvqa`, trained by `recipes/easyvqa/{vision,align,
@@ -81,19 +88,7 @@ fn committed_model_answers_and_follows_up_with_the_history() {
         eprintln!("skipping: run `braid fetch easy-vqa smollm2`");
         return;
     }
-    let image = braid_hub::entry_dir(braid_hub::find("easy-vqa").unwrap(), &braid_hub::home()).join("test/images/7.png");
-    let mut chat = Command::new(env!("CARGO_BIN_EXE_braid"))
-        .args(["chat", "--model", "models/easyvqa", "--image", image.to_str().unwrap(), "--max-tokens", "4"])
-        .current_dir(root())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    chat.stdin.take().unwrap().write_all(b"what color is the shape?\nwhat shape is it?\n").unwrap();
-    let out = chat.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = chat_about_test_image_7("models/easyvqa", b"what color is the shape?\nwhat shape is it?\n");
     let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
     let (green, circle) = (text.find("green"), text.rfind("circle"));
     assert!(green.is_some() && circle.is_some() && green < circle, "chat output: {text}");
