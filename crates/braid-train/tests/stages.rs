@@ -10,7 +10,7 @@ use braid_encoders::imu::{Cnn1dConfig, ImuEncoderConfig};
 use braid_pipeline::{Input, Pipeline, PipelineConfig};
 use braid_train::classify::{Augment, Classifier, ClassifyTask, Examples};
 use braid_train::stages::{stage_vars, ContrastiveTask, ConversationTask, Sample, INITIAL_LOGIT_SCALE};
-use braid_train::{fit, RunOptions, Stage, Task, TrainConfig};
+use braid_train::{fit, Component, RunOptions, Stage, Task, TrainConfig};
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
@@ -75,13 +75,13 @@ fn sample(seed: u32) -> Sample {
     Sample { ids, labels, inputs: vec![Input { modality: Modality::Imu, data, mask: None }] }
 }
 
-fn conversation_stage(stage: Stage, trains: impl Fn(&str) -> bool) {
+fn conversation_stage(stage: Stage, extra: &[Component], trains: impl Fn(&str) -> bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pipeline.toml");
     std::fs::write(&path, PIPELINE).unwrap();
     let pipeline = Pipeline::init(&PipelineConfig::load(&path).unwrap(), &Device::Cpu).unwrap();
     let samples: Vec<Sample> = (0..4).map(sample).collect();
-    let task = ConversationTask { pipeline: &pipeline, stage, samples: Box::new(|i| Ok(samples[i].clone())), len: 4, evaluate: None };
+    let task = ConversationTask { pipeline: &pipeline, stage, extra: extra.to_vec(), samples: Box::new(|i| Ok(samples[i].clone())), len: 4, evaluate: None };
     let before = snapshot(&pipeline.var_maps());
     assert!(before.keys().any(|k| k.starts_with("lora.")) && before.keys().any(|k| k.starts_with("llm.")));
     two_steps(&task);
@@ -90,12 +90,17 @@ fn conversation_stage(stage: Stage, trains: impl Fn(&str) -> bool) {
 
 #[test]
 fn align_trains_the_projector_only() {
-    conversation_stage(Stage::Align, |k| k.starts_with("projector."));
+    conversation_stage(Stage::Align, &[], |k| k.starts_with("projector."));
 }
 
 #[test]
 fn instruct_trains_the_projector_and_lora_only() {
-    conversation_stage(Stage::Instruct, |k| k.starts_with("projector.") || k.starts_with("lora."));
+    conversation_stage(Stage::Instruct, &[], |k| k.starts_with("projector.") || k.starts_with("lora."));
+}
+
+#[test]
+fn instruct_with_the_encoder_trains_it_too() {
+    conversation_stage(Stage::Instruct, &[Component::Encoder], |k| k.starts_with("projector.") || k.starts_with("lora.") || k.starts_with("encoder."));
 }
 
 #[test]
@@ -104,7 +109,7 @@ fn a_stage_naming_a_missing_component_is_an_error() {
     let path = dir.path().join("pipeline.toml");
     std::fs::write(&path, PIPELINE.replace("[lora]\nrank = 2\nalpha = 4.0\n", "")).unwrap();
     let pipeline = Pipeline::init(&PipelineConfig::load(&path).unwrap(), &Device::Cpu).unwrap();
-    let e = stage_vars(&pipeline, Stage::Instruct).unwrap_err().to_string();
+    let e = stage_vars(&pipeline, Stage::Instruct, &[]).unwrap_err().to_string();
     assert!(e.contains("LlmLora"), "{e}");
 }
 

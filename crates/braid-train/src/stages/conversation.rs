@@ -35,6 +35,9 @@ pub struct ConversationTask<'a> {
     pub pipeline: &'a Pipeline,
     /// `Align` or `Instruct`.
     pub stage: Stage,
+    /// Components trained on top of the stage's own (e.g. `[Encoder]`: fine-tune the
+    /// image encoder in `instruct`, as LLaVA-NeXT and Qwen-VL unfreeze the vision tower).
+    pub extra: Vec<Component>,
     /// Sample by index.
     pub samples: Samples<'a>,
     /// How many samples.
@@ -44,8 +47,9 @@ pub struct ConversationTask<'a> {
 }
 
 /// The pipeline's variable maps that `stage` trains, by component: `projector.*` for the
-/// input projectors, `lora` for the LLM's LoRA, `encoder.*`, `llm`.
-pub fn stage_vars(pipeline: &Pipeline, stage: Stage) -> Result<Vec<(String, Var)>> {
+/// input projectors, `lora` for the LLM's LoRA, `encoder.*`, `llm`; `extra` components
+/// train besides the stage's own.
+pub fn stage_vars(pipeline: &Pipeline, stage: Stage, extra: &[Component]) -> Result<Vec<(String, Var)>> {
     let component = |name: &str| match name {
         n if n.starts_with("projector.") => Component::InputProjector,
         n if n.starts_with("encoder.") => Component::Encoder,
@@ -53,7 +57,9 @@ pub fn stage_vars(pipeline: &Pipeline, stage: Stage) -> Result<Vec<(String, Var)
         _ => Component::Llm,
     };
     let mut vars = Vec::new();
-    for need in stage.trainable() {
+    let mut needs: Vec<Component> = stage.trainable().to_vec();
+    needs.extend(extra.iter().filter(|c| !stage.trainable().contains(c)));
+    for need in &needs {
         let maps: Vec<_> = pipeline.var_maps().into_iter().filter(|(n, _)| component(n) == *need).collect();
         if maps.is_empty() {
             return Err(Error::config(format!("model.{need:?}").to_lowercase(), format!("stage {stage:?} trains the {need:?} component, which this pipeline lacks")));
@@ -115,6 +121,6 @@ impl Task for ConversationTask<'_> {
     }
 
     fn trainable(&self) -> Vec<(String, Var)> {
-        stage_vars(self.pipeline, self.stage).unwrap_or_default()
+        stage_vars(self.pipeline, self.stage, &self.extra).unwrap_or_default()
     }
 }

@@ -84,9 +84,13 @@ pub struct VqaModel {
     /// LoRA on the language model (the `instruct` stage trains it).
     #[serde(default)]
     pub lora: Option<LoraSettings>,
-    /// Start from this model directory's projector (and LoRA), e.g. the `align` stage's.
+    /// Start from this model directory's projector (and LoRA, and encoder), e.g. the
+    /// `align` stage's.
     #[serde(default)]
     pub init: Option<PathBuf>,
+    /// Fine-tune the image encoder too (its weights are then part of the saved model).
+    #[serde(default)]
+    pub train_encoder: bool,
     /// The system turn of every conversation (`""`: a short empty one instead of the
     /// template's default prompt).
     #[serde(default)]

@@ -15,7 +15,7 @@ use candle_nn::VarMap;
 use super::{evaluate_vqa, VqaRecipe};
 use crate::recipe::VisionModelFile;
 use crate::stages::{ChatSampler, ConversationTask, Sample, SMOLLM2_IMAGE_TOKEN};
-use crate::{fit, RunOptions, RunSummary, Stage};
+use crate::{fit, Component, RunOptions, RunSummary, Stage};
 
 /// What a run produced.
 #[derive(Debug, Clone)]
@@ -78,14 +78,14 @@ pub fn train_vqa(recipe: &VqaRecipe, resume: bool, progress: bool) -> Result<Vqa
     let llm_path = braid_hub::resolve_model(&recipe.model.llm)?;
     let sampler = chat_sampler(&llm_path, &recipe.model.system)?;
     let pipeline = Pipeline::init(&pipeline_config(recipe, &vision, sampler.image_token_id()), &device)?;
+    // Every part the init directory has comes from there (its encoder may have been
+    // fine-tuned); the encoder otherwise from the vision model.
     for (name, vars) in pipeline.var_maps() {
-        match name.as_str() {
-            "encoder.image" => fill(vars, &recipe.model.vision.join("encoder.safetensors"))?,
-            other => {
-                if let Some(init) = recipe.model.init.as_ref().map(|d| d.join(format!("{other}.safetensors"))).filter(|p| p.is_file()) {
-                    fill(vars, &init)?;
-                }
-            }
+        let init = recipe.model.init.as_ref().map(|d| d.join(format!("{name}.safetensors"))).filter(|p| p.is_file());
+        match (name.as_str(), init) {
+            (_, Some(init)) => fill(vars, &init)?,
+            ("encoder.image", None) => fill(vars, &recipe.model.vision.join("encoder.safetensors"))?,
+            _ => {}
         }
     }
     let train = EasyVqa::open(&recipe.data.path, Split::Train)?;
@@ -132,7 +132,8 @@ pub fn train_vqa(recipe: &VqaRecipe, resume: bool, progress: bool) -> Result<Vqa
         }
         Ok(evaluate_vqa(&pipeline, &sampler, &vision, &recipe.data.path, recipe.data.eval_images, false)?.summary())
     };
-    let task = ConversationTask { pipeline: &pipeline, stage: recipe.stage, samples: Box::new(sample), len: items.len(), evaluate: Some(Box::new(evaluate)) };
+    let extra = if recipe.model.train_encoder { vec![Component::Encoder] } else { Vec::new() };
+    let task = ConversationTask { pipeline: &pipeline, stage: recipe.stage, extra, samples: Box::new(sample), len: items.len(), evaluate: Some(Box::new(evaluate)) };
     let run = RunOptions { dir: recipe.out_dir.clone(), resume, config_toml: recipe.to_toml()?, progress };
     let summary = fit(&task, &recipe.train, &run)?;
     let model_dir = recipe.out_dir.join("model");
