@@ -171,7 +171,24 @@ fn save_atomically(pipeline: &Pipeline, dir: &Path, recipe: &VqaRecipe) -> Resul
 
 #[cfg(test)]
 mod tests {
-    use super::conversations;
+    #![allow(clippy::unwrap_used)]
+    use super::{conversations, names_own_attribute};
+    use braid_data::vqa::{EasyVqa, Split};
+
+    #[test]
+    fn only_yes_no_questions_naming_the_images_own_attribute_are_repeated() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("answers.txt"), "yes\nno\nred\nblue\ncircle\nrectangle\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("train/images")).unwrap();
+        // Image 0 is a red circle.
+        let questions = r#"[["what color is the shape?", "red", 0], ["is there a red shape?", "yes", 0],
+            ["is there not a circle?", "no", 0], ["is there a blue shape?", "no", 0],
+            ["does the image contain a rectangle?", "no", 0], ["what is the red shape?", "circle", 0]]"#;
+        std::fs::write(dir.path().join("train/questions.json"), questions).unwrap();
+        let data = EasyVqa::open(dir.path(), Split::Train).unwrap();
+        let named: Vec<bool> = (0..7).map(|k| names_own_attribute(&data, 0, k)).collect();
+        assert_eq!(named, [false, true, true, false, false, false, false]);
+    }
 
     #[test]
     fn questions_split_into_conversations_of_the_asked_length() {
