@@ -99,5 +99,5 @@ fn committed_model_answers_and_follows_up_with_the_history() {
     assert!(std::fs::read_to_string(&report).unwrap().contains("per_type"));
     let json: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
     let acc = json["accuracy"].as_f64().unwrap();
-    assert!(acc >= 0.85 && json["n"].as_u64().unwrap() > 150, "{json}");
+    assert!(acc >= 0.95 && json["n"].as_u64().unwrap() > 150, "{json}");
 }
