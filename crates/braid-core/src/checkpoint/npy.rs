@@ -204,7 +204,8 @@ pub(super) fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
         2 | 3 => (4, 12),
         v => return Err(format!("unsupported .npy version {v}.{}", bytes[7])),
     };
-    let hlen = bytes[8..8 + len_bytes].iter().rev().fold(0usize, |a, &b| (a << 8) | usize::from(b));
+    let len_field = bytes.get(8..8 + len_bytes).ok_or("truncated header")?;
+    let hlen = len_field.iter().rev().fold(0usize, |a, &b| (a << 8) | usize::from(b));
     let end = start.checked_add(hlen).filter(|&e| e <= bytes.len()).ok_or("truncated header")?;
     let header = std::str::from_utf8(&bytes[start..end]).map_err(|_| "header is not text")?;
     let (descr, fortran, shape) = parse_header(header)?;
@@ -219,31 +220,44 @@ pub(super) fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
     Ok(NpyArray { shape, data })
 }
 
+/// The header as shown in an error: one line, escaped, at most 120 characters.
+fn shown(h: &str) -> String {
+    let h = h.trim();
+    let mut s: String = h.chars().take(120).flat_map(char::escape_debug).collect();
+    if h.chars().nth(120).is_some() {
+        s.push_str("...");
+    }
+    s
+}
+
 /// Reads `descr`, `fortran_order` and `shape` from the Python dict literal of a header.
+/// Everything is matched by characters (never sliced at a computed byte offset), so any
+/// text, however malformed, gives an error naming the header rather than a panic.
 fn parse_header(h: &str) -> std::result::Result<(String, bool, Vec<usize>), String> {
+    let bad = |what: &str| format!("bad {what} in header `{}`", shown(h));
     let value = |key: &str| -> std::result::Result<&str, String> {
-        let at = h
-            .find(&format!("'{key}'"))
-            .or_else(|| h.find(&format!("\"{key}\"")))
-            .ok_or_else(|| format!("header has no `{key}`: {}", h.trim()))?;
-        let rest = &h[at + key.len() + 2..];
-        let colon = rest.find(':').ok_or_else(|| format!("bad header: {}", h.trim()))?;
-        Ok(rest[colon + 1..].trim_start())
+        let (_, rest) = h
+            .split_once(&format!("'{key}'"))
+            .or_else(|| h.split_once(&format!("\"{key}\"")))
+            .ok_or_else(|| format!("header has no `{key}`: `{}`", shown(h)))?;
+        let (_, v) = rest.split_once(':').ok_or_else(|| bad(key))?;
+        Ok(v.trim_start())
     };
     let d = value("descr")?;
-    let descr = d
-        .get(1..)
-        .and_then(|s| s.split(['\'', '"']).next())
-        .ok_or_else(|| format!("bad descr in header: {}", h.trim()))?
-        .to_string();
+    let mut quoted = d.chars();
+    let quote = quoted.next().filter(|c| matches!(c, '\'' | '"')).ok_or_else(|| bad("descr"))?;
+    let descr = quoted.as_str().split(quote).next().ok_or_else(|| bad("descr"))?.to_string();
     let fortran = value("fortran_order")?.starts_with("True");
-    let s = value("shape")?;
-    let close = s.find(')').ok_or_else(|| format!("bad shape in header: {}", h.trim()))?;
-    let shape = s[1..close]
+    let (inner, _) = value("shape")?.strip_prefix('(').and_then(|s| s.split_once(')')).ok_or_else(|| bad("shape"))?;
+    let shape = inner
         .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
-        .map(|p| p.trim_end_matches('L').parse::<usize>().map_err(|_| format!("bad dimension `{p}`")))
+        .map(|p| {
+            p.trim_end_matches('L')
+                .parse::<usize>()
+                .map_err(|_| format!("bad dimension `{}` in header `{}`", shown(p), shown(h)))
+        })
         .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok((descr, fortran, shape))
 }
@@ -369,6 +383,54 @@ mod tests {
         std::fs::write(&p, b"not a zip").map_err(|e| Error::io(&p, e))?;
         let msg = read_npz(&p).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(msg.contains("bad.npz") && !msg.contains('\n'), "{msg}");
+        Ok(())
+    }
+
+    /// The header of a one-element `<f4` array with `shape` as its shape text.
+    fn with_shape(shape: &str) -> Vec<u8> {
+        let h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}\n");
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&[1, 0]);
+        b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        b.extend_from_slice(h.as_bytes());
+        b.extend_from_slice(&1f32.to_le_bytes());
+        b
+    }
+
+    /// `b` with the first `from` replaced by `to` (same length).
+    fn swap(mut b: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
+        if let Some(at) = b.windows(from.len()).position(|w| w == from) {
+            b[at..at + to.len()].copy_from_slice(to);
+        }
+        b
+    }
+
+    #[test]
+    fn panic_npy_header_shape_starting_with_paren() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let cases = [
+            ("paren.npy", with_shape(")"), "bad shape"),
+            ("close_first.npy", with_shape(")1,("), "bad shape"),
+            ("multibyte.npy", with_shape("\u{e9}(1,)"), "bad shape"),
+            ("multibyte_dim.npy", with_shape("(1\u{e9},)"), "bad dimension `1\u{e9}`"),
+            ("odd_descr.npy", swap(with_shape("(1,)"), b"<f4", b"?f4"), "unsupported dtype"),
+            ("no_shape.npy", swap(with_shape("(1,)"), b"shape", b"Shape"), "no `shape`"),
+        ];
+        for (name, bytes, want) in cases {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).map_err(|e| Error::io(&p, e))?;
+            let msg = read_npy(&p).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(msg.contains(name) && msg.contains(want) && !msg.contains('\n'), "{msg}");
+        }
+        // A multi-byte character right where the descr quote should be.
+        let mut b = with_shape("(1,)");
+        let at = b.windows(5).position(|w| w == b"'<f4'").unwrap_or(0);
+        b.splice(at..at + 1, "\u{e9}".bytes());
+        b[8] += 1;
+        assert!(parse_npy(&b).err().unwrap_or_default().contains("bad descr in header"));
+        // Version 2 header whose length field itself is cut short.
+        assert!(parse_npy(b"\x93NUMPY\x02\x00\x10\x00").err().unwrap_or_default().contains("truncated header"));
+        assert_eq!(parse_npy(&with_shape("(1,)")).map(|a| a.shape), Ok(vec![1]));
         Ok(())
     }
 
