@@ -49,6 +49,9 @@ impl Gguf {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let mut r = reader(&path)?;
+        if let Some(msg) = super::gguf_header::precheck(&path) {
+            return Err(Error::format(&path, msg));
+        }
         let content = guarded(&path, "not a readable GGUF file: ", || Content::read(&mut r))?;
         for (name, info) in &content.tensor_infos {
             let dims = info.shape.dims();
@@ -184,5 +187,36 @@ impl Source for Gguf {
 
     fn load_quantized(&self, name: &str, device: &Device) -> Result<QTensor> {
         self.qtensor(name, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::{gguf_file, GgmlDType};
+
+    fn write(path: &Path, meta: &[(&str, &Value)]) -> candle_core::Result<()> {
+        let w = QTensor::quantize(&Tensor::zeros((2, 32), candle_core::DType::F32, &Device::Cpu)?, GgmlDType::F32)?;
+        let mut f = std::fs::File::create(path)?;
+        gguf_file::write(&mut f, meta, &[("token_embd.weight", &w)])
+    }
+
+    #[test]
+    fn panic_gguf_alignment_zero() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let tokens = Value::Array(vec![Value::String("a".into()), Value::String("b".into())]);
+        let arch = Value::String("llama".into());
+        for (name, align, ok) in [("zero.gguf", Value::U32(0), false), ("three.gguf", Value::U8(3), false), ("sixty4.gguf", Value::U32(64), true)] {
+            let p = dir.path().join(name);
+            // The alignment key after an array of strings and a string, as real files have them.
+            write(&p, &[("tokenizer.ggml.tokens", &tokens), ("general.architecture", &arch), ("general.alignment", &align)])?;
+            let got = Gguf::open(&p);
+            assert_eq!(got.is_ok(), ok, "{name}");
+            if let Err(e) = got {
+                let msg = e.to_string();
+                assert!(msg.contains(name) && msg.contains("`general.alignment`") && !msg.contains("gave up"), "{msg}");
+            }
+        }
+        Ok(())
     }
 }

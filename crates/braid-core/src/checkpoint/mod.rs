@@ -3,6 +3,7 @@
 //! tracking var builder that reports every missing, unexpected or mismatched tensor.
 
 pub mod gguf;
+mod gguf_header;
 pub mod npy;
 pub mod npz;
 mod npz_source;
