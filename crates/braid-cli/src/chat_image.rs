@@ -7,30 +7,26 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use braid_data::image::{load_rgb, resize_rgb, Filter, ImageProcessor};
+use braid_core::Modality;
+use braid_data::image::{load_rgb, ImageProcessor};
 use braid_llm::generate::{generate_embeds, GenerateConfig, Generation, Timing};
 use braid_llm::{ChatTemplate, Message, Tokenizer};
-use braid_pipeline::MultimodalModel;
+use braid_pipeline::{generic_placeholder, MultimodalModel};
 use candle_core::{Device, Tensor};
 
-/// The placeholder each image stands for in a prompt.
-const IMAGE: &str = "<image>";
-
-/// A multimodal model, its tokenizer and chat template, and the conversation's images.
+/// A multimodal model, the conversation's images preprocessed for it, and, for a LLaVA
+/// folder, its tokenizer and chat template (a Braid model directory's own pipeline builds
+/// its prompts).
 pub struct VisionChat {
     model: MultimodalModel,
-    tokenizer: Tokenizer,
-    template: ChatTemplate,
+    /// One [3, H, W] tensor per image.
     images: Vec<Tensor>,
-    /// The text that stands for one image in a prompt.
-    placeholder: String,
-    /// A system turn before the conversation (a Braid easy-VQA model's training prompt).
-    system: Option<String>,
+    llava: Option<(Tokenizer, ChatTemplate)>,
 }
 
 impl VisionChat {
-    /// Opens the model folder `dir` and preprocesses `images` with its
-    /// `preprocessor_config.json`.
+    /// Opens the model folder `dir` and preprocesses `images` as the model says (a Braid
+    /// directory's `pipeline.toml`, a LLaVA folder's `preprocessor_config.json`).
     pub fn open(dir: &Path, images: &[PathBuf]) -> anyhow::Result<Self> {
         if !dir.is_dir() {
             anyhow::bail!(
@@ -40,8 +36,12 @@ impl VisionChat {
         }
         let device = Device::Cpu;
         let model = MultimodalModel::open(dir, &device).with_context(|| format!("loading {}", dir.display()))?;
-        if dir.join("vision.json").is_file() {
-            return Self::open_braid(dir, model, images);
+        if let MultimodalModel::Pipeline(p) = &model {
+            let images = images
+                .iter()
+                .map(|path| Ok(p.load_input(Modality::Image, path)?.data.squeeze(0)?))
+                .collect::<braid_core::Result<Vec<_>>>()?;
+            return Ok(Self { model, images, llava: None });
         }
         let tokenizer = Tokenizer::from_folder(dir)?;
         let template = ChatTemplate::from_config(tokenizer.config())?;
@@ -50,47 +50,40 @@ impl VisionChat {
             .iter()
             .map(|p| processor.preprocess(&load_rgb(p)?, &device))
             .collect::<braid_core::Result<Vec<_>>>()?;
-        Ok(Self { model, tokenizer, template, images, placeholder: IMAGE.to_string(), system: None })
+        Ok(Self { model, images, llava: Some((tokenizer, template)) })
     }
 
-    /// A model trained by the easy-VQA recipes: the tokenizer and template of its language
-    /// model, images resized to the ViT's input and normalised as in training.
-    fn open_braid(dir: &Path, model: MultimodalModel, images: &[PathBuf]) -> anyhow::Result<Self> {
-        let (_, sampler, vision) = braid_train::recipe::open_model(dir)?;
-        let tokenizer = sampler.tokenizer().clone();
-        let template = ChatTemplate::from_config(tokenizer.config())?;
-        let size = vision.vit.image_size as u32;
-        let images = images
-            .iter()
-            .map(|p| -> anyhow::Result<Tensor> {
-                let img = resize_rgb(&load_rgb(p)?, size, size, Filter::Bicubic)?;
-                let data: Vec<f32> = img.into_raw().into_iter().map(|v| f32::from(v) / 255.0).collect();
-                let pixels = Tensor::from_vec(data, (size as usize, size as usize, 3), &Device::Cpu)?.permute((2, 0, 1))?;
-                Ok(vision.normalize(&pixels)?)
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let system = braid_train::recipe::VqaRecipe::load(&dir.join("recipe.toml")).map(|r| r.model.system).unwrap_or_default();
-        let placeholder = braid_train::stages::SMOLLM2_IMAGE_TOKEN.to_string();
-        Ok(Self { model, tokenizer, template, images, placeholder, system: Some(system) })
+    fn tokenizer(&self) -> anyhow::Result<&Tokenizer> {
+        Ok(match (&self.model, &self.llava) {
+            (_, Some((t, _))) => t,
+            (MultimodalModel::Pipeline(p), None) => p.prompter()?.tokenizer(),
+            (MultimodalModel::Llava(_), None) => anyhow::bail!("a LLaVA model without its tokenizer"),
+        })
     }
 
-    /// The prompt ids for `history` (`<image>` once per image) and the generated answer;
-    /// `on_text` receives the answer as it becomes final.
+    /// The prompt ids for `history` (`<image>` once per image, opening the first user
+    /// turn unless placed by the user).
+    fn prompt_ids(&self, history: &[Message]) -> anyhow::Result<Vec<u32>> {
+        let messages = with_placeholders(history, self.images.len(), &generic_placeholder(Modality::Image));
+        Ok(match (&self.model, &self.llava) {
+            (_, Some((tokenizer, template))) => tokenizer.encode(&template.render(&messages, true)?, false)?,
+            (MultimodalModel::Pipeline(p), None) => p.prompter()?.prompt_ids(&messages)?,
+            (MultimodalModel::Llava(_), None) => anyhow::bail!("a LLaVA model without its chat template"),
+        })
+    }
+
+    /// The prompt ids for `history` and the generated answer; `on_text` receives the
+    /// answer as it becomes final.
     pub fn generate(
         &self,
         history: &[Message],
         cfg: &GenerateConfig,
         on_text: &mut dyn FnMut(usize, &str) -> braid_core::Result<()>,
     ) -> anyhow::Result<(Vec<u32>, Generation, Timing)> {
-        let mut messages = with_placeholders(history, self.images.len(), &self.placeholder);
-        if let Some(system) = self.system.as_ref().filter(|_| !messages.iter().any(|m| m.role == "system")) {
-            messages.insert(0, Message::new("system", system.clone()));
-        }
-        let prompt = self.template.render(&messages, true)?;
-        let ids = self.tokenizer.encode(&prompt, false)?;
+        let ids = self.prompt_ids(history)?;
         let embeds = self.model.embed_prompt(&ids, &self.images)?;
         let (gens, timing) =
-            generate_embeds(self.model.llm(), &self.tokenizer, &embeds, None, std::slice::from_ref(&ids), cfg, on_text)?;
+            generate_embeds(self.model.llm(), self.tokenizer()?, &embeds, None, std::slice::from_ref(&ids), cfg, on_text)?;
         let generation = gens.into_iter().next().context("the model generated no answer row")?;
         Ok((ids, generation, timing))
     }
@@ -168,6 +161,7 @@ mod tests {
 
     #[test]
     fn images_open_the_first_user_turn() {
+        const IMAGE: &str = "<image>";
         let h = vec![Message::new("system", "be brief"), Message::new("user", "what is it?"), Message::new("user", "and?")];
         let got = with_placeholders(&h, 2, IMAGE);
         assert_eq!(got[1].content, "<image>\n<image>\nwhat is it?");

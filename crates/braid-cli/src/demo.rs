@@ -8,7 +8,9 @@ use anyhow::Context;
 use braid_core::checkpoint::LoadReport;
 use braid_encoders::text::{Bert, SentenceEncoder};
 use braid_hub::FetchOptions;
+use braid_core::Modality;
 use braid_llm::Llama;
+use braid_pipeline::{answer_questions, Pipeline};
 use candle_core::{DType, Device};
 
 /// Flags of `braid demo`.
@@ -124,14 +126,15 @@ const VQA_IMAGES: [u32; 3] = [7, 21, 108];
 pub(crate) fn easyvqa_demo(offline: bool) -> anyhow::Result<()> {
     let data = if offline { crate::data::dataset_path("easy-vqa")? } else { braid_hub::fetch("easy-vqa", &FetchOptions::default())?.main };
     let dir = committed_model_dir("easyvqa");
-    let (pipeline, sampler, vision) = braid_train::recipe::open_model(&dir).with_context(|| format!("loading {}", dir.display()))?;
+    let pipeline = Pipeline::open(&dir, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))?;
     let test = braid_data::vqa::EasyVqa::open(&data, braid_data::vqa::Split::Test)?;
     println!("\neasy-VQA ({}), questions about test images:", dir.display());
     for id in VQA_IMAGES {
         let questions: Vec<_> = test.questions_of(id).into_iter().take(3).collect();
         let texts: Vec<&str> = questions.iter().map(|q| q.question.as_str()).collect();
         let start = Instant::now();
-        let answers = braid_train::recipe::answer_questions(&pipeline, &sampler, &vision, &test.load_image(id, &Device::Cpu)?, &texts)?;
+        let image = pipeline.load_input(Modality::Image, &test.image_path(id))?;
+        let answers = answer_questions(&pipeline, std::slice::from_ref(&image), &texts, 4)?;
         let ms = 1000.0 * start.elapsed().as_secs_f64() / texts.len().max(1) as f64;
         for (q, a) in questions.iter().zip(&answers) {
             let ok = if a.trim().eq_ignore_ascii_case(q.answer.trim()) { "ok" } else { "MISS" };

@@ -141,7 +141,8 @@ fn eval_vqa(args: &EvalArgs) -> anyhow::Result<()> {
     if !data.is_dir() {
         bail!("easy-VQA data not found at {} (run `braid fetch easy-vqa` or pass --data)", data.display());
     }
-    let report = braid_train::recipe::evaluate_vqa_dir(&args.model, &data, args.limit, std::io::stderr().is_terminal())?;
+    let pipeline = braid_pipeline::Pipeline::open(&args.model, &candle_core::Device::Cpu).with_context(|| format!("loading {}", args.model.display()))?;
+    let report = braid_pipeline::evaluate_vqa(&pipeline, &data, args.limit, std::io::stderr().is_terminal())?;
     println!("{}", serde_json::json!({"accuracy": report.accuracy, "n": report.n, "per_type": report.per_type}));
     let path = args.out.clone().unwrap_or_else(|| args.model.join("eval_vqa.json"));
     std::fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| path.display().to_string())?;

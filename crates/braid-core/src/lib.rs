@@ -7,6 +7,8 @@ pub mod checkpoint;
 pub mod device;
 pub mod error;
 pub mod features;
+pub mod fsx;
+pub mod limits;
 pub mod modality;
 pub mod pickle;
 pub mod testing;

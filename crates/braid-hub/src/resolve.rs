@@ -41,6 +41,36 @@ pub fn resolve_in(name_or_path: &str, home: &Path) -> Result<PathBuf> {
     Err(Error::unknown("model, dataset or path", name_or_path, registry().iter().map(|e| e.name)))
 }
 
+/// The one resolver for a name written in a config file (a recipe, `pipeline.toml`): a
+/// registered name -> its fetched folder or main file; `hf:ORG/NAME` -> its cache folder;
+/// anything else -> a path, relative to `base` (the directory of the file that names it)
+/// unless absolute. Errors name `field` and say what was tried.
+pub fn resolve_field(name_or_path: &str, base: &Path, field: &str) -> Result<PathBuf> {
+    resolve_field_in(name_or_path, base, field, &home())
+}
+
+/// [`resolve_field`] against the cache root `home`.
+pub fn resolve_field_in(name_or_path: &str, base: &Path, field: &str, home: &Path) -> Result<PathBuf> {
+    if name_or_path.trim().is_empty() {
+        return Err(Error::config(field, "is empty; expected a registered name, `hf:ORG/NAME` or a path"));
+    }
+    if find(name_or_path).is_ok() || name_or_path.starts_with("hf:") {
+        return resolve_in(name_or_path, home).map_err(|e| Error::config(field, e.to_string()));
+    }
+    let p = Path::new(name_or_path);
+    let full = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    if full.exists() {
+        return Ok(full);
+    }
+    Err(Error::config(
+        field,
+        format!(
+            "`{name_or_path}` is neither a registered name (see `braid fetch --list`) nor an existing path (looked for {})",
+            full.display()
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +83,20 @@ mod tests {
         assert_eq!(resolve_in(".", empty.path())?, PathBuf::from("."));
         let e = resolve_in("no-such-model", empty.path()).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.starts_with("unknown model, dataset or path `no-such-model`; known: minilm,"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn config_fields_resolve_relative_to_their_file() -> Result<()> {
+        let base = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
+        std::fs::create_dir(base.path().join("vision")).map_err(|e| Error::io("mkdir", e))?;
+        let empty = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
+        assert_eq!(resolve_field_in("vision", base.path(), "model.vision", empty.path())?, base.path().join("vision"));
+        let e = resolve_field_in("nope", base.path(), "model.vision", empty.path()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("model.vision") && e.contains("nope") && e.contains("looked for"), "{e}");
+        let e = resolve_field_in("smollm2", base.path(), "model.llm", empty.path()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("model.llm") && e.contains("braid fetch smollm2"), "{e}");
+        assert!(resolve_field_in("", base.path(), "data.path", empty.path()).is_err());
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use braid_llm::LlamaConfig;
 use braid_projectors::ProjectorConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::EncoderConfig;
+use crate::{EncoderConfig, Preprocess};
 
 /// One modality's encoder and where its weights are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,31 +15,66 @@ use crate::EncoderConfig;
 pub struct EncoderSlot {
     /// The modality whose placeholder (`<image>`) its tokens replace.
     pub modality: Modality,
-    /// Registered name or path of the encoder's weights (a Hugging Face CLIP folder when
-    /// `encoder` is absent; informational in a trained model directory).
-    pub model: String,
-    /// The id of this modality's placeholder (`<image>`) in the tokenized prompt.
-    #[serde(default)]
+    /// Registered name or path (relative to the model directory) of a pretrained encoder
+    /// folder to load frozen (a Hugging Face CLIP folder) when `encoder` is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The placeholder's text in a rendered prompt: a special token of the tokenizer
+    /// (`<image>` for LLaVA checkpoints; `<empty_output>` for SmolLM2, whose vocabulary
+    /// has no `<image>`). Conversations write the generic `<image>` / `<audio>` / `<imu>`;
+    /// the prompt builder swaps in this text. Default: the generic placeholder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<String>,
+    /// The placeholder's id (for models without a tokenizer; otherwise found from
+    /// `placeholder`, and checked against it when both are given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_id: Option<u32>,
     /// The encoder's architecture; present when its weights are stored in the pipeline
     /// directory (`encoder.<modality>.safetensors`).
     #[serde(default)]
     pub encoder: Option<EncoderConfig>,
+    /// How a file of this modality becomes the encoder's input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<Preprocess>,
     /// The projector from this encoder to the language model
     /// (`projector.<modality>.safetensors`).
     #[serde(default)]
     pub projector: ProjectorConfig,
 }
 
-/// A multimodal model: encoders, projector and language model.
+impl EncoderSlot {
+    /// The placeholder text of this slot's modality (see [`Self::placeholder`]).
+    pub fn placeholder_text(&self) -> String {
+        self.placeholder.clone().unwrap_or_else(|| generic_placeholder(self.modality))
+    }
+}
+
+/// The placeholder conversations write for a modality: `<image>`, `<audio>`, `<imu>`, ...
+pub fn generic_placeholder(modality: Modality) -> String {
+    format!("<{modality}>")
+}
+
+/// How prompts are built: the system turn and where the chat template comes from.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PromptConfig {
+    /// A system turn opening every conversation that has none (`""`: an empty system
+    /// turn instead of the template's default prompt; absent: the template's default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+}
+
+/// A multimodal model: encoders, projector and language model, and everything needed to
+/// run it (preprocessing, prompt, tokenizer). Names are registered names (`braid fetch`)
+/// or paths relative to the model directory.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Encoders, one per modality.
     #[serde(default)]
     pub encoders: Vec<EncoderSlot>,
-    /// Registered name or path of the language model (a Hugging Face folder when
-    /// `llm_config` is absent).
+    /// Registered name or path of the language model (a GGUF file or a Hugging Face
+    /// folder) when `llm_config` is absent; informational otherwise.
     pub llm: String,
     /// The language model's architecture; present when its weights are stored in the
     /// pipeline directory (`llm.safetensors`).
@@ -48,6 +83,13 @@ pub struct PipelineConfig {
     /// LoRA on the language model (`lora.safetensors`): trained by the `instruct` stage.
     #[serde(default)]
     pub lora: Option<LoraSettings>,
+    /// Where the tokenizer and chat template come from: a folder with `tokenizer.json`
+    /// or a GGUF file (registered name or path). Default: the language model's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
+    /// How prompts are built.
+    #[serde(default)]
+    pub prompt: PromptConfig,
 }
 
 /// LoRA on the language model's projections.
@@ -121,6 +163,8 @@ mod tests {
         let f = write("llm = \"smollm2\"\n[[encoders]]\nmodality = \"image\"\nmodel = \"clip\"\n");
         let cfg = PipelineConfig::load(f.path()).unwrap();
         assert_eq!(cfg.encoders[0].modality, Modality::Image);
+        assert_eq!(cfg.encoders[0].placeholder_text(), "<image>");
+        assert_eq!(PipelineConfig::load(write(&cfg.to_toml().unwrap()).path()).unwrap(), cfg);
         let f = write("llm = \"smollm2\"\nprojecter = \"mlp\"\n");
         let err = PipelineConfig::load(f.path()).unwrap_err().to_string();
         assert!(err.contains("projecter"), "{err}");

@@ -2,15 +2,23 @@
 //! generators) from one [`PipelineConfig`]; the only crate that knows all five.
 #![deny(missing_docs)]
 
+mod answer;
 mod config;
 mod encoder_config;
+mod eval_vqa;
 pub mod llava;
 mod model;
 mod pipeline;
+mod preprocess;
+mod prompt;
 pub mod splice;
 mod store;
 
-pub use config::{EncoderSlot, LoraSettings, PipelineConfig};
+pub use answer::answer_questions;
+pub use eval_vqa::{evaluate_vqa, VqaAnswer, VqaReport};
+pub use config::{generic_placeholder, EncoderSlot, LoraSettings, PipelineConfig, PromptConfig};
+pub use preprocess::{ImagePreprocess, Preprocess, Size};
+pub use prompt::{qa_messages, Placeholder, Prompter, Sample, IGNORE};
 pub use encoder_config::EncoderConfig;
 pub use llava::{Llava, LlavaConfig};
 pub use pipeline::{Input, Pipeline};

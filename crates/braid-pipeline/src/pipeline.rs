@@ -8,17 +8,18 @@
 
 use std::path::Path;
 
+use braid_core::checkpoint::Gguf;
 use braid_core::{Error, Features, Modality, Result};
 use braid_encoders::image::Clip;
 use braid_encoders::Encoder;
-use braid_llm::{LanguageModel, Llama, LmOutput, Weights};
+use braid_llm::{ChatTemplate, LanguageModel, Llama, LmOutput, Tokenizer, Weights};
 use braid_nn::{LoraConfig, LoraSpec};
 use braid_projectors::InputProjector;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
 use crate::encoder_config::ImageTower;
-use crate::{EncoderSlot, PipelineConfig};
+use crate::{EncoderSlot, PipelineConfig, Prompter};
 
 /// One item for a placeholder: an image, a clip of audio, an IMU window.
 #[derive(Debug, Clone)]
@@ -52,6 +53,8 @@ pub struct Pipeline {
     pub(crate) llm_vars: Option<VarMap>,
     /// LoRA on the language model, when configured.
     pub(crate) lora_vars: Option<VarMap>,
+    /// Prompts in the model's template; `None` for a model without a tokenizer.
+    pub(crate) prompter: Option<Prompter>,
     pub(crate) device: Device,
 }
 
@@ -68,24 +71,22 @@ fn fresh(device: &Device) -> (VarMap, VarBuilder<'static>) {
 }
 
 impl Branch {
-    fn new(i: usize, slot: &EncoderSlot, llm_dim: usize, device: &Device) -> Result<Self> {
-        let token_id = slot.token_id.ok_or_else(|| {
-            Error::config(format!("encoders[{i}].token_id"), "needed to find the placeholders in a prompt")
-        })?;
-        let (encoder, encoder_vars): (Box<dyn Encoder>, _) = match &slot.encoder {
-            Some(cfg) => {
+    fn new(i: usize, slot: &EncoderSlot, token_id: u32, llm_dim: usize, base: &Path, device: &Device) -> Result<Self> {
+        let (encoder, encoder_vars): (Box<dyn Encoder>, _) = match (&slot.encoder, &slot.model) {
+            (Some(cfg), _) => {
                 let (vars, vb) = fresh(device);
                 (cfg.build(vb)?, Some(vars))
             }
-            None if slot.modality == Modality::Image => {
-                let (clip, _) = Clip::load(Path::new(&slot.model), device)?;
+            (None, Some(model)) if slot.modality == Modality::Image => {
+                let path = braid_hub::resolve_field(model, base, &format!("encoders[{i}].model"))?;
+                let (clip, _) = Clip::load(&path, device)?;
                 let vit = clip.vision().clone().with_feature_layer(-2)?;
                 (Box::new(ImageTower { vit, drop_cls: true, pool: 1 }), None)
             }
-            None => {
+            _ => {
                 return Err(Error::config(
                     format!("encoders[{i}].encoder"),
-                    format!("a `{}` encoder needs its architecture ([encoders.encoder])", slot.modality),
+                    format!("a `{}` slot needs its architecture ([encoders.encoder]) or, for images, a CLIP folder (`model`)", slot.modality),
                 ))
             }
         };
@@ -104,39 +105,72 @@ impl Branch {
 
 impl Pipeline {
     /// Builds every component: those with an architecture in `cfg` get fresh trainable
-    /// variables, the others are loaded from the folder their slot names.
-    pub fn init(cfg: &PipelineConfig, device: &Device) -> Result<Self> {
+    /// variables, the others are loaded from what their slot names (registered names, or
+    /// paths relative to `base`, the directory the configuration belongs to).
+    pub fn init(cfg: &PipelineConfig, base: &Path, device: &Device) -> Result<Self> {
         cfg.validate()?;
+        for (i, slot) in cfg.encoders.iter().enumerate() {
+            if let Some(p) = &slot.preprocess {
+                p.validate().map_err(|e| Error::config(format!("encoders[{i}].preprocess"), e.to_string()))?;
+            }
+        }
         let lora_vars = cfg.lora.as_ref().map(|_| VarMap::new());
-        // A registered name (`smollm2`) or a path.
-        let llm_path = if cfg.llm_config.is_some() { std::path::PathBuf::from(&cfg.llm) } else { braid_hub::resolve_model(&cfg.llm)? };
+        let llm_path = if cfg.llm_config.is_some() { None } else { Some(braid_hub::resolve_field(&cfg.llm, base, "llm")?) };
         let lora = cfg.lora.as_ref().zip(lora_vars.as_ref()).map(|(l, vars)| {
             let targets: Vec<&str> = l.targets.iter().map(String::as_str).collect();
             let spec_vb = VarBuilder::from_varmap(vars, DType::F32, device);
             (LoraConfig { rank: l.rank, alpha: l.alpha }, targets, spec_vb)
         });
-        let (llm, llm_vars) = match (&cfg.llm_config, lora) {
-            (Some(c), None) => {
+        let (llm, llm_vars) = match (&cfg.llm_config, &llm_path, lora) {
+            (Some(c), _, None) => {
                 let (vars, vb) = fresh(device);
                 (Llama::new(c, vb)?, Some(vars))
             }
-            (Some(c), Some((lc, targets, lvb))) => {
+            (Some(c), _, Some((lc, targets, lvb))) => {
                 let (vars, vb) = fresh(device);
                 (Llama::with_lora(c, vb, &LoraSpec::new(lc, &targets, lvb))?, Some(vars))
             }
-            (None, None) => (Llama::load(&llm_path, Weights::Trainable(DType::F32), device)?.0, None),
-            (None, Some((lc, targets, _))) => {
+            (None, Some(path), None) => (Llama::load(path, Weights::Trainable(DType::F32), device)?.0, None),
+            (None, Some(path), Some((lc, targets, _))) => {
                 let vars = lora_vars.as_ref().ok_or_else(|| Error::Invalid("lora variables".into()))?;
-                (Llama::load_with_lora(&llm_path, DType::F32, device, lc, &targets, vars)?.0, None)
+                (Llama::load_with_lora(path, DType::F32, device, lc, &targets, vars)?.0, None)
             }
+            (None, None, _) => return Err(Error::config("llm", "names no language model")),
         };
+        let tokenizer_path = match &cfg.tokenizer {
+            Some(t) => Some(braid_hub::resolve_field(t, base, "tokenizer")?),
+            None => llm_path,
+        };
+        let prompter = tokenizer_path.map(|p| prompter(cfg, &p)).transpose()?;
         let branches = cfg
             .encoders
             .iter()
             .enumerate()
-            .map(|(i, slot)| Branch::new(i, slot, llm.hidden_size(), device))
+            .map(|(i, slot)| {
+                let id = token_id(i, slot, prompter.as_ref())?;
+                Branch::new(i, slot, id, llm.hidden_size(), base, device)
+            })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { cfg: cfg.clone(), branches, llm, llm_vars, lora_vars, device: device.clone() })
+        Ok(Self { cfg: cfg.clone(), branches, llm, llm_vars, lora_vars, prompter, device: device.clone() })
+    }
+
+    /// The prompt builder (tokenizer, template, placeholders, system turn).
+    pub fn prompter(&self) -> Result<&Prompter> {
+        self.prompter.as_ref().ok_or_else(|| Error::config("tokenizer", "this model has no tokenizer: name one (a folder with tokenizer.json or a GGUF file)"))
+    }
+
+    /// Reads the file `path` of `modality` with its slot's preprocessing -> one input.
+    pub fn load_input(&self, modality: Modality, path: &Path) -> Result<Input> {
+        let slot = self.cfg.slot(modality).ok_or_else(|| self.no_branch(modality))?;
+        let pre = slot.preprocess.as_ref().ok_or_else(|| {
+            Error::config(format!("encoders.{modality}.preprocess"), "this model does not say how to read its inputs")
+        })?;
+        pre.load(path, &self.device)
+    }
+
+    /// The device its tensors live on.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// The configuration.
@@ -163,14 +197,16 @@ impl Pipeline {
         maps
     }
 
+    fn no_branch(&self, modality: Modality) -> Error {
+        let have: Vec<String> = self.branches.iter().map(|b| b.modality.to_string()).collect();
+        Error::Invalid(format!(
+            "an {modality} input was given but this model has no {modality} encoder (it has: {})",
+            if have.is_empty() { "none".to_string() } else { have.join(", ") }
+        ))
+    }
+
     fn branch(&self, modality: Modality) -> Result<&Branch> {
-        self.branches.iter().find(|b| b.modality == modality).ok_or_else(|| {
-            let have: Vec<String> = self.branches.iter().map(|b| b.modality.to_string()).collect();
-            Error::Invalid(format!(
-                "an {modality} input was given but this model has no {modality} encoder (it has: {})",
-                if have.is_empty() { "none".to_string() } else { have.join(", ") }
-            ))
-        })
+        self.branches.iter().find(|b| b.modality == modality).ok_or_else(|| self.no_branch(modality))
     }
 
     /// Text embeddings with each placeholder id replaced by the projected tokens of the
@@ -241,3 +277,26 @@ impl Pipeline {
         self.llm.forward_embeds(&embeds, None, None)
     }
 }
+
+/// The tokenizer (GGUF metadata or a folder), its template and the slots' placeholders.
+fn prompter(cfg: &PipelineConfig, path: &Path) -> Result<Prompter> {
+    let tokenizer = if path.is_file() { Tokenizer::from_gguf(&Gguf::open(path)?)? } else { Tokenizer::from_folder(path)? };
+    let template = ChatTemplate::from_config(tokenizer.config())?;
+    let placeholders: Vec<(Modality, String)> = cfg.encoders.iter().map(|s| (s.modality, s.placeholder_text())).collect();
+    Prompter::new(tokenizer, template, &placeholders, cfg.prompt.system.clone())
+}
+
+/// Slot `i`'s placeholder id: the prompter's (checked against an explicit `token_id`), or
+/// the explicit one for a model without a tokenizer.
+fn token_id(i: usize, slot: &EncoderSlot, prompter: Option<&Prompter>) -> Result<u32> {
+    let field = format!("encoders[{i}].token_id");
+    match (prompter.and_then(|p| p.placeholder_id(slot.modality)), slot.token_id) {
+        (Some(found), Some(given)) if found != given => Err(Error::config(
+            field,
+            format!("{given}, but the tokenizer gives `{}` the id {found}", slot.placeholder_text()),
+        )),
+        (Some(id), _) | (None, Some(id)) => Ok(id),
+        (None, None) => Err(Error::config(field, "needed to find the placeholders in a prompt (this model has no tokenizer)")),
+    }
+}
+

@@ -1,7 +1,10 @@
 //! A trained model as a directory: `pipeline.toml` plus one safetensors file per
-//! component with its own variables (`llm.safetensors`, `encoder.<modality>.safetensors`,
-//! `projector.<modality>.safetensors`). Components without stored weights (a frozen base
-//! LLM or CLIP folder) are referenced by the path in `pipeline.toml`.
+//! component with its own variables (`llm.safetensors`, `lora.safetensors`,
+//! `encoder.<modality>.safetensors`, `projector.<modality>.safetensors`). Components
+//! without stored weights (a frozen base LLM, a CLIP folder) are named in `pipeline.toml`
+//! by registered name or by a path relative to the directory. Everything a command needs
+//! to run the model is in `pipeline.toml`; any other file (the recipe it was trained with,
+//! evaluation reports, plots) is a record, never read.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -17,7 +20,9 @@ use crate::{Pipeline, PipelineConfig};
 pub const PIPELINE_FILE: &str = "pipeline.toml";
 
 impl Pipeline {
-    /// Writes `dir/pipeline.toml` and one safetensors file per trainable component.
+    /// Writes `dir/pipeline.toml` and one safetensors file per trainable component
+    /// (into an existing or new directory; see [`braid_core::fsx::replace_dir`] for an
+    /// atomic swap).
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let toml_path = dir.join(PIPELINE_FILE);
@@ -28,11 +33,16 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Loads a directory written by [`Self::save`]; every component's file must hold
-    /// exactly its variables (missing and unexpected tensors are named).
-    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let cfg = PipelineConfig::load(&dir.join(PIPELINE_FILE))?;
-        let pipeline = Self::init(&cfg, device)?;
+    /// Opens a model directory written by [`Self::save`]: the one entry point of every
+    /// command that runs a Braid model. Every component's file must hold exactly its
+    /// variables (missing and unexpected tensors are named, with the file).
+    pub fn open(dir: &Path, device: &Device) -> Result<Self> {
+        let toml = dir.join(PIPELINE_FILE);
+        if !toml.is_file() {
+            return Err(Error::format(dir, format!("not a Braid model directory: no {PIPELINE_FILE}")));
+        }
+        let cfg = PipelineConfig::load(&toml)?;
+        let pipeline = Self::init(&cfg, dir, device)?;
         for (name, vars) in pipeline.var_maps() {
             load_exact(vars, &dir.join(format!("{name}.safetensors")))?;
         }

@@ -67,7 +67,7 @@ fn imu() -> Input {
 
 #[test]
 fn splices_two_images_and_an_imu_window_and_round_trips_through_a_directory() {
-    let pipeline = Pipeline::init(&config(TOML), &Device::Cpu).unwrap();
+    let pipeline = Pipeline::init(&config(TOML), std::path::Path::new("."), &Device::Cpu).unwrap();
     let ids = [1, IMAGE, 5, IMAGE, 7, IMU, 9];
     let inputs = [image(), image(), imu()];
     let logits = pipeline.forward(&ids, &inputs).unwrap().logits;
@@ -79,7 +79,7 @@ fn splices_two_images_and_an_imu_window_and_round_trips_through_a_directory() {
     for f in ["pipeline.toml", "llm.safetensors", "encoder.image.safetensors", "projector.image.safetensors", "encoder.imu.safetensors", "projector.imu.safetensors"] {
         assert!(dir.path().join(f).is_file(), "{f} not written");
     }
-    let loaded = Pipeline::load(dir.path(), &Device::Cpu).unwrap();
+    let loaded = Pipeline::open(dir.path(), &Device::Cpu).unwrap();
     assert_eq!(loaded.config(), pipeline.config());
     let again = loaded.forward(&ids, &inputs).unwrap().logits;
     let diff: f32 = (&again - &logits).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
@@ -90,13 +90,13 @@ fn splices_two_images_and_an_imu_window_and_round_trips_through_a_directory() {
     let vb = candle_nn::VarBuilder::from_varmap(&vars, candle_core::DType::F32, &Device::Cpu);
     vb.get(2, "stray").unwrap();
     vars.save(dir.path().join("projector.imu.safetensors")).unwrap();
-    let err = Pipeline::load(dir.path(), &Device::Cpu).unwrap_err().to_string();
+    let err = Pipeline::open(dir.path(), &Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("stray"), "{err}");
 }
 
 #[test]
 fn placeholder_and_input_counts_must_agree() {
-    let pipeline = Pipeline::init(&config(TOML), &Device::Cpu).unwrap();
+    let pipeline = Pipeline::init(&config(TOML), std::path::Path::new("."), &Device::Cpu).unwrap();
     let err = pipeline.forward(&[1, IMAGE, 2, IMAGE], &[image()]).unwrap_err().to_string();
     assert!(err.contains("2 image placeholders") && err.contains("1 image inputs"), "{err}");
 }
@@ -104,14 +104,14 @@ fn placeholder_and_input_counts_must_agree() {
 #[test]
 fn an_image_for_a_model_without_a_vision_encoder_is_an_error() {
     let imu_only = TOML.split("[[encoders]]").enumerate().filter(|(i, _)| *i != 1).map(|(_, s)| s).collect::<Vec<_>>().join("[[encoders]]");
-    let pipeline = Pipeline::init(&config(&imu_only), &Device::Cpu).unwrap();
+    let pipeline = Pipeline::init(&config(&imu_only), std::path::Path::new("."), &Device::Cpu).unwrap();
     let err = pipeline.forward(&[1, IMAGE, IMU], &[image(), imu()]).unwrap_err().to_string();
     assert!(err.contains("no image encoder") && err.contains("imu"), "{err}");
 }
 
 #[test]
 fn gradients_reach_every_encoder_and_projector_through_the_splice() {
-    let pipeline = Pipeline::init(&config(TOML), &Device::Cpu).unwrap();
+    let pipeline = Pipeline::init(&config(TOML), std::path::Path::new("."), &Device::Cpu).unwrap();
     let out = pipeline.forward(&[1, IMAGE, 5, IMU], &[image(), imu()]).unwrap();
     let loss = out.logits.sqr().unwrap().mean_all().unwrap();
     // The ViT's last layer and post_layernorm lie past feature layer -2: no gradient by design.

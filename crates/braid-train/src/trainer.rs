@@ -26,8 +26,8 @@ pub trait Task {
     /// Held-out metrics by name (`loss`, `accuracy`, ...); empty without an eval set.
     fn evaluate(&self) -> Result<BTreeMap<String, f64>>;
     /// The variables this stage trains, under unique names (freezing is structural: what
-    /// is not listed never changes).
-    fn trainable(&self) -> Vec<(String, Var)>;
+    /// is not listed never changes). An error when the model lacks what the stage trains.
+    fn trainable(&self) -> Result<Vec<(String, Var)>>;
 }
 
 /// Where and how a run is kept.
@@ -66,7 +66,7 @@ pub struct RunSummary {
 pub fn fit(task: &dyn Task, cfg: &TrainConfig, run: &RunOptions) -> Result<RunSummary> {
     cfg.validate()?;
     let n = task.train_len();
-    let vars = task.trainable();
+    let vars = task.trainable()?;
     if n == 0 || vars.is_empty() {
         return Err(Error::Invalid(format!("nothing to train: {n} training examples, {} trainable variables", vars.len())));
     }

@@ -9,7 +9,8 @@ use braid_core::Modality;
 use braid_encoders::imu::{Cnn1dConfig, ImuEncoderConfig};
 use braid_pipeline::{Input, Pipeline, PipelineConfig};
 use braid_train::classify::{Augment, Classifier, ClassifyTask, Examples};
-use braid_train::stages::{stage_vars, ContrastiveTask, ConversationTask, Sample, INITIAL_LOGIT_SCALE};
+use braid_pipeline::Sample;
+use braid_train::stages::{stage_vars, ContrastiveTask, ConversationTask, INITIAL_LOGIT_SCALE};
 use braid_train::{fit, Component, RunOptions, Stage, Task, TrainConfig};
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
@@ -79,7 +80,7 @@ fn conversation_stage(stage: Stage, extra: &[Component], trains: impl Fn(&str) -
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pipeline.toml");
     std::fs::write(&path, PIPELINE).unwrap();
-    let pipeline = Pipeline::init(&PipelineConfig::load(&path).unwrap(), &Device::Cpu).unwrap();
+    let pipeline = Pipeline::init(&PipelineConfig::load(&path).unwrap(), dir.path(), &Device::Cpu).unwrap();
     let samples: Vec<Sample> = (0..4).map(sample).collect();
     let task = ConversationTask { pipeline: &pipeline, stage, extra: extra.to_vec(), samples: Box::new(|i| Ok(samples[i].clone())), len: 4, evaluate: None };
     let before = snapshot(&pipeline.var_maps());
@@ -108,7 +109,7 @@ fn a_stage_naming_a_missing_component_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pipeline.toml");
     std::fs::write(&path, PIPELINE.replace("[lora]\nrank = 2\nalpha = 4.0\n", "")).unwrap();
-    let pipeline = Pipeline::init(&PipelineConfig::load(&path).unwrap(), &Device::Cpu).unwrap();
+    let pipeline = Pipeline::init(&PipelineConfig::load(&path).unwrap(), dir.path(), &Device::Cpu).unwrap();
     let e = stage_vars(&pipeline, Stage::Instruct, &[]).unwrap_err().to_string();
     assert!(e.contains("LlmLora"), "{e}");
 }

@@ -63,10 +63,10 @@ impl Task for Toy {
         Ok(BTreeMap::from([("accuracy".into(), correct as f64 / self.y.len() as f64)]))
     }
 
-    fn trainable(&self) -> Vec<(String, Var)> {
+    fn trainable(&self) -> Result<Vec<(String, Var)>> {
         let mut v = vec![("w".to_string(), self.w.clone())];
         v.extend(self.ballast.iter().map(|b| ("ballast".to_string(), b.clone())));
-        v
+        Ok(v)
     }
 }
 
@@ -176,7 +176,7 @@ fn sigkill_during_a_checkpoint_write_leaves_the_previous_one_and_resume_continue
         let latest = CheckpointDir::new(dir.path()).latest().unwrap().unwrap();
         let step = checkpoint::read_state(&latest).unwrap().step;
         let toy = Toy::new(BALLAST);
-        checkpoint::load_vars(&toy.trainable(), &latest.join(checkpoint::WEIGHTS_FILE)).unwrap();
+        checkpoint::load_vars(&toy.trainable().unwrap(), &latest.join(checkpoint::WEIGHTS_FILE)).unwrap();
         let resumed = fit(&toy, &kill_cfg(), &opts(dir.path(), true)).unwrap();
         assert_eq!((resumed.resumed_from, resumed.steps), (Some(step), 12));
         let got = train_losses(dir.path());

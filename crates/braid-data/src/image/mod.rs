@@ -7,5 +7,5 @@ mod processor;
 mod resample;
 
 pub use decode::{load_rgb, MAX_PIXELS};
-pub use processor::{ImageProcessor, ImageProcessorConfig};
+pub use processor::{ImageProcessor, ImageProcessorConfig, SizeSpec};
 pub use resample::{resize_rgb, Filter};

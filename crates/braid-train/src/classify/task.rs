@@ -98,9 +98,12 @@ impl Task for ClassifyTask<'_> {
         Ok(Self::score(self.model, eval, self.eval_batch)?.summary())
     }
 
-    fn trainable(&self) -> Vec<(String, Var)> {
-        let mut vars = self.encoder_vars.map(|vm| prefixed_vars("encoder", vm).unwrap_or_default()).unwrap_or_default();
-        vars.extend(prefixed_vars("head", self.head_vars).unwrap_or_default());
-        vars
+    fn trainable(&self) -> Result<Vec<(String, Var)>> {
+        let mut vars = match self.encoder_vars {
+            Some(vm) => prefixed_vars("encoder", vm)?,
+            None => Vec::new(),
+        };
+        vars.extend(prefixed_vars("head", self.head_vars)?);
+        Ok(vars)
     }
 }

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 pub use imu::{ImuData, ImuSplit, SubjectSet};
 pub use run::{evaluate_classifier, train_classifier, ClassifyReport};
-pub use vqa::{answer_questions, evaluate_vqa, evaluate_vqa_dir, open_model, train_vqa, VqaData, VqaModel, VqaAnswer, VqaRecipe, VqaReport, VqaRun};
+pub use vqa::{train_vqa, VqaData, VqaModel, VqaRecipe, VqaRun, CAPTION_PROMPT};
 pub use vision::{evaluate_vision, train_vision, VisionData, VisionModel, VisionModelFile, VisionModelSpec, VisionRecipe, VisionReport};
 
 use crate::classify::Augment;

@@ -88,10 +88,10 @@ impl crate::Task for ContrastiveTask<'_> {
         Ok(m)
     }
 
-    fn trainable(&self) -> Vec<(String, Var)> {
+    fn trainable(&self) -> Result<Vec<(String, Var)>> {
         let mut v = self.vars.clone();
         v.push(("logit_scale".into(), self.logit_scale.clone()));
-        v
+        Ok(v)
     }
 }
 

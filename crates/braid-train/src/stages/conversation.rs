@@ -9,22 +9,10 @@ use std::collections::BTreeMap;
 
 use braid_core::{Error, Result};
 use braid_nn::cross_entropy;
-use braid_pipeline::{Input, Pipeline};
+use braid_pipeline::{Pipeline, Sample};
 use candle_core::{Tensor, Var};
 
 use crate::{Component, Stage, Task};
-
-/// One training sequence: ids with placeholders, a label per id (-100: not learnt), and
-/// the inputs that fill the placeholders in order.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    /// Token ids, placeholders included.
-    pub ids: Vec<u32>,
-    /// Target per id (the id itself where it is learnt), -100 elsewhere.
-    pub labels: Vec<i64>,
-    /// Modality inputs, one per placeholder.
-    pub inputs: Vec<Input>,
-}
 
 /// Produces sample `i` (built lazily, so images are decoded only when used).
 pub type Samples<'a> = Box<dyn Fn(usize) -> Result<Sample> + 'a>;
@@ -120,7 +108,7 @@ impl Task for ConversationTask<'_> {
         }
     }
 
-    fn trainable(&self) -> Vec<(String, Var)> {
-        stage_vars(self.pipeline, self.stage, &self.extra).unwrap_or_default()
+    fn trainable(&self) -> Result<Vec<(String, Var)>> {
+        stage_vars(self.pipeline, self.stage, &self.extra)
     }
 }

@@ -2,13 +2,11 @@
 //! multimodal pipeline), `contrastive` ([`ContrastiveTask`]); `classify` lives in
 //! [`crate::classify`].
 
-mod chat;
 mod contrastive;
 mod conversation;
 
-pub use chat::{ChatSampler, CAPTION_PROMPT, SMOLLM2_IMAGE_TOKEN};
 pub use contrastive::{info_nce, l2_normalize, ContrastiveTask, Tower, INITIAL_LOGIT_SCALE};
-pub use conversation::{stage_vars, ConversationTask, Sample, Samples};
+pub use conversation::{stage_vars, ConversationTask, Samples};
 
 /// Held-out metrics, computed by the caller.
 pub type Evaluate<'a> = Box<dyn Fn() -> Result<std::collections::BTreeMap<String, f64>> + 'a>;

@@ -3,9 +3,8 @@
 //! the projector and LoRA on multi-turn question answering; the vision encoder (from a
 //! `contrastive` run) and SmolLM2 stay frozen. A trained model is a pipeline directory
 //! (`pipeline.toml`, `encoder.image.safetensors`, `projector.image.safetensors`,
-//! `lora.safetensors`) that `braid chat --image` and `braid eval vqa` load.
+//! `lora.safetensors`) that every command opens with `braid_pipeline::Pipeline::open`.
 
-mod eval;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -15,8 +14,7 @@ use braid_pipeline::LoraSettings;
 use braid_projectors::ProjectorConfig;
 use serde::{Deserialize, Serialize};
 
-pub use eval::{answer_questions, evaluate_vqa, evaluate_vqa_dir, open_model, VqaAnswer, VqaReport};
-pub use run::{train_vqa, VqaRun};
+pub use run::{train_vqa, VqaRun, CAPTION_PROMPT};
 
 use crate::{Stage, TrainConfig};
 
@@ -75,6 +73,10 @@ pub struct VqaModel {
     pub vision: PathBuf,
     /// The language model: a registered name (`smollm2`) or a path.
     pub llm: String,
+    /// The image placeholder: a special token of the language model's tokenizer
+    /// (default `<image>`; SmolLM2 has none, and its recipes name `<empty_output>`).
+    #[serde(default)]
+    pub placeholder: Option<String>,
     /// Which of the vision model's tokens reach the projector.
     #[serde(default)]
     pub features: ImageFeatures,

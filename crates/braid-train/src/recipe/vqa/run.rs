@@ -1,21 +1,24 @@
 //! Running an `align` or `instruct` recipe: the pipeline (trained ViT + projector +
 //! SmolLM2 with optional LoRA), its training samples in the chat template, [`fit`], and
-//! the model directory.
+//! the model directory, which describes itself (preprocessing, placeholder, system turn,
+//! base models by name) so that every command opens it with `Pipeline::open` alone.
 
 use std::path::{Path, PathBuf};
 
 use braid_core::checkpoint::Checkpoint;
 use braid_core::{Error, Modality, Result};
 use braid_data::vqa::{AnswerType, EasyVqa, Split};
-use braid_llm::{ChatTemplate, Tokenizer};
-use braid_pipeline::{EncoderConfig, EncoderSlot, Input, Pipeline, PipelineConfig};
-use candle_core::{Device, Tensor};
+use braid_pipeline::{evaluate_vqa, qa_messages, EncoderConfig, EncoderSlot, ImagePreprocess, Pipeline, PipelineConfig, Preprocess, PromptConfig, Sample};
+use candle_core::Device;
 use candle_nn::VarMap;
 
-use super::{evaluate_vqa, VqaRecipe};
+use super::VqaRecipe;
 use crate::recipe::VisionModelFile;
-use crate::stages::{ChatSampler, ConversationTask, Sample, SMOLLM2_IMAGE_TOKEN};
+use crate::stages::ConversationTask;
 use crate::{fit, Component, RunOptions, RunSummary, Stage};
+
+/// The user's request of the `align` stage.
+pub const CAPTION_PROMPT: &str = "Describe the image.";
 
 /// What a run produced.
 #[derive(Debug, Clone)]
@@ -26,21 +29,9 @@ pub struct VqaRun {
     pub summary: RunSummary,
 }
 
-/// Pixels in [0, 1] `[3, H, W]` -> normalised `[1, 3, H, W]`.
-pub(super) fn normalise(pixels: &Tensor, v: &VisionModelFile) -> Result<Tensor> {
-    Ok(v.normalize(pixels)?.unsqueeze(0)?)
-}
-
-/// The language model's tokenizer and chat template (GGUF metadata or a folder).
-pub(super) fn chat_sampler(llm: &Path, system: &str) -> Result<ChatSampler> {
-    let tokenizer = if llm.is_file() { Tokenizer::from_gguf(&braid_core::checkpoint::Gguf::open(llm)?)? } else { Tokenizer::from_folder(llm)? };
-    let template = ChatTemplate::from_config(tokenizer.config())?;
-    let id = tokenizer.token_to_id(SMOLLM2_IMAGE_TOKEN).ok_or_else(|| Error::config("model.llm", format!("its vocabulary has no `{SMOLLM2_IMAGE_TOKEN}` to use as the image placeholder")))?;
-    ChatSampler::new(tokenizer, template, id, Some(system.to_string()))
-}
-
-/// The pipeline configuration a recipe describes.
-fn pipeline_config(recipe: &VqaRecipe, vision: &VisionModelFile, image_token: u32) -> PipelineConfig {
+/// The pipeline configuration a recipe describes: everything the trained model needs to
+/// run, in its own `pipeline.toml`.
+fn pipeline_config(recipe: &VqaRecipe, vision: &VisionModelFile) -> PipelineConfig {
     let f = &recipe.model.features;
     let encoder = EncoderConfig::Vit {
         vit: vision.vit.clone(),
@@ -48,14 +39,26 @@ fn pipeline_config(recipe: &VqaRecipe, vision: &VisionModelFile, image_token: u3
         drop_cls: !f.cls.unwrap_or(vision.select != "patch"),
         pool: f.pool.max(1),
     };
+    let size = vision.vit.image_size as u32;
+    let widen = |v: [f32; 3]| v.map(f64::from);
+    let preprocess = ImagePreprocess::fixed(size, size, widen(vision.image_mean), widen(vision.image_std));
     let slot = EncoderSlot {
         modality: Modality::Image,
-        model: recipe.model.vision.display().to_string(),
-        token_id: Some(image_token),
+        model: None,
+        placeholder: recipe.model.placeholder.clone(),
+        token_id: None,
         encoder: Some(encoder),
+        preprocess: Some(Preprocess::Image(preprocess)),
         projector: recipe.model.projector.clone(),
     };
-    PipelineConfig { encoders: vec![slot], llm: recipe.model.llm.clone(), llm_config: None, lora: recipe.model.lora.clone() }
+    PipelineConfig {
+        encoders: vec![slot],
+        llm: recipe.model.llm.clone(),
+        llm_config: None,
+        lora: recipe.model.lora.clone(),
+        tokenizer: None,
+        prompt: PromptConfig { system: Some(recipe.model.system.clone()) },
+    }
 }
 
 /// Sets every variable of `vars` that `path` holds (names must match; missing ones are
@@ -75,9 +78,8 @@ pub fn train_vqa(recipe: &VqaRecipe, resume: bool, progress: bool) -> Result<Vqa
     recipe.validate()?;
     let device = Device::Cpu;
     let vision = VisionModelFile::read(&recipe.model.vision)?;
-    let llm_path = braid_hub::resolve_model(&recipe.model.llm)?;
-    let sampler = chat_sampler(&llm_path, &recipe.model.system)?;
-    let pipeline = Pipeline::init(&pipeline_config(recipe, &vision, sampler.image_token_id()), &device)?;
+    let pipeline = Pipeline::init(&pipeline_config(recipe, &vision), Path::new("."), &device)?;
+    let prompter = pipeline.prompter()?;
     // Every part the init directory has comes from there (its encoder may have been
     // fine-tuned); the encoder otherwise from the vision model.
     for (name, vars) in pipeline.var_maps() {
@@ -116,28 +118,31 @@ pub fn train_vqa(recipe: &VqaRecipe, resume: bool, progress: bool) -> Result<Vqa
     }
     let sample = |k: usize| -> Result<Sample> {
         let (id, range) = items[k].clone();
-        let image = Input { modality: Modality::Image, data: normalise(&train.load_image(id, &device)?, &vision)?, mask: None };
-        match recipe.stage {
-            Stage::Align => sampler.caption_sample(&train.caption(id).unwrap_or_default(), image),
-            _ => {
-                let qs = train.questions_of(id);
-                let turns: Vec<(&str, &str)> = qs[range].iter().map(|q| (q.question.as_str(), q.answer.as_str())).collect();
-                sampler.conversation_sample(&turns, image)
-            }
-        }
+        let image = pipeline.load_input(Modality::Image, &train.image_path(id))?;
+        let qs = train.questions_of(id);
+        let caption = train.caption(id).unwrap_or_default();
+        let turns: Vec<(&str, &str)> = match recipe.stage {
+            Stage::Align => vec![(CAPTION_PROMPT, caption.as_str())],
+            _ => qs[range].iter().map(|q| (q.question.as_str(), q.answer.as_str())).collect(),
+        };
+        prompter.sample(&qa_messages(&[Modality::Image], &turns, None), vec![image])
     };
     let evaluate = || -> Result<std::collections::BTreeMap<String, f64>> {
         if recipe.data.eval_images == 0 {
             return Ok(Default::default());
         }
-        Ok(evaluate_vqa(&pipeline, &sampler, &vision, &recipe.data.path, recipe.data.eval_images, false)?.summary())
+        Ok(evaluate_vqa(&pipeline, &recipe.data.path, recipe.data.eval_images, false)?.summary())
     };
     let extra = if recipe.model.train_encoder { vec![Component::Encoder] } else { Vec::new() };
     let task = ConversationTask { pipeline: &pipeline, stage: recipe.stage, extra, samples: Box::new(sample), len: items.len(), evaluate: Some(Box::new(evaluate)) };
     let run = RunOptions { dir: recipe.out_dir.clone(), resume, config_toml: recipe.to_toml()?, progress };
     let summary = fit(&task, &recipe.train, &run)?;
     let model_dir = recipe.out_dir.join("model");
-    save_atomically(&pipeline, &model_dir, recipe)?;
+    braid_core::fsx::replace_dir(&model_dir, |tmp| {
+        pipeline.save(tmp)?;
+        // A record of how the model was made; nothing reads it to run the model.
+        std::fs::write(tmp.join("recipe.toml"), recipe.to_toml()?).map_err(|e| Error::io(tmp.join("recipe.toml"), e))
+    })?;
     Ok(VqaRun { model_dir, summary })
 }
 
@@ -153,20 +158,6 @@ fn names_own_attribute(data: &EasyVqa, id: u32, k: usize) -> bool {
 fn conversations(n: usize, turns: usize) -> Vec<std::ops::Range<usize>> {
     let k = if turns == 0 { n.max(1) } else { turns };
     (0..n).step_by(k).map(|s| s..(s + k).min(n)).collect()
-}
-
-fn save_atomically(pipeline: &Pipeline, dir: &Path, recipe: &VqaRecipe) -> Result<()> {
-    let tmp = dir.with_extension("tmp");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
-    pipeline.save(&tmp)?;
-    std::fs::write(tmp.join("recipe.toml"), recipe.to_toml()?).map_err(|e| Error::io(tmp.join("recipe.toml"), e))?;
-    std::fs::copy(recipe.model.vision.join("vision.json"), tmp.join("vision.json")).map_err(|e| Error::io(tmp.join("vision.json"), e))?;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))
 }
 
 #[cfg(test)]
