@@ -4,6 +4,7 @@
 
 mod dataset;
 pub mod audio;
+pub mod conversation;
 pub mod image;
 pub mod imu;
 pub mod text;

@@ -2,9 +2,12 @@
 //! shape, with questions about it answered by one of 13 words. A split is a folder
 //! `{train,test}/` holding `images/<id>.png` and `questions.json` (a list of
 //! `[question, answer, image_id]`), beside `answers.txt` (one answer a line). Each image's
-//! colour and shape are read back from its own questions ([`attributes`]) to caption it.
+//! colour and shape are read back from its own questions (module `attributes`) to caption it.
+//! [`EasyVqa::write_conversations`] and [`EasyVqa::write_captions`] write a split as a
+//! LLaVA conversation dataset ([`crate::conversation`]).
 
 mod attributes;
+mod conversations;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +18,7 @@ use candle_core::{Device, Tensor};
 
 pub use attributes::{AnswerType, COLORS, SHAPES};
 use attributes::ImageFacts;
+pub use conversations::{ExportOptions, CAPTION_PROMPT};
 
 /// Which half of easy-VQA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,6 +86,7 @@ pub struct Coverage {
 /// One split of easy-VQA, questions in file order and grouped by image.
 #[derive(Debug, Clone)]
 pub struct EasyVqa {
+    split: Split,
     split_dir: PathBuf,
     answers: Vec<String>,
     questions: Vec<Question>,
@@ -117,7 +122,12 @@ impl EasyVqa {
             facts.entry(image_id).or_default().add(&question, &answer);
             questions.push(Question { question, answer, image_id });
         }
-        Ok(Self { split_dir, answers, questions, by_image, facts })
+        Ok(Self { split, split_dir, answers, questions, by_image, facts })
+    }
+
+    /// The half this is.
+    pub fn split(&self) -> Split {
+        self.split
     }
 
     /// Every question, in file order.

@@ -3,7 +3,7 @@ use super::*;
 const ANSWERS: &str = "yes\nno\nred\nblue\ncircle\nrectangle\ntriangle\n";
 
 /// A two-image split: image 0 a red circle (2x2 pixels), image 1 a blue rectangle.
-fn fixture() -> tempfile::TempDir {
+pub(super) fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("answers.txt"), ANSWERS).unwrap();
     let split = dir.path().join("train");
