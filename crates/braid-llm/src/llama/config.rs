@@ -63,6 +63,28 @@ pub struct RopeParameters {
     pub rope_type: Option<String>,
 }
 
+// Sanity bounds of `validate`, not budgets: far above every published model.
+/// Largest vocabulary accepted (Gemma 3: 262,144).
+const MAX_VOCAB: usize = 1 << 22;
+/// Largest model width accepted (LLaMA 3.1 405B: 16,384).
+const MAX_HIDDEN: usize = 1 << 16;
+/// Largest MLP width accepted (LLaMA 3.1 405B: 53,248).
+const MAX_INTERMEDIATE: usize = 1 << 20;
+/// Most decoder layers accepted (LLaMA 3.1 405B: 126).
+const MAX_LAYERS: usize = 1024;
+/// Most attention heads accepted (LLaMA 3.1 405B: 128).
+const MAX_HEADS: usize = 1024;
+/// Widest attention head accepted (Gemma: 256).
+const MAX_HEAD_DIM: usize = 1024;
+/// Longest context accepted (Qwen2.5-1M: 1,010,000).
+const MAX_POSITIONS: usize = 1 << 24;
+/// Most values in the RoPE tables (`max_position_embeddings x head_dim`, cos and sin
+/// halves together): 1 GiB of f32.
+const MAX_ROPE_TABLE: usize = 1 << 28;
+
+/// The other fields a message of `validate` may quote, renamed with the field itself.
+const QUOTED: [&str; 3] = ["num_attention_heads", "hidden_size", "head_dim"];
+
 fn default_eps() -> f64 {
     1e-6
 }
@@ -78,7 +100,9 @@ impl LlamaConfig {
     pub fn from_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let cfg: Self = serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
-        cfg.validate()?;
+        if let Some((field, msg)) = cfg.problem(&|f| f.to_string()) {
+            return Err(Error::format(path, format!("`{field}`: {msg}")));
+        }
         Ok(cfg)
     }
 
@@ -106,26 +130,95 @@ impl LlamaConfig {
         self.attention_bias.unwrap_or(self.model_type.as_deref() == Some("qwen2"))
     }
 
-    /// Checks the fields that must agree.
+    /// Checks every field for range and the fields that must agree; the error names the
+    /// `config.json` field.
     pub fn validate(&self) -> Result<()> {
-        if self.num_attention_heads == 0 || self.hidden_size == 0 || self.vocab_size == 0 {
-            return Err(Error::config("num_attention_heads", "sizes must be positive"));
+        match self.problem(&|f| f.to_string()) {
+            Some((field, msg)) => Err(Error::config(field, msg)),
+            None => Ok(()),
         }
-        if self.num_attention_heads % self.kv_heads() != 0 {
-            return Err(Error::config(
-                "num_key_value_heads",
-                format!("{} does not divide {} query heads", self.kv_heads(), self.num_attention_heads),
-            ));
+    }
+
+    /// The first field that cannot describe a model, and why, every field named by
+    /// `name(its config.json name)` (GGUF files name them otherwise). Upper bounds sit far
+    /// above every published model, so that nothing is sized from an absurd value.
+    pub(crate) fn problem(&self, name: &dyn Fn(&'static str) -> String) -> Option<(String, String)> {
+        self.problem_json().map(|(field, msg)| {
+            let msg = msg.split('`').enumerate().map(|(i, part)| match QUOTED.iter().find(|k| **k == part) {
+                Some(k) if i % 2 == 1 => format!("`{}`", name(k)),
+                _ if i % 2 == 1 => format!("`{part}`"),
+                _ => part.to_string(),
+            });
+            (name(field), msg.collect())
+        })
+    }
+
+    /// [`LlamaConfig::problem`] in `config.json` names; other fields a message mentions are
+    /// quoted in backticks.
+    fn problem_json(&self) -> Option<(&'static str, String)> {
+        let sizes = [
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("hidden_size", self.hidden_size, MAX_HIDDEN),
+            ("intermediate_size", self.intermediate_size, MAX_INTERMEDIATE),
+            ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
+            ("num_attention_heads", self.num_attention_heads, MAX_HEADS),
+            ("num_key_value_heads", self.kv_heads(), MAX_HEADS),
+            ("max_position_embeddings", self.max_position_embeddings, MAX_POSITIONS),
+        ];
+        for (field, v, max) in sizes {
+            if v == 0 || v > max {
+                return Some((field, format!("must be in 1..={max}, got {v}")));
+            }
+        }
+        let (heads, kv) = (self.num_attention_heads, self.kv_heads());
+        if kv > heads || heads % kv != 0 {
+            return Some(("num_key_value_heads", format!("{kv} does not divide the {heads} query heads of `num_attention_heads`")));
+        }
+        match self.head_dim {
+            Some(d) if d == 0 || d > MAX_HEAD_DIM => return Some(("head_dim", format!("must be in 1..={MAX_HEAD_DIM}, got {d}"))),
+            None if self.hidden_size % heads != 0 => {
+                let msg = format!("{heads} does not divide `hidden_size` {} (or set `head_dim`)", self.hidden_size);
+                return Some(("num_attention_heads", msg));
+            }
+            None if self.head_dim() > MAX_HEAD_DIM => {
+                return Some(("num_attention_heads", format!("gives heads {} wide, over {MAX_HEAD_DIM}", self.head_dim())));
+            }
+            _ => {}
+        }
+        if self.head_dim() % 2 != 0 {
+            return Some(("head_dim", format!("RoPE needs an even head width, got {}", self.head_dim())));
+        }
+        let table = self.max_position_embeddings.saturating_mul(self.head_dim());
+        if table > MAX_ROPE_TABLE {
+            let msg = format!(
+                "{} positions x head width {} make a RoPE table of {table} values, over {MAX_ROPE_TABLE}",
+                self.max_position_embeddings,
+                self.head_dim()
+            );
+            return Some(("max_position_embeddings", msg));
+        }
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0 && self.rms_norm_eps <= 1.0) {
+            return Some(("rms_norm_eps", format!("must be a number in (0, 1], got {}", self.rms_norm_eps)));
+        }
+        let base = self.rope_base();
+        if !(base.is_finite() && base > 0.0) {
+            return Some((self.rope_base_field(), format!("the RoPE base must be a finite positive number, got {base}")));
         }
         if let Some(kind) = self.rope_parameters.as_ref().and_then(|p| p.rope_type.as_deref()) {
             if kind != "default" {
-                return Err(Error::config("rope_parameters.rope_type", format!("`{kind}` is not supported; known: default")));
+                return Some(("rope_parameters.rope_type", format!("`{kind}` is not supported; known: default")));
             }
         }
-        if self.head_dim() % 2 != 0 {
-            return Err(Error::config("head_dim", format!("RoPE needs an even head width, got {}", self.head_dim())));
+        None
+    }
+
+    /// Which field [`LlamaConfig::rope_base`] is read from.
+    fn rope_base_field(&self) -> &'static str {
+        if self.rope_parameters.as_ref().is_some_and(|p| p.rope_theta.is_some()) {
+            "rope_parameters.rope_theta"
+        } else {
+            "rope_theta"
         }
-        Ok(())
     }
 
     /// The shared block configuration of every decoder layer.
@@ -147,5 +240,83 @@ impl LlamaConfig {
             bias: false,
         };
         BlockConfig { attention, mlp, norm: NormConfig { kind: NormKind::RmsNorm, eps: self.rms_norm_eps } }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const TINY: &str = r#"{"vocab_size": 40, "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 32"#;
+
+    /// The error of reading `config.json` holding the tiny config with `extra` fields
+    /// (`, "key": value, ...`) replacing or adding to its own.
+    fn json_error(extra: &str) -> String {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("braid-llm-config-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("config.json");
+        let mut cfg: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&format!("{TINY}}}")).unwrap();
+        let extra: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&format!("{{{}}}", extra.trim_start_matches(','))).unwrap();
+        cfg.extend(extra);
+        std::fs::write(&p, serde_json::to_string(&cfg).unwrap()).unwrap();
+        let e = LlamaConfig::from_json_file(&p).err().map(|e| e.to_string()).unwrap_or_default();
+        std::fs::remove_dir_all(&dir).ok();
+        e
+    }
+
+    #[test]
+    fn panic_llama_config_values_that_size_or_divide() {
+        assert_eq!(json_error(""), "");
+        let cases = [
+            (r#", "num_key_value_heads": 0"#, "`num_key_value_heads`: must be in 1..=1024, got 0"),
+            (r#", "num_key_value_heads": 3"#, "`num_key_value_heads`: 3 does not divide the 4 query heads of `num_attention_heads`"),
+            (r#", "num_key_value_heads": 8"#, "`num_key_value_heads`: 8 does not divide"),
+            (r#", "num_attention_heads": 0"#, "`num_attention_heads`: must be in 1..=1024, got 0"),
+            (r#", "num_attention_heads": 3, "num_key_value_heads": 1"#, "`num_attention_heads`: 3 does not divide `hidden_size` 16"),
+            (r#", "head_dim": 0"#, "`head_dim`: must be in 1..=1024, got 0"),
+            (r#", "head_dim": 5"#, "`head_dim`: RoPE needs an even head width"),
+            (r#", "rms_norm_eps": 0"#, "`rms_norm_eps`: must be a number in (0, 1]"),
+            (r#", "rms_norm_eps": -1e-6"#, "`rms_norm_eps`"),
+            (r#", "rope_theta": 0"#, "`rope_theta`: the RoPE base must be a finite positive number"),
+            (r#", "rope_parameters": {"rope_theta": -1}"#, "`rope_parameters.rope_theta`"),
+            (r#", "intermediate_size": 0"#, "`intermediate_size`: must be in 1..="),
+        ];
+        for (extra, want) in cases {
+            let e = json_error(extra);
+            assert!(e.contains("config.json") && e.contains(want) && !e.contains('\n'), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn alloc_llama_config_absurd_sizes() {
+        let cases = [
+            (r#", "num_hidden_layers": 1000000"#, "`num_hidden_layers`: must be in 1..=1024, got 1000000"),
+            (r#", "vocab_size": 10000000000"#, "`vocab_size`: must be in 1..=4194304"),
+            (r#", "hidden_size": 1048576, "head_dim": 4"#, "`hidden_size`: must be in 1..=65536"),
+            (r#", "intermediate_size": 4294967296"#, "`intermediate_size`"),
+            (r#", "max_position_embeddings": 4294967296"#, "`max_position_embeddings`: must be in 1..=16777216"),
+            (r#", "max_position_embeddings": 16777216, "head_dim": 1024"#, "RoPE table of 17179869184 values"),
+        ];
+        for (extra, want) in cases {
+            let e = json_error(extra);
+            assert!(e.contains("config.json") && e.contains(want), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn nan_llama_config_rope_base_and_eps() {
+        let base: LlamaConfig = serde_json::from_str(&format!("{TINY}}}")).unwrap();
+        for (cfg, want) in [
+            (LlamaConfig { rope_theta: Some(f64::NAN), ..base.clone() }, "`rope_theta`"),
+            (LlamaConfig { rope_theta: Some(f64::INFINITY), ..base.clone() }, "`rope_theta`"),
+            (LlamaConfig { rms_norm_eps: f64::NAN, ..base.clone() }, "`rms_norm_eps`"),
+        ] {
+            let e = cfg.validate().unwrap_err().to_string();
+            assert!(e.contains(want) && (e.contains("NaN") || e.contains("inf")), "{e}");
+        }
     }
 }
