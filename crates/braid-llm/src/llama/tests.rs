@@ -192,3 +192,30 @@ fn a_repeated_prefix_cache_continues_a_batch_of_suffixes() {
         assert_eq!((cache.len(), batch.len()), (3, 5));
     }
 }
+
+/// The fixture's weights under a config claiming other sizes, in a fresh folder.
+fn with_config(name: &str, edit: &[(&str, serde_json::Value)]) -> PathBuf {
+    let src = fixture("llama_tiny");
+    let dir = std::env::temp_dir().join(format!("braid-llm-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cfg: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    for (k, v) in edit {
+        cfg.insert(k.to_string(), v.clone());
+    }
+    std::fs::write(dir.join("config.json"), serde_json::to_string(&cfg).unwrap()).unwrap();
+    std::fs::copy(src.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
+    dir
+}
+
+#[test]
+fn alloc_frozen_placeholder_of_a_claimed_shape() {
+    // 4M x 4096 embeddings: 64 GiB of placeholder zeros if they were built.
+    let dir = with_config("huge-vocab", &[("vocab_size", 4_194_304.into()), ("hidden_size", 4096.into()), ("head_dim", 1024.into())]);
+    for weights in [Weights::Frozen { dequantize: false }, Weights::Trainable(DType::F32)] {
+        let e = Llama::load(&dir, weights, &Device::Cpu).unwrap_err().to_string();
+        assert!(e.contains("model.safetensors") && e.contains("model.embed_tokens.weight: expected [4194304, 4096], file has [64, 32]"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

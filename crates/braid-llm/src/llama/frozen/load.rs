@@ -1,16 +1,23 @@
 //! Reads frozen-inference weights from a [`Checkpoint`] by Hugging Face name, keeping
 //! ggml-quantized tensors quantized, and reports every missing, unexpected or wrongly
-//! shaped tensor at once (placeholders stand in until the report is checked).
+//! shaped tensor at once (placeholders stand in until the report is checked). The shapes
+//! come from the config, so placeholders have a budget: past it, or past
+//! [`MAX_PROBLEMS`] problems, loading stops with the report so far instead of
+//! allocating what an absurd config claims.
 
 use std::collections::BTreeSet;
 
+use braid_core::checkpoint::tracker::MAX_PROBLEMS;
 use braid_core::checkpoint::{Checkpoint, LoadReport};
-use braid_core::Result;
+use braid_core::{Error, Result};
 use braid_nn::linear::QLinear;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 
 use super::fused::Part;
+
+/// Elements of zeros that may stand in for missing or mismatched tensors (128 MiB of f32).
+const PLACEHOLDER_BUDGET: usize = 1 << 25;
 
 /// A checkpoint reader that records what was asked for.
 pub(crate) struct Loader<'a> {
@@ -19,12 +26,14 @@ pub(crate) struct Loader<'a> {
     used: BTreeSet<String>,
     report: LoadReport,
     dequantize: bool,
+    /// Elements of placeholders made so far.
+    placeholders: usize,
 }
 
 impl<'a> Loader<'a> {
     /// Reads from `ckpt` onto `device`; `dequantize` turns quantized weights into f32.
     pub(crate) fn new(ckpt: &'a Checkpoint, device: &Device, dequantize: bool) -> Self {
-        Self { ckpt, device: device.clone(), used: BTreeSet::new(), report: LoadReport::default(), dequantize }
+        Self { ckpt, device: device.clone(), used: BTreeSet::new(), report: LoadReport::default(), dequantize, placeholders: 0 }
     }
 
     /// Whether `name` is present with shape `want`; records the problem otherwise.
@@ -56,7 +65,25 @@ impl<'a> Loader<'a> {
             }
             return Ok(q);
         }
+        self.make_room(out.saturating_mul(inp))?;
         Ok(QTensor::quantize(&Tensor::zeros((out, inp), DType::F32, &self.device)?, GgmlDType::F32)?)
+    }
+
+    /// Counts a placeholder of `n` elements; the report so far as an error once the
+    /// placeholders or the problems are over budget.
+    fn make_room(&mut self, n: usize) -> Result<()> {
+        self.placeholders = self.placeholders.saturating_add(n);
+        let problems = self.report.missing.len() + self.report.mismatched.len();
+        if self.placeholders <= PLACEHOLDER_BUDGET && problems < MAX_PROBLEMS {
+            return Ok(());
+        }
+        let path = self.ckpt.path().to_path_buf();
+        let summary = match self.report.clone().into_result(&path) {
+            Err(Error::Load { summary, .. }) => summary,
+            _ => String::new(),
+        };
+        let summary = format!("{summary}; stopped there: the checkpoint does not fit this config");
+        Err(Error::Load { path, summary })
     }
 
     /// An f32 vector `[n]` (norm weights, biases).
@@ -64,6 +91,7 @@ impl<'a> Loader<'a> {
         if self.check(name, &[n]) {
             return self.ckpt.tensor(name, DType::F32, &self.device);
         }
+        self.make_room(n)?;
         Ok(Tensor::zeros(n, DType::F32, &self.device)?)
     }
 
