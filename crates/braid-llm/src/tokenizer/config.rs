@@ -22,6 +22,8 @@ pub struct TokenizerConfig {
     pub add_bos_token: bool,
     /// The Jinja chat template.
     pub chat_template: Option<String>,
+    /// Where the chat template was read from (a file, and the key within it), for errors.
+    pub chat_template_origin: Option<String>,
 }
 
 impl TokenizerConfig {
@@ -50,6 +52,7 @@ impl TokenizerConfig {
             eos_ids,
             add_bos_token,
             chat_template: gguf.get_str("tokenizer.chat_template").ok().map(str::to_string),
+            chat_template_origin: Some(format!("{} (tokenizer.chat_template)", gguf.path().display())),
         })
     }
 
@@ -77,10 +80,10 @@ impl TokenizerConfig {
             }
         }
         let jinja = dir.join("chat_template.jinja");
-        let chat_template = if jinja.is_file() {
-            Some(std::fs::read_to_string(&jinja).map_err(|e| Error::io(&jinja, e))?)
+        let (chat_template, origin) = if jinja.is_file() {
+            (Some(std::fs::read_to_string(&jinja).map_err(|e| Error::io(&jinja, e))?), jinja.display().to_string())
         } else {
-            template_field(&cfg["chat_template"])
+            (template_field(&cfg["chat_template"]), format!("{} (chat_template)", dir.join("tokenizer_config.json").display()))
         };
         Ok(Self {
             bos_token,
@@ -89,6 +92,7 @@ impl TokenizerConfig {
             eos_ids,
             add_bos_token: cfg["add_bos_token"].as_bool().unwrap_or(false),
             chat_template,
+            chat_template_origin: Some(origin),
         })
     }
 }

@@ -1,0 +1,88 @@
+//! Budgets on what an input may make Braid allocate or loop over: a header, a config or
+//! a flag claiming a size is checked against its budget before anything is sized from
+//! it. Each budget has a default that valid inputs stay far below and an environment
+//! variable that raises (or lowers) it; the error names both.
+
+/// One budget: an environment variable overriding a default count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// The environment variable that replaces the default (`BRAID_MAX_PIXELS`).
+    pub env: &'static str,
+    /// The budget when the variable is unset or not a positive integer.
+    pub default: u64,
+    /// What is counted, plural (`pixels`).
+    pub unit: &'static str,
+}
+
+/// Pixels of an image decoded or produced by resizing (Pillow's decompression-bomb
+/// threshold, twice `Image.MAX_IMAGE_PIXELS`).
+pub const PIXELS: Limit = Limit::new("BRAID_MAX_PIXELS", 2 * 89_478_485, "pixels");
+
+/// Samples of one audio signal, decoded, resampled or padded (2^28: 4.6 hours at 16 kHz,
+/// 1 GiB of f32).
+pub const AUDIO_SAMPLES: Limit = Limit::new("BRAID_MAX_AUDIO_SAMPLES", 1 << 28, "samples");
+
+/// Parameters of a model initialised from scratch (2^29: 2 GiB of f32).
+pub const INIT_PARAMS: Limit = Limit::new("BRAID_MAX_INIT_PARAMS", 1 << 29, "parameters");
+
+/// Instructions a chat template may execute while rendering (minijinja fuel).
+pub const TEMPLATE_FUEL: Limit = Limit::new("BRAID_MAX_TEMPLATE_FUEL", 20_000_000, "template instructions");
+
+impl Limit {
+    /// A budget of `default` `unit`, overridden by the variable `env`.
+    pub const fn new(env: &'static str, default: u64, unit: &'static str) -> Self {
+        Self { env, default, unit }
+    }
+
+    /// The budget in force: the environment variable when it holds a positive integer
+    /// (underscores allowed: `300_000_000`), else the default.
+    pub fn get(&self) -> u64 {
+        std::env::var(self.env)
+            .ok()
+            .and_then(|v| v.trim().replace('_', "").parse::<u64>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(self.default)
+    }
+
+    /// `Ok` when `n` is within the budget; otherwise a one-line message saying that
+    /// `what` needs `n` units, the budget, and how to raise it.
+    pub fn check(&self, n: u64, what: &str) -> std::result::Result<(), String> {
+        let limit = self.get();
+        if n <= limit {
+            return Ok(());
+        }
+        Err(self.exceeded(&n.to_string(), what))
+    }
+
+    /// Like [`Limit::check`] for a count that may not even fit `u64` (`None`).
+    pub fn check_opt(&self, n: Option<u64>, what: &str) -> std::result::Result<(), String> {
+        match n {
+            Some(n) => self.check(n, what),
+            None => Err(self.exceeded("more than 2^64", what)),
+        }
+    }
+
+    fn exceeded(&self, n: &str, what: &str) -> String {
+        format!(
+            "{what} needs {n} {unit}, over the limit of {limit} {unit} (set {env} to raise it)",
+            unit = self.unit,
+            limit = self.get(),
+            env = self.env
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_names_the_need_the_limit_and_the_variable() {
+        let l = Limit::new("BRAID_TEST_LIMIT_UNSET", 10, "widgets");
+        assert_eq!(l.get(), 10);
+        assert!(l.check(10, "x").is_ok());
+        let msg = l.check(11, "resizing to 11x1").err().unwrap_or_default();
+        assert_eq!(msg, "resizing to 11x1 needs 11 widgets, over the limit of 10 widgets (set BRAID_TEST_LIMIT_UNSET to raise it)");
+        assert!(l.check_opt(None, "x").err().unwrap_or_default().contains("more than 2^64"));
+    }
+}
