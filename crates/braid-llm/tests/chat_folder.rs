@@ -84,3 +84,24 @@ fn prompt_longer_than_context_is_an_error_unless_truncated() {
     let (out, _) = generate(&tm.model, &tm.tokenizer, &[long], &cfg, &Device::Cpu, &mut |_, _| Ok(())).unwrap();
     assert_eq!(out[0].prompt_tokens, ctx - 4);
 }
+
+#[test]
+fn nan_generate_sampling_settings() {
+    use braid_llm::generate::{generate_embeds, SamplingConfig};
+    let (tm, _) = folder();
+    let ids = vec![10u32, 11, 12];
+    let x = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let embeds = tm.model.embed_tokens(&x).unwrap();
+    let bad = [
+        (SamplingConfig { temperature: f64::NAN, ..Default::default() }, "`temperature`"),
+        (SamplingConfig { temperature: 1.0, top_p: f64::NAN, ..Default::default() }, "`top_p`"),
+        (SamplingConfig { repetition_penalty: f32::NAN, ..Default::default() }, "`repetition_penalty`"),
+    ];
+    for (sampling, want) in bad {
+        let cfg = GenerateConfig { max_new_tokens: 4, sampling, ..Default::default() };
+        let e = generate(&tm.model, &tm.tokenizer, std::slice::from_ref(&ids), &cfg, &Device::Cpu, &mut |_, _| Ok(())).unwrap_err();
+        assert!(e.to_string().contains(want) && e.to_string().contains("NaN"), "{e}");
+        let e = generate_embeds(&tm.model, &tm.tokenizer, &embeds, None, std::slice::from_ref(&ids), &cfg, &mut |_, _| Ok(())).unwrap_err();
+        assert!(e.to_string().contains(want), "{e}");
+    }
+}

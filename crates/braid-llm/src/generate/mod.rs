@@ -40,6 +40,13 @@ impl Default for GenerateConfig {
     }
 }
 
+impl GenerateConfig {
+    /// Fails on a setting no generation can use, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        self.sampling.validate()
+    }
+}
+
 /// Why a generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -128,6 +135,7 @@ pub fn generate<M: LanguageModel + ?Sized>(
     device: &Device,
     on_text: &mut dyn FnMut(usize, &str) -> Result<()>,
 ) -> Result<(Vec<Generation>, Timing)> {
+    cfg.validate()?;
     let prompts = fit(prompts, cfg.max_new_tokens, model.max_positions(), cfg.truncate)?;
     let pad = tokenizer.eos_ids().first().copied().unwrap_or(0);
     let (ids, mask) = left_pad(&prompts, pad, device)?;
@@ -165,6 +173,7 @@ pub fn generate_cached<M: LanguageModel + ?Sized>(
     cfg: &GenerateConfig,
     on_text: &mut dyn FnMut(usize, &str) -> Result<()>,
 ) -> Result<(Vec<Generation>, Timing)> {
+    cfg.validate()?;
     let device = embeds.device().clone();
     let stops = StopStrings::new(&cfg.stop);
     let eos: &[u32] = if cfg.ignore_eos { &[] } else { tokenizer.eos_ids() };

@@ -3,6 +3,7 @@
 //! (`RepetitionPenaltyLogitsProcessor`, `TemperatureLogitsWarper`, `TopKLogitsWarper`,
 //! `TopPLogitsWarper`, applied in that order).
 
+use braid_core::{Error, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,26 @@ pub struct SamplingConfig {
 impl Default for SamplingConfig {
     fn default() -> Self {
         Self { temperature: 0.0, top_k: 0, top_p: 1.0, repetition_penalty: 1.0, seed: 299_792_458 }
+    }
+}
+
+impl SamplingConfig {
+    /// Fails on a value that would sample nonsense, naming the field: NaN passes every
+    /// `<= 0` test, so each bound is checked the positive way round.
+    pub fn validate(&self) -> Result<()> {
+        let t = self.temperature;
+        if !(t.is_finite() && t >= 0.0) {
+            return Err(Error::config("temperature", format!("must be a finite number >= 0 (0: greedy), got {t}")));
+        }
+        let p = self.top_p;
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(Error::config("top_p", format!("must be in (0, 1] (1: off), got {p}")));
+        }
+        let r = self.repetition_penalty;
+        if !(r.is_finite() && r > 0.0) {
+            return Err(Error::config("repetition_penalty", format!("must be a finite number > 0 (1: off), got {r}")));
+        }
+        Ok(())
     }
 }
 
@@ -139,6 +160,27 @@ mod tests {
         };
         assert_eq!(draw(1), draw(1));
         assert_ne!(draw(1), draw(2));
+    }
+
+    #[test]
+    fn nan_sampling_config() {
+        assert!(SamplingConfig::default().validate().is_ok());
+        assert!(cfg(0.7, 40, 0.9).validate().is_ok());
+        let cases = [
+            (cfg(f64::NAN, 0, 1.0), "`temperature`: must be a finite number >= 0 (0: greedy), got NaN"),
+            (cfg(f64::INFINITY, 0, 1.0), "`temperature`"),
+            (cfg(-0.5, 0, 1.0), "`temperature`"),
+            (cfg(1.0, 0, f64::NAN), "`top_p`: must be in (0, 1] (1: off), got NaN"),
+            (cfg(1.0, 0, 0.0), "`top_p`"),
+            (cfg(1.0, 0, 1.5), "`top_p`"),
+            (SamplingConfig { repetition_penalty: f32::NAN, ..Default::default() }, "`repetition_penalty`: must be a finite number > 0"),
+            (SamplingConfig { repetition_penalty: 0.0, ..Default::default() }, "`repetition_penalty`"),
+            (SamplingConfig { repetition_penalty: f32::INFINITY, ..Default::default() }, "`repetition_penalty`"),
+        ];
+        for (c, want) in cases {
+            let e = c.validate().err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(want), "{c:?}: {e}");
+        }
     }
 
     #[test]
