@@ -1,10 +1,13 @@
 //! Decoding an audio file to interleaved f32 samples with symphonia (WAV, FLAC, OGG
 //! Vorbis, MP3). A file that ends before the frame count its header promises is an error,
-//! not silently shorter audio.
+//! not silently shorter audio; so are a sample rate of 0 or above 1 MHz (checked in the
+//! WAV header before symphonia sees it), and more samples than
+//! [`braid_core::limits::AUDIO_SAMPLES`].
 
 use std::fs::File;
 use std::path::Path;
 
+use braid_core::limits::AUDIO_SAMPLES;
 use braid_core::{Error, Result};
 use symphonia::core::audio::SampleBuffer;
 use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
@@ -13,6 +16,8 @@ use symphonia::core::formats::{FormatOptions, FormatReader};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
+
+use super::riff::{self, MAX_SAMPLE_RATE};
 
 /// Decoded audio: interleaved samples in [-1, 1].
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +52,17 @@ impl Audio {
 /// Decodes the first audio track of `path`; the extension is a hint, the content decides.
 pub fn decode_file(path: impl AsRef<Path>) -> Result<Audio> {
     let path = path.as_ref();
+    if let Some(msg) = riff::precheck(path) {
+        return Err(Error::format(path, msg));
+    }
+    // A backstop for asserts inside symphonia on headers of other formats.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_checked(path))) {
+        Ok(result) => result,
+        Err(_) => Err(Error::format(path, "corrupt audio file (the decoder gave up)")),
+    }
+}
+
+fn decode_checked(path: &Path) -> Result<Audio> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
@@ -72,6 +88,13 @@ fn decode_track(path: &Path, mut format: Box<dyn FormatReader>) -> Result<Audio>
         .ok_or_else(|| bad("no audio track".into()))?;
     let (track_id, promised) = (track.id, track.codec_params.n_frames);
     let sample_rate = track.codec_params.sample_rate.ok_or_else(|| bad("no sample rate in the header".into()))?;
+    if sample_rate == 0 || sample_rate > MAX_SAMPLE_RATE {
+        return Err(bad(format!("sample rate {sample_rate} Hz is outside 1..={MAX_SAMPLE_RATE} Hz")));
+    }
+    let channels_claimed = track.codec_params.channels.map_or(1, |c| c.count().max(1)) as u64;
+    if let Some(n) = promised {
+        AUDIO_SAMPLES.check_opt(n.checked_mul(channels_claimed), &format!("the header's {n} frames")).map_err(&bad)?;
+    }
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
         .map_err(|e| bad(format!("unsupported codec: {e}")))?;
@@ -91,6 +114,7 @@ fn decode_track(path: &Path, mut format: Box<dyn FormatReader>) -> Result<Audio>
         let mut out = SampleBuffer::<f32>::new(buf.capacity() as u64, spec);
         out.copy_interleaved_ref(buf);
         samples.extend_from_slice(out.samples());
+        AUDIO_SAMPLES.check(samples.len() as u64, "decoding this file").map_err(&bad)?;
     }
     let audio = Audio { samples, channels: channels.max(1), sample_rate };
     match promised {
@@ -174,6 +198,40 @@ pub(crate) mod tests {
         let zero = dir.path().join("zero.wav");
         std::fs::write(&zero, b"").unwrap();
         assert!(decode_file(&zero).unwrap_err().to_string().contains("not a readable audio file"));
+    }
+
+    #[test]
+    fn panic_wav_sample_rate_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let with_rate = |rate: u32| {
+            let mut b = wav_bytes(1, 16_000, 100);
+            b[24..28].copy_from_slice(&rate.to_le_bytes());
+            b
+        };
+        let with_channels = |channels: u16| {
+            let mut b = wav_bytes(1, 16_000, 128);
+            b[22..24].copy_from_slice(&channels.to_le_bytes());
+            b
+        };
+        // A LIST chunk before `fmt ` is still looked past.
+        let mut listed = wav_bytes(1, 0, 100);
+        listed.splice(12..12, b"LIST\x03\x00\x00\x00abc\x00".iter().copied());
+        let cases = [
+            ("rate0.wav", with_rate(0), "sample rate of 0 Hz"),
+            ("rate_huge.wav", with_rate(u32::MAX), "sample rate of 4294967295 Hz, above the 1000000 Hz accepted"),
+            ("listed.wav", listed, "sample rate of 0 Hz"),
+            ("ch0.wav", with_channels(0), "0 channels"),
+            ("ch64.wav", with_channels(64), "64 channels: the WAV reader handles at most 32"),
+        ];
+        for (name, bytes, want) in cases {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let e = decode_file(&p).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains(want) && !e.contains('\n'), "{e}");
+        }
+        let p = dir.path().join("ok.wav");
+        std::fs::write(&p, with_rate(1_000_000)).unwrap();
+        assert_eq!(decode_file(&p).unwrap().sample_rate, 1_000_000);
     }
 
     #[test]

@@ -6,10 +6,12 @@ mod decode;
 mod load;
 mod mel;
 mod resample;
+mod riff;
 mod stft;
 
 pub use decode::{decode_file, Audio};
 pub use load::{load_audio, AudioOptions};
 pub use mel::{mel_filter_bank, WhisperFeatures, WhisperFeaturesConfig};
 pub use resample::resample;
+pub use riff::{MAX_CHANNELS, MAX_SAMPLE_RATE};
 pub use stft::power_spectrogram;
