@@ -1,8 +1,8 @@
 //! Decoding an audio file to interleaved f32 samples with symphonia (WAV, FLAC, OGG
 //! Vorbis, MP3). A file that ends before the frame count its header promises is an error,
 //! not silently shorter audio; so are a sample rate of 0 or above 1 MHz (checked in the
-//! WAV header before symphonia sees it), and more samples than
-//! [`braid_core::limits::AUDIO_SAMPLES`].
+//! WAV header before symphonia sees it), more samples than
+//! [`braid_core::limits::AUDIO_SAMPLES`], and NaN or infinite samples (float WAVs).
 
 use std::fs::File;
 use std::path::Path;
@@ -75,6 +75,11 @@ fn decode_checked(path: &Path) -> Result<Audio> {
     let audio = decode_track(path, probed.format)?;
     if audio.frames() == 0 {
         return Err(Error::format(path, "the file holds no audio samples (zero-length audio)"));
+    }
+    if let Some(i) = audio.samples.iter().position(|x| !x.is_finite()) {
+        let (frame, channel) = (i / audio.channels, i % audio.channels);
+        let msg = format!("sample {} of frame {frame}, channel {channel}, is not a finite number", audio.samples[i]);
+        return Err(Error::format(path, msg));
     }
     Ok(audio)
 }
@@ -200,6 +205,25 @@ pub(crate) mod tests {
         assert!(decode_file(&zero).unwrap_err().to_string().contains("not a readable audio file"));
     }
 
+    /// A mono 32-bit float WAV (format tag 3) holding `samples`.
+    fn float_wav_bytes(samples: &[f32], rate: u32) -> Vec<u8> {
+        let data_len = samples.len() as u32 * 4;
+        let mut b = b"RIFF".to_vec();
+        b.extend_from_slice(&(36 + data_len).to_le_bytes());
+        b.extend_from_slice(b"WAVEfmt ");
+        for v in [16u32.to_le_bytes().to_vec(), 3u16.to_le_bytes().to_vec(), 1u16.to_le_bytes().to_vec()] {
+            b.extend_from_slice(&v);
+        }
+        b.extend_from_slice(&rate.to_le_bytes());
+        b.extend_from_slice(&(rate * 4).to_le_bytes());
+        b.extend_from_slice(&4u16.to_le_bytes());
+        b.extend_from_slice(&32u16.to_le_bytes());
+        b.extend_from_slice(b"data");
+        b.extend_from_slice(&data_len.to_le_bytes());
+        samples.iter().for_each(|x| b.extend_from_slice(&x.to_le_bytes()));
+        b
+    }
+
     #[test]
     fn panic_wav_sample_rate_zero() {
         let dir = tempfile::tempdir().unwrap();
@@ -232,6 +256,20 @@ pub(crate) mod tests {
         let p = dir.path().join("ok.wav");
         std::fs::write(&p, with_rate(1_000_000)).unwrap();
         assert_eq!(decode_file(&p).unwrap().sample_rate, 1_000_000);
+    }
+
+    #[test]
+    fn nan_wav_float_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("fine.wav");
+        std::fs::write(&p, float_wav_bytes(&[0.0, 0.5, -0.25], 8000)).unwrap();
+        assert_eq!(decode_file(&p).unwrap().samples, [0.0, 0.5, -0.25]);
+        for (name, x) in [("nan.wav", f32::NAN), ("inf.wav", f32::INFINITY), ("neginf.wav", f32::NEG_INFINITY)] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, float_wav_bytes(&[0.0, 0.5, x, 0.1], 8000)).unwrap();
+            let e = decode_file(&p).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains("frame 2, channel 0, is not a finite number"), "{e}");
+        }
     }
 
     #[test]
