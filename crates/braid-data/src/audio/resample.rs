@@ -2,20 +2,31 @@
 //! Resampling"), aligned so that output sample `k` sits at time `k / to` (an impulse at
 //! input `n` peaks at output `n * to / from`; tested for 5 rate pairs).
 
+use braid_core::limits::AUDIO_SAMPLES;
 use braid_core::{Error, Result};
 use rubato::{Resampler, SincFixedIn, SincInterpolationParameters, SincInterpolationType, WindowFunction};
 
 /// Input frames per rubato call.
 const CHUNK: usize = 4096;
 
-/// Mono `x` at `from` Hz -> `round(len * to / from)` samples at `to` Hz.
+use super::MAX_SAMPLE_RATE;
+
+/// Mono `x` at `from` Hz -> `round(len * to / from)` samples at `to` Hz. Both rates must
+/// be in `1..=MAX_SAMPLE_RATE` (the alignment zeros grow with the rates' ratio) and the
+/// output within [`AUDIO_SAMPLES`].
 pub fn resample(x: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
-    if from == 0 || to == 0 {
-        return Err(Error::Invalid(format!("cannot resample from {from} Hz to {to} Hz")));
+    if from == 0 || to == 0 || from > MAX_SAMPLE_RATE || to > MAX_SAMPLE_RATE {
+        return Err(Error::Invalid(format!(
+            "cannot resample from {from} Hz to {to} Hz (rates must be in 1..={MAX_SAMPLE_RATE} Hz)"
+        )));
     }
     if from == to || x.is_empty() {
         return Ok(x.to_vec());
     }
+    let out_len = (x.len() as f64 * f64::from(to) / f64::from(from)).round();
+    let what = format!("resampling {} samples from {from} Hz to {to} Hz", x.len());
+    // `as` saturates: a length past u64 is over the limit as u64::MAX.
+    AUDIO_SAMPLES.check(out_len as u64, &what).map_err(Error::Invalid)?;
     let err = |e: &dyn std::fmt::Display| Error::Invalid(format!("resampling {from} Hz -> {to} Hz: {e}"));
     let ratio = f64::from(to) / f64::from(from);
     let params = SincInterpolationParameters {
@@ -85,5 +96,15 @@ mod tests {
     fn same_rate_is_a_copy_and_zero_rate_an_error() {
         assert_eq!(resample(&[1.0, 2.0], 16_000, 16_000).unwrap(), [1.0, 2.0]);
         assert!(resample(&[1.0], 0, 16_000).is_err());
+    }
+
+    #[test]
+    fn alloc_resample_absurd_rates() {
+        // 4.29 GHz -> 16 kHz needed 4.29e9 alignment zeros (17 GB).
+        let e = resample(&[0.5; 64], u32::MAX, 16_000).unwrap_err().to_string();
+        assert!(e.contains("4294967295 Hz") && e.contains("1..=1000000 Hz"), "{e}");
+        // 1 Hz -> 1 MHz of ten minutes' worth of samples: 6e11 outputs.
+        let e = resample(&vec![0.0; 600_000], 1, 1_000_000).unwrap_err().to_string();
+        assert!(e.contains("needs 600000000000 samples") && e.contains("BRAID_MAX_AUDIO_SAMPLES"), "{e}");
     }
 }
