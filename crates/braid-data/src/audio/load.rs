@@ -4,7 +4,7 @@ use std::path::Path;
 
 use braid_core::{Error, Result};
 
-use super::{decode_file, resample};
+use super::{decode_file, resample, MAX_SAMPLE_RATE};
 
 /// Target rate and length.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,10 +21,27 @@ impl Default for AudioOptions {
     }
 }
 
+impl AudioOptions {
+    /// Fails on a rate outside `1..=MAX_SAMPLE_RATE` or a duration that is not a finite
+    /// positive number, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.sample_rate == 0 || self.sample_rate > MAX_SAMPLE_RATE {
+            return Err(Error::config("sample_rate", format!("must be in 1..={MAX_SAMPLE_RATE} Hz, got {}", self.sample_rate)));
+        }
+        match self.max_seconds {
+            Some(s) if !(s.is_finite() && s > 0.0) => {
+                Err(Error::config("max_seconds", format!("must be a finite number of seconds > 0, got {s}")))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Decodes `path`, averages its channels, resamples to `opts.sample_rate` and cuts it to
 /// `opts.max_seconds`. -> mono samples
 pub fn load_audio(path: impl AsRef<Path>, opts: &AudioOptions) -> Result<Vec<f32>> {
     let path = path.as_ref();
+    opts.validate()?;
     let audio = decode_file(path)?;
     let mut mono = audio.to_mono();
     // Cut before resampling (plus a margin for the filter) so long files stay cheap.
@@ -53,6 +70,20 @@ mod tests {
         assert_eq!(y.len(), 4000);
         // Channels hold 0.0, 0.1, ..., 0.7: their mean is 0.35 (DC passes the filter).
         assert!((y[2000] - 0.35).abs() < 1e-3, "{}", y[2000]);
+    }
+
+    #[test]
+    fn nan_audio_options() {
+        let f = fixture("speech_16k.wav");
+        for (opts, want) in [
+            (AudioOptions { max_seconds: Some(f64::NAN), ..Default::default() }, "`max_seconds`"),
+            (AudioOptions { max_seconds: Some(-1.0), ..Default::default() }, "`max_seconds`"),
+            (AudioOptions { sample_rate: 0, ..Default::default() }, "`sample_rate`"),
+            (AudioOptions { sample_rate: u32::MAX, ..Default::default() }, "`sample_rate`"),
+        ] {
+            let e = load_audio(&f, &opts).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     #[test]
