@@ -7,11 +7,17 @@
 
 use std::path::Path;
 
+use braid_core::limits::AUDIO_SAMPLES;
 use braid_core::{Error, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::power_spectrogram;
+use super::{power_spectrogram, MAX_SAMPLE_RATE};
+
+/// Most mel bins accepted (Whisper large-v3: 128).
+const MAX_MEL_BINS: usize = 1024;
+/// Largest FFT accepted (Whisper: 400).
+const MAX_N_FFT: usize = 1 << 16;
 
 /// The fields of a Hugging Face `preprocessor_config.json` for Whisper.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +43,38 @@ impl Default for WhisperFeaturesConfig {
     }
 }
 
+impl WhisperFeaturesConfig {
+    /// Fails on a value that cannot make features, or that would size the padded window
+    /// or the spectrogram past [`AUDIO_SAMPLES`], naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let range = |field: &str, v: usize, lo: usize, hi: usize| {
+            if v < lo || v > hi {
+                return Err(Error::config(field, format!("must be in {lo}..={hi}, got {v}")));
+            }
+            Ok(())
+        };
+        range("feature_size", self.feature_size, 1, MAX_MEL_BINS)?;
+        range("sampling_rate", self.sampling_rate as usize, 1, MAX_SAMPLE_RATE as usize)?;
+        range("n_fft", self.n_fft, 2, MAX_N_FFT)?;
+        range("hop_length", self.hop_length, 1, self.n_fft)?;
+        if self.chunk_length == 0 {
+            return Err(Error::config("chunk_length", "must be at least 1 second"));
+        }
+        if !self.padding_value.is_finite() {
+            return Err(Error::config("padding_value", format!("must be a finite number, got {}", self.padding_value)));
+        }
+        let samples = (self.chunk_length as u64).checked_mul(u64::from(self.sampling_rate));
+        let what = format!("a window of {} s at {} Hz", self.chunk_length, self.sampling_rate);
+        AUDIO_SAMPLES.check_opt(samples, &what).map_err(|m| Error::config("chunk_length", m))?;
+        // Spectrogram and log-mel values, one row of each per hop.
+        let frames = samples.unwrap_or(u64::MAX) / self.hop_length as u64 + 1;
+        let per_frame = (self.n_fft / 2 + 1).max(self.feature_size) as u64;
+        let what = format!("the spectrogram of {frames} frames of {per_frame} values");
+        AUDIO_SAMPLES.check_opt(frames.checked_mul(per_frame), &what).map_err(|m| Error::config("hop_length", m))?;
+        Ok(())
+    }
+}
+
 /// The feature extractor: configuration plus precomputed filters.
 #[derive(Debug, Clone)]
 pub struct WhisperFeatures {
@@ -46,8 +84,13 @@ pub struct WhisperFeatures {
 }
 
 impl WhisperFeatures {
-    /// Builds the mel filters for `cfg`.
+    /// Builds the mel filters for `cfg`. An invalid `cfg` builds none, and
+    /// [`WhisperFeatures::extract`] then fails with the reason; [`WhisperFeatures::try_new`]
+    /// fails at once.
     pub fn new(cfg: WhisperFeaturesConfig) -> Self {
+        if cfg.validate().is_err() {
+            return Self { cfg, filters: Vec::new() };
+        }
         let bins = cfg.n_fft / 2 + 1;
         let dense = mel_filter_bank(bins, cfg.feature_size, 0.0, f64::from(cfg.sampling_rate) / 2.0, cfg.sampling_rate);
         let filters = dense
@@ -61,12 +104,18 @@ impl WhisperFeatures {
         Self { cfg, filters }
     }
 
-    /// Reads `preprocessor_config.json`.
+    /// Like [`WhisperFeatures::new`], failing on an invalid `cfg`.
+    pub fn try_new(cfg: WhisperFeaturesConfig) -> Result<Self> {
+        cfg.validate()?;
+        Ok(Self::new(cfg))
+    }
+
+    /// Reads `preprocessor_config.json`; a bad value is an error naming the file and field.
     pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let cfg = serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
-        Ok(Self::new(cfg))
+        Self::try_new(cfg).map_err(|e| Error::format(path, e.to_string()))
     }
 
     /// The configuration.
@@ -76,11 +125,12 @@ impl WhisperFeatures {
 
     /// Frames per 30-s window (3000).
     pub fn frames(&self) -> usize {
-        self.cfg.chunk_length * self.cfg.sampling_rate as usize / self.cfg.hop_length.max(1)
+        self.cfg.chunk_length.saturating_mul(self.cfg.sampling_rate as usize) / self.cfg.hop_length.max(1)
     }
 
     /// Mono samples at `sampling_rate` -> log-mel `[feature_size, frames]` (f32).
     pub fn extract(&self, samples: &[f32]) -> Result<Tensor> {
+        self.cfg.validate()?;
         let n = self.cfg.chunk_length * self.cfg.sampling_rate as usize;
         let mut x: Vec<f32> = samples.iter().copied().take(n).collect();
         x.resize(n, self.cfg.padding_value);
@@ -166,6 +216,30 @@ mod tests {
             assert!(dt <= 1e-3, "{bins} bins padding frames: {dt}");
         }
         Ok(())
+    }
+
+    #[test]
+    fn alloc_mel_chunk_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (r#"{"chunk_length": 1000000000}"#, "`chunk_length`: a window of 1000000000 s at 16000 Hz needs 16000000000000 samples"),
+            (r#"{"chunk_length": 18446744073709551615}"#, "more than 2^64 samples"),
+            (r#"{"chunk_length": 3600, "hop_length": 1, "n_fft": 400}"#, "`hop_length`: the spectrogram of"),
+            (r#"{"chunk_length": 0}"#, "`chunk_length`: must be at least 1"),
+            (r#"{"feature_size": 100000000}"#, "`feature_size`: must be in 1..=1024"),
+            (r#"{"n_fft": 1}"#, "`n_fft`"),
+            (r#"{"hop_length": 0}"#, "`hop_length`"),
+            (r#"{"sampling_rate": 0}"#, "`sampling_rate`"),
+        ];
+        for (i, (json, want)) in cases.into_iter().enumerate() {
+            let p = dir.path().join(format!("preprocessor_config_{i}.json"));
+            std::fs::write(&p, json).unwrap();
+            let e = WhisperFeatures::from_json_file(&p).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(&format!("preprocessor_config_{i}.json")) && e.contains(want), "{json}: {e}");
+        }
+        // Built through `new` (infallible), the extractor fails when used.
+        let fe = WhisperFeatures::new(WhisperFeaturesConfig { feature_size: usize::MAX, ..Default::default() });
+        assert!(fe.extract(&[0.0; 16]).err().map(|e| e.to_string()).unwrap_or_default().contains("`feature_size`"));
     }
 
     #[test]
