@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use braid_core::limits::PIXELS;
 use braid_core::{Error, Result};
 use candle_core::{Device, Tensor};
 use image::RgbImage;
@@ -89,19 +90,25 @@ pub struct ImageProcessor {
 }
 
 impl ImageProcessor {
-    /// Checks the configuration (filter known, sizes present).
+    /// Checks the configuration: filter known, sizes present, non-zero and within
+    /// [`PIXELS`].
     pub fn new(cfg: ImageProcessorConfig) -> Result<Self> {
         let filter = Filter::from_pil(cfg.resample)?;
         if cfg.do_center_crop && cfg.crop_size.is_none() {
             return Err(Error::config("crop_size", "do_center_crop is set but crop_size is missing"));
         }
+        check_size(cfg.size, "size")?;
+        if let Some(crop) = cfg.crop_size {
+            check_size(crop, "crop_size")?;
+        }
         Ok(Self { cfg, filter })
     }
 
-    /// Reads `preprocessor_config.json`.
+    /// Reads `preprocessor_config.json`; a bad value is an error naming the file and field.
     pub fn from_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::new(serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?)
+        let cfg = serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
+        Self::new(cfg).map_err(|e| Error::format(path, e.to_string()))
     }
 
     /// The configuration.
@@ -150,10 +157,29 @@ impl ImageProcessor {
             SizeSpec::Dict { shortest_edge: Some(s), .. } => s,
             spec => return fixed_size(spec, "size"),
         };
-        // As `get_resize_output_image_size(default_to_square=False)`: int() truncates.
-        let long = |l: u32, s: u32| (f64::from(short) * f64::from(l) / f64::from(s)) as u32;
-        Ok(if w <= h { (short, long(h, w)) } else { (long(w, h), short) })
+        // As `get_resize_output_image_size(default_to_square=False)`: int() truncates
+        // (and `as` saturates, so an extreme aspect ratio is caught below).
+        let long = |l: u32, s: u32| (f64::from(short) * f64::from(l) / f64::from(s.max(1))) as u32;
+        let (tw, th) = if w <= h { (short, long(h, w)) } else { (long(w, h), short) };
+        let what = format!("shortest edge {short} resizes a {w}x{h} image to {tw}x{th}, which");
+        PIXELS.check(u64::from(tw) * u64::from(th), &what).map_err(|m| Error::config("size", m))?;
+        Ok((tw, th))
     }
+}
+
+/// A size spec's numbers are non-zero and a fixed size fits [`PIXELS`].
+fn check_size(spec: SizeSpec, field: &str) -> Result<()> {
+    let (w, h, edge) = match spec {
+        SizeSpec::Int(s) => (Some(s), Some(s), None),
+        SizeSpec::Dict { shortest_edge, height, width } => (width, height, shortest_edge),
+    };
+    if [w, h, edge].contains(&Some(0)) {
+        return Err(Error::config(field, "sizes must be at least 1 pixel"));
+    }
+    if let (Some(w), Some(h)) = (w, h) {
+        PIXELS.check(u64::from(w) * u64::from(h), &format!("{w}x{h}")).map_err(|m| Error::config(field, m))?;
+    }
+    Ok(())
 }
 
 /// (width, height) of a fixed-size spec.
@@ -227,6 +253,27 @@ mod tests {
         let px = t.to_vec3::<f32>().unwrap();
         assert!((px[0][5][5] - ((1.0 - 0.48145466) / 0.26862954) as f32).abs() < 1e-5);
         assert!((px[1][5][5] - ((0.0 - 0.4578275) / 0.26130258) as f32).abs() < 1e-5);
+    }
+
+    #[test]
+    fn alloc_image_processor_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (r#"{"size": {"height": 100000, "width": 100000}}"#, "`size`: 100000x100000 needs 10000000000 pixels, over the limit of 178956970 pixels (set BRAID_MAX_PIXELS to raise it)"),
+            (r#"{"size": 0}"#, "`size`: sizes must be at least 1 pixel"),
+            (r#"{"size": {"shortest_edge": 0}}"#, "`size`"),
+            (r#"{"size": 224, "do_center_crop": true, "crop_size": {"height": 4000000, "width": 4000000}}"#, "`crop_size`"),
+        ];
+        for (i, (json, want)) in cases.into_iter().enumerate() {
+            let p = dir.path().join(format!("preprocessor_config_{i}.json"));
+            std::fs::write(&p, json).unwrap();
+            let e = ImageProcessor::from_json_file(&p).unwrap_err().to_string();
+            assert!(e.contains(&format!("preprocessor_config_{i}.json")) && e.contains(want) && !e.contains('\n'), "{e}");
+        }
+        // A shortest edge that is fine for photos but not for a 1x100000 strip.
+        let cfg: ImageProcessorConfig = serde_json::from_str(r#"{"size": {"shortest_edge": 4096}}"#).unwrap();
+        let e = ImageProcessor::new(cfg).unwrap().resize_and_crop(&RgbImage::new(1, 100_000)).unwrap_err().to_string();
+        assert!(e.contains("`size`: shortest edge 4096 resizes a 1x100000 image to 4096x409600000, which needs"), "{e}");
     }
 
     #[test]

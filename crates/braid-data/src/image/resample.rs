@@ -4,6 +4,7 @@
 //! pass first, each pass rounded to u8. Reference: Pillow `src/libImaging/Resample.c`
 //! (`precompute_coeffs`, `normalize_coeffs_8bpc`, `ImagingResampleHorizontal_8bpc`).
 
+use braid_core::limits::PIXELS;
 use braid_core::{Error, Result};
 use image::RgbImage;
 
@@ -144,12 +145,17 @@ fn sample(src: &[u8], first: usize, stride: usize, w: &[i32]) -> u8 {
 }
 
 /// Resizes an RGB image to `width x height` exactly as Pillow's `Image.resize(filter)`
-/// (no `reducing_gap`). img: [h, w, 3] u8 -> [height, width, 3] u8
+/// (no `reducing_gap`); the output and the intermediate image must fit
+/// [`PIXELS`]. img: [h, w, 3] u8 -> [height, width, 3] u8
 pub fn resize_rgb(img: &RgbImage, width: u32, height: u32, filter: Filter) -> Result<RgbImage> {
     if width == 0 || height == 0 {
         return Err(Error::Invalid(format!("cannot resize to {width}x{height}")));
     }
     let (w_in, h_in) = (img.width() as usize, img.height() as usize);
+    // The horizontal pass makes `width x h_in`, the vertical one `width x height`.
+    let most = u64::from(width) * u64::from(height.max(img.height()));
+    let what = format!("resizing a {w_in}x{h_in} image to {width}x{height}");
+    PIXELS.check(most, &what).map_err(Error::Invalid)?;
     let (w, h) = (width as usize, height as usize);
     let mut buf = img.as_raw().clone();
     if w != w_in {
@@ -200,6 +206,16 @@ mod tests {
         assert!(out.pixels().all(|p| p.0 == [200, 10, 77]));
         let noisy = RgbImage::from_fn(8, 6, |x, y| image::Rgb([(x * 30) as u8, (y * 40) as u8, ((x * y) % 256) as u8]));
         assert_eq!(resize_rgb(&noisy, 8, 6, Filter::Bicubic).unwrap(), noisy);
+    }
+
+    #[test]
+    fn alloc_resize_to_a_huge_size() {
+        let img = RgbImage::from_pixel(4, 4, image::Rgb([1, 2, 3]));
+        let e = resize_rgb(&img, 100_000, 100_000, Filter::Bicubic).unwrap_err().to_string();
+        assert!(e.contains("resizing a 4x4 image to 100000x100000 needs 10000000000 pixels") && e.contains("BRAID_MAX_PIXELS"), "{e}");
+        // Tall input, wide output: the intermediate image counts too.
+        let tall = RgbImage::new(1, 200_000);
+        assert!(resize_rgb(&tall, 20_000, 1, Filter::Bilinear).is_err());
     }
 
     #[test]
