@@ -91,7 +91,8 @@ pub struct ImageProcessor {
 
 impl ImageProcessor {
     /// Checks the configuration: filter known, sizes present, non-zero and within
-    /// [`PIXELS`].
+    /// [`PIXELS`], and the numbers that scale pixels finite (a zero or NaN `image_std`
+    /// would make every embedding NaN).
     pub fn new(cfg: ImageProcessorConfig) -> Result<Self> {
         let filter = Filter::from_pil(cfg.resample)?;
         if cfg.do_center_crop && cfg.crop_size.is_none() {
@@ -100,6 +101,17 @@ impl ImageProcessor {
         check_size(cfg.size, "size")?;
         if let Some(crop) = cfg.crop_size {
             check_size(crop, "crop_size")?;
+        }
+        if cfg.do_rescale && !(cfg.rescale_factor.is_finite() && cfg.rescale_factor > 0.0) {
+            return Err(Error::config("rescale_factor", format!("must be a finite number > 0, got {}", cfg.rescale_factor)));
+        }
+        if cfg.do_normalize {
+            if let Some(m) = cfg.image_mean.iter().find(|m| !m.is_finite()) {
+                return Err(Error::config("image_mean", format!("must hold finite numbers, got {m}")));
+            }
+            if let Some(s) = cfg.image_std.iter().find(|s| !(s.is_finite() && **s != 0.0)) {
+                return Err(Error::config("image_std", format!("must hold finite non-zero numbers, got {s}")));
+            }
         }
         Ok(Self { cfg, filter })
     }
@@ -274,6 +286,31 @@ mod tests {
         let cfg: ImageProcessorConfig = serde_json::from_str(r#"{"size": {"shortest_edge": 4096}}"#).unwrap();
         let e = ImageProcessor::new(cfg).unwrap().resize_and_crop(&RgbImage::new(1, 100_000)).unwrap_err().to_string();
         assert!(e.contains("`size`: shortest edge 4096 resizes a 1x100000 image to 4096x409600000, which needs"), "{e}");
+    }
+
+    #[test]
+    fn nan_image_processor_std_and_mean() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (r#"{"image_std": [0.5, 0.0, 0.5]}"#, "`image_std`: must hold finite non-zero numbers, got 0"),
+            (r#"{"image_std": [0.5, -0.0, 0.5]}"#, "`image_std`"),
+            (r#"{"rescale_factor": 0}"#, "`rescale_factor`"),
+        ];
+        for (i, (json, want)) in cases.into_iter().enumerate() {
+            let p = dir.path().join(format!("pre_{i}.json"));
+            std::fs::write(&p, json).unwrap();
+            let e = ImageProcessor::from_json_file(&p).unwrap_err().to_string();
+            assert!(e.contains(&format!("pre_{i}.json")) && e.contains(want), "{e}");
+        }
+        // JSON has no NaN; a config built in code can.
+        let cfg = |f: fn(&mut ImageProcessorConfig)| {
+            let mut c: ImageProcessorConfig = serde_json::from_str("{}").unwrap();
+            f(&mut c);
+            ImageProcessor::new(c).unwrap_err().to_string()
+        };
+        assert!(cfg(|c| c.image_std[1] = f64::NAN).contains("`image_std`"));
+        assert!(cfg(|c| c.image_mean[0] = f64::INFINITY).contains("`image_mean`"));
+        assert!(cfg(|c| c.rescale_factor = f64::NAN).contains("`rescale_factor`"));
     }
 
     #[test]
