@@ -77,6 +77,10 @@ impl TrainConfig {
                 return Err(Error::config(field, "must be at least 1"));
             }
         }
+        if self.batch_size.checked_mul(self.grad_accum).is_none() {
+            let msg = format!("batch_size {} x grad_accum {} overflows", self.batch_size, self.grad_accum);
+            return Err(Error::config("train.grad_accum", msg));
+        }
         if self.epochs == 0 && self.max_steps == 0 {
             return Err(Error::config("train.epochs", "set epochs or max_steps"));
         }
@@ -94,8 +98,8 @@ impl TrainConfig {
         if self.max_steps > 0 {
             return self.max_steps;
         }
-        let per_epoch = n.div_ceil(self.batch_size * self.grad_accum).max(1);
-        per_epoch * self.epochs
+        let per_epoch = n.div_ceil(self.batch_size.saturating_mul(self.grad_accum).max(1)).max(1);
+        per_epoch.saturating_mul(self.epochs)
     }
 
     /// The AdamW hyper-parameters.
@@ -124,5 +128,14 @@ mod tests {
         let cfg = TrainConfig { batch_size: 8, grad_accum: 2, epochs: 3, warmup_ratio: 0.1, ..Default::default() };
         assert_eq!(cfg.total_steps(33), 9);
         assert_eq!(cfg.schedule(9).warmup_steps, 1);
+    }
+
+    #[test]
+    fn panic_train_batch_size_times_grad_accum_overflow() {
+        let cfg: TrainConfig = toml::from_str("batch_size = 4294967296\ngrad_accum = 4294967296").unwrap();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("train.grad_accum") && e.contains("overflows"), "{e}");
+        // Unvalidated, the step count saturates instead of dividing by a wrapped zero.
+        assert_eq!(cfg.total_steps(10), 1);
     }
 }
