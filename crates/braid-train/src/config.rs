@@ -84,11 +84,18 @@ impl TrainConfig {
         if self.epochs == 0 && self.max_steps == 0 {
             return Err(Error::config("train.epochs", "set epochs or max_steps"));
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(Error::config("train.lr", format!("must be positive, got {}", self.lr)));
-        }
-        if !(0.0..1.0).contains(&self.warmup_ratio) {
-            return Err(Error::config("train.warmup_ratio", format!("must be in [0, 1), got {}", self.warmup_ratio)));
+        // Written so that NaN fails each test.
+        let floats = [
+            ("train.lr", self.lr, self.lr.is_finite() && self.lr > 0.0, "a finite number > 0"),
+            ("train.eps", self.eps, self.eps.is_finite() && self.eps > 0.0, "a finite number > 0"),
+            ("train.weight_decay", self.weight_decay, self.weight_decay.is_finite() && self.weight_decay >= 0.0, "a finite number >= 0"),
+            ("train.max_grad_norm", self.max_grad_norm, self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0, "a finite number >= 0 (0: no clipping)"),
+            ("train.betas", self.betas[0], (0.0..1.0).contains(&self.betas[0]), "in [0, 1) (both betas)"),
+            ("train.betas", self.betas[1], (0.0..1.0).contains(&self.betas[1]), "in [0, 1) (both betas)"),
+            ("train.warmup_ratio", self.warmup_ratio, (0.0..1.0).contains(&self.warmup_ratio), "in [0, 1)"),
+        ];
+        if let Some((field, v, _, want)) = floats.into_iter().find(|f| !f.2) {
+            return Err(Error::config(field, format!("must be {want}, got {v}")));
         }
         Ok(())
     }
@@ -137,5 +144,29 @@ mod tests {
         assert!(e.contains("train.grad_accum") && e.contains("overflows"), "{e}");
         // Unvalidated, the step count saturates instead of dividing by a wrapped zero.
         assert_eq!(cfg.total_steps(10), 1);
+    }
+
+    #[test]
+    fn nan_train_optimiser_values() {
+        let cases = [
+            ("betas = [1.0, 1.0]", "`train.betas`: must be in [0, 1) (both betas), got 1"),
+            ("betas = [0.9, nan]", "`train.betas`"),
+            ("betas = [-0.1, 0.999]", "`train.betas`"),
+            ("eps = 0.0", "`train.eps`: must be a finite number > 0"),
+            ("eps = nan", "`train.eps`"),
+            ("weight_decay = -0.1", "`train.weight_decay`"),
+            ("weight_decay = inf", "`train.weight_decay`"),
+            ("max_grad_norm = nan", "`train.max_grad_norm`: must be a finite number >= 0 (0: no clipping), got NaN"),
+            ("max_grad_norm = -1.0", "`train.max_grad_norm`"),
+            ("lr = nan", "`train.lr`"),
+            ("lr = inf", "`train.lr`"),
+            ("warmup_ratio = nan", "`train.warmup_ratio`"),
+        ];
+        for (toml_text, want) in cases {
+            let cfg: TrainConfig = toml::from_str(toml_text).unwrap();
+            let e = cfg.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{toml_text}: {e}");
+        }
+        assert!(TrainConfig { max_grad_norm: 0.0, weight_decay: 0.0, ..Default::default() }.validate().is_ok());
     }
 }
