@@ -83,7 +83,7 @@ impl VisionChat {
         let ids = self.prompt_ids(history)?;
         let embeds = self.model.embed_prompt(&ids, &self.images)?;
         let (gens, timing) =
-            generate_embeds(self.model.llm(), self.tokenizer()?, &embeds, None, std::slice::from_ref(&ids), cfg, on_text)?;
+            generate_embeds(self.model.llm()?, self.tokenizer()?, &embeds, None, std::slice::from_ref(&ids), cfg, on_text)?;
         let generation = gens.into_iter().next().context("the model generated no answer row")?;
         Ok((ids, generation, timing))
     }

@@ -112,6 +112,15 @@ fn committed_model_dir(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models").join(name)
 }
 
+/// A committed recipe (`recipes/NAME`), from the working directory or the source tree.
+fn committed_recipe(name: &str) -> std::path::PathBuf {
+    let here = Path::new("recipes").join(name);
+    if here.is_file() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes").join(name)
+}
+
 /// The committed IMU activity model (`braid train recipes/hapt/*.toml`, best encoder).
 fn hapt_model_dir() -> std::path::PathBuf {
     committed_model_dir("hapt-imu")
@@ -150,22 +159,25 @@ pub(crate) fn easyvqa_demo(offline: bool) -> anyhow::Result<()> {
 pub(crate) fn hapt_demo(offline: bool) -> anyhow::Result<()> {
     let data = if offline { crate::data::dataset_path("hapt")? } else { braid_hub::fetch("hapt", &FetchOptions::default())?.main };
     let dir = hapt_model_dir();
-    let (model, stats) = braid_train::classify::Classifier::load_imu(&dir, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))?;
-    let recipe_path = dir.join("recipe.toml");
+    let model = Pipeline::open(&dir, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))?;
+    let stats = braid_train::recipe::imu_stats(&model)?;
+    let classes = model.classes().unwrap_or_default();
+    // The test split (users 22-30) as the recipe that trained the model chose it.
+    let recipe_path = committed_recipe("hapt/cnn.toml");
     let text = std::fs::read_to_string(&recipe_path).with_context(|| recipe_path.display().to_string())?;
     let mut recipe = braid_train::recipe::Recipe::parse(&text, &recipe_path)?;
     recipe.data.path = data;
-    let split = recipe.data.load_with(stats.as_ref())?;
+    let split = recipe.data.load_with(Some(&stats))?;
     let start = Instant::now();
-    let pred = braid_train::classify::ClassifyTask::predict(&model, &split.test.x, 256)?;
+    let pred = braid_train::classify::ClassifyTask::predict(&model, Modality::Imu, &split.test.x, 256)?;
     let seconds = start.elapsed().as_secs_f64();
     println!("\nHAPT activity recognition ({}, trained on users 1-21), test windows of users 22-30:", dir.display());
     let n = pred.len();
     for i in (0..8).map(|k| k * n / 8 + n / 16) {
-        let (p, t) = (&model.classes[pred[i]], &model.classes[split.test.y[i]]);
+        let (p, t) = (&classes[pred[i]], &classes[split.test.y[i]]);
         println!("  window {i:>4}: predicted {p:<20} truth {t:<20} {}", if p == t { "ok" } else { "MISS" });
     }
-    let m = braid_train::classify::ClassMetrics::new(&pred, &split.test.y, model.classes.len());
+    let m = braid_train::classify::ClassMetrics::new(&pred, &split.test.y, classes.len());
     println!("  all {n} test windows: accuracy {:.2}%, macro-F1 {:.2}% ({:.2} s)", 100.0 * m.accuracy, 100.0 * m.macro_f1, seconds);
     Ok(())
 }

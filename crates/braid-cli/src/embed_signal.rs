@@ -2,7 +2,7 @@
 //! `[N, D]`, or with `--pool none` the whole sequence `[N, T, D]`.
 //! Audio: a Hugging Face Whisper folder (config.json, model.safetensors,
 //! preprocessor_config.json); video: a CLIP folder (per-frame image features); IMU: a
-//! directory written by `braid_encoders::imu::ImuModel::save`.
+//! Braid model directory with an IMU encoder (`pipeline.toml`).
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,8 @@ use braid_data::audio::{load_audio, AudioOptions, WhisperFeatures, WhisperFeatur
 use braid_data::imu::{sliding_windows, whole_recordings, window_batch, WindowConfig};
 use braid_data::video::{frames_tensor, load_video, FrameSampling, VideoOptions};
 use braid_encoders::audio::WhisperEncoder;
-use braid_encoders::imu::ImuModel;
+use braid_core::Modality;
+use braid_pipeline::{Input, Pipeline, Preprocess};
 use braid_encoders::Encoder;
 use braid_nn::mean_pool;
 use candle_core::{DType, Device, Tensor};
@@ -74,7 +75,8 @@ pub struct VideoArgs {
 /// Flags of `braid embed imu`.
 #[derive(Debug, clap::Args)]
 pub struct ImuArgs {
-    /// IMU model directory (imu_encoder.json, model.safetensors, imu_stats.json).
+    /// A Braid model directory with an IMU encoder (`pipeline.toml`; its inputs are
+    /// standardised with the statistics it keeps).
     #[arg(long)]
     pub model: PathBuf,
     /// Recordings: .ts (one row per case), .npz (HAPT layout) or .csv.
@@ -83,7 +85,8 @@ pub struct ImuArgs {
     /// Output `.npy`, one row per window.
     #[arg(long)]
     pub out: PathBuf,
-    /// Window length in samples (default: 128; whole cases for .ts).
+    /// Window length in samples (default: the model's training window, else 128; whole
+    /// cases for .ts).
     #[arg(long)]
     pub window: Option<usize>,
     /// Samples between windows (default: half the window).
@@ -176,23 +179,30 @@ pub fn embed_video(a: &VideoArgs) -> anyhow::Result<()> {
 
 /// Runs `braid embed imu`.
 pub fn embed_imu(a: &ImuArgs) -> anyhow::Result<()> {
-    let (model, report) = ImuModel::load(&a.model, &Device::Cpu)?;
-    eprintln!("loaded {}: {report}", a.model.display());
+    let model = Pipeline::open(&a.model, &Device::Cpu).with_context(|| format!("loading {}", a.model.display()))?;
+    let pre = match model.config().slot(Modality::Imu).and_then(|s| s.preprocess.as_ref()) {
+        Some(Preprocess::Imu(p)) => Some(p.clone()),
+        _ => None,
+    };
+    let stats = pre.as_ref().map(|p| p.stats()).transpose()?;
     let mut rows = Vec::new();
     for path in &a.input {
         let ds = crate::data::read_dataset(path, None, None)?;
         let (windows, fixed) = match (a.window, path.extension().is_some_and(|e| e == "ts")) {
             (None, true) => (whole_recordings(&ds)?, None),
             (w, _) => {
-                let length = w.unwrap_or(128);
+                let length = w.or(pre.as_ref().and_then(|p| p.window)).unwrap_or(128);
                 let cfg = WindowConfig { length, stride: a.stride.unwrap_or(length / 2).max(1), drop_unlabelled: false };
                 (sliding_windows(&ds, &cfg)?, Some(length))
             }
         };
         for w in &windows {
             let len = fixed.unwrap_or(ds.recordings[w.recording].len());
-            let x = window_batch(&ds, std::slice::from_ref(w), len)?;
-            let f = model.encode(&x, None)?;
+            let mut x = window_batch(&ds, std::slice::from_ref(w), len)?;
+            if let Some(s) = &stats {
+                x = s.apply(&x)?;
+            }
+            let f = model.encode(&Input { modality: Modality::Imu, data: x, mask: None })?;
             rows.push(pool_one(&f.tokens, Some(&f.mask_or_ones()?), a.pool)?);
         }
         eprintln!("{}: {} windows", path.display(), windows.len());

@@ -28,12 +28,12 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     if pipeline.config().lora.is_none() {
         bail!("{} has no LoRA ([lora] in pipeline.toml)", args.model.display());
     }
-    let llm = pipeline.llm();
+    let llm = pipeline.llm()?;
     if args.merge {
         llm.export_merged(&args.out)?;
         eprintln!("merged language model written to {}", args.out.display());
     } else {
-        llm.save_adapter(&args.out, Some(&pipeline.config().llm))?;
+        llm.save_adapter(&args.out, pipeline.config().llm.as_deref())?;
         eprintln!("PEFT adapter written to {}", args.out.display());
     }
     Ok(())

@@ -42,8 +42,9 @@ pub struct EvalArgs {
     /// `vqa` only: score the questions of the first N test images (default: all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
-    /// `vqa` only: where the report with per-answer-type accuracy goes (default:
-    /// MODEL/eval_vqa.json).
+    /// Where the report goes: `vqa`, a JSON file with per-answer-type accuracy (default:
+    /// ./eval_vqa.json); a classifier, a directory for `eval.json` and `confusion.png`
+    /// (default: the recipe's `out_dir`). Never inside the model directory unless asked.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// `vqa` only: also write every question, answer and truth here (JSON lines).
@@ -144,7 +145,7 @@ fn eval_vqa(args: &EvalArgs) -> anyhow::Result<()> {
     let pipeline = braid_pipeline::Pipeline::open(&args.model, &candle_core::Device::Cpu).with_context(|| format!("loading {}", args.model.display()))?;
     let report = braid_pipeline::evaluate_vqa(&pipeline, &data, args.limit, std::io::stderr().is_terminal())?;
     println!("{}", serde_json::json!({"accuracy": report.accuracy, "n": report.n, "per_type": report.per_type}));
-    let path = args.out.clone().unwrap_or_else(|| args.model.join("eval_vqa.json"));
+    let path = args.out.clone().unwrap_or_else(|| PathBuf::from("eval_vqa.json"));
     std::fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| path.display().to_string())?;
     if let Some(path) = &args.answers {
         let lines: Vec<String> = report.answers.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
@@ -164,7 +165,9 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let recipe = load_recipe(&args.recipe)?;
-    let report = evaluate_classifier(&recipe, &args.model)?;
+    let out = args.out.clone().unwrap_or_else(|| recipe.out_dir.clone());
+    std::fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
+    let report = evaluate_classifier(&recipe, &args.model, &out)?;
     println!("{}", json_line(&report));
     Ok(())
 }

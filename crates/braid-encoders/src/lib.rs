@@ -3,6 +3,7 @@
 //! projector maps into the language model's embedding space.
 #![deny(missing_docs)]
 
+mod config;
 mod encoder;
 pub mod audio;
 pub mod image;
@@ -10,4 +11,5 @@ pub mod imu;
 pub mod text;
 pub mod video;
 
+pub use config::EncoderConfig;
 pub use encoder::Encoder;

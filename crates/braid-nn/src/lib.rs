@@ -14,6 +14,7 @@ pub mod conv;
 pub mod embedding;
 pub mod frozen_matmul;
 pub mod gradcheck;
+pub mod init;
 pub mod linear;
 pub mod loss;
 pub mod lora;

@@ -17,7 +17,7 @@ use crate::{qa_messages, Input, Pipeline};
 pub fn answer_questions(pipeline: &Pipeline, media: &[Input], questions: &[&str], max_new_tokens: usize) -> Result<Vec<String>> {
     let prompter = pipeline.prompter()?;
     let cfg = GenerateConfig { max_new_tokens, sampling: SamplingConfig { temperature: 0.0, ..Default::default() }, ..Default::default() };
-    let llm = pipeline.llm();
+    let llm = pipeline.llm()?;
     let kinds: Vec<_> = media.iter().map(|m| m.modality).collect();
     let prompts = questions.iter().map(|q| prompter.prompt_ids(&qa_messages(&kinds, &[], Some(q)))).collect::<Result<Vec<_>>>()?;
     let Some(first) = prompts.first() else { return Ok(Vec::new()) };

@@ -7,7 +7,9 @@ use braid_llm::LlamaConfig;
 use braid_projectors::ProjectorConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::{EncoderConfig, Preprocess};
+use braid_encoders::EncoderConfig;
+
+use crate::{HeadConfig, Preprocess};
 
 /// One modality's encoder and where its weights are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,9 +39,10 @@ pub struct EncoderSlot {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preprocess: Option<Preprocess>,
     /// The projector from this encoder to the language model
-    /// (`projector.<modality>.safetensors`).
-    #[serde(default)]
-    pub projector: ProjectorConfig,
+    /// (`projector.<modality>.safetensors`; absent: the default MLP when the model has a
+    /// language model, none for a classifier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projector: Option<ProjectorConfig>,
 }
 
 impl EncoderSlot {
@@ -74,8 +77,10 @@ pub struct PipelineConfig {
     #[serde(default)]
     pub encoders: Vec<EncoderSlot>,
     /// Registered name or path of the language model (a GGUF file or a Hugging Face
-    /// folder) when `llm_config` is absent; informational otherwise.
-    pub llm: String,
+    /// folder) when `llm_config` is absent; informational otherwise. Absent for a
+    /// classifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<String>,
     /// The language model's architecture; present when its weights are stored in the
     /// pipeline directory (`llm.safetensors`).
     #[serde(default)]
@@ -90,6 +95,9 @@ pub struct PipelineConfig {
     /// How prompts are built.
     #[serde(default)]
     pub prompt: PromptConfig,
+    /// A classification head over the (one) encoder's pooled tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<HeadConfig>,
 }
 
 /// LoRA on the language model's projections.
@@ -131,10 +139,17 @@ impl PipelineConfig {
         Ok(cfg)
     }
 
-    /// Checks what serde cannot: no modality twice, a language model named.
+    /// Checks what serde cannot: no modality twice, a language model or a head.
     pub fn validate(&self) -> Result<()> {
-        if self.llm.trim().is_empty() {
-            return Err(Error::config("llm", "must name a language model"));
+        match (&self.llm, &self.head) {
+            (Some(l), _) if l.trim().is_empty() => return Err(Error::config("llm", "must name a language model")),
+            (None, None) if self.encoders.is_empty() => {
+                return Err(Error::config("llm", "a model needs encoders, a language model (`llm`) or both"))
+            }
+            (_, Some(_)) if self.encoders.len() != 1 => {
+                return Err(Error::config("head", format!("a head reads exactly one encoder; this model has {}", self.encoders.len())))
+            }
+            _ => {}
         }
         for (i, slot) in self.encoders.iter().enumerate() {
             if self.encoders[..i].iter().any(|s| s.modality == slot.modality) {

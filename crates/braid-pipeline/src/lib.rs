@@ -3,9 +3,10 @@
 #![deny(missing_docs)]
 
 mod answer;
+mod build;
 mod config;
-mod encoder_config;
 mod eval_vqa;
+mod head;
 pub mod llava;
 mod model;
 mod pipeline;
@@ -17,9 +18,9 @@ mod store;
 pub use answer::answer_questions;
 pub use eval_vqa::{evaluate_vqa, VqaAnswer, VqaReport};
 pub use config::{generic_placeholder, EncoderSlot, LoraSettings, PipelineConfig, PromptConfig};
-pub use preprocess::{ImagePreprocess, Preprocess, Size};
+pub use head::{Head, HeadConfig};
+pub use preprocess::{ImagePreprocess, ImuPreprocess, Preprocess, Size};
 pub use prompt::{qa_messages, Placeholder, Prompter, Sample, IGNORE};
-pub use encoder_config::EncoderConfig;
 pub use llava::{Llava, LlavaConfig};
 pub use pipeline::{Input, Pipeline};
 pub use store::PIPELINE_FILE;

@@ -43,14 +43,14 @@ impl MultimodalModel {
     pub fn image_token_id(&self) -> Option<u32> {
         match self {
             Self::Llava(m) => Some(m.config().image_token_index),
-            Self::Pipeline(p) => p.config().slot(Modality::Image).and_then(|s| s.token_id),
+            Self::Pipeline(p) => p.prompter().ok().and_then(|pr| pr.placeholder_id(Modality::Image)),
         }
     }
 
     /// The language model, for decoding with a cache after [`Self::embed_prompt`].
-    pub fn llm(&self) -> &Llama {
+    pub fn llm(&self) -> Result<&Llama> {
         match self {
-            Self::Llava(m) => m.language_model(),
+            Self::Llava(m) => Ok(m.language_model()),
             Self::Pipeline(p) => p.llm(),
         }
     }

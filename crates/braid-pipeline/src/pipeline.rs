@@ -8,18 +8,14 @@
 
 use std::path::Path;
 
-use braid_core::checkpoint::Gguf;
 use braid_core::{Error, Features, Modality, Result};
-use braid_encoders::image::Clip;
 use braid_encoders::Encoder;
-use braid_llm::{ChatTemplate, LanguageModel, Llama, LmOutput, Tokenizer, Weights};
-use braid_nn::{LoraConfig, LoraSpec};
+use braid_llm::{LanguageModel, Llama, LmOutput};
 use braid_projectors::InputProjector;
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
 
-use crate::encoder_config::ImageTower;
-use crate::{EncoderSlot, PipelineConfig, Prompter};
+use crate::{Head, PipelineConfig, Prompter};
 
 /// One item for a placeholder: an image, a clip of audio, an IMU window.
 #[derive(Debug, Clone)]
@@ -36,23 +32,27 @@ pub struct Input {
 /// structural: a training stage picks the maps it optimises).
 pub(crate) struct Branch {
     pub(crate) modality: Modality,
-    pub(crate) token_id: u32,
+    /// The placeholder's id (models with a language model).
+    pub(crate) token_id: Option<u32>,
     pub(crate) encoder: Box<dyn Encoder>,
-    pub(crate) projector: Box<dyn InputProjector>,
+    /// The projector into the language model, with its variables (models with one).
+    pub(crate) projector: Option<(Box<dyn InputProjector>, VarMap)>,
     /// `None` for an encoder loaded frozen from the folder its slot names.
     pub(crate) encoder_vars: Option<VarMap>,
-    pub(crate) projector_vars: VarMap,
 }
 
-/// Encoders + projectors + language model.
+/// Encoders + projectors + language model, or encoders + a classification head.
 pub struct Pipeline {
     pub(crate) cfg: PipelineConfig,
     pub(crate) branches: Vec<Branch>,
-    pub(crate) llm: Llama,
+    /// `None` for a classifier.
+    pub(crate) llm: Option<Llama>,
     /// `None` for a language model loaded frozen from the folder `llm` names.
     pub(crate) llm_vars: Option<VarMap>,
     /// LoRA on the language model, when configured.
     pub(crate) lora_vars: Option<VarMap>,
+    /// A classification head with its variables.
+    pub(crate) head: Option<(Head, VarMap)>,
     /// Prompts in the model's template; `None` for a model without a tokenizer.
     pub(crate) prompter: Option<Prompter>,
     pub(crate) device: Device,
@@ -64,96 +64,17 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
-fn fresh(device: &Device) -> (VarMap, VarBuilder<'static>) {
-    let vars = VarMap::new();
-    let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
-    (vars, vb)
-}
-
 impl Branch {
-    fn new(i: usize, slot: &EncoderSlot, token_id: u32, llm_dim: usize, base: &Path, device: &Device) -> Result<Self> {
-        let (encoder, encoder_vars): (Box<dyn Encoder>, _) = match (&slot.encoder, &slot.model) {
-            (Some(cfg), _) => {
-                let (vars, vb) = fresh(device);
-                (cfg.build(vb)?, Some(vars))
-            }
-            (None, Some(model)) if slot.modality == Modality::Image => {
-                let path = braid_hub::resolve_field(model, base, &format!("encoders[{i}].model"))?;
-                let (clip, _) = Clip::load(&path, device)?;
-                let vit = clip.vision().clone().with_feature_layer(-2)?;
-                (Box::new(ImageTower { vit, drop_cls: true, pool: 1 }), None)
-            }
-            _ => {
-                return Err(Error::config(
-                    format!("encoders[{i}].encoder"),
-                    format!("a `{}` slot needs its architecture ([encoders.encoder]) or, for images, a CLIP folder (`model`)", slot.modality),
-                ))
-            }
-        };
-        let (projector_vars, vb) = fresh(device);
-        let projector = slot.projector.build(encoder.output_dim(), llm_dim, vb)?;
-        Ok(Self { modality: slot.modality, token_id, encoder, projector, encoder_vars, projector_vars })
-    }
-
     /// input: one item, batch 1 -> projected tokens [m, d_llm]
     fn tokens(&self, input: &Input) -> Result<Tensor> {
+        let (projector, _) = self.projector.as_ref().ok_or_else(|| Error::Invalid(format!("the {} encoder has no projector", self.modality)))?;
         let f = self.encoder.encode(&input.data, input.mask.as_ref())?;
-        let p = self.projector.project(&Features::new(f.tokens, f.mask)?)?;
+        let p = projector.project(&Features::new(f.tokens, f.mask)?)?;
         Ok(p.tokens.squeeze(0)?)
     }
 }
 
 impl Pipeline {
-    /// Builds every component: those with an architecture in `cfg` get fresh trainable
-    /// variables, the others are loaded from what their slot names (registered names, or
-    /// paths relative to `base`, the directory the configuration belongs to).
-    pub fn init(cfg: &PipelineConfig, base: &Path, device: &Device) -> Result<Self> {
-        cfg.validate()?;
-        for (i, slot) in cfg.encoders.iter().enumerate() {
-            if let Some(p) = &slot.preprocess {
-                p.validate().map_err(|e| Error::config(format!("encoders[{i}].preprocess"), e.to_string()))?;
-            }
-        }
-        let lora_vars = cfg.lora.as_ref().map(|_| VarMap::new());
-        let llm_path = if cfg.llm_config.is_some() { None } else { Some(braid_hub::resolve_field(&cfg.llm, base, "llm")?) };
-        let lora = cfg.lora.as_ref().zip(lora_vars.as_ref()).map(|(l, vars)| {
-            let targets: Vec<&str> = l.targets.iter().map(String::as_str).collect();
-            let spec_vb = VarBuilder::from_varmap(vars, DType::F32, device);
-            (LoraConfig { rank: l.rank, alpha: l.alpha }, targets, spec_vb)
-        });
-        let (llm, llm_vars) = match (&cfg.llm_config, &llm_path, lora) {
-            (Some(c), _, None) => {
-                let (vars, vb) = fresh(device);
-                (Llama::new(c, vb)?, Some(vars))
-            }
-            (Some(c), _, Some((lc, targets, lvb))) => {
-                let (vars, vb) = fresh(device);
-                (Llama::with_lora(c, vb, &LoraSpec::new(lc, &targets, lvb))?, Some(vars))
-            }
-            (None, Some(path), None) => (Llama::load(path, Weights::Trainable(DType::F32), device)?.0, None),
-            (None, Some(path), Some((lc, targets, _))) => {
-                let vars = lora_vars.as_ref().ok_or_else(|| Error::Invalid("lora variables".into()))?;
-                (Llama::load_with_lora(path, DType::F32, device, lc, &targets, vars)?.0, None)
-            }
-            (None, None, _) => return Err(Error::config("llm", "names no language model")),
-        };
-        let tokenizer_path = match &cfg.tokenizer {
-            Some(t) => Some(braid_hub::resolve_field(t, base, "tokenizer")?),
-            None => llm_path,
-        };
-        let prompter = tokenizer_path.map(|p| prompter(cfg, &p)).transpose()?;
-        let branches = cfg
-            .encoders
-            .iter()
-            .enumerate()
-            .map(|(i, slot)| {
-                let id = token_id(i, slot, prompter.as_ref())?;
-                Branch::new(i, slot, id, llm.hidden_size(), base, device)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self { cfg: cfg.clone(), branches, llm, llm_vars, lora_vars, prompter, device: device.clone() })
-    }
-
     /// The prompt builder (tokenizer, template, placeholders, system turn).
     pub fn prompter(&self) -> Result<&Prompter> {
         self.prompter.as_ref().ok_or_else(|| Error::config("tokenizer", "this model has no tokenizer: name one (a folder with tokenizer.json or a GGUF file)"))
@@ -179,8 +100,29 @@ impl Pipeline {
     }
 
     /// The language model (for decoding with a cache after [`Self::embed_prompt`]).
-    pub fn llm(&self) -> &Llama {
-        &self.llm
+    pub fn llm(&self) -> Result<&Llama> {
+        self.llm.as_ref().ok_or_else(|| Error::config("llm", "this model has no language model (it is a classifier: see [head])"))
+    }
+
+    /// The classification head's class names, if the model is a classifier.
+    pub fn classes(&self) -> Option<&[String]> {
+        self.head.as_ref().map(|(h, _)| h.classes())
+    }
+
+    /// The tokens of `input`'s encoder (no projector): what an encoder model embeds.
+    ///
+    /// input: a batch of the encoder's inputs -> tokens [batch, n, D] with their mask
+    pub fn encode(&self, input: &Input) -> Result<Features> {
+        self.branch(input.modality)?.encoder.encode(&input.data, input.mask.as_ref())
+    }
+
+    /// Logits of a classifier: the first encoder's tokens pooled through the head.
+    ///
+    /// input: a batch of the encoder's inputs -> [batch, classes]
+    pub fn classify(&self, input: &Input) -> Result<Tensor> {
+        let (head, _) = self.head.as_ref().ok_or_else(|| Error::config("head", "this model has no classification head"))?;
+        let f = self.branch(input.modality)?.encoder.encode(&input.data, input.mask.as_ref())?;
+        head.logits(&f)
     }
 
     /// Every trainable variable map by component name (`llm`, `encoder.image`,
@@ -192,8 +134,11 @@ impl Pipeline {
             if let Some(v) = &b.encoder_vars {
                 maps.push((format!("encoder.{}", b.modality), v));
             }
-            maps.push((format!("projector.{}", b.modality), &b.projector_vars));
+            if let Some((_, v)) = &b.projector {
+                maps.push((format!("projector.{}", b.modality), v));
+            }
         }
+        maps.extend(self.head.iter().map(|(_, v)| ("head".to_string(), v)));
         maps
     }
 
@@ -226,11 +171,12 @@ impl Pipeline {
         if let Some(l) = labels.filter(|l| l.len() != ids.len()) {
             return Err(Error::shape("labels (one per prompt id)", &[ids.len()], &[l.len()]));
         }
+        let llm = self.llm()?;
         for input in inputs {
             self.branch(input.modality)?;
         }
         for b in &self.branches {
-            let slots = ids.iter().filter(|&&id| id == b.token_id).count();
+            let slots = ids.iter().filter(|&&id| Some(id) == b.token_id).count();
             let given = inputs.iter().filter(|x| x.modality == b.modality).count();
             if slots != given {
                 return Err(Error::Invalid(format!(
@@ -239,7 +185,7 @@ impl Pipeline {
                 )));
             }
         }
-        let text = self.llm.embed_tokens(&Tensor::new(ids, &self.device)?.unsqueeze(0)?)?.squeeze(0)?;
+        let text = llm.embed_tokens(&Tensor::new(ids, &self.device)?.unsqueeze(0)?)?.squeeze(0)?;
         let mut used = vec![0usize; self.branches.len()];
         let (mut parts, mut run_start, mut out_labels) = (Vec::new(), 0, Vec::new());
         let keep_labels = |from: usize, to: usize, out: &mut Vec<i64>| {
@@ -248,7 +194,7 @@ impl Pipeline {
             }
         };
         for (i, id) in ids.iter().enumerate() {
-            let Some(k) = self.branches.iter().position(|b| b.token_id == *id) else { continue };
+            let Some(k) = self.branches.iter().position(|b| b.token_id == Some(*id)) else { continue };
             if i > run_start {
                 parts.push(text.narrow(0, run_start, i - run_start)?);
                 keep_labels(run_start, i, &mut out_labels);
@@ -274,29 +220,7 @@ impl Pipeline {
     /// ids: one prompt (t ids) -> [`LmOutput`] over the spliced sequence, `[1, t', vocab]`.
     pub fn forward(&self, ids: &[u32], inputs: &[Input]) -> Result<LmOutput> {
         let embeds = self.embed_prompt(ids, inputs)?;
-        self.llm.forward_embeds(&embeds, None, None)
-    }
-}
-
-/// The tokenizer (GGUF metadata or a folder), its template and the slots' placeholders.
-fn prompter(cfg: &PipelineConfig, path: &Path) -> Result<Prompter> {
-    let tokenizer = if path.is_file() { Tokenizer::from_gguf(&Gguf::open(path)?)? } else { Tokenizer::from_folder(path)? };
-    let template = ChatTemplate::from_config(tokenizer.config())?;
-    let placeholders: Vec<(Modality, String)> = cfg.encoders.iter().map(|s| (s.modality, s.placeholder_text())).collect();
-    Prompter::new(tokenizer, template, &placeholders, cfg.prompt.system.clone())
-}
-
-/// Slot `i`'s placeholder id: the prompter's (checked against an explicit `token_id`), or
-/// the explicit one for a model without a tokenizer.
-fn token_id(i: usize, slot: &EncoderSlot, prompter: Option<&Prompter>) -> Result<u32> {
-    let field = format!("encoders[{i}].token_id");
-    match (prompter.and_then(|p| p.placeholder_id(slot.modality)), slot.token_id) {
-        (Some(found), Some(given)) if found != given => Err(Error::config(
-            field,
-            format!("{given}, but the tokenizer gives `{}` the id {found}", slot.placeholder_text()),
-        )),
-        (Some(id), _) | (None, Some(id)) => Ok(id),
-        (None, None) => Err(Error::config(field, "needed to find the placeholders in a prompt (this model has no tokenizer)")),
+        self.llm()?.forward_embeds(&embeds, None, None)
     }
 }
 

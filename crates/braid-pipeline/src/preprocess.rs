@@ -12,12 +12,25 @@
 //! ```
 //!
 //! The image settings are those of Hugging Face's `preprocessor_config.json`
-//! (`CLIPImageProcessor`), executed by [`braid_data::image::ImageProcessor`].
+//! (`CLIPImageProcessor`), executed by [`braid_data::image::ImageProcessor`]. IMU slots
+//! keep the per-channel statistics training standardised with, and the window length:
+//!
+//! ```toml
+//! [encoders.preprocess]
+//! type = "imu"
+//! channels = ["acc-x", "acc-y", "acc-z", "gyro-x", "gyro-y", "gyro-z"]
+//! mean = [...]
+//! std = [...]
+//! window = 128      # samples per window in training (50 Hz: 2.56 s)
+//! stride = 64
+//! ```
 
 use std::path::Path;
 
 use braid_core::{Error, Modality, Result};
+use braid_core::checkpoint::read_npy;
 use braid_data::image::{load_rgb, ImageProcessor, ImageProcessorConfig, SizeSpec};
+use braid_data::imu::{read_csv, read_ts, ChannelStats, CsvOptions, ImuDataset};
 use candle_core::{Device, Tensor};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
@@ -30,6 +43,91 @@ use crate::Input;
 pub enum Preprocess {
     /// Resize, crop, rescale, normalise an RGB image.
     Image(ImagePreprocess),
+    /// Standardise each channel of a recording.
+    Imu(ImuPreprocess),
+}
+
+/// An IMU slot's standardisation and windowing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImuPreprocess {
+    /// Channel names, in input order.
+    pub channels: Vec<String>,
+    /// Mean per channel.
+    pub mean: Vec<f32>,
+    /// Standard deviation per channel.
+    pub std: Vec<f32>,
+    /// Samples per window the model was trained on (absent: whole recordings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<usize>,
+    /// Samples between window starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stride: Option<usize>,
+}
+
+/// Longest recording read for one input (samples), so a hostile file cannot size an
+/// unbounded tensor.
+const MAX_IMU_SAMPLES: usize = 1 << 22;
+
+impl ImuPreprocess {
+    /// The statistics, checked: one mean and one positive finite std per channel.
+    pub fn stats(&self) -> Result<ChannelStats> {
+        let c = self.channels.len();
+        if c == 0 || self.mean.len() != c || self.std.len() != c {
+            return Err(Error::config("preprocess", format!("{c} channels but {} means and {} stds", self.mean.len(), self.std.len())));
+        }
+        if let Some(bad) = self.std.iter().find(|s| !s.is_finite() || **s <= 0.0) {
+            return Err(Error::config("preprocess.std", format!("{bad} (must be finite and positive)")));
+        }
+        if self.mean.iter().any(|m| !m.is_finite()) {
+            return Err(Error::config("preprocess.mean", "must be finite"));
+        }
+        if self.window == Some(0) || self.stride == Some(0) {
+            return Err(Error::config("preprocess.window", "window and stride must be at least 1"));
+        }
+        Ok(ChannelStats { channels: self.channels.clone(), mean: self.mean.clone(), std: self.std.clone() })
+    }
+
+    /// The preprocessing of `stats`, windowed as given.
+    pub fn from_stats(stats: &ChannelStats, window: Option<usize>, stride: Option<usize>) -> Self {
+        Self { channels: stats.channels.clone(), mean: stats.mean.clone(), std: stats.std.clone(), window, stride }
+    }
+
+    /// A whole recording (`.npy` `[T, C]` float, `.csv` with a header, `.ts`: its first
+    /// case) -> standardised `[1, T, C]`.
+    pub fn load(&self, path: &Path, device: &Device) -> Result<Tensor> {
+        let stats = self.stats()?;
+        let (values, t, c) = match path.extension().and_then(|e| e.to_str()) {
+            Some("npy") => {
+                let a = read_npy(path)?;
+                let [t, c] = a.shape[..] else {
+                    return Err(Error::format(path, format!("expected a [time, channels] array, got shape {:?}", a.shape)));
+                };
+                let v = a.to_tensor(&Device::Cpu)?.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                (v, t, c)
+            }
+            Some("csv") => first_recording(path, read_csv(path, &CsvOptions::default())?)?,
+            Some("ts") => first_recording(path, read_ts(path)?)?,
+            _ => return Err(Error::format(path, "an IMU recording must be .npy, .csv or .ts")),
+        };
+        if c != self.channels.len() {
+            return Err(Error::format(path, format!("{c} channels, but the model reads {} ({})", self.channels.len(), self.channels.join(", "))));
+        }
+        if t == 0 || t > MAX_IMU_SAMPLES {
+            return Err(Error::format(path, format!("{t} samples (1 to {MAX_IMU_SAMPLES} are read)")));
+        }
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(Error::format(path, "holds NaN or infinite samples"));
+        }
+        stats.apply(&Tensor::from_vec(values, (1, t, c), device)?)
+    }
+}
+
+fn first_recording(path: &Path, ds: ImuDataset) -> Result<(Vec<f32>, usize, usize)> {
+    let c = ds.channels.len();
+    let rec = ds.recordings.into_iter().next().ok_or_else(|| Error::format(path, "no recording"))?;
+    let t = rec.values.len() / c.max(1);
+    Ok((rec.values, t, c))
 }
 
 /// A fixed size or a shortest edge.
@@ -139,6 +237,7 @@ impl Preprocess {
     pub fn modality(&self) -> Modality {
         match self {
             Self::Image(_) => Modality::Image,
+            Self::Imu(_) => Modality::Imu,
         }
     }
 
@@ -146,6 +245,7 @@ impl Preprocess {
     pub fn validate(&self) -> Result<()> {
         match self {
             Self::Image(p) => p.processor().map(|_| ()),
+            Self::Imu(p) => p.stats().map(|_| ()),
         }
     }
 
@@ -157,6 +257,7 @@ impl Preprocess {
                 let data = p.apply(&img, device).map_err(|e| Error::format(path, e.to_string()))?;
                 Ok(Input { modality: Modality::Image, data, mask: None })
             }
+            Self::Imu(p) => Ok(Input { modality: Modality::Imu, data: p.load(path, device)?, mask: None }),
         }
     }
 }
@@ -185,6 +286,22 @@ mod tests {
         let p = Preprocess::Image(ImagePreprocess::fixed(2, 2, [0.5; 3], [0.5, 0.0, 0.5]));
         let e = p.validate().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("preprocess.image_std"), "{e}");
+    }
+
+    #[test]
+    fn an_imu_recording_is_standardised_with_the_stored_statistics() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
+        let path = dir.path().join("r.csv");
+        std::fs::write(&path, "ax,ay\n1,10\n3,30\n").map_err(|e| Error::io(&path, e))?;
+        let p = ImuPreprocess { channels: vec!["ax".into(), "ay".into()], mean: vec![2.0, 20.0], std: vec![1.0, 10.0], window: None, stride: None };
+        let x = p.load(&path, &Device::Cpu)?;
+        assert_eq!(x.squeeze(0)?.to_vec2::<f32>()?, vec![vec![-1.0, -1.0], vec![1.0, 1.0]]);
+        let three = ImuPreprocess { channels: vec!["a".into(), "b".into(), "c".into()], mean: vec![0.0; 3], std: vec![1.0; 3], ..p.clone() };
+        let e = three.load(&path, &Device::Cpu).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("r.csv") && e.contains("2 channels"), "{e}");
+        let bad = ImuPreprocess { std: vec![1.0, 0.0], ..p };
+        assert!(bad.stats().err().map(|e| e.to_string()).unwrap_or_default().contains("preprocess.std"));
+        Ok(())
     }
 
     #[test]

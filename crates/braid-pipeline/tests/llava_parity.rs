@@ -58,6 +58,6 @@ fn multimodal_model_opens_the_folder_and_expands_one_image_id_per_image() {
     short.dedup_by(|a, b| *a == token && *b == token);
     let images: Vec<Tensor> = (0..2).map(|i| px.get(i).unwrap()).collect();
     let embeds = model.embed_prompt(&short, &images).unwrap();
-    let got = model.llm().forward_embeds(&embeds, None, None).unwrap().logits;
+    let got = model.llm().unwrap().forward_embeds(&embeds, None, None).unwrap().logits;
     assert!(max_diff(&got, &want) < 1e-4);
 }

@@ -5,7 +5,6 @@
 pub mod checkpoint;
 pub mod classify;
 mod config;
-pub mod init;
 pub mod metrics;
 pub mod optim;
 pub mod order;

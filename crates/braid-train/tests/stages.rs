@@ -6,9 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use braid_core::Modality;
-use braid_encoders::imu::{Cnn1dConfig, ImuEncoderConfig};
 use braid_pipeline::{Input, Pipeline, PipelineConfig};
-use braid_train::classify::{Augment, Classifier, ClassifyTask, Examples};
+use braid_train::classify::{Augment, ClassifyTask, Examples};
 use braid_pipeline::Sample;
 use braid_train::stages::{stage_vars, ContrastiveTask, ConversationTask, INITIAL_LOGIT_SCALE};
 use braid_train::{fit, Component, RunOptions, Stage, Task, TrainConfig};
@@ -114,18 +113,29 @@ fn a_stage_naming_a_missing_component_is_an_error() {
     assert!(e.contains("LlmLora"), "{e}");
 }
 
+const CLASSIFIER: &str = r#"
+[[encoders]]
+modality = "imu"
+[encoders.encoder]
+type = "cnn"
+channels = 6
+widths = [4, 8]
+kernel_size = 3
+stride = 2
+[head]
+classes = ["a", "b"]
+"#;
+
 fn classifier(freeze: bool) {
-    let (enc_vars, head_vars) = (VarMap::new(), VarMap::new());
-    let cfg = ImuEncoderConfig::Cnn(Cnn1dConfig { channels: 6, widths: vec![4, 8], kernel_size: 3, stride: 2 });
-    let encoder = cfg.build(VarBuilder::from_varmap(&enc_vars, DType::F32, &Device::Cpu)).unwrap();
-    let model = Classifier::new(encoder, vec!["a".into(), "b".into()], VarBuilder::from_varmap(&head_vars, DType::F32, &Device::Cpu)).unwrap();
+    let cfg: PipelineConfig = toml::from_str(CLASSIFIER).unwrap();
+    let model = Pipeline::init_seeded(&cfg, std::path::Path::new("."), &Device::Cpu, 3).unwrap();
     let x = Tensor::randn(0f32, 1., (4, 16, 6), &Device::Cpu).unwrap();
     let train = Examples::new(x, vec![0, 1, 0, 1], "train").unwrap();
-    let task = ClassifyTask { model: &model, encoder_vars: (!freeze).then_some(&enc_vars), head_vars: &head_vars, train, eval: None, augment: Augment::default(), eval_batch: 4 };
-    let maps = [("encoder".to_string(), &enc_vars), ("head".to_string(), &head_vars)];
-    let before = snapshot(&maps);
+    let task = ClassifyTask { model: &model, modality: Modality::Imu, train_encoder: !freeze, train, eval: None, augment: Augment::default(), eval_batch: 4 };
+    let before = snapshot(&model.var_maps());
+    assert!(before.keys().any(|k| k.starts_with("encoder.imu.")) && before.keys().any(|k| k.starts_with("head.")));
     two_steps(&task);
-    assert_changed(&before, &snapshot(&maps), |k| k.starts_with("head.") || (!freeze && k.starts_with("encoder.")));
+    assert_changed(&before, &snapshot(&model.var_maps()), |k| k.starts_with("head.") || (!freeze && k.starts_with("encoder.")));
 }
 
 #[test]

@@ -1,9 +1,16 @@
 use std::path::PathBuf;
 
 use braid_core::checkpoint::read_npy;
-use braid_encoders::imu::{ImuEncoderConfig, PatchTransformerConfig, TokenTransformerConfig};
-use braid_encoders::imu::{ImuModel, RecurrentConfig, RnnKind};
-use candle_nn::{VarBuilder, VarMap};
+use braid_encoders::imu::{PatchTransformerConfig, RecurrentConfig, RnnKind, TokenTransformerConfig};
+use braid_encoders::EncoderConfig;
+use braid_pipeline::{EncoderSlot, PipelineConfig};
+
+/// An encoder-only model directory (`pipeline.toml` with one IMU slot) at `dir`.
+fn imu_model(dir: &std::path::Path, encoder: EncoderConfig) {
+    let slot = EncoderSlot { modality: Modality::Imu, model: None, placeholder: None, token_id: None, encoder: Some(encoder), preprocess: None, projector: None };
+    let cfg = PipelineConfig { encoders: vec![slot], ..Default::default() };
+    Pipeline::init(&cfg, dir, &Device::Cpu).unwrap().save(dir).unwrap();
+}
 
 use super::*;
 
@@ -15,10 +22,8 @@ fn fixtures() -> PathBuf {
 fn embeds_imu_windows_with_saved_statistics() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model");
-    let cfg = ImuEncoderConfig::Recurrent(RecurrentConfig { kind: RnnKind::Gru, input_size: 2, hidden_size: 4, num_layers: 1, bias: true });
-    let vm = VarMap::new();
-    cfg.build(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
-    ImuModel::save(&model, &cfg, &vm, None).unwrap();
+    let cfg = EncoderConfig::Recurrent(RecurrentConfig { kind: RnnKind::Gru, input_size: 2, hidden_size: 4, num_layers: 1, bias: true });
+    imu_model(&model, cfg);
     let csv = dir.path().join("x.csv");
     let body: String = (0..10).map(|i| format!("{i},{}\n", i * 2)).collect();
     std::fs::write(&csv, format!("ax,ay\n{body}")).unwrap();
@@ -35,10 +40,8 @@ fn embeds_imu_windows_with_saved_statistics() {
 fn embeds_variable_length_ts_cases_with_a_patch_transformer() {
     let dir = tempfile::tempdir().unwrap();
     let transformer = TokenTransformerConfig { hidden_size: 8, intermediate_size: 16, num_layers: 1, num_heads: 2, max_positions: 32, ..Default::default() };
-    let cfg = ImuEncoderConfig::Patch(PatchTransformerConfig { channels: 2, patch_size: 2, stride: 2, patch_bias: false, transformer });
-    let vm = VarMap::new();
-    cfg.build(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
-    ImuModel::save(dir.path(), &cfg, &vm, None).unwrap();
+    let cfg = EncoderConfig::ImuPatch(PatchTransformerConfig { channels: 2, patch_size: 2, stride: 2, patch_bias: false, transformer });
+    imu_model(dir.path(), cfg);
     let ts = dir.path().join("t.ts");
     std::fs::write(&ts, "@dimensions 2\n@equalLength false\n@classLabel true a b\n@data\n1,2,3,4:5,6,7,8:a\n1,2,3,4,5,6:5,6,7,8,9,9:b\n").unwrap();
     let out = dir.path().join("e.npy");

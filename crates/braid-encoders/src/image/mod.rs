@@ -6,10 +6,12 @@ mod clip;
 mod embeddings;
 mod interpolate;
 mod patch_embed;
+mod tower;
 pub(crate) mod vit;
 
 pub use clip::{l2_normalize, Clip, ClipConfig};
 pub use embeddings::VisionEmbeddings;
 pub use interpolate::{bicubic_matrix, resize_grid};
 pub use patch_embed::PatchEmbedding;
+pub use tower::ImageTower;
 pub use vit::{Vit, VitConfig, VitOutput};

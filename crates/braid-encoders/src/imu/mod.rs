@@ -6,7 +6,6 @@
 mod cnn;
 mod gru;
 mod lstm;
-mod model;
 mod patch;
 mod recurrent;
 mod transformer;
@@ -15,7 +14,6 @@ mod transformer;
 pub(crate) mod fixture;
 
 pub use cnn::{Cnn1d, Cnn1dConfig};
-pub use model::{ImuEncoderConfig, ImuModel, CONFIG_FILE};
 pub use patch::{PatchTransformer, PatchTransformerConfig};
 pub use recurrent::{Recurrent, RecurrentConfig, RecurrentEncoder, RnnKind};
 pub use transformer::{TokenTransformer, TokenTransformerConfig};

@@ -3,10 +3,8 @@
 
 mod augment;
 mod metrics;
-mod model;
 mod task;
 
 pub use augment::Augment;
 pub use metrics::ClassMetrics;
-pub use model::{Classifier, CLASSES_FILE, HEAD_FILE};
 pub use task::{ClassifyTask, Examples};

@@ -1,15 +1,16 @@
-//! The `classify` stage as a [`Task`]: cross-entropy of a [`Classifier`] on in-memory
-//! examples; the encoder's and the head's variables train (or the head's alone, for a
-//! linear probe), nothing else exists to change.
+//! The `classify` stage as a [`Task`]: cross-entropy of a classifier (a [`Pipeline`] with
+//! a head: its encoder's tokens mean-pooled into a linear layer) on in-memory examples;
+//! the encoder's and the head's variables train (or the head's alone, for a linear
+//! probe), nothing else exists to change.
 
 use std::collections::BTreeMap;
 
-use braid_core::{Error, Result};
+use braid_core::{Error, Modality, Result};
 use braid_nn::cross_entropy;
+use braid_pipeline::{Input, Pipeline};
 use candle_core::{Tensor, Var};
-use candle_nn::VarMap;
 
-use super::{Augment, ClassMetrics, Classifier};
+use super::{Augment, ClassMetrics};
 use crate::optim::prefixed_vars;
 use crate::Task;
 
@@ -45,12 +46,12 @@ impl Examples {
 
 /// Training a classifier on examples, evaluating on held-out ones.
 pub struct ClassifyTask<'a> {
-    /// The model.
-    pub model: &'a Classifier,
-    /// The encoder's variables (`None`: the encoder is frozen, a linear probe).
-    pub encoder_vars: Option<&'a VarMap>,
-    /// The head's variables.
-    pub head_vars: &'a VarMap,
+    /// The model: one encoder and a head.
+    pub model: &'a Pipeline,
+    /// The encoder's modality.
+    pub modality: Modality,
+    /// Train the encoder too (`false`: it stays frozen, a linear probe).
+    pub train_encoder: bool,
     /// Training examples.
     pub train: Examples,
     /// Held-out examples.
@@ -62,22 +63,23 @@ pub struct ClassifyTask<'a> {
 }
 
 impl ClassifyTask<'_> {
-    /// Predicted class per example of `x`, in batches.
-    pub fn predict(model: &Classifier, x: &Tensor, batch: usize) -> Result<Vec<usize>> {
+    /// Predicted class per example of `x` (inputs of `modality`), in batches.
+    pub fn predict(model: &Pipeline, modality: Modality, x: &Tensor, batch: usize) -> Result<Vec<usize>> {
         let n = x.dim(0)?;
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(batch.max(1)) {
             let xb = x.narrow(0, start, batch.min(n - start))?;
-            let pred = model.logits(&xb, None)?.detach().argmax(1)?.to_vec1::<u32>()?;
+            let pred = model.classify(&Input { modality, data: xb, mask: None })?.detach().argmax(1)?.to_vec1::<u32>()?;
             out.extend(pred.into_iter().map(|p| p as usize));
         }
         Ok(out)
     }
 
     /// Scores the model on `examples`.
-    pub fn score(model: &Classifier, examples: &Examples, batch: usize) -> Result<ClassMetrics> {
-        let pred = Self::predict(model, &examples.x, batch)?;
-        Ok(ClassMetrics::new(&pred, &examples.y, model.classes.len()))
+    pub fn score(model: &Pipeline, modality: Modality, examples: &Examples, batch: usize) -> Result<ClassMetrics> {
+        let classes = model.classes().ok_or_else(|| Error::config("head", "the model has no classification head"))?.len();
+        let pred = Self::predict(model, modality, &examples.x, batch)?;
+        Ok(ClassMetrics::new(&pred, &examples.y, classes))
     }
 }
 
@@ -90,20 +92,28 @@ impl Task for ClassifyTask<'_> {
     fn loss(&self, indices: &[usize], step: usize) -> Result<Tensor> {
         let (x, y) = self.train.batch(indices)?;
         let x = self.augment.apply(&x, step)?;
-        cross_entropy(&self.model.logits(&x, None)?, &y, None)
+        cross_entropy(&self.model.classify(&Input { modality: self.modality, data: x, mask: None })?, &y, None)
     }
 
     fn evaluate(&self) -> Result<BTreeMap<String, f64>> {
         let Some(eval) = &self.eval else { return Ok(BTreeMap::new()) };
-        Ok(Self::score(self.model, eval, self.eval_batch)?.summary())
+        Ok(Self::score(self.model, self.modality, eval, self.eval_batch)?.summary())
     }
 
+    /// `encoder.*` (unless frozen) and `head.*`, by the names the checkpoints use.
     fn trainable(&self) -> Result<Vec<(String, Var)>> {
-        let mut vars = match self.encoder_vars {
-            Some(vm) => prefixed_vars("encoder", vm)?,
-            None => Vec::new(),
-        };
-        vars.extend(prefixed_vars("head", self.head_vars)?);
+        let encoder = format!("encoder.{}", self.modality);
+        let mut vars = Vec::new();
+        for (name, vm) in self.model.var_maps() {
+            match name.as_str() {
+                "head" => vars.extend(prefixed_vars("head", vm)?),
+                n if n == encoder && self.train_encoder => vars.extend(prefixed_vars("encoder", vm)?),
+                _ => {}
+            }
+        }
+        if !vars.iter().any(|(n, _)| n.starts_with("head")) {
+            return Err(Error::config("model.head", "the classify stage trains a head, which this model lacks"));
+        }
         Ok(vars)
     }
 }

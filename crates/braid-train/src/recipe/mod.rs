@@ -9,7 +9,7 @@
 //! out_dir = "runs/hapt-cnn"
 //! [data]            # see `ImuData`
 //! path = "hapt"
-//! [model.encoder]   # see `braid_encoders::imu::ImuEncoderConfig`
+//! [model.encoder]   # see `braid_encoders::EncoderConfig`
 //! type = "cnn"
 //! [model.head]
 //! [train]           # see `TrainConfig`
@@ -24,11 +24,11 @@ mod vqa;
 use std::path::{Path, PathBuf};
 
 use braid_core::{Error, Result};
-use braid_encoders::imu::ImuEncoderConfig;
+use braid_encoders::EncoderConfig;
 use serde::{Deserialize, Serialize};
 
 pub use imu::{ImuData, ImuSplit, SubjectSet};
-pub use run::{evaluate_classifier, train_classifier, ClassifyReport};
+pub use run::{evaluate_classifier, imu_stats, train_classifier, ClassifyReport};
 pub use vqa::{train_vqa, VqaData, VqaModel, VqaRecipe, VqaRun, CAPTION_PROMPT};
 pub use vision::{evaluate_vision, train_vision, VisionData, VisionModel, VisionModelFile, VisionModelSpec, VisionRecipe, VisionReport};
 
@@ -60,7 +60,7 @@ pub struct Recipe {
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// The modality encoder.
-    pub encoder: Option<ImuEncoderConfig>,
+    pub encoder: Option<EncoderConfig>,
     /// A linear classification head over the mean-pooled encoder tokens.
     pub head: Option<HeadSpec>,
     /// Keep the encoder frozen (a linear probe): only the head trains.

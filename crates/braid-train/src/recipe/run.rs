@@ -1,17 +1,19 @@
 //! Running a `classify` recipe: data, seeded model, [`fit`], then the trained model as a
-//! directory (`out_dir/model/`, loadable by `braid eval` and `braid demo`) with its test
-//! metrics (`eval.json`) and confusion matrix (`confusion.png`).
+//! model directory like every other (`out_dir/model/`: `pipeline.toml` with the encoder,
+//! the input statistics and window, and the head's classes; `encoder.<modality>` and
+//! `head` safetensors), which `braid eval` and `braid demo` open with `Pipeline::open`,
+//! with its test metrics (`eval.json`) and confusion matrix (`confusion.png`).
 
 use std::path::{Path, PathBuf};
 
-use braid_core::{Error, Result};
-use candle_core::{DType, Device};
-use candle_nn::VarMap;
+use braid_core::{Error, Modality, Result};
+use braid_data::imu::ChannelStats;
+use braid_pipeline::{EncoderSlot, HeadConfig, ImuPreprocess, Pipeline, PipelineConfig, Preprocess};
+use candle_core::Device;
 use serde::Serialize;
 
 use super::Recipe;
-use crate::classify::{ClassMetrics, Classifier, ClassifyTask};
-use crate::init::seeded_var_builder;
+use crate::classify::{ClassMetrics, ClassifyTask};
 use crate::{fit, plot, RunOptions, RunSummary};
 
 const EVAL_BATCH: usize = 256;
@@ -31,23 +33,36 @@ pub struct ClassifyReport {
     pub train_seconds: f64,
 }
 
-fn count(vm: &VarMap) -> usize {
-    vm.all_vars().iter().map(|v| v.elem_count()).sum()
+fn params(p: &Pipeline) -> usize {
+    p.var_maps().iter().flat_map(|(_, vm)| vm.all_vars()).map(|v| v.elem_count()).sum()
+}
+
+/// The model directory's description of a classifier of IMU windows.
+fn classifier_config(recipe: &Recipe, stats: &ChannelStats, classes: &[String]) -> Result<PipelineConfig> {
+    let encoder = recipe.model.encoder.clone().ok_or_else(|| Error::config("model.encoder", "missing"))?;
+    let w = &recipe.data.window;
+    let slot = EncoderSlot {
+        modality: Modality::Imu,
+        model: None,
+        placeholder: None,
+        token_id: None,
+        encoder: Some(encoder),
+        preprocess: Some(Preprocess::Imu(ImuPreprocess::from_stats(stats, Some(w.length), Some(w.stride)))),
+        projector: None,
+    };
+    Ok(PipelineConfig { encoders: vec![slot], head: Some(HeadConfig { classes: classes.to_vec() }), ..Default::default() })
 }
 
 /// Trains the recipe's classifier (resuming its run when asked) and saves the model.
 pub fn train_classifier(recipe: &Recipe, resume: bool, progress: bool) -> Result<(ClassifyReport, RunSummary)> {
     recipe.validate()?;
-    let enc_cfg = recipe.model.encoder.as_ref().ok_or_else(|| Error::config("model.encoder", "missing"))?;
     let split = recipe.data.load()?;
-    let (enc_vars, head_vars) = (VarMap::new(), VarMap::new());
-    let seed = recipe.train.seed;
-    let encoder = enc_cfg.build(seeded_var_builder(&enc_vars, seed, DType::F32, &Device::Cpu))?;
-    let model = Classifier::new(encoder, split.classes.clone(), seeded_var_builder(&head_vars, seed.wrapping_add(1), DType::F32, &Device::Cpu))?;
+    let cfg = classifier_config(recipe, &split.stats, &split.classes)?;
+    let model = Pipeline::init_seeded(&cfg, Path::new("."), &Device::Cpu, recipe.train.seed)?;
     let task = ClassifyTask {
         model: &model,
-        encoder_vars: (!recipe.model.freeze_encoder).then_some(&enc_vars),
-        head_vars: &head_vars,
+        modality: Modality::Imu,
+        train_encoder: !recipe.model.freeze_encoder,
         train: split.train.clone(),
         eval: Some(split.test.clone()),
         augment: recipe.augment,
@@ -56,35 +71,38 @@ pub fn train_classifier(recipe: &Recipe, resume: bool, progress: bool) -> Result
     let run = RunOptions { dir: recipe.out_dir.clone(), resume, config_toml: recipe.to_toml()?, progress };
     let summary = fit(&task, &recipe.train, &run)?;
     let model_dir = recipe.out_dir.join("model");
-    let tmp = recipe.out_dir.join("model.tmp");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
-    Classifier::save_imu(&tmp, enc_cfg, &enc_vars, &head_vars, Some(&split.stats), &split.classes)?;
-    std::fs::write(tmp.join("recipe.toml"), recipe.to_toml()?).map_err(|e| Error::io(tmp.join("recipe.toml"), e))?;
-    if model_dir.exists() {
-        std::fs::remove_dir_all(&model_dir).map_err(|e| Error::io(&model_dir, e))?;
-    }
-    std::fs::rename(&tmp, &model_dir).map_err(|e| Error::io(&model_dir, e))?;
-    let metrics = ClassifyTask::score(&model, &split.test, EVAL_BATCH)?;
-    let report = ClassifyReport { metrics, classes: split.classes, params: count(&enc_vars) + count(&head_vars), model_dir, train_seconds: summary.seconds };
+    braid_core::fsx::replace_dir(&model_dir, |tmp| {
+        model.save(tmp)?;
+        // A record of how the model was made; nothing reads it to run the model.
+        std::fs::write(tmp.join("recipe.toml"), recipe.to_toml()?).map_err(|e| Error::io(tmp.join("recipe.toml"), e))
+    })?;
+    let metrics = ClassifyTask::score(&model, Modality::Imu, &split.test, EVAL_BATCH)?;
+    let report = ClassifyReport { metrics, classes: split.classes, params: params(&model), model_dir, train_seconds: summary.seconds };
     write_report(&report, &recipe.out_dir)?;
     Ok((report, summary))
 }
 
-/// Scores a saved classifier on the recipe's test set, standardised with the model's own
-/// statistics; writes `eval.json` and `confusion.png` into the model directory.
-pub fn evaluate_classifier(recipe: &Recipe, model_dir: &Path) -> Result<ClassifyReport> {
-    recipe.data.validate()?;
-    let (model, stats) = Classifier::load_imu(model_dir, &Device::Cpu)?;
-    let split = recipe.data.load_with(stats.as_ref())?;
-    if split.classes != model.classes {
-        return Err(Error::config("data.classes", format!("the data's classes {:?} differ from the model's {:?} ({})", split.classes, model.classes, model_dir.display())));
+/// The input statistics an IMU classifier standardises with.
+pub fn imu_stats(model: &Pipeline) -> Result<ChannelStats> {
+    match model.config().slot(Modality::Imu).and_then(|s| s.preprocess.as_ref()) {
+        Some(Preprocess::Imu(p)) => p.stats(),
+        _ => Err(Error::config("encoders.imu.preprocess", "the model does not say how its IMU inputs were standardised")),
     }
-    let metrics = ClassifyTask::score(&model, &split.test, EVAL_BATCH)?;
-    let params = model.params;
-    let report = ClassifyReport { metrics, classes: split.classes, params, model_dir: model_dir.to_path_buf(), train_seconds: 0.0 };
-    write_report(&report, model_dir)?;
+}
+
+/// Scores a saved classifier on the recipe's test set, standardised with the model's own
+/// statistics; writes `eval.json` and `confusion.png` into `report_dir`.
+pub fn evaluate_classifier(recipe: &Recipe, model_dir: &Path, report_dir: &Path) -> Result<ClassifyReport> {
+    recipe.data.validate()?;
+    let model = Pipeline::open(model_dir, &Device::Cpu)?;
+    let split = recipe.data.load_with(Some(&imu_stats(&model)?))?;
+    let classes = model.classes().unwrap_or_default();
+    if split.classes != classes {
+        return Err(Error::config("data.classes", format!("the data's classes {:?} differ from the model's {classes:?} ({})", split.classes, model_dir.display())));
+    }
+    let metrics = ClassifyTask::score(&model, Modality::Imu, &split.test, EVAL_BATCH)?;
+    let report = ClassifyReport { metrics, classes: split.classes, params: params(&model), model_dir: model_dir.to_path_buf(), train_seconds: 0.0 };
+    write_report(&report, report_dir)?;
     Ok(report)
 }
 

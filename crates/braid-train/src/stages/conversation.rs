@@ -74,7 +74,7 @@ impl ConversationTask<'_> {
         // of its tokens).
         let (rows, learnt): (Vec<u32>, Vec<i64>) =
             targets.iter().enumerate().filter(|(_, &l)| l != -100).map(|(i, &l)| (i as u32, l)).unzip();
-        let logits = self.pipeline.llm().logits_at(&embeds, &rows)?;
+        let logits = self.pipeline.llm()?.logits_at(&embeds, &rows)?;
         let t = Tensor::new(learnt.as_slice(), logits.device())?;
         Ok(((cross_entropy(&logits, &t, None)? * count as f64)?, count))
     }

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::model::{normalize, VisionModel, VisionModelFile, IMAGE_MEAN, IMAGE_STD};
 use super::VisionRecipe;
-use crate::init::seeded_var_builder;
+use braid_nn::init::seeded_var_builder;
 use crate::stages::{l2_normalize, ContrastiveTask, INITIAL_LOGIT_SCALE};
 use crate::{fit, RunOptions, RunSummary};
 

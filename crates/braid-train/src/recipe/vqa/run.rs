@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use braid_core::checkpoint::Checkpoint;
 use braid_core::{Error, Modality, Result};
 use braid_data::vqa::{AnswerType, EasyVqa, Split};
-use braid_pipeline::{evaluate_vqa, qa_messages, EncoderConfig, EncoderSlot, ImagePreprocess, Pipeline, PipelineConfig, Preprocess, PromptConfig, Sample};
+use braid_encoders::EncoderConfig;
+use braid_pipeline::{evaluate_vqa, qa_messages, EncoderSlot, ImagePreprocess, Pipeline, PipelineConfig, Preprocess, PromptConfig, Sample};
 use candle_core::Device;
 use candle_nn::VarMap;
 
@@ -49,15 +50,16 @@ fn pipeline_config(recipe: &VqaRecipe, vision: &VisionModelFile) -> PipelineConf
         token_id: None,
         encoder: Some(encoder),
         preprocess: Some(Preprocess::Image(preprocess)),
-        projector: recipe.model.projector.clone(),
+        projector: Some(recipe.model.projector.clone()),
     };
     PipelineConfig {
         encoders: vec![slot],
-        llm: recipe.model.llm.clone(),
+        llm: Some(recipe.model.llm.clone()),
         llm_config: None,
         lora: recipe.model.lora.clone(),
         tokenizer: None,
         prompt: PromptConfig { system: Some(recipe.model.system.clone()) },
+        head: None,
     }
 }
 
