@@ -79,17 +79,27 @@ fn frame_arrays(frame: &Value) -> std::result::Result<(NpyArray, NpyArray), Stri
     };
     let (fb, _) = find(IMU[0])?;
     let t = fb.cols;
+    // Row `r` of a block, as long as the first IMU column's block says a column is.
+    let row = |name: &str, b: &Block, r: usize| {
+        if b.cols != t {
+            return Err(format!("column `{name}` holds {} samples but `{}` holds {t}", b.cols, IMU[0]));
+        }
+        Ok(r * t..(r + 1) * t)
+    };
     let mut imu = vec![0f32; t * IMU.len()];
     for (c, name) in IMU.iter().enumerate() {
         let (b, r) = find(name)?;
         let Column::F64(d) = &b.data else { return Err(format!("`{name}` is not float64")) };
-        for (i, x) in d[r * t..(r + 1) * t].iter().enumerate() {
+        let span = d.get(row(name, b, r)?).ok_or_else(|| format!("`{name}`: block is shorter than its shape"))?;
+        for (i, x) in span.iter().enumerate() {
             imu[i * IMU.len() + c] = *x as f32;
         }
     }
     let (lb, r) = find("label")?;
     let Column::I64(d) = &lb.data else { return Err("`label` is not int64".into()) };
-    let labels: Vec<i8> = d[r * t..(r + 1) * t]
+    let labels: Vec<i8> = d
+        .get(row("label", lb, r)?)
+        .ok_or("`label`: block is shorter than its shape")?
         .iter()
         .map(|&x| i8::try_from(x).map_err(|_| format!("label {x} does not fit int8")))
         .collect::<Result<_, _>>()?;
@@ -122,7 +132,8 @@ fn block(values: &Value, items: &Value) -> std::result::Result<Block, String> {
     }
     let dtype = dtype_code(st.get(2).ok_or("array has no dtype")?)?;
     let raw = array_bytes(st.get(4).ok_or("array has no data")?)?;
-    if raw.len() != rows * cols * 8 || rows != names.len() {
+    let want = rows.checked_mul(cols).and_then(|n| n.checked_mul(8));
+    if want != Some(raw.len()) || rows != names.len() {
         return Err(format!("block of {} bytes for {rows}x{cols} / {} names", raw.len(), names.len()));
     }
     let words = raw.chunks_exact(8).map(|c| c.try_into().unwrap_or([0u8; 8]));
@@ -195,6 +206,62 @@ mod tests {
         assert_eq!(arrays[4].1.shape, vec![1, 6]);
         assert_eq!(arrays[5].1.data, NpyData::I8(vec![6]));
         Ok(())
+    }
+
+    fn global(module: &str, name: &str) -> Value {
+        Value::Global { module: module.into(), name: name.into() }
+    }
+
+    /// `_reconstruct(ndarray, ...)` with state `(1, shape, dtype(code), False, data)`.
+    fn ndarray(shape: &[i64], code: &str, data: Value) -> Value {
+        let dtype = Value::Build {
+            obj: Box::new(Value::Reduce { callable: Box::new(global("numpy", "dtype")), args: Box::new(Value::Tuple(vec![Value::Str(code.into())])) }),
+            state: Box::new(Value::Tuple(vec![Value::Int(3), Value::Str("<".into())])),
+        };
+        let shape = Value::Tuple(shape.iter().map(|&d| Value::Int(d)).collect());
+        Value::Build {
+            obj: Box::new(Value::Reduce { callable: Box::new(global("numpy.core.multiarray", "_reconstruct")), args: Box::new(Value::Tuple(vec![])) }),
+            state: Box::new(Value::Tuple(vec![Value::Int(1), shape, dtype, Value::Bool(false), data])),
+        }
+    }
+
+    /// A block of `names` claiming `shape`, holding `words` 8-byte values.
+    fn block_pair(names: &[&str], code: &str, shape: &[i64], words: usize) -> (Value, Value) {
+        let names = Value::List(names.iter().map(|n| Value::Str(n.to_string())).collect());
+        let index = Value::Reduce {
+            callable: Box::new(global("pandas.core.indexes.base", "_new_Index")),
+            args: Box::new(Value::Tuple(vec![
+                global("pandas.core.indexes.base", "Index"),
+                Value::Dict(vec![(Value::Str("data".into()), ndarray(&[], "O8", names))]),
+            ])),
+        };
+        (ndarray(shape, code, Value::Bytes(vec![0; words * 8])), index)
+    }
+
+    /// A DataFrame of the given blocks.
+    fn frame(blocks: Vec<(Value, Value)>) -> Value {
+        let (values, items): (Vec<Value>, Vec<Value>) = blocks.into_iter().unzip();
+        let mgr = Value::Build { obj: Box::new(Value::None), state: Box::new(Value::Tuple(vec![Value::List(vec![]), Value::List(values), Value::List(items)])) };
+        Value::Build { obj: Box::new(Value::None), state: Box::new(Value::Dict(vec![(Value::Str("_data".into()), mgr)])) }
+    }
+
+    #[test]
+    fn panic_hapt_claimed_block_shapes() {
+        let imu = || block_pair(&IMU, "f8", &[6, 3], 18);
+        let ok = frame(vec![imu(), block_pair(&["label"], "i8", &[1, 3], 3)]);
+        assert_eq!(frame_arrays(&ok).map(|(a, _)| a.shape), Ok(vec![3, 6]));
+        let cases = [
+            // The label block is consistent in itself but shorter than the IMU block.
+            (frame(vec![imu(), block_pair(&["label"], "i8", &[1, 2], 2)]), "column `label` holds 2 samples but `acc-x` holds 3"),
+            // IMU columns split over blocks of different lengths.
+            (frame(vec![block_pair(&IMU[..3], "f8", &[3, 3], 9), block_pair(&IMU[3..], "f8", &[3, 1], 3), block_pair(&["label"], "i8", &[1, 3], 3)]), "column `gyro-x` holds 1 samples"),
+            // A claimed shape whose byte count overflows.
+            (frame(vec![block_pair(&IMU, "f8", &[6, 1 << 62], 18)]), "block of 144 bytes for 6x4611686018427387904"),
+        ];
+        for (f, want) in cases {
+            let e = frame_arrays(&f).err().unwrap_or_default();
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     #[test]
