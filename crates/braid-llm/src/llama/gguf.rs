@@ -113,10 +113,13 @@ mod tests {
         e
     }
 
+    /// A file name, the metadata it overrides, and the error wanted.
+    type Case = (&'static str, Vec<(&'static str, Value)>, &'static str);
+
     #[test]
     fn panic_gguf_head_count_kv_zero() {
         assert_eq!(gguf_error("ok", &[]), "");
-        let cases: [(&str, Vec<(&str, Value)>, &str); 5] = [
+        let cases: [Case; 5] = [
             ("kv0", vec![("llama.attention.head_count_kv", Value::U32(0))], "metadata key `llama.attention.head_count_kv`: must be in 1..="),
             ("kv3", vec![("llama.attention.head_count_kv", Value::U32(3))], "of `llama.attention.head_count`"),
             ("heads3", vec![("llama.attention.head_count", Value::U32(3)), ("llama.attention.head_count_kv", Value::U32(1))], "`llama.attention.head_count`: 3 does not divide `llama.embedding_length` 16 (or set `llama.attention.key_length`)"),
