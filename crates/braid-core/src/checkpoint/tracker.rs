@@ -64,7 +64,10 @@ struct Tracking(LoadTracker);
 
 /// Zeros of shape `s`: dense when small, a broadcast scalar (no allocation) otherwise.
 fn placeholder(s: Shape, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-    if s.elem_count() <= DENSE_PLACEHOLDER {
+    let Some(n) = s.dims().iter().try_fold(1usize, |a, &d| a.checked_mul(d)) else {
+        return Err(candle_core::Error::Msg(format!("the module asks for a tensor of shape {:?}, whose size overflows", s.dims())));
+    };
+    if n <= DENSE_PLACEHOLDER {
         return Tensor::zeros(s, dtype, dev);
     }
     Tensor::zeros((), dtype, dev)?.broadcast_as(s)
@@ -166,6 +169,8 @@ mod tests {
         assert_eq!((w.dims(), m.dims()), (&[1 << 20, 1 << 20][..], &[1 << 20, 1 << 20][..]));
         let msg = tracker.report().into_result("m.safetensors").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(msg.contains("1 missing (missing)") && msg.contains("w: expected [1048576, 1048576], file has [2, 3]"), "{msg}");
+        let e = vb.get((1usize << 40, 1usize << 40), "overflowing").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("whose size overflows"), "{e}");
         // Small placeholders stay ordinary zeros.
         assert_eq!(vb.get(4, "small")?.to_vec1::<f32>()?, vec![0.0; 4]);
         Ok(())
