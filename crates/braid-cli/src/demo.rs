@@ -165,7 +165,9 @@ pub(crate) fn hapt_demo(offline: bool) -> anyhow::Result<()> {
     // The test split (users 22-30) as the recipe that trained the model chose it.
     let recipe_path = committed_recipe("hapt/cnn.toml");
     let text = std::fs::read_to_string(&recipe_path).with_context(|| recipe_path.display().to_string())?;
-    let mut recipe = braid_train::recipe::Recipe::parse(&text, &recipe_path)?;
+    let braid_train::recipe::Recipe::Classify(mut recipe) = braid_train::recipe::Recipe::parse(&text, &recipe_path)? else {
+        anyhow::bail!("{}: not a classify recipe", recipe_path.display());
+    };
     recipe.data.path = data;
     let split = recipe.data.load_with(Some(&stats))?;
     let start = Instant::now();

@@ -1,14 +1,13 @@
-//! `braid train RECIPE.toml [--resume]` and `braid eval RECIPE.toml --model DIR`.
+//! `braid train RECIPE.toml [--resume]` and `braid eval (RECIPE.toml | vqa | DATA.json) --model DIR`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use anyhow::bail;
-use braid_train::recipe::{evaluate_classifier, evaluate_vision, train_classifier, train_vision, train_vqa, ClassifyReport, Recipe, VisionRecipe, VqaRecipe};
-use braid_train::Stage;
-
-use crate::data::dataset_path;
+use anyhow::{bail, Context};
+use braid_data::conversation::{ConversationDataset, ConversationOptions};
+use braid_pipeline::Pipeline;
+use braid_train::recipe::{evaluate_classifier, evaluate_vision, Launch, Recipe};
+use candle_core::Device;
 
 /// Train a model as a recipe describes.
 #[derive(Debug, clap::Args)]
@@ -26,160 +25,127 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
-/// Evaluate a trained model on a recipe's test data (or `vqa`: on easy-VQA); prints one
-/// JSON line.
+/// Evaluate a trained model; prints one JSON line.
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
-    /// The recipe whose `[data]` gives the test set, or `vqa` for a multimodal LLM on
-    /// easy-VQA's test questions (with --data).
-    pub recipe: PathBuf,
+    /// What to score on: a recipe (its test data), `vqa` (easy-VQA's test questions, with
+    /// --data), or a conversation file (`.json` / `.jsonl`: each sample's last answer).
+    pub what: PathBuf,
     /// The model directory (`out_dir/model` of a run, or e.g. `models/hapt-imu`).
     #[arg(long)]
     pub model: PathBuf,
     /// `vqa` only: the easy-VQA directory (default: the fetched `easy-vqa`).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// `vqa` only: score the questions of the first N test images (default: all).
+    /// Score the first N test images (`vqa`) or samples (a conversation file) only.
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
     /// Where the report goes: `vqa`, a JSON file with per-answer-type accuracy (default:
-    /// ./eval_vqa.json); a classifier, a directory for `eval.json` and `confusion.png`
+    /// none, stdout only); a classifier, a directory for `eval.json` and `confusion.png`
     /// (default: the recipe's `out_dir`). Never inside the model directory unless asked.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// `vqa` only: also write every question, answer and truth here (JSON lines).
+    /// `vqa` and conversation files: also write every answer and its truth here (JSON lines).
     #[arg(long)]
     pub answers: Option<PathBuf>,
 }
 
-/// The stage a recipe file names (it decides the recipe's format).
-fn stage_of(path: &Path) -> anyhow::Result<Stage> {
+/// Reads, overrides and resolves a recipe; returns it with its text as written.
+fn load(path: &Path, out_dir: Option<&PathBuf>) -> anyhow::Result<(Recipe, String)> {
     let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    let value: toml::Table = toml::from_str(&text).with_context(|| path.display().to_string())?;
-    let stage = value.get("stage").cloned().with_context(|| format!("{}: config field `stage` is missing", path.display()))?;
-    stage.try_into().with_context(|| format!("{}: config field `stage`: expected classify, contrastive, align or instruct", path.display()))
-}
-
-fn resolve(name: &Path) -> PathBuf {
-    if name.exists() {
-        return name.to_path_buf();
+    let mut recipe = Recipe::parse(&text, path)?;
+    if let Some(dir) = out_dir {
+        recipe.set_out_dir(dir.clone());
     }
-    dataset_path(&name.to_string_lossy()).or_else(|_| braid_hub::resolve_model(&name.to_string_lossy())).unwrap_or_else(|_| name.to_path_buf())
-}
-
-/// Loads and resolves a recipe: registered dataset names become their fetched files.
-pub fn load_recipe(path: &Path) -> anyhow::Result<Recipe> {
-    let mut recipe = Recipe::load(path)?;
-    for p in std::iter::once(&mut recipe.data.path).chain(recipe.data.test_path.as_mut()) {
-        if !p.exists() {
-            if let Ok(resolved) = dataset_path(&p.to_string_lossy()) {
-                *p = resolved;
-            }
-        }
-    }
-    Ok(recipe)
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    recipe.resolve(dir).with_context(|| format!("recipe {}", path.display()))?;
+    recipe.validate().with_context(|| format!("recipe {}", path.display()))?;
+    Ok((recipe, text))
 }
 
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
-    match stage_of(&args.recipe)? {
-        Stage::Classify => {}
-        Stage::Contrastive => return train_vision_recipe(args),
-        Stage::Align | Stage::Instruct => return train_vqa_recipe(args),
-    }
-    let mut recipe = load_recipe(&args.recipe)?;
-    let mut portable = Recipe::load(&args.recipe)?;
-    if let Some(dir) = &args.out_dir {
-        recipe.out_dir = dir.clone();
-        portable.out_dir = dir.clone();
-    }
-    recipe.validate().with_context(|| format!("recipe {}", args.recipe.display()))?;
-    let (report, summary) = train_classifier(&recipe, args.resume, !args.quiet)?;
-    // The model keeps the recipe as written (dataset names, not this machine's paths).
-    let kept = report.model_dir.join("recipe.toml");
-    std::fs::write(&kept, portable.to_toml()?).with_context(|| kept.display().to_string())?;
+    let (recipe, written) = load(&args.recipe, args.out_dir.as_ref())?;
+    let launch = Launch { resume: args.resume, progress: !args.quiet, written, resolved: recipe.to_toml()? };
+    let trained = recipe.run(&launch)?;
+    let s = &trained.summary;
     eprintln!(
-        "trained {} steps{} in {:.1} s ({:.0} samples/s); model: {}; metrics, plots: {}",
-        summary.steps,
-        summary.resumed_from.map(|s| format!(" (resumed at {s})")).unwrap_or_default(),
-        summary.seconds,
-        summary.samples_per_s,
-        report.model_dir.display(),
-        recipe.out_dir.display()
+        "trained {} steps{} in {:.1} s ({:.2} samples/s); model: {}; metrics, plots: {}",
+        s.steps,
+        s.resumed_from.map(|r| format!(" (resumed at {r})")).unwrap_or_default(),
+        s.seconds,
+        s.samples_per_s,
+        trained.model_dir.display(),
+        recipe.out_dir().display()
     );
-    println!("{}", json_line(&report));
+    println!("{}", trained.report);
     Ok(())
 }
 
-fn train_vision_recipe(args: &TrainArgs) -> anyhow::Result<()> {
-    let mut recipe = VisionRecipe::load(&args.recipe)?;
-    if let Some(dir) = &args.out_dir {
-        recipe.out_dir = dir.clone();
-    }
-    recipe.resolve(|name| Ok(resolve(Path::new(name))))?;
-    recipe.validate().with_context(|| format!("recipe {}", args.recipe.display()))?;
-    let (report, summary) = train_vision(&recipe, args.resume, !args.quiet)?;
-    eprintln!("trained {} steps in {:.1} s; model: {}", summary.steps, summary.seconds, recipe.out_dir.join("model").display());
-    println!("{}", serde_json::to_string(&report)?);
-    Ok(())
+/// Writes `lines` as JSON lines to `path`.
+fn write_answers(path: &Path, lines: Vec<serde_json::Value>) -> anyhow::Result<()> {
+    let lines: Vec<String> = lines.iter().map(serde_json::Value::to_string).collect();
+    std::fs::write(path, lines.join("\n") + "\n").with_context(|| path.display().to_string())
 }
 
-fn train_vqa_recipe(args: &TrainArgs) -> anyhow::Result<()> {
-    let mut recipe = VqaRecipe::load(&args.recipe)?;
-    if let Some(dir) = &args.out_dir {
-        recipe.out_dir = dir.clone();
-    }
-    recipe.data.path = resolve(&recipe.data.path);
-    recipe.validate().with_context(|| format!("recipe {}", args.recipe.display()))?;
-    let run = train_vqa(&recipe, args.resume, !args.quiet)?;
-    let s = &run.summary;
-    eprintln!("trained {} steps in {:.1} s ({:.2} samples/s); model: {}", s.steps, s.seconds, s.samples_per_s, run.model_dir.display());
-    println!("{}", serde_json::json!({"steps": s.steps, "final_loss": s.final_loss, "eval": s.eval, "model": run.model_dir}));
-    Ok(())
+fn open_model(dir: &Path) -> anyhow::Result<Pipeline> {
+    Pipeline::open(dir, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))
 }
 
 fn eval_vqa(args: &EvalArgs) -> anyhow::Result<()> {
-    let data = args.data.clone().unwrap_or_else(|| resolve(Path::new("easy-vqa")));
+    let data = match &args.data {
+        Some(d) => d.clone(),
+        None => braid_hub::resolve_model("easy-vqa")?,
+    };
     if !data.is_dir() {
         bail!("easy-VQA data not found at {} (run `braid fetch easy-vqa` or pass --data)", data.display());
     }
-    let pipeline = braid_pipeline::Pipeline::open(&args.model, &candle_core::Device::Cpu).with_context(|| format!("loading {}", args.model.display()))?;
+    let pipeline = open_model(&args.model)?;
     let report = braid_pipeline::evaluate_vqa(&pipeline, &data, args.limit, std::io::stderr().is_terminal())?;
     println!("{}", serde_json::json!({"accuracy": report.accuracy, "n": report.n, "per_type": report.per_type}));
-    let path = args.out.clone().unwrap_or_else(|| PathBuf::from("eval_vqa.json"));
-    std::fs::write(&path, serde_json::to_string_pretty(&report)?).with_context(|| path.display().to_string())?;
+    if let Some(path) = &args.out {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| path.display().to_string())?;
+    }
     if let Some(path) = &args.answers {
-        let lines: Vec<String> = report.answers.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
-        std::fs::write(path, lines.join("\n") + "\n").with_context(|| path.display().to_string())?;
+        write_answers(path, report.answers.iter().map(serde_json::to_value).collect::<Result<_, _>>()?)?;
+    }
+    Ok(())
+}
+
+fn eval_conversations(args: &EvalArgs) -> anyhow::Result<()> {
+    let data = ConversationDataset::open(&args.what, &ConversationOptions::default())?;
+    let pipeline = open_model(&args.model)?;
+    let report = braid_pipeline::evaluate_conversations(&pipeline, &data, args.limit, std::io::stderr().is_terminal())?;
+    println!("{}", serde_json::to_string(&report)?);
+    if let Some(path) = &args.answers {
+        write_answers(path, report.answers.iter().map(serde_json::to_value).collect::<Result<_, _>>()?)?;
     }
     Ok(())
 }
 
 pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
-    if args.recipe.as_os_str() == "vqa" {
+    if args.what.as_os_str() == "vqa" {
         return eval_vqa(args);
     }
-    if stage_of(&args.recipe)? == Stage::Contrastive {
-        let mut recipe = VisionRecipe::load(&args.recipe)?;
-        recipe.resolve(|name| Ok(resolve(Path::new(name))))?;
-        println!("{}", serde_json::to_string(&evaluate_vision(&recipe, &args.model)?)?);
-        return Ok(());
+    if args.what.extension().is_some_and(|e| e == "json" || e == "jsonl") {
+        return eval_conversations(args);
     }
-    let recipe = load_recipe(&args.recipe)?;
-    let out = args.out.clone().unwrap_or_else(|| recipe.out_dir.clone());
-    std::fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
-    let report = evaluate_classifier(&recipe, &args.model, &out)?;
-    println!("{}", json_line(&report));
+    let (recipe, _) = load(&args.what, None)?;
+    match &recipe {
+        Recipe::Classify(r) => {
+            let out = args.out.clone().unwrap_or_else(|| r.out_dir.clone());
+            std::fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
+            println!("{}", evaluate_classifier(r, &args.model, &out)?.line());
+        }
+        Recipe::Contrastive(r) => println!("{}", serde_json::to_string(&evaluate_vision(r, &args.model)?)?),
+        // The held-out file; else easy-VQA's test split; else the training file itself.
+        Recipe::Align(r) | Recipe::Instruct(r) => {
+            let (what, data) = match &r.data.eval_path {
+                Some(path) => (path.clone(), None),
+                None if r.data.path.join("answers.txt").is_file() => ("vqa".into(), Some(r.data.path.clone())),
+                None => (r.data.path.clone(), None),
+            };
+            eval(&EvalArgs { what, model: args.model.clone(), data, limit: args.limit, out: args.out.clone(), answers: args.answers.clone() })?
+        }
+    }
     Ok(())
-}
-
-fn json_line(r: &ClassifyReport) -> serde_json::Value {
-    let per_class: serde_json::Map<String, serde_json::Value> = r.classes.iter().zip(&r.metrics.per_class_f1).map(|(c, f)| (c.clone(), (*f).into())).collect();
-    serde_json::json!({
-        "accuracy": r.metrics.accuracy,
-        "macro_f1": r.metrics.macro_f1,
-        "n": r.metrics.n,
-        "per_class_f1": per_class,
-        "params": r.params,
-        "model": r.model_dir,
-    })
 }

@@ -77,6 +77,7 @@ fn bad_recipes_fail_before_training_naming_the_field() {
         (good.replace("BasicMotions_TRAIN.ts", "Missing_TRAIN.ts"), "data.path"),
         (good.replace("[model.head]\n", ""), "model.head"),
         (good.replace("\"classify\"", "\"instruct\""), "unknown field"),
+        (good.replace("\"classify\"", "\"clasify\""), "unknown variant `clasify`"),
         (good.replace("widths = [16, 32]", "widths = [16, 32]\nwidht = 3"), "widht"),
     ];
     for (text, field) in cases {

@@ -5,6 +5,7 @@
 mod answer;
 mod build;
 mod config;
+mod eval_conversations;
 mod eval_vqa;
 mod head;
 pub mod llava;
@@ -16,6 +17,7 @@ pub mod splice;
 mod store;
 
 pub use answer::answer_questions;
+pub use eval_conversations::{evaluate_conversations, sample_inputs, ConversationReport, ScoredAnswer};
 pub use eval_vqa::{evaluate_vqa, VqaAnswer, VqaReport};
 pub use config::{generic_placeholder, EncoderSlot, LoraSettings, PipelineConfig, PromptConfig};
 pub use head::{Head, HeadConfig};

@@ -7,18 +7,19 @@
 
 use std::path::PathBuf;
 
-use braid_train::recipe::{evaluate_vision, train_vision, VisionModel, VisionRecipe};
+use braid_train::recipe::{evaluate_vision, train_vision, Launch, Recipe, VisionModel, VisionRecipe};
 use candle_core::Device;
 
 fn smoke_recipe() -> Option<VisionRecipe> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../recipes/easyvqa/vision_smoke.toml");
-    let mut recipe = VisionRecipe::load(&path).unwrap();
-    if let Err(e) = recipe.resolve(braid_hub::resolve_model) {
+    let mut recipe = Recipe::load(&path).unwrap();
+    if let Err(e) = recipe.resolve(path.parent().unwrap()) {
         assert!(std::env::var("BRAID_REQUIRE_ASSETS").as_deref() != Ok("1"), "BRAID_REQUIRE_ASSETS=1 but {e}");
         eprintln!("skipping: {e}");
         return None;
     }
-    Some(recipe)
+    let Recipe::Contrastive(v) = recipe else { panic!("not a contrastive recipe") };
+    Some(v)
 }
 
 #[test]
@@ -26,7 +27,7 @@ fn smoke_recipe_trains_saves_and_reloads() {
     let Some(mut recipe) = smoke_recipe() else { return };
     let tmp = tempfile::tempdir().unwrap();
     recipe.out_dir = tmp.path().join("run");
-    let (report, summary) = train_vision(&recipe, false, false).unwrap();
+    let (report, summary) = train_vision(&recipe, &Launch::default()).unwrap();
     assert_eq!(summary.steps, recipe.train.max_steps);
     assert!(summary.final_loss.is_finite());
     assert_eq!(report.n, recipe.data.max_images.unwrap());

@@ -1,94 +1,85 @@
 //! Recipes: one TOML file describes a run end to end (stage, data, model, optimisation),
-//! in the manner of the LLaVA training scripts' arguments but typed. Every table rejects
-//! unknown fields, and [`Recipe::validate`] checks the data paths and that the model has
-//! every component the stage trains, so a bad recipe fails before any training, naming
-//! the field.
+//! in the manner of the LLaVA training scripts' arguments but typed. One [`Recipe`] type,
+//! tagged by `stage`, parsed once; every table rejects unknown fields; path fields are
+//! resolved in one place ([`Recipe::resolve`]: a registered name, `hf:ORG/NAME`, or a path
+//! relative to the recipe file, then to the working directory) with errors naming the
+//! field; [`Recipe::validate`] checks the rest before any training.
 //!
 //! ```toml
-//! stage = "classify"
+//! stage = "classify"        # classify | contrastive | align | instruct
 //! out_dir = "runs/hapt-cnn"
-//! [data]            # see `ImuData`
+//! [data]
 //! path = "hapt"
-//! [model.encoder]   # see `braid_encoders::EncoderConfig`
+//! [model.encoder]
 //! type = "cnn"
 //! [model.head]
-//! [train]           # see `TrainConfig`
+//! [train]                   # see `TrainConfig`
 //! epochs = 30
 //! ```
+//!
+//! A run directory keeps the recipe as written (`recipe.toml`) and as resolved
+//! (`config.toml`, also beside each checkpoint); the trained model keeps it as written.
 
+mod classify;
+mod conversation;
 mod imu;
 mod run;
 mod vision;
-mod vqa;
 
 use std::path::{Path, PathBuf};
 
 use braid_core::{Error, Result};
-use braid_encoders::EncoderConfig;
 use serde::{Deserialize, Serialize};
 
+pub use classify::{ClassifyRecipe, HeadSpec, ModelSpec};
+pub use conversation::{train_conversation, ConversationData, ConversationModel, ConversationRecipe, ConversationRun, ImageFeatures};
 pub use imu::{ImuData, ImuSplit, SubjectSet};
 pub use run::{evaluate_classifier, imu_stats, train_classifier, ClassifyReport};
-pub use vqa::{train_vqa, VqaData, VqaModel, VqaRecipe, VqaRun, CAPTION_PROMPT};
 pub use vision::{evaluate_vision, train_vision, VisionData, VisionModel, VisionModelFile, VisionModelSpec, VisionRecipe, VisionReport};
 
-use crate::classify::Augment;
-use crate::{Component, Stage, TrainConfig};
+use crate::{RunSummary, Stage, TrainConfig};
 
 /// A training run, as written in `recipes/<dataset>/<stage>.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Recipe {
-    /// Which components train (see [`Stage`]).
-    pub stage: Stage,
-    /// Run directory (checkpoints, metrics, plots; the trained model in `model/`).
-    pub out_dir: PathBuf,
-    /// The data.
-    pub data: ImuData,
-    /// The model's components.
-    pub model: ModelSpec,
-    /// Optimisation.
-    #[serde(default)]
-    pub train: TrainConfig,
-    /// Training-time augmentation.
-    #[serde(default)]
-    pub augment: Augment,
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum Recipe {
+    /// An encoder and a head on IMU / time-series windows.
+    Classify(ClassifyRecipe),
+    /// An image encoder against a frozen text tower (InfoNCE).
+    Contrastive(VisionRecipe),
+    /// Stage 1 of a multimodal LLM: the input projector on captions.
+    Align(ConversationRecipe),
+    /// Stage 2: projector and LoRA on conversations.
+    Instruct(ConversationRecipe),
 }
 
-/// The components of the model a recipe trains.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelSpec {
-    /// The modality encoder.
-    pub encoder: Option<EncoderConfig>,
-    /// A linear classification head over the mean-pooled encoder tokens.
-    pub head: Option<HeadSpec>,
-    /// Keep the encoder frozen (a linear probe): only the head trains.
-    #[serde(default)]
-    pub freeze_encoder: bool,
+/// How a run starts, and the recipe text it keeps.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// Continue from the newest complete checkpoint.
+    pub resume: bool,
+    /// Draw a progress bar.
+    pub progress: bool,
+    /// The recipe as written (kept in the run and model directories).
+    pub written: String,
+    /// The recipe as resolved (beside each checkpoint).
+    pub resolved: String,
 }
 
-/// Classification head settings.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HeadSpec {}
-
-impl ModelSpec {
-    /// The components this model has.
-    pub fn components(&self) -> Vec<Component> {
-        let mut c = Vec::new();
-        if self.encoder.is_some() {
-            c.push(Component::Encoder);
-        }
-        if self.head.is_some() {
-            c.push(Component::Head);
-        }
-        c
-    }
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// The model directory.
+    pub model_dir: PathBuf,
+    /// The loop's summary.
+    pub summary: RunSummary,
+    /// Held-out scores of the trained model, as JSON.
+    pub report: serde_json::Value,
 }
 
 impl Recipe {
-    /// Reads a recipe; unknown or mistyped fields are errors naming the field and line.
+    /// Reads a recipe; unknown or mistyped fields (and an unknown stage) are errors naming
+    /// the field and line.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::parse(&text, path)
@@ -99,80 +90,128 @@ impl Recipe {
         toml::from_str(text).map_err(|e| Error::format(path, e.to_string().trim().replace('\n', " ")))
     }
 
-    /// The recipe as TOML (saved beside every checkpoint).
+    /// The recipe as TOML.
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).map_err(|e| Error::Invalid(format!("recipe to TOML: {e}")))
     }
 
-    /// Checks what can be checked before training: the optimisation settings, the data
-    /// path, and that the model has every component the stage trains.
-    pub fn validate(&self) -> Result<()> {
-        self.train.validate()?;
-        let have = self.model.components();
-        for need in self.stage.trainable() {
-            if !have.contains(need) {
-                let field = format!("model.{}", component_field(*need));
-                return Err(Error::config(field, format!("stage `{}` trains the {need:?} component, which this model lacks", stage_name(self.stage))));
+    /// The stage.
+    pub fn stage(&self) -> Stage {
+        match self {
+            Self::Classify(_) => Stage::Classify,
+            Self::Contrastive(_) => Stage::Contrastive,
+            Self::Align(_) => Stage::Align,
+            Self::Instruct(_) => Stage::Instruct,
+        }
+    }
+
+    /// The run directory.
+    pub fn out_dir(&self) -> &Path {
+        match self {
+            Self::Classify(r) => &r.out_dir,
+            Self::Contrastive(r) => &r.out_dir,
+            Self::Align(r) | Self::Instruct(r) => &r.out_dir,
+        }
+    }
+
+    /// Sets the run directory.
+    pub fn set_out_dir(&mut self, dir: PathBuf) {
+        match self {
+            Self::Classify(r) => r.out_dir = dir,
+            Self::Contrastive(r) => r.out_dir = dir,
+            Self::Align(r) | Self::Instruct(r) => r.out_dir = dir,
+        }
+    }
+
+    /// The optimisation settings.
+    pub fn train(&self) -> &TrainConfig {
+        match self {
+            Self::Classify(r) => &r.train,
+            Self::Contrastive(r) => &r.train,
+            Self::Align(r) | Self::Instruct(r) => &r.train,
+        }
+    }
+
+    /// Resolves every path field against `dir` (the recipe file's directory): registered
+    /// names become their fetched files, relative paths are looked for beside the recipe,
+    /// then in the working directory. A field that names nothing is an error naming it.
+    /// The language model's name is left as written when it is registered, so a trained
+    /// model keeps naming it.
+    pub fn resolve(&mut self, dir: &Path) -> Result<()> {
+        let mut fields: Vec<(&str, &mut PathBuf)> = Vec::new();
+        match self {
+            Self::Classify(r) => {
+                fields.push(("data.path", &mut r.data.path));
+                if let Some(p) = r.data.test_path.as_mut() {
+                    fields.push(("data.test_path", p));
+                }
+            }
+            Self::Contrastive(r) => {
+                fields.push(("data.path", &mut r.data.path));
+                fields.push(("model.text", &mut r.model.text));
+            }
+            Self::Align(r) | Self::Instruct(r) => {
+                let (d, m) = (&mut r.data, &mut r.model);
+                fields.push(("data.path", &mut d.path));
+                fields.extend(d.eval_path.as_mut().map(|p| ("data.eval_path", p)));
+                fields.extend(m.vision.as_mut().map(|p| ("model.vision", p)));
+                fields.extend(m.init.as_mut().map(|p| ("model.init", p)));
+                if braid_hub::find(&m.llm).is_err() {
+                    let llm = resolve_path(&m.llm, dir, "model.llm")?;
+                    m.llm = llm.display().to_string();
+                }
             }
         }
-        if self.stage != Stage::Classify {
-            return Err(Error::config("stage", format!("`{}` recipes run through the multimodal pipeline (recipes/easyvqa); this recipe format is for `classify`", stage_name(self.stage))));
+        for (field, p) in fields {
+            *p = resolve_path(&p.to_string_lossy(), dir, field)?;
         }
-        self.data.validate()
+        Ok(())
     }
-}
 
-fn component_field(c: Component) -> &'static str {
-    match c {
-        Component::Encoder => "encoder",
-        Component::InputProjector => "projector",
-        Component::LlmLora => "lora",
-        Component::Llm => "llm",
-        Component::Head => "head",
-        Component::OutputProjector => "output_projector",
-    }
-}
-
-fn stage_name(s: Stage) -> &'static str {
-    match s {
-        Stage::Align => "align",
-        Stage::Instruct => "instruct",
-        Stage::Contrastive => "contrastive",
-        Stage::Classify => "classify",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    const GOOD: &str = "stage = \"classify\"\nout_dir = \"runs/x\"\n[data]\npath = \"/nonexistent/hapt.npz\"\n[model.encoder]\ntype = \"cnn\"\n[model.head]\n";
-
-    fn err(text: &str) -> String {
-        match Recipe::parse(text, Path::new("r.toml")) {
-            Ok(r) => r.validate().unwrap_err().to_string(),
-            Err(e) => e.to_string(),
+    /// Checks what can be checked before training, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Self::Classify(r) => r.validate(),
+            Self::Contrastive(r) => r.validate(),
+            Self::Align(r) | Self::Instruct(r) => r.validate(self.stage()),
         }
     }
 
-    #[test]
-    fn bad_recipes_fail_before_training_naming_the_field() {
-        assert!(err(&format!("{GOOD}[train]\nlearning_rate = 1.0\n")).contains("learning_rate"));
-        assert!(err(&GOOD.replace("type = \"cnn\"\n", "type = \"cnn\"\nwidht = [4]\n")).contains("widht"));
-        assert!(err(&GOOD.replace("[model.head]\n", "[model.head]\nsize = 3\n")).contains("size"));
-        let e = err(&GOOD.replace("[model.head]\n", ""));
-        assert!(e.contains("model.head") && e.contains("classify"), "{e}");
-        let e = err(&GOOD.replace("\"classify\"", "\"align\""));
-        assert!(e.contains("model.projector"), "{e}");
-        let e = err(GOOD);
-        assert!(e.contains("data.path") && e.contains("/nonexistent/hapt.npz"), "{e}");
-        assert!(err(&format!("{GOOD}[train]\nbatch_size = 0\n")).contains("train.batch_size"));
+    /// Trains as the recipe says (after [`Self::resolve`]); the model goes to
+    /// `out_dir/model/`.
+    pub fn run(&self, launch: &Launch) -> Result<Trained> {
+        self.validate()?;
+        let out = self.out_dir().to_path_buf();
+        let trained = match self {
+            Self::Classify(r) => {
+                let (report, summary) = train_classifier(r, launch)?;
+                Ok::<_, Error>(Trained { model_dir: report.model_dir.clone(), summary, report: report.line() })
+            }
+            Self::Contrastive(r) => {
+                let (report, summary) = train_vision(r, launch)?;
+                Ok(Trained { model_dir: out.join("model"), summary, report: to_json(&report)? })
+            }
+            Self::Align(r) | Self::Instruct(r) => {
+                let run = train_conversation(r, self.stage(), launch)?;
+                let report = serde_json::json!({ "final_loss": run.summary.final_loss, "eval": run.summary.eval });
+                Ok(Trained { model_dir: run.model_dir, summary: run.summary, report })
+            }
+        }?;
+        let kept = out.join("recipe.toml");
+        std::fs::write(&kept, &launch.written).map_err(|e| Error::io(&kept, e))?;
+        Ok(trained)
     }
+}
 
-    #[test]
-    fn a_recipe_round_trips_through_toml() {
-        let r = Recipe::parse(GOOD, Path::new("r.toml")).unwrap();
-        assert_eq!(Recipe::parse(&r.to_toml().unwrap(), Path::new("again")).unwrap(), r);
+fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(v).map_err(|e| Error::Invalid(format!("report to JSON: {e}")))
+}
+
+/// One path field: [`braid_hub::resolve_field`] beside the recipe, then in the working
+/// directory; the error names the field and both places looked.
+fn resolve_path(name: &str, dir: &Path, field: &str) -> Result<PathBuf> {
+    match braid_hub::resolve_field(name, dir, field) {
+        Ok(p) => Ok(p),
+        Err(first) => braid_hub::resolve_field(name, Path::new("."), field).map_err(|_| first),
     }
 }

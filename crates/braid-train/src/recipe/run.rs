@@ -12,7 +12,7 @@ use braid_pipeline::{EncoderSlot, HeadConfig, ImuPreprocess, Pipeline, PipelineC
 use candle_core::Device;
 use serde::Serialize;
 
-use super::Recipe;
+use super::{ClassifyRecipe, Launch};
 use crate::classify::{ClassMetrics, ClassifyTask};
 use crate::{fit, plot, RunOptions, RunSummary};
 
@@ -33,12 +33,29 @@ pub struct ClassifyReport {
     pub train_seconds: f64,
 }
 
+impl ClassifyReport {
+    /// The one-line JSON `braid train` and `braid eval` print: accuracy, macro-F1, test
+    /// windows, F1 per class, parameters, the model directory.
+    pub fn line(&self) -> serde_json::Value {
+        let per_class: serde_json::Map<String, serde_json::Value> =
+            self.classes.iter().zip(&self.metrics.per_class_f1).map(|(c, f)| (c.clone(), (*f).into())).collect();
+        serde_json::json!({
+            "accuracy": self.metrics.accuracy,
+            "macro_f1": self.metrics.macro_f1,
+            "n": self.metrics.n,
+            "per_class_f1": per_class,
+            "params": self.params,
+            "model": self.model_dir,
+        })
+    }
+}
+
 fn params(p: &Pipeline) -> usize {
     p.var_maps().iter().flat_map(|(_, vm)| vm.all_vars()).map(|v| v.elem_count()).sum()
 }
 
 /// The model directory's description of a classifier of IMU windows.
-fn classifier_config(recipe: &Recipe, stats: &ChannelStats, classes: &[String]) -> Result<PipelineConfig> {
+fn classifier_config(recipe: &ClassifyRecipe, stats: &ChannelStats, classes: &[String]) -> Result<PipelineConfig> {
     let encoder = recipe.model.encoder.clone().ok_or_else(|| Error::config("model.encoder", "missing"))?;
     let w = &recipe.data.window;
     let slot = EncoderSlot {
@@ -54,7 +71,7 @@ fn classifier_config(recipe: &Recipe, stats: &ChannelStats, classes: &[String]) 
 }
 
 /// Trains the recipe's classifier (resuming its run when asked) and saves the model.
-pub fn train_classifier(recipe: &Recipe, resume: bool, progress: bool) -> Result<(ClassifyReport, RunSummary)> {
+pub fn train_classifier(recipe: &ClassifyRecipe, launch: &Launch) -> Result<(ClassifyReport, RunSummary)> {
     recipe.validate()?;
     let split = recipe.data.load()?;
     let cfg = classifier_config(recipe, &split.stats, &split.classes)?;
@@ -68,13 +85,13 @@ pub fn train_classifier(recipe: &Recipe, resume: bool, progress: bool) -> Result
         augment: recipe.augment,
         eval_batch: EVAL_BATCH,
     };
-    let run = RunOptions { dir: recipe.out_dir.clone(), resume, config_toml: recipe.to_toml()?, progress };
+    let run = RunOptions { dir: recipe.out_dir.clone(), resume: launch.resume, config_toml: launch.resolved.clone(), progress: launch.progress };
     let summary = fit(&task, &recipe.train, &run)?;
     let model_dir = recipe.out_dir.join("model");
     braid_core::fsx::replace_dir(&model_dir, |tmp| {
         model.save(tmp)?;
         // A record of how the model was made; nothing reads it to run the model.
-        std::fs::write(tmp.join("recipe.toml"), recipe.to_toml()?).map_err(|e| Error::io(tmp.join("recipe.toml"), e))
+        std::fs::write(tmp.join("recipe.toml"), &launch.written).map_err(|e| Error::io(tmp.join("recipe.toml"), e))
     })?;
     let metrics = ClassifyTask::score(&model, Modality::Imu, &split.test, EVAL_BATCH)?;
     let report = ClassifyReport { metrics, classes: split.classes, params: params(&model), model_dir, train_seconds: summary.seconds };
@@ -92,7 +109,7 @@ pub fn imu_stats(model: &Pipeline) -> Result<ChannelStats> {
 
 /// Scores a saved classifier on the recipe's test set, standardised with the model's own
 /// statistics; writes `eval.json` and `confusion.png` into `report_dir`.
-pub fn evaluate_classifier(recipe: &Recipe, model_dir: &Path, report_dir: &Path) -> Result<ClassifyReport> {
+pub fn evaluate_classifier(recipe: &ClassifyRecipe, model_dir: &Path, report_dir: &Path) -> Result<ClassifyReport> {
     recipe.data.validate()?;
     let model = Pipeline::open(model_dir, &Device::Cpu)?;
     let split = recipe.data.load_with(Some(&imu_stats(&model)?))?;

@@ -26,7 +26,7 @@
 mod model;
 mod run;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use braid_core::{Error, Result};
 use braid_encoders::image::VitConfig;
@@ -35,14 +35,12 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub use model::{VisionModel, VisionModelFile};
 pub use run::{evaluate_vision, train_vision, VisionReport};
 
-use crate::{Stage, TrainConfig};
+use crate::TrainConfig;
 
 /// A vision-encoder run, as written in `recipes/easyvqa/vision.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VisionRecipe {
-    /// Must be `contrastive`.
-    pub stage: Stage,
     /// Run directory (checkpoints, metrics, plots; the trained model in `model/`).
     pub out_dir: PathBuf,
     /// The images.
@@ -100,38 +98,8 @@ fn strict_vit<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<VitConfig,
 }
 
 impl VisionRecipe {
-    /// Reads a recipe; unknown or mistyped fields are errors naming the field and line.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::parse(&text, path)
-    }
-
-    /// Parses recipe text (`path` is for messages).
-    pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::format(path, e.to_string().trim().replace('\n', " ")))
-    }
-
-    /// The recipe as TOML (saved beside every checkpoint and in the model directory).
-    pub fn to_toml(&self) -> Result<String> {
-        toml::to_string_pretty(self).map_err(|e| Error::Invalid(format!("recipe to TOML: {e}")))
-    }
-
-    /// Replaces `data.path` and `model.text` that do not exist as paths by what `resolve`
-    /// makes of them (e.g. `braid_hub::resolve_model`: `easy-vqa`, `minilm`).
-    pub fn resolve(&mut self, resolve: impl Fn(&str) -> Result<PathBuf>) -> Result<()> {
-        for p in [&mut self.data.path, &mut self.model.text] {
-            if !p.exists() {
-                *p = resolve(&p.to_string_lossy())?;
-            }
-        }
-        Ok(())
-    }
-
     /// Checks what can be checked before training, naming the field.
     pub fn validate(&self) -> Result<()> {
-        if self.stage != Stage::Contrastive {
-            return Err(Error::config("stage", "a vision recipe trains with the `contrastive` stage"));
-        }
         self.train.validate()?;
         let vit = &self.model.vit;
         if vit.patch_size == 0 || vit.image_size % vit.patch_size != 0 {
@@ -160,13 +128,15 @@ impl VisionRecipe {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::super::Recipe;
     use super::*;
+    use std::path::Path;
 
     const GOOD: &str = "stage = \"contrastive\"\nout_dir = \"runs/x\"\n[data]\npath = \"/nonexistent/easy-vqa\"\n[model]\ntext = \"/nonexistent/minilm\"\n[model.vit]\nhidden_size = 48\n";
 
     fn err(text: &str) -> String {
-        match VisionRecipe::parse(text, Path::new("r.toml")) {
+        match Recipe::parse(text, Path::new("r.toml")) {
             Ok(r) => r.validate().unwrap_err().to_string(),
             Err(e) => e.to_string(),
         }
@@ -182,7 +152,6 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_field() {
-        assert!(err(&GOOD.replace("\"contrastive\"", "\"classify\"")).contains("stage"));
         assert!(err(&format!("{GOOD}patch_size = 10\n")).contains("model.vit.patch_size"));
         assert!(err(&GOOD.replace("[model]\n", "[model]\nembed_dim = 0\n")).contains("model.embed_dim"));
         let e = err(GOOD);
@@ -191,9 +160,10 @@ mod tests {
 
     #[test]
     fn a_recipe_round_trips_through_toml() {
-        let r = VisionRecipe::parse(GOOD, Path::new("r.toml")).unwrap();
-        assert_eq!(r.model.vit.hidden_size, 48);
-        assert_eq!(r.model.vit.num_hidden_layers, VitConfig::default().num_hidden_layers);
-        assert_eq!(VisionRecipe::parse(&r.to_toml().unwrap(), Path::new("again")).unwrap(), r);
+        let r = Recipe::parse(GOOD, Path::new("r.toml")).unwrap();
+        let Recipe::Contrastive(v) = &r else { panic!("{r:?}") };
+        assert_eq!(v.model.vit.hidden_size, 48);
+        assert_eq!(v.model.vit.num_hidden_layers, VitConfig::default().num_hidden_layers);
+        assert_eq!(Recipe::parse(&r.to_toml().unwrap(), Path::new("again")).unwrap(), r);
     }
 }

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::model::{normalize, VisionModel, VisionModelFile, IMAGE_MEAN, IMAGE_STD};
 use super::VisionRecipe;
+use crate::recipe::Launch;
 use braid_nn::init::seeded_var_builder;
 use crate::stages::{l2_normalize, ContrastiveTask, INITIAL_LOGIT_SCALE};
 use crate::{fit, RunOptions, RunSummary};
@@ -154,7 +155,7 @@ fn model_file(recipe: &VisionRecipe, text_dim: usize) -> VisionModelFile {
 
 /// Trains the recipe's ViT against the frozen text tower (resuming its run when asked),
 /// saves `out_dir/model/` and scores it zero-shot on the test images.
-pub fn train_vision(recipe: &VisionRecipe, resume: bool, progress: bool) -> Result<(VisionReport, RunSummary)> {
+pub fn train_vision(recipe: &VisionRecipe, launch: &Launch) -> Result<(VisionReport, RunSummary)> {
     recipe.validate()?;
     let dev = Device::Cpu;
     let text = embed_captions(&recipe.model.text, &dev)?;
@@ -186,31 +187,19 @@ pub fn train_vision(recipe: &VisionRecipe, resume: bool, progress: bool) -> Resu
         vars,
         evaluate: Some(Box::new(|| Ok(zero_shot(&model, &test, &text)?.metrics()))),
     };
-    let run = RunOptions { dir: recipe.out_dir.clone(), resume, config_toml: recipe.to_toml()?, progress };
+    let run = RunOptions { dir: recipe.out_dir.clone(), resume: launch.resume, config_toml: launch.resolved.clone(), progress: launch.progress };
     let summary = fit(&task, &recipe.train, &run)?;
     file.logit_scale = f64::from(logit_scale.as_tensor().to_scalar::<f32>()?);
-    let model_dir = save_atomically(recipe, &file, &enc_vars, &head_vars)?;
+    let model_dir = recipe.out_dir.join("model");
+    braid_core::fsx::replace_dir(&model_dir, |tmp| {
+        VisionModel::save(&file, tmp, &enc_vars, &head_vars)?;
+        std::fs::write(tmp.join("recipe.toml"), &launch.written).map_err(|e| Error::io(tmp.join("recipe.toml"), e))
+    })?;
     let s = zero_shot(&model, &test, &text)?;
     let params = count(&enc_vars) + count(&head_vars) + 1;
     let report = VisionReport { accuracy_color: s.0, accuracy_shape: s.1, accuracy: s.2, n: s.3, params, train_seconds: summary.seconds, model_dir };
     write_report(&report)?;
     Ok((report, summary))
-}
-
-/// Writes `out_dir/model.tmp/` and renames it to `out_dir/model/`.
-fn save_atomically(recipe: &VisionRecipe, file: &VisionModelFile, enc: &VarMap, head: &VarMap) -> Result<PathBuf> {
-    let (model_dir, tmp) = (recipe.out_dir.join("model"), recipe.out_dir.join("model.tmp"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    VisionModel::save(file, &tmp, enc, head)?;
-    std::fs::write(tmp.join("recipe.toml"), recipe.to_toml()?).map_err(|e| Error::io(tmp.join("recipe.toml"), e))?;
-    if model_dir.exists() {
-        std::fs::remove_dir_all(&model_dir).map_err(|e| Error::io(&model_dir, e))?;
-    }
-    std::fs::rename(&tmp, &model_dir).map_err(|e| Error::io(&model_dir, e))?;
-    Ok(model_dir)
 }
 
 /// Scores a saved model zero-shot on the recipe's test images (captions embedded by the
