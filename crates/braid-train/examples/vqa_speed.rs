@@ -14,9 +14,8 @@
 //!   tokens) cached once, then per question the cache rewound to the prefix, a 15-token
 //!   question and 2 decode steps. questions/s.
 //!
-//! As the training task does, the samples of a batch run one by one ([1, seq] each,
-//! `Llama::logits_at` at the labelled positions only) and their summed losses take one
-//! backward.
+//! The loss is the training task's own (`braid_train::stages::padded_loss`): the samples of
+//! a batch run as one padded batch, with `Llama::logits_at` at the labelled positions only.
 //!
 //! `RAYON_NUM_THREADS=1 cargo run --release -p braid-train --example vqa_speed --
 //! [--repeats N] [--cases abcd] [--gguf PATH]`; without `--gguf` the GGUF in
@@ -28,9 +27,10 @@ use std::time::Instant;
 
 use braid_core::{Error, Result};
 use braid_llm::{LanguageModel, Llama, Weights};
-use braid_nn::{cross_entropy, LoraConfig, LoraSpec};
+use braid_nn::{LoraConfig, LoraSpec};
 use braid_projectors::{MlpProjector, MlpProjectorConfig};
 use braid_train::optim::prefixed_vars;
+use braid_train::stages::padded_loss;
 use braid_train::{clip_grad_norm, AdamW, AdamWConfig, Grads};
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
@@ -148,20 +148,24 @@ impl Batch {
     }
 }
 
-/// Mean cross-entropy over every labelled token of the batch, the samples run one by one.
+/// Mean cross-entropy over every labelled token of the batch, through the training task's
+/// own batched loss ([`padded_loss`]: one padded batch, logits at the labelled rows).
 fn batch_loss(llm: &Llama, proj: &MlpProjector, batch: &Batch) -> Result<Tensor> {
-    let mut total: Option<Tensor> = None;
-    for (f, ids) in batch.features.iter().zip(&batch.ids) {
-        let embeds = Tensor::cat(&[proj.forward(f)?, llm.embed_tokens(ids)?], 1)?;
-        let logits = llm.logits_at(&embeds, &batch.rows)?;
-        let sum = (cross_entropy(&logits, &batch.targets, None)? * batch.rows.len() as f64)?;
-        total = Some(match total {
-            Some(t) => (t + sum)?,
-            None => sum,
-        });
-    }
-    let total = total.ok_or_else(|| Error::Invalid("empty batch".into()))?;
-    Ok((total / (batch.rows.len() * batch.features.len()) as f64)?)
+    let targets = batch.targets.to_vec1::<i64>()?;
+    let sequences = batch
+        .features
+        .iter()
+        .zip(&batch.ids)
+        .map(|(f, ids)| {
+            let embeds = Tensor::cat(&[proj.forward(f)?, llm.embed_tokens(ids)?], 1)?;
+            let mut labels = vec![-100i64; embeds.dim(1)?];
+            for (&row, &t) in batch.rows.iter().zip(&targets) {
+                labels[row as usize + 1] = t;
+            }
+            Ok((embeds, labels))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    padded_loss(llm, sequences)
 }
 
 /// One optimiser step as `braid_train::fit` takes it: loss, backward, clip, AdamW.

@@ -169,3 +169,28 @@ fn contrastive_trains_its_towers_and_temperature_only() {
     assert_changed(&before, &snapshot(&maps), |k| k.starts_with("left."));
     assert_ne!(scale.as_tensor().to_scalar::<f32>().unwrap(), INITIAL_LOGIT_SCALE as f32, "the temperature learns");
 }
+
+/// A sample of `extra` more caption tokens than [`sample`]'s, so a batch has several lengths.
+fn longer(seed: u32, extra: usize) -> Sample {
+    let mut s = sample(seed);
+    for k in 0..extra as u32 {
+        s.ids.push(20 + k + seed);
+        s.labels.push(i64::from(20 + k + seed));
+    }
+    s
+}
+
+#[test]
+fn a_padded_batch_gives_the_loss_of_its_samples_run_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipeline.toml");
+    std::fs::write(&path, PIPELINE).unwrap();
+    let pipeline = Pipeline::init(&PipelineConfig::load(&path).unwrap(), dir.path(), &Device::Cpu).unwrap();
+    let samples = [longer(0, 0), longer(1, 5), longer(2, 2)];
+    let task = ConversationTask { pipeline: &pipeline, stage: Stage::Instruct, extra: vec![], samples: Box::new(|i| Ok(samples[i].clone())), len: 3, evaluate: None };
+    let learnt = |s: &Sample| s.labels[1..].iter().filter(|&&l| l != -100).count() as f32;
+    let scalar = |t: Tensor| t.to_scalar::<f32>().unwrap();
+    let one_by_one: f32 = (0..3).map(|i| scalar(task.loss(&[i], 0).unwrap()) * learnt(&samples[i])).sum::<f32>() / samples.iter().map(learnt).sum::<f32>();
+    let batched = scalar(task.loss(&[0, 1, 2], 0).unwrap());
+    assert!((batched - one_by_one).abs() < 1e-5 * one_by_one.abs().max(1.0), "{batched} vs {one_by_one}");
+}

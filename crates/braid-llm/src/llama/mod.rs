@@ -67,24 +67,30 @@ impl Llama {
         }
     }
 
-    /// Logits at the chosen positions of one sequence only, no cache: a training loss needs
-    /// them where the labels are, and the output projection of every other position (a
-    /// fifth of a 135M model's compute with its 49k vocabulary) is skipped, forward and
-    /// backward.
+    /// Logits at the chosen positions only, no cache: a training loss needs them where the
+    /// labels are, and the output projection of every other position (a fifth of a 135M
+    /// model's compute with its 49k vocabulary) is skipped, forward and backward. A batch
+    /// of sequences padded on the right needs no attention mask: under the causal mask no
+    /// real position sees the padding after it.
     ///
-    /// embeds: [1, seq, hidden], positions: indices into seq -> logits [positions, vocab]
+    /// embeds: [batch, seq, hidden], positions: indices into the flattened batch x seq ->
+    /// logits [positions, vocab]
     pub fn logits_at(&self, embeds: &Tensor, positions: &[u32]) -> Result<Tensor> {
-        let seq = embeds.dim(1)?;
-        if let Some(&p) = positions.iter().find(|&&p| p as usize >= seq) {
-            return Err(Error::Invalid(format!("llama logits_at: position {p} is past the sequence's {seq}")));
+        let (b, seq, h) = embeds.dims3()?;
+        if let Some(&p) = positions.iter().find(|&&p| p as usize >= b * seq) {
+            return Err(Error::Invalid(format!("llama logits_at: position {p} is past the batch's {b} x {seq}")));
         }
         let rows = Tensor::new(positions, embeds.device())?;
         match &self.body {
             Body::Trainable(t) => {
-                let hidden = t.hidden(embeds, None, None)?.squeeze(0)?;
+                let hidden = t.hidden(embeds, None, None)?.reshape((b * seq, h))?;
                 t.head(&hidden.index_select(&rows, 0)?)
             }
-            Body::Frozen(_) => Ok(self.run(embeds, None, None, false)?.logits.squeeze(0)?.index_select(&rows, 0)?),
+            Body::Frozen(_) => {
+                let logits = self.run(embeds, None, None, false)?.logits;
+                let v = logits.dim(2)?;
+                Ok(logits.reshape((b * seq, v))?.index_select(&rows, 0)?)
+            }
         }
     }
 

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use braid_core::{Error, Result};
 use braid_nn::cross_entropy;
-use braid_pipeline::{Pipeline, Sample};
+use braid_llm::Llama;
+use braid_pipeline::{Pipeline, Sample, IGNORE};
 use candle_core::{Tensor, Var};
 
 use crate::{Component, Stage, Task};
@@ -60,24 +61,46 @@ pub fn stage_vars(pipeline: &Pipeline, stage: Stage, extra: &[Component]) -> Res
     Ok(vars)
 }
 
-impl ConversationTask<'_> {
-    /// Sum of the token losses of one sample and how many tokens count.
-    fn sample_loss(&self, s: &Sample) -> Result<(Tensor, usize)> {
-        let (embeds, labels) = self.pipeline.embed_labelled(&s.ids, Some(&s.labels), &s.inputs)?;
-        // Position t predicts label t + 1.
-        let targets: Vec<i64> = labels[1..].to_vec();
-        let count = targets.iter().filter(|&&l| l != -100).count();
-        if count == 0 {
-            return Err(Error::Invalid("a training sample has no learnt token (every label is -100)".into()));
+/// A batch of spliced sequences padded on the right into one tensor, and the flat rows
+/// (`sequence * longest + position`) whose next token is learnt, with those tokens.
+struct Padded {
+    embeds: Tensor,
+    rows: Vec<u32>,
+    targets: Vec<i64>,
+}
+
+impl Padded {
+    /// sequences: ([1, t_i, d], t_i labels) each -> [batch, max t_i, d]
+    fn new(sequences: Vec<(Tensor, Vec<i64>)>) -> Result<Self> {
+        let longest = sequences.iter().map(|(_, l)| l.len()).max().ok_or_else(|| Error::Invalid("empty batch".into()))?;
+        let (mut parts, mut rows, mut targets) = (Vec::with_capacity(sequences.len()), Vec::new(), Vec::new());
+        for (k, (embeds, labels)) in sequences.into_iter().enumerate() {
+            // Position t predicts label t + 1.
+            let before = rows.len();
+            for (t, &l) in labels.iter().enumerate().skip(1).filter(|(_, &l)| l != IGNORE) {
+                rows.push((k * longest + t - 1) as u32);
+                targets.push(l);
+            }
+            if rows.len() == before {
+                return Err(Error::Invalid("a training sample has no learnt token (every label is -100)".into()));
+            }
+            let (_, t, d) = embeds.dims3()?;
+            parts.push(match longest - t {
+                0 => embeds,
+                pad => Tensor::cat(&[&embeds, &Tensor::zeros((1, pad, d), embeds.dtype(), embeds.device())?], 1)?,
+            });
         }
-        // Logits only where a label is learnt (the answers of a conversation are a tenth
-        // of its tokens).
-        let (rows, learnt): (Vec<u32>, Vec<i64>) =
-            targets.iter().enumerate().filter(|(_, &l)| l != -100).map(|(i, &l)| (i as u32, l)).unzip();
-        let logits = self.pipeline.llm()?.logits_at(&embeds, &rows)?;
-        let t = Tensor::new(learnt.as_slice(), logits.device())?;
-        Ok(((cross_entropy(&logits, &t, None)? * count as f64)?, count))
+        Ok(Self { embeds: Tensor::cat(&parts, 0)?, rows, targets })
     }
+}
+
+/// Mean next-token cross-entropy over every learnt label of `sequences` (spliced
+/// embeddings [1, t_i, d] and one label per position, [`IGNORE`] where nothing is learnt),
+/// run as one batch padded on the right.
+pub fn padded_loss(llm: &Llama, sequences: Vec<(Tensor, Vec<i64>)>) -> Result<Tensor> {
+    let batch = Padded::new(sequences)?;
+    let logits = llm.logits_at(&batch.embeds, &batch.rows)?;
+    cross_entropy(&logits, &Tensor::new(batch.targets.as_slice(), logits.device())?, None)
 }
 
 impl Task for ConversationTask<'_> {
@@ -85,20 +108,18 @@ impl Task for ConversationTask<'_> {
         self.len
     }
 
-    /// Mean over every learnt token of the batch (as one padded batch would give).
+    /// Mean over every learnt token of the batch. The batch runs as one padded sequence
+    /// tensor, with logits only where a label is learnt (the answers of a conversation
+    /// are a tenth of its tokens).
     fn loss(&self, indices: &[usize], _step: usize) -> Result<Tensor> {
-        let mut total: Option<Tensor> = None;
-        let mut count = 0;
-        for &i in indices {
-            let (sum, c) = self.sample_loss(&(self.samples)(i)?)?;
-            total = Some(match total {
-                Some(t) => (t + sum)?,
-                None => sum,
-            });
-            count += c;
-        }
-        let total = total.ok_or_else(|| Error::Invalid("empty batch".into()))?;
-        Ok((total / count as f64)?)
+        let sequences = indices
+            .iter()
+            .map(|&i| {
+                let s = (self.samples)(i)?;
+                self.pipeline.embed_labelled(&s.ids, Some(&s.labels), &s.inputs)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        padded_loss(self.pipeline.llm()?, sequences)
     }
 
     fn evaluate(&self) -> Result<BTreeMap<String, f64>> {

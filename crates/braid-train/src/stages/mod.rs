@@ -6,7 +6,7 @@ mod contrastive;
 mod conversation;
 
 pub use contrastive::{info_nce, l2_normalize, ContrastiveTask, Tower, INITIAL_LOGIT_SCALE};
-pub use conversation::{stage_vars, ConversationTask, Samples};
+pub use conversation::{padded_loss, stage_vars, ConversationTask, Samples};
 
 /// Held-out metrics, computed by the caller.
 pub type Evaluate<'a> = Box<dyn Fn() -> Result<std::collections::BTreeMap<String, f64>> + 'a>;
