@@ -16,7 +16,7 @@ mod text_model;
 pub mod tokenizer;
 
 pub use chat_template::{ChatTemplate, Message};
-pub use llama::{load_adapter, AdapterConfig, Llama, LlamaConfig, Weights};
+pub use llama::{load_adapter, varmap_tensors, AdapterConfig, Llama, LlamaConfig, Weights};
 pub use model::{DecodeCache, LanguageModel, LmOutput};
 pub use perplexity::{perplexity, Perplexity};
 pub use text_model::TextModel;

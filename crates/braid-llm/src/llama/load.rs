@@ -62,7 +62,7 @@ impl Llama {
     /// `dequantize`, in f32.
     pub fn load_frozen(path: &Path, dequantize: bool, device: &Device) -> Result<(Self, LoadReport)> {
         let (cfg, ckpt) = open(path)?;
-        let (body, report) = FrozenLlama::load(&ckpt, &cfg, device, dequantize)?;
+        let (body, report) = FrozenLlama::load(&ckpt, &cfg, device, dequantize, None)?;
         Ok((Self { body: Body::Frozen(body), cfg }, report))
     }
 

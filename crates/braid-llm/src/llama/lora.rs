@@ -2,14 +2,16 @@
 //! with LoRA, PEFT adapters in and out (`adapter_config.json` + `adapter_model.safetensors`,
 //! reference: `peft.PeftModel.save_pretrained` / `from_pretrained`), and merging the
 //! update into the weights for export as a plain Hugging Face folder
-//! (`peft.LoraModel.merge_and_unload`).
+//! (`peft.LoraModel.merge_and_unload`). The frozen body takes LoRA too
+//! ([`Llama::load_frozen_with_lora`]: quantized base, fused projections, the update
+//! `alpha / r * x A^T B^T` of `peft/tuners/lora/layer.py` added to each part's output).
 //!
 //! LoRA variables are named from the model root without PEFT's prefix
 //! (`model.layers.0.self_attn.q_proj.lora_A.weight`); adapter files carry
 //! `base_model.model.` in front ([`PEFT_PREFIX`]), added on save and stripped on load.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use braid_core::checkpoint::{Checkpoint, LoadReport};
 use braid_core::{Error, Result};
@@ -18,6 +20,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
+use super::frozen::{FrozenLlama, LoraReader};
 use super::load::open;
 use super::{trainable::Trainable, Body, Llama, LlamaConfig};
 
@@ -147,15 +150,27 @@ fn save_json(path: &Path, value: &impl Serialize) -> Result<()> {
     write_atomic(path, |tmp| std::fs::write(tmp, text).map_err(|e| Error::io(tmp, e)))
 }
 
+/// `dir/adapter_model.safetensors` with PEFT's prefix stripped from the names (on the CPU).
+fn read_adapter_weights(dir: &Path) -> Result<(PathBuf, HashMap<String, Tensor>)> {
+    let path = dir.join(ADAPTER_WEIGHTS);
+    let file = candle_core::safetensors::load(&path, &Device::Cpu)?;
+    let prefix = format!("{PEFT_PREFIX}.");
+    let stored = file.into_iter().map(|(k, v)| (k.strip_prefix(&prefix).map_or(k.clone(), str::to_string), v)).collect();
+    Ok((path, stored))
+}
+
+/// The variables of `varmap` by name (the LoRA map of [`Llama::load_with_lora`]), detached:
+/// what [`Llama::load_frozen_with_lora`] reads.
+pub fn varmap_tensors(varmap: &VarMap) -> Result<HashMap<String, Tensor>> {
+    let data = varmap.data().lock().map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok(data.iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect())
+}
+
 /// Sets the LoRA variables in `varmap` (built by [`Llama::with_lora`] over it) from the PEFT
 /// adapter in `dir`, to resume training or run it; fails naming every missing, unexpected
 /// or wrongly shaped tensor.
 pub fn load_adapter(varmap: &VarMap, dir: &Path) -> Result<LoadReport> {
-    let path = dir.join(ADAPTER_WEIGHTS);
-    let file = candle_core::safetensors::load(&path, &Device::Cpu)?;
-    let prefix = format!("{PEFT_PREFIX}.");
-    let mut stored: HashMap<String, Tensor> =
-        file.into_iter().map(|(k, v)| (k.strip_prefix(&prefix).map_or(k.clone(), str::to_string), v)).collect();
+    let (path, mut stored) = read_adapter_weights(dir)?;
     let data = varmap.data().lock().map_err(|e| Error::Invalid(e.to_string()))?;
     let mut report = LoadReport::default();
     for (name, var) in data.iter() {
@@ -210,6 +225,39 @@ impl Llama {
         lora_tracker.report().into_result(&adapter_path)?;
         let report = tracker.report().into_result(ckpt.path())?;
         Ok((model, report))
+    }
+
+    /// The frozen model of [`Llama::load_frozen`] (weights in their stored types, quantized
+    /// GGUF weights multiplied quantized, fused q/k/v and gate/up) with LoRA on the
+    /// projections `targets` names (PEFT's `target_modules` rule, as [`Llama::with_lora`]):
+    /// each computes `base(x) + alpha / r * (x A^T) B^T`. `tensors` holds A `[r, in]` and B
+    /// `[out, r]` by the trainable map's names (`model.layers.0.self_attn.q_proj.lora_A.weight`,
+    /// `...lora_B.weight`; [`varmap_tensors`] of a [`Llama::load_with_lora`] map, or
+    /// [`Llama::lora_tensors`]), copied in: later changes to them are not seen. Fails naming
+    /// every missing, unexpected or wrongly shaped base or LoRA tensor; the report is the
+    /// base checkpoint's.
+    pub fn load_frozen_with_lora(
+        path: &Path,
+        device: &Device,
+        lora: LoraConfig,
+        targets: &[&str],
+        tensors: &HashMap<String, Tensor>,
+    ) -> Result<(Self, LoadReport)> {
+        let (cfg, ckpt) = open(path)?;
+        let reader = LoraReader::new(tensors, lora, targets, device)?;
+        let (body, report) = FrozenLlama::load(&ckpt, &cfg, device, false, Some(reader))?;
+        Ok((Self { body: Body::Frozen(body), cfg }, report))
+    }
+
+    /// The frozen base model in `base` (as [`Llama::load_frozen`], quantized weights kept)
+    /// with the PEFT adapter in `adapter_dir` on it ([`Llama::load_frozen_with_lora`]): fast
+    /// inference of an adapter without merging it. Fails unless every base and adapter
+    /// tensor fits.
+    pub fn load_frozen_with_adapter(base: &Path, adapter_dir: &Path, device: &Device) -> Result<(Self, LoadReport)> {
+        let adapter = AdapterConfig::read(adapter_dir)?;
+        let (_, tensors) = read_adapter_weights(adapter_dir)?;
+        let targets: Vec<&str> = adapter.target_modules.iter().map(String::as_str).collect();
+        Self::load_frozen_with_lora(base, device, adapter.lora_config(), &targets, &tensors)
     }
 
     fn trainable(&self, what: &str) -> Result<&Trainable> {

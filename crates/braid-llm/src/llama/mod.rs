@@ -7,7 +7,8 @@
 //! every weight) and frozen ([`Llama::load_frozen`], quantized weights kept quantized,
 //! fused kernels, in-place KV buffers; the fast path for generation). The trainable body
 //! takes LoRA on its projections ([`Llama::with_lora`], PEFT adapters in and out, merged
-//! export; see [`lora`]).
+//! export; see [`lora`]); so does the frozen one ([`Llama::load_frozen_with_lora`],
+//! quantized base, fused projections kept).
 
 mod config;
 mod frozen;
@@ -23,7 +24,7 @@ use candle_nn::VarBuilder;
 pub use config::{LlamaConfig, RopeParameters};
 pub use gguf::GGUF_ARCHITECTURES;
 pub use load::Weights;
-pub use lora::{load_adapter, AdapterConfig};
+pub use lora::{load_adapter, varmap_tensors, AdapterConfig};
 
 use crate::{DecodeCache, LanguageModel, LmOutput};
 use frozen::FrozenLlama;

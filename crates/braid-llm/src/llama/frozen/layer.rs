@@ -2,17 +2,18 @@
 //! `braid_nn::PreNormBlock` with LLaMA names, built from candle's fused kernels (RMSNorm,
 //! rotary, softmax; none has a backward pass), `QMatMul` projections and a KV buffer
 //! written in place. Grouped-query attention multiplies each KV head with its group of
-//! query heads at once instead of repeating keys and values.
+//! query heads at once instead of repeating keys and values. Projections may carry LoRA
+//! updates ([`super::lora`]).
 //! Reference: `transformers.models.llama.modeling_llama.LlamaDecoderLayer`; llama.cpp
 //! `llm_build_llama`.
 
 use braid_core::Result;
-use braid_nn::linear::QLinear;
 use candle_core::Tensor;
 use candle_nn::ops::{rms_norm, softmax_last_dim};
 
 use super::fused::Fused;
 use super::load::Loader;
+use super::lora::Projection;
 use super::rope::Rope;
 use crate::kv::KvBuffer;
 use crate::LlamaConfig;
@@ -24,9 +25,9 @@ pub(crate) struct FrozenLayer {
     post_norm: Tensor,
     eps: f32,
     qkv: Fused,
-    o: QLinear,
+    o: Projection,
     gate_up: Fused,
-    down: QLinear,
+    down: Projection,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -50,9 +51,9 @@ impl FrozenLayer {
             post_norm: ld.vector(&p("post_attention_layernorm.weight"), h)?,
             eps: cfg.rms_norm_eps as f32,
             qkv,
-            o: ld.linear(&p("self_attn.o_proj"), (h, hd))?,
+            o: ld.projection(&p("self_attn.o_proj"), (h, hd))?,
             gate_up,
-            down: ld.linear(&p("mlp.down_proj"), (h, inter))?,
+            down: ld.projection(&p("mlp.down_proj"), (h, inter))?,
             heads: cfg.num_attention_heads,
             kv_heads: cfg.kv_heads(),
             head_dim: cfg.head_dim(),

@@ -3,7 +3,8 @@
 //! shaped tensor at once (placeholders stand in until the report is checked). The shapes
 //! come from the config, so placeholders have a budget: past it, or past
 //! [`MAX_PROBLEMS`] problems, loading stops with the report so far instead of
-//! allocating what an absurd config claims.
+//! allocating what an absurd config claims. With a [`LoraReader`], the projections its
+//! targets name get their LoRA updates, and every LoRA tensor must be used too.
 
 use std::collections::BTreeSet;
 
@@ -15,6 +16,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 
 use super::fused::Part;
+use super::lora::{LoraPair, LoraReader, Projection};
 
 /// Elements of zeros that may stand in for missing or mismatched tensors (128 MiB of f32).
 const PLACEHOLDER_BUDGET: usize = 1 << 25;
@@ -28,12 +30,29 @@ pub(crate) struct Loader<'a> {
     dequantize: bool,
     /// Elements of placeholders made so far.
     placeholders: usize,
+    /// Where the projections' LoRA updates come from, if they have any.
+    lora: Option<LoraReader<'a>>,
 }
 
 impl<'a> Loader<'a> {
     /// Reads from `ckpt` onto `device`; `dequantize` turns quantized weights into f32.
     pub(crate) fn new(ckpt: &'a Checkpoint, device: &Device, dequantize: bool) -> Self {
-        Self { ckpt, device: device.clone(), used: BTreeSet::new(), report: LoadReport::default(), dequantize, placeholders: 0 }
+        let used = BTreeSet::new();
+        Self { ckpt, device: device.clone(), used, report: LoadReport::default(), dequantize, placeholders: 0, lora: None }
+    }
+
+    /// The same, with LoRA updates from `lora` on the projections it targets.
+    pub(crate) fn with_lora(mut self, lora: Option<LoraReader<'a>>) -> Self {
+        self.lora = lora;
+        self
+    }
+
+    /// The LoRA update of the projection `prefix`, shape `(out, in)`, if it has one.
+    fn lora_pair(&mut self, prefix: &str, shape: (usize, usize)) -> Result<Option<LoraPair>> {
+        match &mut self.lora {
+            Some(l) => l.pair(prefix, shape),
+            None => Ok(None),
+        }
     }
 
     /// Whether `name` is present with shape `want`; records the problem otherwise.
@@ -95,22 +114,34 @@ impl<'a> Loader<'a> {
         Ok(Tensor::zeros(n, DType::F32, &self.device)?)
     }
 
-    /// `{prefix}.weight` `(out, in)` and, with `bias`, `{prefix}.bias`.
+    /// `{prefix}.weight` `(out, in)`, with `bias` `{prefix}.bias`, and its LoRA update.
     pub(crate) fn part(&mut self, prefix: &str, shape: (usize, usize), bias: bool) -> Result<Part> {
-        let w = self.qtensor(&format!("{prefix}.weight"), shape)?;
-        let b = if bias { Some(self.vector(&format!("{prefix}.bias"), shape.0)?) } else { None };
-        Ok((w, b))
+        let weight = self.qtensor(&format!("{prefix}.weight"), shape)?;
+        let bias = if bias { Some(self.vector(&format!("{prefix}.bias"), shape.0)?) } else { None };
+        Ok(Part { weight, bias, lora: self.lora_pair(prefix, shape)? })
     }
 
-    /// A bias-free projection `{prefix}.weight` `(out, in)`.
+    /// A bias-free projection `{prefix}.weight` `(out, in)` with its LoRA update, if any.
+    pub(crate) fn projection(&mut self, prefix: &str, shape: (usize, usize)) -> Result<Projection> {
+        let linear = self.linear(prefix, shape)?;
+        let pair = self.lora_pair(prefix, shape)?;
+        Projection::new(linear, &[(shape.0, pair.as_ref())])
+    }
+
+    /// A bias-free projection `{prefix}.weight` `(out, in)` that LoRA never targets (the
+    /// output head).
     pub(crate) fn linear(&mut self, prefix: &str, shape: (usize, usize)) -> Result<QLinear> {
         QLinear::new(self.qtensor(&format!("{prefix}.weight"), shape)?, None)
     }
 
-    /// The report, as an error naming the file when anything was missing, unexpected or
-    /// mismatched.
+    /// The checkpoint's report, as an error naming the file when anything was missing,
+    /// unexpected or mismatched, then the same for the LoRA tensors.
     pub(crate) fn finish(mut self) -> Result<LoadReport> {
         self.report.unexpected = self.ckpt.names().into_iter().filter(|n| !self.used.contains(n)).collect();
-        self.report.into_result(self.ckpt.path())
+        let report = self.report.into_result(self.ckpt.path())?;
+        if let Some(lora) = self.lora {
+            lora.finish(&format!("LoRA tensors for {}", self.ckpt.path().display()))?;
+        }
+        Ok(report)
     }
 }

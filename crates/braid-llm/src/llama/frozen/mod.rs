@@ -2,11 +2,14 @@
 //! as llama.cpp multiplies them), kernels are candle's fused ones, and keys and values
 //! are written in place into a growing buffer. Same outputs as the trainable
 //! [`crate::Llama`] built by `Llama::new` (up to the activation rounding of quantized
-//! matmuls), but no gradients. Reference: llama.cpp `llm_build_llama`.
+//! matmuls), but no gradients. LoRA updates may sit on the projections
+//! ([`lora`], built by `Llama::load_frozen_with_lora`). Reference: llama.cpp
+//! `llm_build_llama`.
 
 mod fused;
 mod layer;
 mod load;
+mod lora;
 mod mask;
 mod rope;
 
@@ -21,6 +24,7 @@ use crate::kv::KvBuffer;
 use crate::{LlamaConfig, LmOutput};
 use layer::FrozenLayer;
 use load::Loader;
+pub(crate) use lora::LoraReader;
 use rope::Rope;
 
 /// Embeddings, layers, final norm and output projection of a frozen decoder.
@@ -37,9 +41,16 @@ pub(crate) struct FrozenLlama {
 
 impl FrozenLlama {
     /// Loads every tensor of `ckpt` (Hugging Face names) for `cfg`, quantized weights
-    /// kept quantized unless `dequantize`.
-    pub(crate) fn load(ckpt: &Checkpoint, cfg: &LlamaConfig, device: &Device, dequantize: bool) -> Result<(Self, LoadReport)> {
-        let mut ld = Loader::new(ckpt, device, dequantize);
+    /// kept quantized unless `dequantize`, with LoRA updates from `lora` (every one of its
+    /// tensors used) on the projections it targets.
+    pub(crate) fn load(
+        ckpt: &Checkpoint,
+        cfg: &LlamaConfig,
+        device: &Device,
+        dequantize: bool,
+        lora: Option<LoraReader>,
+    ) -> Result<(Self, LoadReport)> {
+        let mut ld = Loader::new(ckpt, device, dequantize).with_lora(lora);
         let (v, h) = (cfg.vocab_size, cfg.hidden_size);
         let embed = QMatMul::from_qtensor(ld.qtensor("model.embed_tokens.weight", (v, h))?)?;
         let layers = (0..cfg.num_hidden_layers)
