@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Decode speed of SmolLM2-135M Q4_1 with a LoRA, CPU, one run, one prompt (greedy, EOS
 # ignored): (a) the frozen body, (b) the frozen body with a rank-8 LoRA on all seven
-# projections, (c) the trainable body (dequantized f32) with the same LoRA. Prints
-# tokens/s of each and the ratios (b)/(a), (b)/(c), (a)/(c).
+# projections, (c) the trainable body (dequantized f32) with the same seeded LoRA, in
+# rounds of (a), (b), (c) one after the other (so load from other processes falls on all
+# three alike). Prints each round, each body's best tokens/s and the ratios (b)/(a),
+# (b)/(c), (a)/(c).
 #   crates/braid-llm/examples/frozen_lora_decode.rs  (the GGUF from `braid fetch smollm2`)
 #
 #   bench/frozen_lora_decode.sh [--threads N] [--tokens N] [--repeats N] [--gguf PATH]

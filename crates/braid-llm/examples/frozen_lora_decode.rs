@@ -2,7 +2,8 @@
 //! (a) the plain frozen body (`Llama::load_frozen`), (b) the frozen body with a rank-8
 //! LoRA on all seven projections (`Llama::load_frozen_with_lora`), (c) the trainable body
 //! with the same LoRA (`Llama::load_with_lora`, dequantized f32, differentiable ops).
-//! Greedy, EOS ignored; each body decodes `--repeats` times and its best run counts.
+//! Greedy, EOS ignored; `--repeats` rounds of (a), (b), (c) in turn, each body's best
+//! round counting.
 //! Prints tokens/s and the ratios (b)/(a), (b)/(c), (a)/(c); `bench/frozen_lora_decode.sh`
 //! runs it.
 //!
@@ -42,31 +43,28 @@ fn args() -> Result<Args> {
     Ok(a)
 }
 
-/// B of a fresh LoRA is zero; small seeded values make the update real work and real numbers.
-fn randomize_b(vm: &VarMap) -> Result<()> {
+/// Seeded A and B (B of a fresh LoRA is zero; small values make the update real work
+/// and keep the text sensible), so every run generates the same tokens.
+fn randomize(vm: &VarMap) -> Result<()> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let data = vm.data().lock().map_err(|e| Error::Invalid(e.to_string()))?;
-    let mut names: Vec<_> = data.keys().filter(|n| n.ends_with("lora_B.weight")).collect();
+    let mut names: Vec<_> = data.keys().collect();
     names.sort();
     for name in names {
         let var = &data[name];
-        let values: Vec<f32> = (0..var.elem_count()).map(|_| rng.gen_range(-0.02f32..0.02)).collect();
+        let bound = if name.ends_with("lora_A.weight") { 1.0 / (var.dims()[1] as f32).sqrt() } else { 0.02 };
+        let values: Vec<f32> = (0..var.elem_count()).map(|_| rng.gen_range(-bound..bound)).collect();
         var.set(&Tensor::from_vec(values, var.dims(), &Device::Cpu)?)?;
     }
     Ok(())
 }
 
-/// Best decode tokens/s over `repeats` generations, and the last generation.
-fn decode_speed(model: &Llama, tokenizer: &Tokenizer, prompt: &[u32], a: &Args) -> Result<(f64, Generation)> {
-    let cfg = GenerateConfig { max_new_tokens: a.tokens, ignore_eos: true, ..GenerateConfig::default() };
-    let mut best = 0f64;
-    let mut last = None;
-    for _ in 0..a.repeats {
-        let (mut gens, timing) = generate(model, tokenizer, &[prompt.to_vec()], &cfg, &Device::Cpu, &mut |_, _| Ok(()))?;
-        best = best.max(timing.decode_tokens as f64 / timing.decode_seconds.max(1e-9));
-        last = gens.pop();
-    }
-    Ok((best, last.ok_or_else(|| Error::Invalid("no generation".into()))?))
+/// Decode tokens/s of one generation, and the generation.
+fn decode_speed(model: &Llama, tokenizer: &Tokenizer, prompt: &[u32], tokens: usize) -> Result<(f64, Generation)> {
+    let cfg = GenerateConfig { max_new_tokens: tokens, ignore_eos: true, ..GenerateConfig::default() };
+    let (mut gens, timing) = generate(model, tokenizer, &[prompt.to_vec()], &cfg, &Device::Cpu, &mut |_, _| Ok(()))?;
+    let speed = timing.decode_tokens as f64 / timing.decode_seconds.max(1e-9);
+    Ok((speed, gens.pop().ok_or_else(|| Error::Invalid("no generation".into()))?))
 }
 
 fn same_prefix(x: &Generation, y: &Generation) -> usize {
@@ -83,28 +81,43 @@ fn main() -> Result<()> {
     let tokenizer = Tokenizer::from_gguf(&braid_core::checkpoint::Gguf::open(&path)?)?;
     let prompt = tokenizer.encode(PROMPT, false)?;
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
-    println!("{} | prompt {} tokens, {} new tokens, best of {}, {threads} threads", path.display(), prompt.len(), a.tokens, a.repeats);
+    println!("{} | prompt {} tokens, {} new tokens, best of {} rounds, {threads} threads", path.display(), prompt.len(), a.tokens, a.repeats);
 
     let lora = LoraConfig { rank: 8, alpha: 16.0 };
     let vm = VarMap::new();
     let (trainable, _) = Llama::load_with_lora(&path, DType::F32, &dev, lora, &LoraSpec::LLAMA_ALL, &vm)?;
-    randomize_b(&vm)?;
+    randomize(&vm)?;
     let tensors = varmap_tensors(&vm)?;
     let (frozen_lora, _) = Llama::load_frozen_with_lora(&path, &dev, lora, &LoraSpec::LLAMA_ALL, &tensors)?;
     let (frozen, _) = Llama::load_frozen(&path, false, &dev)?;
 
-    let (fa, ga) = decode_speed(&frozen, &tokenizer, &prompt, &a)?;
-    println!("(a) frozen, no LoRA:            {fa:7.1} tokens/s");
-    let (fb, gb) = decode_speed(&frozen_lora, &tokenizer, &prompt, &a)?;
-    println!("(b) frozen + rank-8 LoRA (x7):  {fb:7.1} tokens/s");
-    let (fc, gc) = decode_speed(&trainable, &tokenizer, &prompt, &a)?;
-    println!("(c) trainable + the same LoRA:  {fc:7.1} tokens/s");
+    // Rounds of (a), (b), (c) one after the other, so that load from other processes
+    // falls on all three alike; each body's best round counts.
+    let bodies = [("(a) frozen, no LoRA:          ", &frozen), ("(b) frozen + rank-8 LoRA (x7):", &frozen_lora), ("(c) trainable + the same LoRA:", &trainable)];
+    let mut best = [0f64; 3];
+    let mut gens = Vec::new();
+    for round in 0..a.repeats {
+        let mut line = format!("round {round}:");
+        gens.clear();
+        for (i, (_, model)) in bodies.iter().enumerate() {
+            let (speed, g) = decode_speed(model, &tokenizer, &prompt, a.tokens)?;
+            best[i] = best[i].max(speed);
+            line.push_str(&format!(" {speed:6.1}"));
+            gens.push(g);
+        }
+        eprintln!("{line} tokens/s");
+    }
+    for ((name, _), speed) in bodies.iter().zip(best) {
+        println!("{name} {speed:7.1} tokens/s");
+    }
+    let [fa, fb, fc] = best;
+    let [ga, gb, gc] = gens.as_slice() else { return Err(Error::Invalid("no generations".into())) };
     println!("ratios: (b)/(a) = {:.2}, (b)/(c) = {:.2}, (a)/(c) = {:.2}", fb / fa, fb / fc, fa / fc);
     println!(
         "greedy agreement: (b) and (c) share their first {} of {} tokens; (a) and (b) {}",
-        same_prefix(&gb, &gc),
+        same_prefix(gb, gc),
         a.tokens,
-        same_prefix(&ga, &gb)
+        same_prefix(ga, gb)
     );
     println!("(b): {:?}", gb.text);
     Ok(())

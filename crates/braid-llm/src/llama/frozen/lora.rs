@@ -5,10 +5,9 @@
 //! dense f32, read once (a snapshot: later changes to a trainable map are not seen).
 //!
 //! A fused projection (q/k/v, gate/up) keeps its one base matmul: its parts' A are
-//! stacked into `[sum r, in]` and their B laid block-diagonally into `[sum out, sum r]`,
-//! so one pair of small matmuls yields every part's update side by side, added to the
-//! fused output before it is split. The off-diagonal zeros add exact zeros, so each part
-//! gets the numbers of its own update.
+//! stacked into `[sum r, in]` (one small matmul for all parts), each part's slice of
+//! that is multiplied by its own B, and the updates, side by side, are added to the
+//! fused output before it is split.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -103,8 +102,9 @@ impl<'a> LoraReader<'a> {
 struct Delta {
     /// Stacked A, transposed: `[in, sum r]`.
     a_t: Tensor,
-    /// Block-diagonal scaled B, transposed: `[sum r, sum out]`.
-    b_t: Tensor,
+    /// Per part: its output rows and, with LoRA, where its rank slice starts and its scaled
+    /// B, transposed `[r, out]`.
+    parts: Vec<(usize, Option<(usize, Tensor)>)>,
 }
 
 impl Delta {
@@ -112,25 +112,21 @@ impl Delta {
     /// when no part has LoRA.
     fn stack(parts: &[(usize, Option<&LoraPair>)]) -> Result<Option<Self>> {
         let pairs: Vec<&LoraPair> = parts.iter().filter_map(|(_, p)| *p).collect();
-        let [first, ..] = pairs.as_slice() else { return Ok(None) };
-        let (dev, ranks) = (first.a.device(), pairs.iter().map(|p| p.a.dim(0)).collect::<candle_core::Result<Vec<_>>>()?);
-        let total: usize = ranks.iter().sum();
+        if pairs.is_empty() {
+            return Ok(None);
+        }
         let a = Tensor::cat(&pairs.iter().map(|p| &p.a).collect::<Vec<_>>(), 0)?;
-        let mut rows = Vec::with_capacity(parts.len());
         let mut at = 0;
-        for (out, pair) in parts {
+        let mut out = Vec::with_capacity(parts.len());
+        for (rows, pair) in parts {
             let Some(p) = pair else {
-                rows.push(Tensor::zeros((*out, total), DType::F32, dev)?);
+                out.push((*rows, None));
                 continue;
             };
-            let r = p.a.dim(0)?;
-            let left = Tensor::zeros((*out, at), DType::F32, dev)?;
-            let right = Tensor::zeros((*out, total - at - r), DType::F32, dev)?;
-            rows.push(Tensor::cat(&[&left, &p.b, &right], 1)?);
-            at += r;
+            out.push((*rows, Some((at, p.b.t()?.contiguous()?))));
+            at += p.a.dim(0)?;
         }
-        let b = Tensor::cat(&rows, 0)?;
-        Ok(Some(Self { a_t: a.t()?.contiguous()?, b_t: b.t()?.contiguous()? }))
+        Ok(Some(Self { a_t: a.t()?.contiguous()?, parts: out }))
     }
 
     /// x: [..., in] -> [..., sum out]
@@ -141,9 +137,22 @@ impl Delta {
             return Err(Error::shape("lora input", &[in_dim], x.dims()));
         }
         dims.pop();
-        dims.push(self.b_t.dim(1)?);
-        let x2 = x.reshape(((), in_dim))?;
-        Ok(x2.matmul(&self.a_t)?.matmul(&self.b_t)?.reshape(dims)?)
+        dims.push(self.parts.iter().map(|(rows, _)| rows).sum());
+        let u = x.reshape(((), in_dim))?.matmul(&self.a_t)?;
+        // Each rank slice by its own B: a block-diagonal B would stream its zeros from
+        // memory at every decoding step (two thirds of the q/k/v B's bytes).
+        let mut pieces = Vec::with_capacity(self.parts.len());
+        for (rows, part) in &self.parts {
+            pieces.push(match part {
+                Some((at, b_t)) => u.narrow(1, *at, b_t.dim(0)?)?.contiguous()?.matmul(b_t)?,
+                None => Tensor::zeros((u.dim(0)?, *rows), DType::F32, u.device())?,
+            });
+        }
+        let d = match pieces.as_slice() {
+            [one] => one.clone(),
+            _ => Tensor::cat(&pieces, 1)?,
+        };
+        Ok(d.reshape(dims)?)
     }
 }
 
