@@ -79,6 +79,6 @@ for bcase, tcase, label in rows:
 threads = {r["threads"] for r in list(braid.values()) + list(torch.values())}
 print(f"\nthreads {sorted(threads)}; per_s from the median of each side's timed repeats; ratio = Braid / PyTorch.")
 print("PyTorch: one [batch, seq] forward, logits at every position via labels= (PyTorch column) or")
-print("lm_head on the labelled rows only (PT rows column). Braid: samples one by one, logits_at.")
+print("lm_head on the labelled rows only (PT rows column). Braid: one padded batch, logits at the labelled rows.")
 EOF
 echo "raw JSON lines: $out/braid.jsonl $out/pytorch.jsonl" >&2

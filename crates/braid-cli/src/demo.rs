@@ -135,7 +135,7 @@ const VQA_IMAGES: [u32; 3] = [7, 21, 108];
 pub(crate) fn easyvqa_demo(offline: bool) -> anyhow::Result<()> {
     let data = if offline { crate::data::dataset_path("easy-vqa")? } else { braid_hub::fetch("easy-vqa", &FetchOptions::default())?.main };
     let dir = committed_model_dir("easyvqa");
-    let pipeline = Pipeline::open(&dir, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))?;
+    let pipeline = Pipeline::open(&dir, braid_pipeline::Weights::Frozen { dequantize: false }, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))?;
     let test = braid_data::vqa::EasyVqa::open(&data, braid_data::vqa::Split::Test)?;
     println!("\neasy-VQA ({}), questions about test images:", dir.display());
     for id in VQA_IMAGES {
@@ -159,7 +159,7 @@ pub(crate) fn easyvqa_demo(offline: bool) -> anyhow::Result<()> {
 pub(crate) fn hapt_demo(offline: bool) -> anyhow::Result<()> {
     let data = if offline { crate::data::dataset_path("hapt")? } else { braid_hub::fetch("hapt", &FetchOptions::default())?.main };
     let dir = hapt_model_dir();
-    let model = Pipeline::open(&dir, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))?;
+    let model = Pipeline::open(&dir, braid_pipeline::Weights::Frozen { dequantize: false }, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))?;
     let stats = braid_train::recipe::imu_stats(&model)?;
     let classes = model.classes().unwrap_or_default();
     // The test split (users 22-30) as the recipe that trained the model chose it.

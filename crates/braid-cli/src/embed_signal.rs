@@ -179,7 +179,7 @@ pub fn embed_video(a: &VideoArgs) -> anyhow::Result<()> {
 
 /// Runs `braid embed imu`.
 pub fn embed_imu(a: &ImuArgs) -> anyhow::Result<()> {
-    let model = Pipeline::open(&a.model, &Device::Cpu).with_context(|| format!("loading {}", a.model.display()))?;
+    let model = Pipeline::open(&a.model, braid_pipeline::Weights::Frozen { dequantize: false }, &Device::Cpu).with_context(|| format!("loading {}", a.model.display()))?;
     let pre = match model.config().slot(Modality::Imu).and_then(|s| s.preprocess.as_ref()) {
         Some(Preprocess::Imu(p)) => Some(p.clone()),
         _ => None,

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use braid_data::conversation::{ConversationDataset, ConversationOptions};
-use braid_pipeline::Pipeline;
+use braid_pipeline::{Pipeline, Weights};
 use braid_train::recipe::{evaluate_classifier, evaluate_vision, Launch, Recipe};
-use candle_core::Device;
+use candle_core::{DType, Device};
 
 /// Train a model as a recipe describes.
 #[derive(Debug, clap::Args)]
@@ -48,6 +48,10 @@ pub struct EvalArgs {
     /// `vqa` and conversation files: also write every answer and its truth here (JSON lines).
     #[arg(long)]
     pub answers: Option<PathBuf>,
+    /// Decode through the trainable f32 body instead of the frozen quantized one (slower;
+    /// to check the frozen answers against).
+    #[arg(long)]
+    pub trainable_weights: bool,
 }
 
 /// Reads, overrides and resolves a recipe; returns it with its text as written.
@@ -87,8 +91,11 @@ fn write_answers(path: &Path, lines: Vec<serde_json::Value>) -> anyhow::Result<(
     std::fs::write(path, lines.join("\n") + "\n").with_context(|| path.display().to_string())
 }
 
-fn open_model(dir: &Path) -> anyhow::Result<Pipeline> {
-    Pipeline::open(dir, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))
+/// The model as evaluation runs it: frozen (quantized, fused, LoRA beside), or the
+/// trainable f32 body with `--trainable-weights`.
+fn open_model(args: &EvalArgs) -> anyhow::Result<Pipeline> {
+    let weights = if args.trainable_weights { Weights::Trainable(DType::F32) } else { Weights::Frozen { dequantize: false } };
+    Pipeline::open(&args.model, weights, &Device::Cpu).with_context(|| format!("loading {}", args.model.display()))
 }
 
 fn eval_vqa(args: &EvalArgs) -> anyhow::Result<()> {
@@ -99,7 +106,7 @@ fn eval_vqa(args: &EvalArgs) -> anyhow::Result<()> {
     if !data.is_dir() {
         bail!("easy-VQA data not found at {} (run `braid fetch easy-vqa` or pass --data)", data.display());
     }
-    let pipeline = open_model(&args.model)?;
+    let pipeline = open_model(args)?;
     let report = braid_pipeline::evaluate_vqa(&pipeline, &data, args.limit, std::io::stderr().is_terminal())?;
     println!("{}", serde_json::json!({"accuracy": report.accuracy, "n": report.n, "per_type": report.per_type}));
     if let Some(path) = &args.out {
@@ -113,7 +120,7 @@ fn eval_vqa(args: &EvalArgs) -> anyhow::Result<()> {
 
 fn eval_conversations(args: &EvalArgs) -> anyhow::Result<()> {
     let data = ConversationDataset::open(&args.what, &ConversationOptions::default())?;
-    let pipeline = open_model(&args.model)?;
+    let pipeline = open_model(args)?;
     let report = braid_pipeline::evaluate_conversations(&pipeline, &data, args.limit, std::io::stderr().is_terminal())?;
     println!("{}", serde_json::to_string(&report)?);
     if let Some(path) = &args.answers {
@@ -144,7 +151,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
                 None if r.data.path.join("answers.txt").is_file() => ("vqa".into(), Some(r.data.path.clone())),
                 None => (r.data.path.clone(), None),
             };
-            eval(&EvalArgs { what, model: args.model.clone(), data, limit: args.limit, out: args.out.clone(), answers: args.answers.clone() })?
+            eval(&EvalArgs { what, model: args.model.clone(), data, limit: args.limit, out: args.out.clone(), answers: args.answers.clone(), trainable_weights: args.trainable_weights })?
         }
     }
     Ok(())

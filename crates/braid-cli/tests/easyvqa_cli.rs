@@ -5,27 +5,12 @@
 //! BRAID_REQUIRE_ASSETS=1 (CI), which makes them fail.
 #![allow(clippy::panic, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn fetched(name: &str) -> bool {
-    let home = braid_hub::home();
-    let ok = braid_hub::find(name).is_ok_and(|e| braid_hub::is_fetched(e, &home));
-    if !ok && std::env::var("BRAID_REQUIRE_ASSETS").as_deref() == Ok("1") {
-        panic!("{name} is not fetched");
-    }
-    ok
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn braid(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_braid")).args(args).current_dir(root()).output().unwrap();
-    assert!(out.status.success(), "braid {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
+use common::{braid, fetched, root};
 
 /// A committed smoke recipe with its run directories moved into `dir`.
 fn recipe(dir: &Path, name: &str) -> String {

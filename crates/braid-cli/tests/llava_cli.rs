@@ -5,32 +5,16 @@
 //! smollm2`; without them it skips, unless BRAID_REQUIRE_ASSETS=1 (CI), which makes it fail.
 #![allow(clippy::panic, clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use braid_data::vqa::{EasyVqa, ExportOptions, Split};
+use common::{braid, fetched, root, run};
 
-fn fetched(name: &str) -> bool {
-    let home = braid_hub::home();
-    let ok = braid_hub::find(name).is_ok_and(|e| braid_hub::is_fetched(e, &home));
-    if !ok && std::env::var("BRAID_REQUIRE_ASSETS").as_deref() == Ok("1") {
-        panic!("{name} is not fetched");
-    }
-    ok
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn braid(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_braid")).args(args).current_dir(root()).output().unwrap()
-}
-
+/// `braid ARGS`, which must succeed -> its stdout.
 fn ok(args: &[&str]) -> String {
-    let out = braid(args);
-    assert!(out.status.success(), "braid {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&braid(args).stdout).into_owned()
 }
 
 /// easy-VQA's first test images as a conversation file (one image per sample, two turns),
@@ -50,20 +34,20 @@ fn dataset(dir: &Path) -> PathBuf {
 }
 
 /// The committed recipe, its data, run directory and (optionally) language model replaced.
-fn recipe(dir: &Path, data: &Path, llm: Option<(&str, &str)>) -> PathBuf {
+fn recipe(dir: &Path, data: &Path, llm: Option<&str>) -> PathBuf {
     let mut text = std::fs::read_to_string(root().join("recipes/llava/tiny.toml")).unwrap();
     assert!(text.lines().count() <= 20, "the recipe stays small");
     text = text.replace("\"data/train.json\"", &format!("{:?}", data.display().to_string()));
     text = text.replace("\"runs/llava-tiny\"", &format!("{:?}", dir.join("run").display().to_string()));
-    if let Some((model, placeholder)) = llm {
-        text = text.replace("\"smollm2\"", &format!("{model:?}")).replace("\"<empty_output>\"", &format!("{placeholder:?}"));
+    if let Some(model) = llm {
+        text = text.replace("\"smollm2\"", &format!("{model:?}"));
     }
     let path = dir.join("tiny.toml");
     std::fs::write(&path, text).unwrap();
     path
 }
 
-fn train_chat_eval(llm: Option<(&str, &str)>) {
+fn train_chat_eval(llm: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let data = dataset(dir.path());
     let r = recipe(dir.path(), &data, llm);
@@ -98,7 +82,7 @@ fn the_same_recipe_trains_a_tiny_qwen2() {
         return;
     }
     let qwen = root().join("fixtures/llm/qwen2_chat_tiny");
-    train_chat_eval(Some((qwen.to_str().unwrap(), "<|endoftext|>")));
+    train_chat_eval(Some(qwen.to_str().unwrap()));
 }
 
 #[test]
@@ -110,7 +94,7 @@ fn the_committed_recipe_data_is_a_valid_conversation_file() {
 
 /// `braid ARGS` fails with a one-line error containing every one of `want`.
 fn fails_naming(args: &[&str], want: &[&str]) {
-    let out = braid(args);
+    let out = run(args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "braid {args:?} succeeded");
     let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
@@ -137,7 +121,7 @@ fn bad_conversation_files_and_recipes_fail_before_training_naming_the_sample_and
     for (text, want) in cases {
         let data = dir.path().join("data.json");
         std::fs::write(&data, &text).unwrap();
-        let r = recipe(dir.path(), &data, Some((qwen.to_str().unwrap(), "<|endoftext|>")));
+        let r = recipe(dir.path(), &data, Some(qwen.to_str().unwrap()));
         fails_naming(&["train", r.to_str().unwrap(), "--quiet"], &want);
         assert!(!dir.path().join("run").exists(), "{want:?}: training started");
     }

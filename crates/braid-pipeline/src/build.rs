@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use braid_core::checkpoint::Gguf;
+use std::collections::HashMap;
+
+use braid_core::checkpoint::{Checkpoint, Gguf};
 use braid_core::{Error, Modality, Result};
 use braid_encoders::image::{Clip, ImageTower};
 use braid_encoders::Encoder;
@@ -73,16 +75,17 @@ impl Pipeline {
     /// variables, the others are loaded from what their slot names (registered names, or
     /// paths relative to `base`, the directory the configuration belongs to).
     pub fn init(cfg: &PipelineConfig, base: &Path, device: &Device) -> Result<Self> {
-        Self::build(cfg, base, device, None)
+        Self::build(cfg, base, device, &Build::default())
     }
 
     /// [`Self::init`] with every fresh variable drawn from `seed` (the same seed and
     /// configuration give the same initial model).
     pub fn init_seeded(cfg: &PipelineConfig, base: &Path, device: &Device, seed: u64) -> Result<Self> {
-        Self::build(cfg, base, device, Some(seed))
+        Self::build(cfg, base, device, &Build { seed: Some(seed), frozen_lora: None })
     }
 
-    fn build(cfg: &PipelineConfig, base: &Path, device: &Device, seed: Option<u64>) -> Result<Self> {
+    pub(crate) fn build(cfg: &PipelineConfig, base: &Path, device: &Device, how: &Build) -> Result<Self> {
+        let seed = how.seed;
         cfg.validate()?;
         for (i, slot) in cfg.encoders.iter().enumerate() {
             if let Some(p) = &slot.preprocess {
@@ -92,7 +95,10 @@ impl Pipeline {
         let mut fresh = Fresh { device, seed, next: 0 };
         let (llm, llm_vars, lora_vars, llm_path) = match &cfg.llm {
             Some(name) => {
-                let b = build_llm(cfg, name, base, &mut fresh)?;
+                let b = match (&how.frozen_lora, &cfg.llm_config) {
+                    (Some(lora), None) => frozen_llm(cfg, name, base, device, lora.as_deref())?,
+                    _ => build_llm(cfg, name, base, &mut fresh)?,
+                };
                 (Some(b.llm), b.vars, b.lora, b.path)
             }
             None => (None, None, None, None),
@@ -121,6 +127,34 @@ impl Pipeline {
         };
         Ok(Self { cfg: cfg.clone(), branches, llm, llm_vars, lora_vars, head, prompter, device: device.clone() })
     }
+}
+
+/// How to build: the seed of fresh variables, and whether the language model is frozen
+/// (quantized weights kept quantized, fused kernels) with its LoRA from this file.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Build {
+    pub(crate) seed: Option<u64>,
+    /// `Some(lora file)`: a frozen language model (`Some(None)`: without LoRA).
+    pub(crate) frozen_lora: Option<Option<std::path::PathBuf>>,
+}
+
+/// The language model frozen for inference, its LoRA (if the configuration has one) read
+/// from `lora_file` and applied in the frozen layers.
+fn frozen_llm(cfg: &PipelineConfig, name: &str, base: &Path, device: &Device, lora_file: Option<&Path>) -> Result<BuiltLlm> {
+    let path = braid_hub::resolve_field(name, base, "llm")?;
+    let llm = match (&cfg.lora, lora_file) {
+        (Some(l), Some(file)) => {
+            let ckpt = Checkpoint::open(file)?;
+            let tensors = ckpt.names().into_iter().map(|n| Ok((n.clone(), ckpt.tensor(&n, DType::F32, device)?))).collect::<Result<HashMap<_, _>>>()?;
+            let targets: Vec<&str> = l.targets.iter().map(String::as_str).collect();
+            Llama::load_frozen_with_lora(&path, device, LoraConfig { rank: l.rank, alpha: l.alpha }, &targets, &tensors)
+                .map_err(|e| Error::format(file, e.to_string()))?
+                .0
+        }
+        (Some(_), None) => return Err(Error::config("lora", "a frozen model with LoRA needs its lora.safetensors")),
+        (None, _) => Llama::load(&path, Weights::Frozen { dequantize: false }, device)?.0,
+    };
+    Ok(BuiltLlm { llm, vars: None, lora: None, path: Some(path) })
 }
 
 /// A language model as built, with what it was built from.

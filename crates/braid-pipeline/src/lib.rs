@@ -26,4 +26,5 @@ pub use prompt::{qa_messages, Placeholder, Prompter, Sample, IGNORE};
 pub use llava::{Llava, LlavaConfig};
 pub use pipeline::{Input, Pipeline};
 pub use store::PIPELINE_FILE;
+pub use braid_llm::Weights;
 pub use model::MultimodalModel;

@@ -25,7 +25,7 @@ impl MultimodalModel {
     /// when its `config.json` says `"model_type": "llava"`.
     pub fn open(dir: &Path, device: &Device) -> Result<Self> {
         if dir.join(PIPELINE_FILE).is_file() {
-            return Ok(Self::Pipeline(Box::new(Pipeline::open(dir, device)?)));
+            return Ok(Self::Pipeline(Box::new(Pipeline::open(dir, braid_llm::Weights::Frozen { dequantize: false }, device)?)));
         }
         let config = dir.join("config.json");
         let text = std::fs::read_to_string(&config).map_err(|e| Error::io(&config, e))?;

@@ -185,7 +185,10 @@ impl Pipeline {
                 )));
             }
         }
-        let text = llm.embed_tokens(&Tensor::new(ids, &self.device)?.unsqueeze(0)?)?.squeeze(0)?;
+        // A placeholder's own embedding is never used (its id may lie past the vocabulary,
+        // added to the tokenizer only): look up id 0 in its place.
+        let lookup: Vec<u32> = ids.iter().map(|&id| if self.branches.iter().any(|b| b.token_id == Some(id)) { 0 } else { id }).collect();
+        let text = llm.embed_tokens(&Tensor::new(lookup.as_slice(), &self.device)?.unsqueeze(0)?)?.squeeze(0)?;
         let mut used = vec![0usize; self.branches.len()];
         let (mut parts, mut run_start, mut out_labels) = (Vec::new(), 0, Vec::new());
         let keep_labels = |from: usize, to: usize, out: &mut Vec<i64>| {

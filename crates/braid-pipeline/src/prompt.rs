@@ -10,9 +10,9 @@
 //! Conversations write the generic placeholders (`<image>`, `<audio>`, `<imu>`, as LLaVA's
 //! JSON does); each becomes the model's placeholder token, one id per item, which
 //! [`crate::Pipeline`] replaces by the item's projected tokens. A placeholder must be a
-//! special token the tokenizer keeps whole: SmolLM2 has no `<image>`, so a Braid model on
-//! it names one of its StarCoder code-metadata tokens (`<empty_output>`) in
-//! `pipeline.toml`.
+//! special token the tokenizer keeps whole: one of its own (LLaVA's `<image>`; the easy-VQA
+//! model on SmolLM2 names the StarCoder code-metadata token `<empty_output>`), or one
+//! added to the tokenizer when the vocabulary lacks it.
 
 use braid_core::{Error, Modality, Result};
 use braid_llm::{ChatTemplate, Message, Tokenizer};
@@ -57,16 +57,24 @@ pub struct Prompter {
 
 impl Prompter {
     /// `placeholders`: (modality, the model's token text) per slot, each a special token of
-    /// `tokenizer`. `system`: a system turn opening every conversation that has none
-    /// (`None` leaves the template's default; `Some("")` keeps a short empty one).
-    pub fn new(tokenizer: Tokenizer, template: ChatTemplate, placeholders: &[(Modality, String)], system: Option<String>) -> Result<Self> {
+    /// `tokenizer`, or added to it as one when the vocabulary lacks it (the pipeline
+    /// replaces a placeholder before the model reads it, so it needs no embedding row).
+    /// `system`: a system turn opening every conversation that has none (`None` leaves the
+    /// template's default; `Some("")` keeps a short empty one).
+    pub fn new(mut tokenizer: Tokenizer, template: ChatTemplate, placeholders: &[(Modality, String)], system: Option<String>) -> Result<Self> {
         let placeholders = placeholders
             .iter()
             .map(|(modality, token)| {
                 let field = format!("encoders.{modality}.placeholder");
-                let id = tokenizer.token_to_id(token).ok_or_else(|| {
-                    Error::config(&field, format!("`{token}` is not in the tokenizer's vocabulary; name one of its special tokens"))
-                })?;
+                if token.trim().is_empty() || token.chars().any(char::is_whitespace) {
+                    return Err(Error::config(&field, format!("{token:?}: a placeholder is one token without spaces")));
+                }
+                // Only markup is added: an added word would swallow that word in any text.
+                let markup = token.len() > 2 && ((token.starts_with('<') && token.ends_with('>')) || (token.starts_with('[') && token.ends_with(']')));
+                if tokenizer.token_to_id(token).is_none() && !markup {
+                    return Err(Error::config(&field, format!("`{token}` is not in the vocabulary; name a special token, or markup such as `<image>` to add")));
+                }
+                let id = tokenizer.add_special_token(token)?;
                 let ids = tokenizer.encode(token, false)?;
                 // Special tokens are matched whole before BPE and dropped by a skip-special decode.
                 if ids != [id] || !tokenizer.decode(&ids, true)?.is_empty() {

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use braid_core::checkpoint::Checkpoint;
 use braid_core::{Error, Result};
+use braid_llm::Weights;
 use candle_core::Device;
 use candle_nn::VarMap;
 
@@ -36,13 +37,22 @@ impl Pipeline {
     /// Opens a model directory written by [`Self::save`]: the one entry point of every
     /// command that runs a Braid model. Every component's file must hold exactly its
     /// variables (missing and unexpected tensors are named, with the file).
-    pub fn open(dir: &Path, device: &Device) -> Result<Self> {
+    ///
+    /// `weights`: [`Weights::Frozen`] for inference (the language model's quantized
+    /// weights stay quantized, fused kernels, LoRA applied beside them; what chat and
+    /// evaluation use), [`Weights::Trainable`] for the differentiable f32 body (to
+    /// continue training, export LoRA, or check the frozen numbers against).
+    pub fn open(dir: &Path, weights: Weights, device: &Device) -> Result<Self> {
         let toml = dir.join(PIPELINE_FILE);
         if !toml.is_file() {
             return Err(Error::format(dir, format!("not a Braid model directory: no {PIPELINE_FILE}")));
         }
         let cfg = PipelineConfig::load(&toml)?;
-        let pipeline = Self::init(&cfg, dir, device)?;
+        let frozen_lora = match weights {
+            Weights::Frozen { .. } => Some(cfg.lora.as_ref().map(|_| dir.join("lora.safetensors"))),
+            Weights::Trainable(_) => None,
+        };
+        let pipeline = Self::build(&cfg, dir, device, &crate::build::Build { seed: None, frozen_lora })?;
         for (name, vars) in pipeline.var_maps() {
             load_exact(vars, &dir.join(format!("{name}.safetensors")))?;
         }

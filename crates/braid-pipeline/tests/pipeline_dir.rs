@@ -79,7 +79,7 @@ fn splices_two_images_and_an_imu_window_and_round_trips_through_a_directory() {
     for f in ["pipeline.toml", "llm.safetensors", "encoder.image.safetensors", "projector.image.safetensors", "encoder.imu.safetensors", "projector.imu.safetensors"] {
         assert!(dir.path().join(f).is_file(), "{f} not written");
     }
-    let loaded = Pipeline::open(dir.path(), &Device::Cpu).unwrap();
+    let loaded = Pipeline::open(dir.path(), braid_pipeline::Weights::Trainable(candle_core::DType::F32), &Device::Cpu).unwrap();
     assert_eq!(loaded.config(), pipeline.config());
     let again = loaded.forward(&ids, &inputs).unwrap().logits;
     let diff: f32 = (&again - &logits).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
@@ -90,7 +90,7 @@ fn splices_two_images_and_an_imu_window_and_round_trips_through_a_directory() {
     let vb = candle_nn::VarBuilder::from_varmap(&vars, candle_core::DType::F32, &Device::Cpu);
     vb.get(2, "stray").unwrap();
     vars.save(dir.path().join("projector.imu.safetensors")).unwrap();
-    let err = Pipeline::open(dir.path(), &Device::Cpu).unwrap_err().to_string();
+    let err = Pipeline::open(dir.path(), braid_pipeline::Weights::Trainable(candle_core::DType::F32), &Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("stray"), "{err}");
 }
 

@@ -97,6 +97,18 @@ impl Tokenizer {
         &self.config.eos_ids
     }
 
+    /// Adds `token` as a special token (matched whole, dropped by a skip-special decode)
+    /// unless the vocabulary has it; returns its id. An added token's id lies past the
+    /// model's embedding table: it can stand only for a placeholder that is replaced
+    /// before the model sees it (a multimodal pipeline's `<image>`).
+    pub fn add_special_token(&mut self, token: &str) -> Result<u32> {
+        if let Some(id) = self.token_to_id(token) {
+            return Ok(id);
+        }
+        self.inner.add_special_tokens([tokenizers::AddedToken::from(token.to_string(), true)]).map_err(tok_err)?;
+        self.token_to_id(token).ok_or_else(|| Error::Invalid(format!("tokenizer: `{token}` could not be added")))
+    }
+
     /// An incremental decoder for streaming generated tokens as text.
     pub fn stream(&self, skip_special: bool) -> TokenStream<'_> {
         TokenStream::new(self, skip_special)

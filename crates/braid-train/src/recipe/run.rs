@@ -111,7 +111,7 @@ pub fn imu_stats(model: &Pipeline) -> Result<ChannelStats> {
 /// statistics; writes `eval.json` and `confusion.png` into `report_dir`.
 pub fn evaluate_classifier(recipe: &ClassifyRecipe, model_dir: &Path, report_dir: &Path) -> Result<ClassifyReport> {
     recipe.data.validate()?;
-    let model = Pipeline::open(model_dir, &Device::Cpu)?;
+    let model = Pipeline::open(model_dir, braid_pipeline::Weights::Frozen { dequantize: false }, &Device::Cpu)?;
     let split = recipe.data.load_with(Some(&imu_stats(&model)?))?;
     let classes = model.classes().unwrap_or_default();
     if split.classes != classes {

@@ -96,8 +96,9 @@ pub struct ConversationModel {
     /// The language model: a registered name (`smollm2`), a GGUF file or a Hugging Face
     /// folder.
     pub llm: String,
-    /// The image placeholder: a special token of the language model's tokenizer
-    /// (default `<image>`; SmolLM2 has none, and its recipes name `<empty_output>`).
+    /// The image placeholder: a special token of the language model's tokenizer, added to
+    /// it when the vocabulary lacks it (default `<image>`; the easy-VQA recipes name
+    /// SmolLM2's own `<empty_output>`).
     #[serde(default)]
     pub placeholder: Option<String>,
     /// The image encoder from a `contrastive` run's model directory (`vision.json`).
