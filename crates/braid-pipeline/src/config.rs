@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use braid_encoders::EncoderConfig;
 
-use crate::{HeadConfig, Preprocess};
+use crate::{ContrastiveConfig, HeadConfig, Preprocess};
 
 /// One modality's encoder and where its weights are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +98,10 @@ pub struct PipelineConfig {
     /// A classification head over the (one) encoder's pooled tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head: Option<HeadConfig>,
+    /// Projections into a space shared with a text tower (a contrastive run's image
+    /// encoder; used by zero-shot evaluation, not by the pipeline's own forward).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contrastive: Option<ContrastiveConfig>,
 }
 
 /// LoRA on the language model's projections.

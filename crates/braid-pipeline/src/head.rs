@@ -16,6 +16,27 @@ pub struct HeadConfig {
     pub classes: Vec<String>,
 }
 
+/// `[contrastive]` in `pipeline.toml`: an image encoder trained into a space shared with
+/// a frozen text tower (CLIP / LiT), its projections in `contrastive.safetensors`
+/// (`visual_projection.weight`, and `text_projection.weight` when `text_projection`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContrastiveConfig {
+    /// The frozen text tower it was trained against (registered name or path).
+    pub text: String,
+    /// The text tower's embedding width.
+    pub text_dim: usize,
+    /// Width of the shared space (`text_dim` when there is no text projection).
+    pub embed_dim: usize,
+    /// Whether the text side has a trained projection.
+    pub text_projection: bool,
+    /// The trained `ln(1/τ)`.
+    pub logit_scale: f64,
+}
+
+/// The weights file of the contrastive projections.
+pub const CONTRASTIVE_FILE: &str = "contrastive.safetensors";
+
 /// Pooling + linear layer.
 #[derive(Debug, Clone)]
 pub struct Head {

@@ -20,7 +20,7 @@ pub use answer::answer_questions;
 pub use eval_conversations::{evaluate_conversations, sample_inputs, ConversationReport, ScoredAnswer};
 pub use eval_vqa::{evaluate_vqa, VqaAnswer, VqaReport};
 pub use config::{generic_placeholder, EncoderSlot, LoraSettings, PipelineConfig, PromptConfig};
-pub use head::{Head, HeadConfig};
+pub use head::{ContrastiveConfig, Head, HeadConfig, CONTRASTIVE_FILE};
 pub use preprocess::{ImagePreprocess, ImuPreprocess, Preprocess, Size};
 pub use prompt::{qa_messages, Placeholder, Prompter, Sample, IGNORE};
 pub use llava::{Llava, LlavaConfig};

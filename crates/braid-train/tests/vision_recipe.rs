@@ -32,7 +32,7 @@ fn smoke_recipe_trains_saves_and_reloads() {
     assert!(summary.final_loss.is_finite());
     assert_eq!(report.n, recipe.data.max_images.unwrap());
     let dir = recipe.out_dir.join("model");
-    for f in ["vision.json", "encoder.safetensors", "head.safetensors", "recipe.toml", "eval.json"] {
+    for f in ["pipeline.toml", "encoder.image.safetensors", "contrastive.safetensors", "recipe.toml", "eval.json"] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     assert!(!recipe.out_dir.join("model.tmp").exists());

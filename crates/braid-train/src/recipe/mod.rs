@@ -35,7 +35,7 @@ pub use classify::{ClassifyRecipe, HeadSpec, ModelSpec};
 pub use conversation::{train_conversation, ConversationData, ConversationModel, ConversationRecipe, ConversationRun, ImageFeatures};
 pub use imu::{ImuData, ImuSplit, SubjectSet};
 pub use run::{evaluate_classifier, imu_stats, train_classifier, ClassifyReport};
-pub use vision::{evaluate_vision, train_vision, VisionData, VisionModel, VisionModelFile, VisionModelSpec, VisionRecipe, VisionReport};
+pub use vision::{evaluate_vision, train_vision, VisionData, VisionModel, VisionModelFile, VisionModelSpec, VisionRecipe, VisionReport, ENCODER_FILE as VISION_ENCODER_FILE};
 
 use crate::{RunSummary, Stage, TrainConfig};
 

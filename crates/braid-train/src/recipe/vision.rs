@@ -18,10 +18,10 @@
 //! [train]           # see `TrainConfig`
 //! ```
 //!
-//! The model directory (`out_dir/model/`): `vision.json` ([`VisionModelFile`]),
-//! `encoder.safetensors` (the ViT, names as [`Vit::new`] reads them), `head.safetensors`
-//! (`visual_projection.weight`, and `text_projection.weight` when `embed_dim` is set),
-//! `recipe.toml`, `eval.json`.
+//! The model directory (`out_dir/model/`): `pipeline.toml` ([`VisionModelFile`]: the image
+//! slot and `[contrastive]`), `encoder.image.safetensors` (the ViT, names as [`Vit::new`]
+//! reads them), `contrastive.safetensors` (`visual_projection.weight`, and
+//! `text_projection.weight` when `embed_dim` is set), `recipe.toml`, `eval.json`.
 
 mod model;
 mod run;
@@ -32,7 +32,7 @@ use braid_core::{Error, Result};
 use braid_encoders::image::VitConfig;
 use serde::{Deserialize, Deserializer, Serialize};
 
-pub use model::{VisionModel, VisionModelFile};
+pub use model::{VisionModel, VisionModelFile, ENCODER_FILE};
 pub use run::{evaluate_vision, train_vision, VisionReport};
 
 use crate::TrainConfig;

@@ -29,21 +29,24 @@ pub struct ConversationRun {
     pub summary: RunSummary,
 }
 
-/// The image slot's encoder and preprocessing: from a contrastive run's `vision.json`, a
-/// fresh architecture, or the `init` model directory's own slot.
+/// The image slot's encoder and preprocessing: a contrastive run's model directory (its
+/// read-out changed by `[model.features]`), a fresh architecture, or the `init` model
+/// directory's own slot.
 fn image_encoder(recipe: &ConversationRecipe) -> Result<(EncoderConfig, Preprocess)> {
     let f = &recipe.model.features;
     if let Some(dir) = &recipe.model.vision {
-        let vision = VisionModelFile::read(dir)?;
+        let vision = VisionModelFile::read(dir)?.pipeline_config();
+        let slot = vision.slot(Modality::Image).ok_or_else(|| Error::config("model.vision", "no image encoder"))?;
+        let (Some(EncoderConfig::Vit { vit, feature_layer, drop_cls, .. }), Some(pre)) = (&slot.encoder, &slot.preprocess) else {
+            return Err(Error::config("model.vision", format!("{}: its image slot lacks a ViT or its preprocessing", dir.display())));
+        };
         let encoder = EncoderConfig::Vit {
-            vit: vision.vit.clone(),
-            feature_layer: f.layer.unwrap_or(vision.feature_layer),
-            drop_cls: !f.cls.unwrap_or(vision.select != "patch"),
+            vit: vit.clone(),
+            feature_layer: f.layer.unwrap_or(*feature_layer),
+            drop_cls: !f.cls.unwrap_or(!drop_cls),
             pool: f.pool.max(1),
         };
-        let size = vision.vit.image_size as u32;
-        let widen = |v: [f32; 3]| v.map(f64::from);
-        return Ok((encoder, Preprocess::Image(ImagePreprocess::fixed(size, size, widen(vision.image_mean), widen(vision.image_std)))));
+        return Ok((encoder, pre.clone()));
     }
     if let Some(encoder) = &recipe.model.encoder {
         let EncoderConfig::Vit { vit, .. } = encoder else {
@@ -82,6 +85,7 @@ fn pipeline_config(recipe: &ConversationRecipe) -> Result<PipelineConfig> {
         tokenizer: None,
         prompt: PromptConfig { system: Some(recipe.model.system.clone()) },
         head: None,
+        contrastive: None,
     })
 }
 
@@ -132,7 +136,7 @@ pub fn train_conversation(recipe: &ConversationRecipe, stage: Stage, launch: &La
         let init = recipe.model.init.as_ref().map(|d| d.join(format!("{name}.safetensors"))).filter(|p| p.is_file());
         match (name.as_str(), init, &recipe.model.vision) {
             (_, Some(init), _) => fill(vars, &init)?,
-            ("encoder.image", None, Some(vision)) => fill(vars, &vision.join("encoder.safetensors"))?,
+            ("encoder.image", None, Some(vision)) => fill(vars, &vision.join(crate::recipe::VISION_ENCODER_FILE))?,
             _ => {}
         }
     }

@@ -15,6 +15,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use braid_pipeline::ContrastiveConfig;
+
 use super::model::{normalize, VisionModel, VisionModelFile, IMAGE_MEAN, IMAGE_STD};
 use super::VisionRecipe;
 use crate::recipe::Launch;
@@ -137,20 +139,16 @@ fn count(vm: &VarMap) -> usize {
     vm.all_vars().iter().map(|v| v.elem_count()).sum()
 }
 
-/// `vision.json` before training (the trained `logit_scale` is filled in after).
+/// The model's description before training (the trained `logit_scale` is filled in after).
 fn model_file(recipe: &VisionRecipe, text_dim: usize) -> VisionModelFile {
-    VisionModelFile {
-        vit: recipe.model.vit.clone(),
-        image_mean: IMAGE_MEAN,
-        image_std: IMAGE_STD,
+    let contrastive = ContrastiveConfig {
         text: recipe.model.text.to_string_lossy().into_owned(),
         text_dim,
         embed_dim: recipe.model.embed_dim.unwrap_or(text_dim),
         text_projection: recipe.model.embed_dim.is_some(),
         logit_scale: INITIAL_LOGIT_SCALE,
-        feature_layer: -2,
-        select: "patch".into(),
-    }
+    };
+    VisionModelFile { vit: recipe.model.vit.clone(), image_mean: IMAGE_MEAN, image_std: IMAGE_STD, contrastive }
 }
 
 /// Trains the recipe's ViT against the frozen text tower (resuming its run when asked),
@@ -189,7 +187,7 @@ pub fn train_vision(recipe: &VisionRecipe, launch: &Launch) -> Result<(VisionRep
     };
     let run = RunOptions { dir: recipe.out_dir.clone(), resume: launch.resume, config_toml: launch.resolved.clone(), progress: launch.progress };
     let summary = fit(&task, &recipe.train, &run)?;
-    file.logit_scale = f64::from(logit_scale.as_tensor().to_scalar::<f32>()?);
+    file.contrastive.logit_scale = f64::from(logit_scale.as_tensor().to_scalar::<f32>()?);
     let model_dir = recipe.out_dir.join("model");
     braid_core::fsx::replace_dir(&model_dir, |tmp| {
         VisionModel::save(&file, tmp, &enc_vars, &head_vars)?;
@@ -209,8 +207,8 @@ pub fn evaluate_vision(recipe: &VisionRecipe, model_dir: &Path) -> Result<Vision
     let dev = Device::Cpu;
     let (model, params) = VisionModel::load(model_dir, &dev)?;
     let text = embed_captions(&recipe.model.text, &dev)?;
-    if text.dim(1)? != model.file.text_dim {
-        return Err(Error::config("model.text", format!("embeds in {} dimensions; {} was trained against {}", text.dim(1)?, model_dir.display(), model.file.text_dim)));
+    if text.dim(1)? != model.file.contrastive.text_dim {
+        return Err(Error::config("model.text", format!("embeds in {} dimensions; {} was trained against {}", text.dim(1)?, model_dir.display(), model.file.contrastive.text_dim)));
     }
     let test = load_split(&recipe.data.path, Split::Test, recipe.data.max_images, &dev)?;
     let s = zero_shot(&model, &test, &text)?;
