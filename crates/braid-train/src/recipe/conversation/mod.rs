@@ -101,7 +101,7 @@ pub struct ConversationModel {
     /// SmolLM2's own `<empty_output>`).
     #[serde(default)]
     pub placeholder: Option<String>,
-    /// The image encoder from a `contrastive` run's model directory (`vision.json`).
+    /// The image encoder from a `contrastive` run's model directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vision: Option<PathBuf>,
     /// A fresh image encoder of this architecture (images resized to its input and
@@ -132,7 +132,7 @@ pub struct ConversationModel {
 }
 
 /// The image tokens handed to the projector; unset fields keep the vision model's own
-/// choice (`vision.json`: `feature_layer`, `select`).
+/// choice (its `pipeline.toml`: layer -2, patches without the class token).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageFeatures {
