@@ -120,3 +120,40 @@ fn gradients_reach_every_encoder_and_projector_through_the_splice() {
         assert!(res.is_ok(), "{name}: {res:?}");
     }
 }
+
+/// A model directory on a language model loaded from a folder (the tiny Qwen2 fixture),
+/// with an IMU encoder and LoRA whose B is non-zero: opened frozen (LoRA beside the
+/// frozen layers, the placeholder `<imu>` added to the tokenizer) it gives the logits the
+/// trainable body gives.
+#[test]
+fn a_directory_opened_frozen_gives_the_trainable_logits() {
+    let qwen = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/llm/qwen2_chat_tiny");
+    let text = format!(
+        "llm = {:?}\n[lora]\nrank = 2\nalpha = 4.0\n[[encoders]]\nmodality = \"imu\"\n[encoders.encoder]\ntype = \"imu_patch\"\nchannels = 6\npatch_size = 4\nstride = 4\ntransformer = {{ hidden_size = 16, intermediate_size = 24, num_layers = 1, num_heads = 2, max_positions = 16 }}\n[encoders.projector]\ntype = \"linear\"\n",
+        qwen.display().to_string()
+    );
+    let trained = Pipeline::init(&config(&text), std::path::Path::new("."), &Device::Cpu).unwrap();
+    for (name, vars) in trained.var_maps() {
+        if name == "lora" {
+            for v in vars.all_vars() {
+                v.set(&Tensor::randn(0f32, 0.5, v.shape(), &Device::Cpu).unwrap()).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    trained.save(dir.path()).unwrap();
+    let open = |w| Pipeline::open(dir.path(), w, &Device::Cpu).unwrap();
+    let (frozen, trainable) = (open(braid_pipeline::Weights::Frozen { dequantize: false }), open(braid_pipeline::Weights::Trainable(candle_core::DType::F32)));
+    assert!(!frozen.llm().unwrap().is_trainable() && trainable.llm().unwrap().is_trainable());
+    let prompter = frozen.prompter().unwrap();
+    let ids = prompter.prompt_ids(&braid_pipeline::qa_messages(&[Modality::Imu], &[], Some("what is it?"))).unwrap();
+    let x = imu();
+    let (a, b) = (frozen.forward(&ids, std::slice::from_ref(&x)).unwrap().logits, trainable.forward(&ids, std::slice::from_ref(&x)).unwrap().logits);
+    let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let diff = (a - &b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(diff <= 1e-4 * scale.max(1.0), "frozen vs trainable: {diff} (scale {scale})");
+    // Without its LoRA file the frozen model is refused, naming the file.
+    std::fs::remove_file(dir.path().join("lora.safetensors")).unwrap();
+    let err = Pipeline::open(dir.path(), braid_pipeline::Weights::Frozen { dequantize: false }, &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("lora.safetensors"), "{err}");
+}
