@@ -31,15 +31,23 @@ pub struct ChatArgs {
 }
 
 /// One assistant turn: renders `history`, streams the reply to stdout, returns it.
-fn reply(tm: &TextModel, template: &ChatTemplate, history: &[Message], cfg: &GenerateConfig) -> anyhow::Result<(String, Timing)> {
+fn reply(
+    tm: &TextModel,
+    template: &ChatTemplate,
+    history: &[Message],
+    cfg: &GenerateConfig,
+) -> anyhow::Result<(String, Timing)> {
     let prompt = template.render(history, true)?;
     // The template writes the special tokens itself; add none.
     let ids = tm.tokenizer.encode(&prompt, false)?;
     let mut out = std::io::stdout().lock();
     let mut stream = |_: usize, piece: &str| -> braid_core::Result<()> {
-        write!(out, "{piece}").and_then(|_| out.flush()).map_err(|e| braid_core::Error::Invalid(e.to_string()))
+        write!(out, "{piece}")
+            .and_then(|_| out.flush())
+            .map_err(|e| braid_core::Error::Invalid(e.to_string()))
     };
-    let (gens, timing) = generate(&tm.model, &tm.tokenizer, &[ids], cfg, &Device::Cpu, &mut stream)?;
+    let (gens, timing) =
+        generate(&tm.model, &tm.tokenizer, &[ids], cfg, &Device::Cpu, &mut stream)?;
     println!();
     let text = gens.into_iter().next().map(|g| g.text).unwrap_or_default();
     Ok((text.trim().to_string(), timing))
@@ -50,11 +58,18 @@ pub fn demo_turn(gguf: &std::path::Path) -> anyhow::Result<()> {
     let start = std::time::Instant::now();
     let tm = TextModel::load(gguf, braid_llm::Weights::Frozen { dequantize: false }, &Device::Cpu)?;
     let question = "In one sentence, what is a multimodal model?";
-    print!("chat (SmolLM2, Q4_1, loaded in {:.2} s)\n  user: {question}\n  assistant: ", start.elapsed().as_secs_f64());
+    print!(
+        "chat (SmolLM2, Q4_1, loaded in {:.2} s)\n  user: {question}\n  assistant: ",
+        start.elapsed().as_secs_f64()
+    );
     std::io::stdout().flush()?;
     let cfg = GenerateConfig { max_new_tokens: 48, ..Default::default() };
     let (_, t) = reply(&tm, &tm.chat_template()?, &[Message::new("user", question)], &cfg)?;
-    println!("  ({} tokens at {:.0} tokens/s)", t.decode_tokens + 1, t.decode_tokens as f64 / t.decode_seconds.max(1e-9));
+    println!(
+        "  ({} tokens at {:.0} tokens/s)",
+        t.decode_tokens + 1,
+        t.decode_tokens as f64 / t.decode_seconds.max(1e-9)
+    );
     Ok(())
 }
 
@@ -79,7 +94,8 @@ fn converse(
     load_s: f64,
     answer: impl Fn(&[Message]) -> anyhow::Result<(String, Timing)>,
 ) -> anyhow::Result<()> {
-    let mut history: Vec<Message> = args.system.iter().map(|s| Message::new("system", s.as_str())).collect();
+    let mut history: Vec<Message> =
+        args.system.iter().map(|s| Message::new("system", s.as_str())).collect();
     if let Some(p) = &args.prompt {
         history.push(Message::new("user", p.as_str()));
         let (_, timing) = answer(&history)?;

@@ -35,7 +35,8 @@ impl VisionChat {
             );
         }
         let device = Device::Cpu;
-        let model = MultimodalModel::open(dir, &device).with_context(|| format!("loading {}", dir.display()))?;
+        let model = MultimodalModel::open(dir, &device)
+            .with_context(|| format!("loading {}", dir.display()))?;
         if let MultimodalModel::Pipeline(p) = &model {
             let images = images
                 .iter()
@@ -57,18 +58,25 @@ impl VisionChat {
         Ok(match (&self.model, &self.llava) {
             (_, Some((t, _))) => t,
             (MultimodalModel::Pipeline(p), None) => p.prompter()?.tokenizer(),
-            (MultimodalModel::Llava(_), None) => anyhow::bail!("a LLaVA model without its tokenizer"),
+            (MultimodalModel::Llava(_), None) => {
+                anyhow::bail!("a LLaVA model without its tokenizer")
+            }
         })
     }
 
     /// The prompt ids for `history` (`<image>` once per image, opening the first user
     /// turn unless placed by the user).
     fn prompt_ids(&self, history: &[Message]) -> anyhow::Result<Vec<u32>> {
-        let messages = with_placeholders(history, self.images.len(), &generic_placeholder(Modality::Image));
+        let messages =
+            with_placeholders(history, self.images.len(), &generic_placeholder(Modality::Image));
         Ok(match (&self.model, &self.llava) {
-            (_, Some((tokenizer, template))) => tokenizer.encode(&template.render(&messages, true)?, false)?,
+            (_, Some((tokenizer, template))) => {
+                tokenizer.encode(&template.render(&messages, true)?, false)?
+            }
             (MultimodalModel::Pipeline(p), None) => p.prompter()?.prompt_ids(&messages)?,
-            (MultimodalModel::Llava(_), None) => anyhow::bail!("a LLaVA model without its chat template"),
+            (MultimodalModel::Llava(_), None) => {
+                anyhow::bail!("a LLaVA model without its chat template")
+            }
         })
     }
 
@@ -82,17 +90,30 @@ impl VisionChat {
     ) -> anyhow::Result<(Vec<u32>, Generation, Timing)> {
         let ids = self.prompt_ids(history)?;
         let embeds = self.model.embed_prompt(&ids, &self.images)?;
-        let (gens, timing) =
-            generate_embeds(self.model.llm()?, self.tokenizer()?, &embeds, None, std::slice::from_ref(&ids), cfg, on_text)?;
+        let (gens, timing) = generate_embeds(
+            self.model.llm()?,
+            self.tokenizer()?,
+            &embeds,
+            None,
+            std::slice::from_ref(&ids),
+            cfg,
+            on_text,
+        )?;
         let generation = gens.into_iter().next().context("the model generated no answer row")?;
         Ok((ids, generation, timing))
     }
 
     /// One assistant turn for `history`, streamed to stdout; returns the text.
-    pub fn reply(&self, history: &[Message], cfg: &GenerateConfig) -> anyhow::Result<(String, Timing)> {
+    pub fn reply(
+        &self,
+        history: &[Message],
+        cfg: &GenerateConfig,
+    ) -> anyhow::Result<(String, Timing)> {
         let mut out = std::io::stdout().lock();
         let mut stream = |_: usize, piece: &str| -> braid_core::Result<()> {
-            write!(out, "{piece}").and_then(|_| out.flush()).map_err(|e| braid_core::Error::Invalid(e.to_string()))
+            write!(out, "{piece}")
+                .and_then(|_| out.flush())
+                .map_err(|e| braid_core::Error::Invalid(e.to_string()))
         };
         let (_, generation, timing) = self.generate(history, cfg, &mut stream)?;
         println!();
@@ -130,12 +151,16 @@ mod tests {
     #[test]
     fn answers_like_transformers() {
         let dir = fixture();
-        let want: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+        let want: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
+                .unwrap();
         let chat = VisionChat::open(&dir, &[dir.join("image.png")]).unwrap();
         let history = [Message::new("user", want["question"].as_str().unwrap())];
         let n = want["max_new_tokens"].as_u64().unwrap() as usize;
         let (ids, generation, _) = chat.generate(&history, &greedy(n), &mut |_, _| Ok(())).unwrap();
-        let ids_of = |k: &str| -> Vec<u32> { want[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect() };
+        let ids_of = |k: &str| -> Vec<u32> {
+            want[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()
+        };
         assert_eq!(ids, ids_of("prompt_ids"));
         assert_eq!(generation.tokens, ids_of("answer_ids"));
     }
@@ -151,10 +176,12 @@ mod tests {
 
     #[test]
     fn a_text_only_model_is_refused() {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/llm/qwen2_chat_tiny");
+        let dir =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/llm/qwen2_chat_tiny");
         let err = VisionChat::open(&dir, &[fixture().join("image.png")]).err().unwrap();
         assert!(format!("{err:#}").contains("LLaVA"), "{err:#}");
-        let gguf = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/llm/qwen2_chat_tiny/config.json");
+        let gguf = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/llm/qwen2_chat_tiny/config.json");
         let err = VisionChat::open(&gguf, &[fixture().join("image.png")]).err().unwrap();
         assert!(format!("{err:#}").contains("needs a model folder that reads images"), "{err:#}");
     }
@@ -162,7 +189,11 @@ mod tests {
     #[test]
     fn images_open_the_first_user_turn() {
         const IMAGE: &str = "<image>";
-        let h = vec![Message::new("system", "be brief"), Message::new("user", "what is it?"), Message::new("user", "and?")];
+        let h = vec![
+            Message::new("system", "be brief"),
+            Message::new("user", "what is it?"),
+            Message::new("user", "and?"),
+        ];
         let got = with_placeholders(&h, 2, IMAGE);
         assert_eq!(got[1].content, "<image>\n<image>\nwhat is it?");
         assert_eq!(got[2].content, "and?");

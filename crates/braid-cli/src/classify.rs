@@ -48,7 +48,8 @@ pub struct ClassifyImageArgs {
 /// Runs `braid classify`.
 pub fn run(args: &ClassifyArgs) -> anyhow::Result<()> {
     let ClassifyWhat::Image(a) = &args.what;
-    let labels: Vec<String> = a.labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+    let labels: Vec<String> =
+        a.labels.iter().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
     if labels.len() < 2 {
         bail!("--labels needs at least two classes, got {labels:?}");
     }
@@ -75,14 +76,23 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<()> {
 }
 
 /// Text features of every prompt. -> [labels, projection_dim]
-fn label_features(clip: &Clip, dir: &std::path::Path, labels: &[String], template: &str, dev: &Device) -> anyhow::Result<Tensor> {
+fn label_features(
+    clip: &Clip,
+    dir: &std::path::Path,
+    labels: &[String],
+    template: &str,
+    dev: &Device,
+) -> anyhow::Result<Tensor> {
     let max_len = clip.config().text_config.max_position_embeddings;
     let tok = TextTokenizer::from_file(&dir.join("tokenizer.json"), max_len)?;
     let prompts: Vec<String> = labels.iter().map(|l| template.replace("{}", l)).collect();
     let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
     let batch = tok.encode_batch(&refs, dev)?;
     if batch.truncated > 0 {
-        eprintln!("warning: {} prompts were longer than {max_len} tokens and were truncated", batch.truncated);
+        eprintln!(
+            "warning: {} prompts were longer than {max_len} tokens and were truncated",
+            batch.truncated
+        );
     }
     Ok(clip.text_features(&batch.ids.to_dtype(DType::U32)?, Some(&batch.mask))?)
 }

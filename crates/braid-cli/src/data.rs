@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use braid_data::imu::{
-    read_csv, read_hapt, read_ts, sliding_windows, whole_recordings, CsvOptions, ImuDataset, WindowConfig,
-    WindowStats,
+    read_csv, read_hapt, read_ts, sliding_windows, whole_recordings, CsvOptions, ImuDataset,
+    WindowConfig, WindowStats,
 };
 
 /// Flags of `braid data`.
@@ -60,7 +60,11 @@ fn stats(a: &StatsArgs) -> anyhow::Result<()> {
             (None, true) => whole_recordings(&ds)?,
             (w, _) => {
                 let length = w.unwrap_or(128);
-                let cfg = WindowConfig { length, stride: a.stride.unwrap_or(length / 2).max(1), drop_unlabelled: !a.keep_unlabelled };
+                let cfg = WindowConfig {
+                    length,
+                    stride: a.stride.unwrap_or(length / 2).max(1),
+                    drop_unlabelled: !a.keep_unlabelled,
+                };
                 sliding_windows(&ds, &cfg)?
             }
         };
@@ -90,7 +94,9 @@ pub(crate) fn dataset_path(name: &str) -> anyhow::Result<PathBuf> {
 
 /// (label, dataset) per file: every `.ts` of a folder, or the one file.
 fn load(path: &Path, a: &StatsArgs) -> anyhow::Result<Vec<(String, ImuDataset)>> {
-    let name = |p: &Path| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let name = |p: &Path| {
+        p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+    };
     if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .with_context(|| path.display().to_string())?
@@ -108,11 +114,18 @@ fn load(path: &Path, a: &StatsArgs) -> anyhow::Result<Vec<(String, ImuDataset)>>
 }
 
 /// One `.ts`, `.npz` (HAPT layout) or `.csv` file (CSV: label and subject columns).
-pub(crate) fn read_dataset(path: &Path, label: Option<String>, subject: Option<String>) -> anyhow::Result<ImuDataset> {
+pub(crate) fn read_dataset(
+    path: &Path,
+    label: Option<String>,
+    subject: Option<String>,
+) -> anyhow::Result<ImuDataset> {
     Ok(match path.extension().and_then(|e| e.to_str()) {
         Some("ts") => read_ts(path)?,
         Some("npz") => read_hapt(path)?,
-        Some("csv") => read_csv(path, &CsvOptions { label_column: label, subject_column: subject, ignore: vec![] })?,
+        Some("csv") => read_csv(
+            path,
+            &CsvOptions { label_column: label, subject_column: subject, ignore: vec![] },
+        )?,
         _ => bail!("{}: expected a .ts, .npz (HAPT layout) or .csv file", path.display()),
     })
 }
@@ -125,7 +138,8 @@ mod tests {
     fn stats_of_a_csv_and_a_missing_dataset() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.csv");
-        std::fs::write(&path, "ax,ay,label,user\n1,2,walk,1\n3,4,walk,1\n5,6,sit,2\n7,8,sit,2\n").unwrap();
+        std::fs::write(&path, "ax,ay,label,user\n1,2,walk,1\n3,4,walk,1\n5,6,sit,2\n7,8,sit,2\n")
+            .unwrap();
         let args = |name: String| StatsArgs {
             name,
             window: Some(2),

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use braid_core::checkpoint::LoadReport;
+use braid_core::Modality;
 use braid_encoders::text::{Bert, SentenceEncoder};
 use braid_hub::FetchOptions;
-use braid_core::Modality;
 use braid_llm::Llama;
 use braid_pipeline::{answer_questions, Pipeline};
 use candle_core::{DType, Device};
@@ -51,7 +51,10 @@ fn load_minilm(dir: &Path, device: &Device) -> anyhow::Result<(String, LoadRepor
     let (bert, report) = Bert::from_folder(dir, DType::F32, device)
         .with_context(|| format!("loading MiniLM from {}", dir.display()))?;
     let c = bert.config();
-    let what = format!("BERT encoder, {} layers, hidden {}, {} heads", c.num_hidden_layers, c.hidden_size, c.num_attention_heads);
+    let what = format!(
+        "BERT encoder, {} layers, hidden {}, {} heads",
+        c.num_hidden_layers, c.hidden_size, c.num_attention_heads
+    );
     Ok((what, report))
 }
 
@@ -133,9 +136,15 @@ const VQA_IMAGES: [u32; 3] = [7, 21, 108];
 /// MLP projector and LoRA on SmolLM2-135M) a few questions about test images and prints
 /// each answer beside the truth.
 pub(crate) fn easyvqa_demo(offline: bool) -> anyhow::Result<()> {
-    let data = if offline { crate::data::dataset_path("easy-vqa")? } else { braid_hub::fetch("easy-vqa", &FetchOptions::default())?.main };
+    let data = if offline {
+        crate::data::dataset_path("easy-vqa")?
+    } else {
+        braid_hub::fetch("easy-vqa", &FetchOptions::default())?.main
+    };
     let dir = committed_model_dir("easyvqa");
-    let pipeline = Pipeline::open(&dir, braid_pipeline::Weights::Frozen { dequantize: false }, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))?;
+    let pipeline =
+        Pipeline::open(&dir, braid_pipeline::Weights::Frozen { dequantize: false }, &Device::Cpu)
+            .with_context(|| format!("loading {}", dir.display()))?;
     let test = braid_data::vqa::EasyVqa::open(&data, braid_data::vqa::Split::Test)?;
     println!("\neasy-VQA ({}), questions about test images:", dir.display());
     for id in VQA_IMAGES {
@@ -147,7 +156,10 @@ pub(crate) fn easyvqa_demo(offline: bool) -> anyhow::Result<()> {
         let ms = 1000.0 * start.elapsed().as_secs_f64() / texts.len().max(1) as f64;
         for (q, a) in questions.iter().zip(&answers) {
             let ok = if a.trim().eq_ignore_ascii_case(q.answer.trim()) { "ok" } else { "MISS" };
-            println!("  image {id:>4}  {:<36} answer {a:<10} truth {:<10} {ok}", q.question, q.answer);
+            println!(
+                "  image {id:>4}  {:<36} answer {a:<10} truth {:<10} {ok}",
+                q.question, q.answer
+            );
         }
         println!("  ({ms:.0} ms per question)");
     }
@@ -157,29 +169,50 @@ pub(crate) fn easyvqa_demo(offline: bool) -> anyhow::Result<()> {
 /// Classifies a few HAPT test windows (users 22-30, never seen in training) with the
 /// committed model and prints prediction beside truth, then the accuracy on all of them.
 pub(crate) fn hapt_demo(offline: bool) -> anyhow::Result<()> {
-    let data = if offline { crate::data::dataset_path("hapt")? } else { braid_hub::fetch("hapt", &FetchOptions::default())?.main };
+    let data = if offline {
+        crate::data::dataset_path("hapt")?
+    } else {
+        braid_hub::fetch("hapt", &FetchOptions::default())?.main
+    };
     let dir = hapt_model_dir();
-    let model = Pipeline::open(&dir, braid_pipeline::Weights::Frozen { dequantize: false }, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))?;
+    let model =
+        Pipeline::open(&dir, braid_pipeline::Weights::Frozen { dequantize: false }, &Device::Cpu)
+            .with_context(|| format!("loading {}", dir.display()))?;
     let stats = braid_train::recipe::imu_stats(&model)?;
     let classes = model.classes().unwrap_or_default();
     // The test split (users 22-30) as the recipe that trained the model chose it.
     let recipe_path = committed_recipe("hapt/cnn.toml");
-    let text = std::fs::read_to_string(&recipe_path).with_context(|| recipe_path.display().to_string())?;
-    let braid_train::recipe::Recipe::Classify(mut recipe) = braid_train::recipe::Recipe::parse(&text, &recipe_path)? else {
+    let text =
+        std::fs::read_to_string(&recipe_path).with_context(|| recipe_path.display().to_string())?;
+    let braid_train::recipe::Recipe::Classify(mut recipe) =
+        braid_train::recipe::Recipe::parse(&text, &recipe_path)?
+    else {
         anyhow::bail!("{}: not a classify recipe", recipe_path.display());
     };
     recipe.data.path = data;
     let split = recipe.data.load_with(Some(&stats))?;
     let start = Instant::now();
-    let pred = braid_train::classify::ClassifyTask::predict(&model, Modality::Imu, &split.test.x, 256)?;
+    let pred =
+        braid_train::classify::ClassifyTask::predict(&model, Modality::Imu, &split.test.x, 256)?;
     let seconds = start.elapsed().as_secs_f64();
-    println!("\nHAPT activity recognition ({}, trained on users 1-21), test windows of users 22-30:", dir.display());
+    println!(
+        "\nHAPT activity recognition ({}, trained on users 1-21), test windows of users 22-30:",
+        dir.display()
+    );
     let n = pred.len();
     for i in (0..8).map(|k| k * n / 8 + n / 16) {
         let (p, t) = (&classes[pred[i]], &classes[split.test.y[i]]);
-        println!("  window {i:>4}: predicted {p:<20} truth {t:<20} {}", if p == t { "ok" } else { "MISS" });
+        println!(
+            "  window {i:>4}: predicted {p:<20} truth {t:<20} {}",
+            if p == t { "ok" } else { "MISS" }
+        );
     }
     let m = braid_train::classify::ClassMetrics::new(&pred, &split.test.y, classes.len());
-    println!("  all {n} test windows: accuracy {:.2}%, macro-F1 {:.2}% ({:.2} s)", 100.0 * m.accuracy, 100.0 * m.macro_f1, seconds);
+    println!(
+        "  all {n} test windows: accuracy {:.2}%, macro-F1 {:.2}% ({:.2} s)",
+        100.0 * m.accuracy,
+        100.0 * m.macro_f1,
+        seconds
+    );
     Ok(())
 }

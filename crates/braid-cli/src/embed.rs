@@ -137,7 +137,8 @@ fn embed_text(a: &TextArgs) -> anyhow::Result<()> {
     let (enc, report) = SentenceEncoder::load(&dir, a.max_length, &dev)?;
     eprintln!("loaded {}: {report}", dir.display());
     let start = Instant::now();
-    let rows = texts.iter().map(|t| enc.tokenizer().encode(t)).collect::<braid_core::Result<Vec<_>>>()?;
+    let rows =
+        texts.iter().map(|t| enc.tokenizer().encode(t)).collect::<braid_core::Result<Vec<_>>>()?;
     // Longest first, as sentence-transformers does: batches pad less.
     let mut order: Vec<usize> = (0..rows.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(rows[i].ids.len()));
@@ -157,9 +158,16 @@ fn embed_text(a: &TextArgs) -> anyhow::Result<()> {
     let truncated = rows.iter().filter(|r| r.truncated).count();
     if truncated > 0 {
         let limit = enc.tokenizer().max_length();
-        eprintln!("warning: {truncated} of {} texts were longer than {limit} tokens and were truncated", texts.len());
+        eprintln!(
+            "warning: {truncated} of {} texts were longer than {limit} tokens and were truncated",
+            texts.len()
+        );
     }
-    eprintln!("embedded {} texts in {secs:.2} s ({:.1} texts/s)", texts.len(), texts.len() as f64 / secs);
+    eprintln!(
+        "embedded {} texts in {secs:.2} s ({:.1} texts/s)",
+        texts.len(),
+        texts.len() as f64 / secs
+    );
     write(&a.out, format, &Tensor::stack(&rows_out, 0)?, &texts)
 }
 
@@ -173,7 +181,9 @@ pub(crate) fn load_images(
 ) -> anyhow::Result<(Option<Tensor>, Vec<PathBuf>)> {
     let (mut pixels, mut kept) = (Vec::new(), Vec::new());
     for p in paths {
-        let pre = |img| proc.preprocess(&img, dev).map_err(|e| braid_core::Error::format(p, e.to_string()));
+        let pre = |img| {
+            proc.preprocess(&img, dev).map_err(|e| braid_core::Error::format(p, e.to_string()))
+        };
         match load_rgb(p).and_then(pre) {
             Ok(t) => {
                 pixels.push(t);
@@ -217,7 +227,11 @@ fn embed_image(a: &ImageArgs) -> anyhow::Result<()> {
         bail!("no image could be read");
     }
     let secs = start.elapsed().as_secs_f64();
-    eprintln!("embedded {} images in {secs:.2} s ({:.1} images/s)", names.len(), names.len() as f64 / secs);
+    eprintln!(
+        "embedded {} images in {secs:.2} s ({:.1} images/s)",
+        names.len(),
+        names.len() as f64 / secs
+    );
     write(&a.out, format, &Tensor::cat(&feats, 0)?, &names)
 }
 

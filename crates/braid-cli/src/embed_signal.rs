@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use braid_core::checkpoint::{write_npy, NpyArray};
+use braid_core::Modality;
 use braid_data::audio::{load_audio, AudioOptions, WhisperFeatures, WhisperFeaturesConfig};
 use braid_data::imu::{sliding_windows, whole_recordings, window_batch, WindowConfig};
 use braid_data::video::{frames_tensor, load_video, FrameSampling, VideoOptions};
 use braid_encoders::audio::WhisperEncoder;
-use braid_core::Modality;
-use braid_pipeline::{Input, Pipeline, Preprocess};
 use braid_encoders::Encoder;
 use braid_nn::mean_pool;
+use braid_pipeline::{Input, Pipeline, Preprocess};
 use candle_core::{DType, Device, Tensor};
 
 use crate::embed::{load_clip, model_dir, progress};
@@ -136,10 +136,14 @@ pub fn embed_audio(a: &AudioArgs) -> anyhow::Result<()> {
     let pre = dir.join("preprocessor_config.json");
     let fe = match pre.is_file() {
         true => WhisperFeatures::from_json_file(&pre)?,
-        false => WhisperFeatures::new(WhisperFeaturesConfig { feature_size: enc.config().num_mel_bins, ..Default::default() }),
+        false => WhisperFeatures::new(WhisperFeaturesConfig {
+            feature_size: enc.config().num_mel_bins,
+            ..Default::default()
+        }),
     };
     let cfg = fe.config().clone();
-    let opts = AudioOptions { sample_rate: cfg.sampling_rate, max_seconds: Some(cfg.chunk_length as f64) };
+    let opts =
+        AudioOptions { sample_rate: cfg.sampling_rate, max_seconds: Some(cfg.chunk_length as f64) };
     let bar = progress(a.input.len(), "clips");
     let mut rows = Vec::new();
     for path in &a.input {
@@ -179,7 +183,12 @@ pub fn embed_video(a: &VideoArgs) -> anyhow::Result<()> {
 
 /// Runs `braid embed imu`.
 pub fn embed_imu(a: &ImuArgs) -> anyhow::Result<()> {
-    let model = Pipeline::open(&a.model, braid_pipeline::Weights::Frozen { dequantize: false }, &Device::Cpu).with_context(|| format!("loading {}", a.model.display()))?;
+    let model = Pipeline::open(
+        &a.model,
+        braid_pipeline::Weights::Frozen { dequantize: false },
+        &Device::Cpu,
+    )
+    .with_context(|| format!("loading {}", a.model.display()))?;
     let pre = match model.config().slot(Modality::Imu).and_then(|s| s.preprocess.as_ref()) {
         Some(Preprocess::Imu(p)) => Some(p.clone()),
         _ => None,
@@ -192,7 +201,11 @@ pub fn embed_imu(a: &ImuArgs) -> anyhow::Result<()> {
             (None, true) => (whole_recordings(&ds)?, None),
             (w, _) => {
                 let length = w.or(pre.as_ref().and_then(|p| p.window)).unwrap_or(128);
-                let cfg = WindowConfig { length, stride: a.stride.unwrap_or(length / 2).max(1), drop_unlabelled: false };
+                let cfg = WindowConfig {
+                    length,
+                    stride: a.stride.unwrap_or(length / 2).max(1),
+                    drop_unlabelled: false,
+                };
                 (sliding_windows(&ds, &cfg)?, Some(length))
             }
         };

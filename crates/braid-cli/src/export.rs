@@ -24,7 +24,12 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
-    let pipeline = Pipeline::open(&args.model, braid_pipeline::Weights::Trainable(candle_core::DType::F32), &Device::Cpu).with_context(|| format!("loading {}", args.model.display()))?;
+    let pipeline = Pipeline::open(
+        &args.model,
+        braid_pipeline::Weights::Trainable(candle_core::DType::F32),
+        &Device::Cpu,
+    )
+    .with_context(|| format!("loading {}", args.model.display()))?;
     if pipeline.config().lora.is_none() {
         bail!("{} has no LoRA ([lora] in pipeline.toml)", args.model.display());
     }

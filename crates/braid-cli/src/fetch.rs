@@ -43,7 +43,12 @@ pub fn run(args: &FetchArgs) -> Result<()> {
     if names.is_empty() {
         anyhow::bail!("nothing to fetch: give names (see `braid fetch --list`) or --all");
     }
-    let opts = FetchOptions { force: args.force, quiet: args.quiet, keep_archive: args.keep_archives, ..Default::default() };
+    let opts = FetchOptions {
+        force: args.force,
+        quiet: args.quiet,
+        keep_archive: args.keep_archives,
+        ..Default::default()
+    };
     let mut failed = Vec::new();
     for name in &names {
         match braid_hub::fetch(name, &opts) {
@@ -75,6 +80,12 @@ fn print_list() {
             Source::Debian { .. } => "apt".to_string(),
             _ => format!("{:.1} MB", e.size as f64 / 1e6),
         };
-        println!("{:<19} {:<8} {:<44} {:>9}  {status}", e.name, e.kind.as_str(), e.source.describe(), size);
+        println!(
+            "{:<19} {:<8} {:<44} {:>9}  {status}",
+            e.name,
+            e.kind.as_str(),
+            e.source.describe(),
+            size
+        );
     }
 }

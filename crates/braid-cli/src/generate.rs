@@ -124,24 +124,30 @@ pub fn print_stats(t: &Timing, load_s: f64) {
 /// Runs `braid generate`.
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let texts = match &args.prompt_file {
-        Some(f) => vec![std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?],
+        Some(f) => {
+            vec![std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?]
+        }
         None => args.prompt.clone(),
     };
     if texts.is_empty() {
         bail!("no prompt given");
     }
     let (tm, load_s) = load(&args.model)?;
-    let prompts = texts.iter().map(|t| tm.tokenizer.encode(t, true)).collect::<Result<Vec<_>, _>>()?;
+    let prompts =
+        texts.iter().map(|t| tm.tokenizer.encode(t, true)).collect::<Result<Vec<_>, _>>()?;
     let cfg = args.sampling.config(0.0);
     let single = prompts.len() == 1;
     let mut out = std::io::stdout().lock();
     let mut stream = |_: usize, piece: &str| -> braid_core::Result<()> {
         if single {
-            write!(out, "{piece}").and_then(|_| out.flush()).map_err(|e| braid_core::Error::Invalid(e.to_string()))?;
+            write!(out, "{piece}")
+                .and_then(|_| out.flush())
+                .map_err(|e| braid_core::Error::Invalid(e.to_string()))?;
         }
         Ok(())
     };
-    let (gens, timing) = generate(&tm.model, &tm.tokenizer, &prompts, &cfg, &Device::Cpu, &mut stream)?;
+    let (gens, timing) =
+        generate(&tm.model, &tm.tokenizer, &prompts, &cfg, &Device::Cpu, &mut stream)?;
     let mut out = std::io::stdout().lock();
     if single {
         writeln!(out)?;

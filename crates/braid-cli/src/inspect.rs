@@ -13,7 +13,8 @@ pub struct InspectArgs {
 }
 
 /// GGUF metadata keys worth showing; the tokenizer arrays are summarised by length.
-const GGUF_KEYS: &[&str] = &["general.architecture", "general.name", "general.file_type", "tokenizer.ggml.model"];
+const GGUF_KEYS: &[&str] =
+    &["general.architecture", "general.name", "general.file_type", "tokenizer.ggml.model"];
 
 /// Runs `braid inspect`.
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
@@ -23,7 +24,8 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
     }
     let ckpt = Checkpoint::open(&path)?;
     let names = ckpt.names();
-    let params: usize = names.iter().filter_map(|n| ckpt.shape(n)).map(|s| s.iter().product::<usize>()).sum();
+    let params: usize =
+        names.iter().filter_map(|n| ckpt.shape(n)).map(|s| s.iter().product::<usize>()).sum();
     println!("{}: {} tensors, {:.2}M values", path.display(), names.len(), params as f64 / 1e6);
     let shown = if args.limit == 0 { names.len() } else { args.limit.min(names.len()) };
     for name in &names[..shown] {

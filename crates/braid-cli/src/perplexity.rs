@@ -24,7 +24,8 @@ pub struct PerplexityArgs {
 
 /// Runs `braid perplexity`.
 pub fn run(args: &PerplexityArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    let text = std::fs::read_to_string(&args.input)
+        .with_context(|| format!("reading {}", args.input.display()))?;
     let (tm, _) = load(&args.model)?;
     let ids = tm.tokenizer.encode(&text, true)?;
     let p = perplexity(&tm.model, &ids, args.window, 512, &Device::Cpu)?;

@@ -69,7 +69,8 @@ fn load(path: &Path, out_dir: Option<&PathBuf>) -> anyhow::Result<(Recipe, Strin
 
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let (recipe, written) = load(&args.recipe, args.out_dir.as_ref())?;
-    let launch = Launch { resume: args.resume, progress: !args.quiet, written, resolved: recipe.to_toml()? };
+    let launch =
+        Launch { resume: args.resume, progress: !args.quiet, written, resolved: recipe.to_toml()? };
     let trained = recipe.run(&launch)?;
     let s = &trained.summary;
     eprintln!(
@@ -94,8 +95,13 @@ fn write_answers(path: &Path, lines: Vec<serde_json::Value>) -> anyhow::Result<(
 /// The model as evaluation runs it: frozen (quantized, fused, LoRA beside), or the
 /// trainable f32 body with `--trainable-weights`.
 fn open_model(args: &EvalArgs) -> anyhow::Result<Pipeline> {
-    let weights = if args.trainable_weights { Weights::Trainable(DType::F32) } else { Weights::Frozen { dequantize: false } };
-    Pipeline::open(&args.model, weights, &Device::Cpu).with_context(|| format!("loading {}", args.model.display()))
+    let weights = if args.trainable_weights {
+        Weights::Trainable(DType::F32)
+    } else {
+        Weights::Frozen { dequantize: false }
+    };
+    Pipeline::open(&args.model, weights, &Device::Cpu)
+        .with_context(|| format!("loading {}", args.model.display()))
 }
 
 fn eval_vqa(args: &EvalArgs) -> anyhow::Result<()> {
@@ -104,16 +110,31 @@ fn eval_vqa(args: &EvalArgs) -> anyhow::Result<()> {
         None => braid_hub::resolve_model("easy-vqa")?,
     };
     if !data.is_dir() {
-        bail!("easy-VQA data not found at {} (run `braid fetch easy-vqa` or pass --data)", data.display());
+        bail!(
+            "easy-VQA data not found at {} (run `braid fetch easy-vqa` or pass --data)",
+            data.display()
+        );
     }
     let pipeline = open_model(args)?;
-    let report = braid_pipeline::evaluate_vqa(&pipeline, &data, args.limit, std::io::stderr().is_terminal())?;
-    println!("{}", serde_json::json!({"accuracy": report.accuracy, "n": report.n, "per_type": report.per_type}));
+    let report = braid_pipeline::evaluate_vqa(
+        &pipeline,
+        &data,
+        args.limit,
+        std::io::stderr().is_terminal(),
+    )?;
+    println!(
+        "{}",
+        serde_json::json!({"accuracy": report.accuracy, "n": report.n, "per_type": report.per_type})
+    );
     if let Some(path) = &args.out {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| path.display().to_string())?;
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| path.display().to_string())?;
     }
     if let Some(path) = &args.answers {
-        write_answers(path, report.answers.iter().map(serde_json::to_value).collect::<Result<_, _>>()?)?;
+        write_answers(
+            path,
+            report.answers.iter().map(serde_json::to_value).collect::<Result<_, _>>()?,
+        )?;
     }
     Ok(())
 }
@@ -121,10 +142,18 @@ fn eval_vqa(args: &EvalArgs) -> anyhow::Result<()> {
 fn eval_conversations(args: &EvalArgs) -> anyhow::Result<()> {
     let data = ConversationDataset::open(&args.what, &ConversationOptions::default())?;
     let pipeline = open_model(args)?;
-    let report = braid_pipeline::evaluate_conversations(&pipeline, &data, args.limit, std::io::stderr().is_terminal())?;
+    let report = braid_pipeline::evaluate_conversations(
+        &pipeline,
+        &data,
+        args.limit,
+        std::io::stderr().is_terminal(),
+    )?;
     println!("{}", serde_json::to_string(&report)?);
     if let Some(path) = &args.answers {
-        write_answers(path, report.answers.iter().map(serde_json::to_value).collect::<Result<_, _>>()?)?;
+        write_answers(
+            path,
+            report.answers.iter().map(serde_json::to_value).collect::<Result<_, _>>()?,
+        )?;
     }
     Ok(())
 }
@@ -143,15 +172,27 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             std::fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
             println!("{}", evaluate_classifier(r, &args.model, &out)?.line());
         }
-        Recipe::Contrastive(r) => println!("{}", serde_json::to_string(&evaluate_vision(r, &args.model)?)?),
+        Recipe::Contrastive(r) => {
+            println!("{}", serde_json::to_string(&evaluate_vision(r, &args.model)?)?)
+        }
         // The held-out file; else easy-VQA's test split; else the training file itself.
         Recipe::Align(r) | Recipe::Instruct(r) => {
             let (what, data) = match &r.data.eval_path {
                 Some(path) => (path.clone(), None),
-                None if r.data.path.join("answers.txt").is_file() => ("vqa".into(), Some(r.data.path.clone())),
+                None if r.data.path.join("answers.txt").is_file() => {
+                    ("vqa".into(), Some(r.data.path.clone()))
+                }
                 None => (r.data.path.clone(), None),
             };
-            eval(&EvalArgs { what, model: args.model.clone(), data, limit: args.limit, out: args.out.clone(), answers: args.answers.clone(), trainable_weights: args.trainable_weights })?
+            eval(&EvalArgs {
+                what,
+                model: args.model.clone(),
+                data,
+                limit: args.limit,
+                out: args.out.clone(),
+                answers: args.answers.clone(),
+                trainable_weights: args.trainable_weights,
+            })?
         }
     }
     Ok(())

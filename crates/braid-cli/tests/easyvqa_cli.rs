@@ -32,12 +32,18 @@ fn vision_align_instruct_eval_and_chat_at_smoke_size() {
         braid(&["train", &recipe(dir.path(), name), "--quiet"]);
     }
     let model = dir.path().join("easyvqa-instruct-smoke/model");
-    for f in ["pipeline.toml", "encoder.image.safetensors", "projector.image.safetensors", "lora.safetensors"] {
+    for f in [
+        "pipeline.toml",
+        "encoder.image.safetensors",
+        "projector.image.safetensors",
+        "lora.safetensors",
+    ] {
         assert!(model.join(f).is_file(), "{f}");
     }
     let m = model.to_str().unwrap();
     let out = braid(&["eval", "vqa", "--model", m, "--limit", "1"]);
-    let json: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
     assert!(json["n"].as_u64().unwrap() > 0 && json["accuracy"].is_number(), "{json}");
     chat_about_test_image_7(m, b"what color is the shape?\nis it a circle?\n");
 }
@@ -45,7 +51,8 @@ fn vision_align_instruct_eval_and_chat_at_smoke_size() {
 /// `braid chat --model MODEL --image <easy-VQA test image 7>` fed `turns` (one question a
 /// line) on stdin; fails unless it succeeds, and returns its output.
 fn chat_about_test_image_7(model: &str, turns: &[u8]) -> Output {
-    let image = braid_hub::entry_dir(braid_hub::find("easy-vqa").unwrap(), &braid_hub::home()).join("test/images/7.png");
+    let image = braid_hub::entry_dir(braid_hub::find("easy-vqa").unwrap(), &braid_hub::home())
+        .join("test/images/7.png");
     let mut chat = Command::new(env!("CARGO_BIN_EXE_braid"))
         .args(["chat", "--model", model, "--image", image.to_str().unwrap(), "--max-tokens", "4"])
         .current_dir(root())
@@ -73,16 +80,27 @@ fn committed_model_answers_and_follows_up_with_the_history() {
         eprintln!("skipping: run `braid fetch easy-vqa smollm2`");
         return;
     }
-    let out = chat_about_test_image_7("models/easyvqa", b"what color is the shape?\nwhat shape is it?\n");
+    let out =
+        chat_about_test_image_7("models/easyvqa", b"what color is the shape?\nwhat shape is it?\n");
     let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
     let (green, circle) = (text.find("green"), text.rfind("circle"));
     assert!(green.is_some() && circle.is_some() && green < circle, "chat output: {text}");
 
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("eval.json");
-    let out = braid(&["eval", "vqa", "--model", "models/easyvqa", "--limit", "20", "--out", report.to_str().unwrap()]);
+    let out = braid(&[
+        "eval",
+        "vqa",
+        "--model",
+        "models/easyvqa",
+        "--limit",
+        "20",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
     assert!(std::fs::read_to_string(&report).unwrap().contains("per_type"));
-    let json: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
     let acc = json["accuracy"].as_f64().unwrap();
     assert!(acc >= 0.95 && json["n"].as_u64().unwrap() > 150, "{json}");
 }

@@ -21,8 +21,11 @@ fn ok(args: &[&str]) -> String {
 /// plus samples with two images each, in `dir`.
 fn dataset(dir: &Path) -> PathBuf {
     let vqa = EasyVqa::open(&braid_hub::resolve_model("easy-vqa").unwrap(), Split::Test).unwrap();
-    let one = vqa.write_conversations(dir, &ExportOptions { max_images: 4, turns: 2, ..Default::default() }).unwrap();
-    let mut samples: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&one).unwrap()).unwrap();
+    let one = vqa
+        .write_conversations(dir, &ExportOptions { max_images: 4, turns: 2, ..Default::default() })
+        .unwrap();
+    let mut samples: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&one).unwrap()).unwrap();
     let (a, b) = (vqa.image_path(0), vqa.image_path(1));
     samples.push(serde_json::json!({
         "id": "pair", "image": [a, b],
@@ -38,7 +41,8 @@ fn recipe(dir: &Path, data: &Path, llm: Option<&str>) -> PathBuf {
     let mut text = std::fs::read_to_string(root().join("recipes/llava/tiny.toml")).unwrap();
     assert!(text.lines().count() <= 20, "the recipe stays small");
     text = text.replace("\"data/train.json\"", &format!("{:?}", data.display().to_string()));
-    text = text.replace("\"runs/llava-tiny\"", &format!("{:?}", dir.join("run").display().to_string()));
+    text = text
+        .replace("\"runs/llava-tiny\"", &format!("{:?}", dir.join("run").display().to_string()));
     if let Some(model) = llm {
         text = text.replace("\"smollm2\"", &format!("{model:?}"));
     }
@@ -51,17 +55,39 @@ fn train_chat_eval(llm: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let data = dataset(dir.path());
     let r = recipe(dir.path(), &data, llm);
-    let trained: serde_json::Value = serde_json::from_str(ok(&["train", r.to_str().unwrap(), "--quiet"]).trim()).unwrap();
+    let trained: serde_json::Value =
+        serde_json::from_str(ok(&["train", r.to_str().unwrap(), "--quiet"]).trim()).unwrap();
     assert!(trained["final_loss"].as_f64().unwrap().is_finite(), "{trained}");
     let model = dir.path().join("run/model");
-    for f in ["pipeline.toml", "encoder.image.safetensors", "projector.image.safetensors", "lora.safetensors", "recipe.toml"] {
+    for f in [
+        "pipeline.toml",
+        "encoder.image.safetensors",
+        "projector.image.safetensors",
+        "lora.safetensors",
+        "recipe.toml",
+    ] {
         assert!(model.join(f).is_file(), "{f}");
     }
-    assert!(dir.path().join("run/recipe.toml").is_file() && dir.path().join("run/config.toml").is_file());
+    assert!(
+        dir.path().join("run/recipe.toml").is_file()
+            && dir.path().join("run/config.toml").is_file()
+    );
     let m = model.to_str().unwrap();
     let image = braid_hub::resolve_model("easy-vqa").unwrap().join("test/images/0.png");
-    ok(&["chat", "--model", m, "--image", image.to_str().unwrap(), "--max-tokens", "3", "what color is the shape?"]);
-    let eval: serde_json::Value = serde_json::from_str(ok(&["eval", data.to_str().unwrap(), "--model", m, "--limit", "6"]).trim()).unwrap();
+    ok(&[
+        "chat",
+        "--model",
+        m,
+        "--image",
+        image.to_str().unwrap(),
+        "--max-tokens",
+        "3",
+        "what color is the shape?",
+    ]);
+    let eval: serde_json::Value = serde_json::from_str(
+        ok(&["eval", data.to_str().unwrap(), "--model", m, "--limit", "6"]).trim(),
+    )
+    .unwrap();
     assert_eq!(eval["n"].as_u64(), Some(6), "{eval}");
     assert!(eval["accuracy"].is_number(), "{eval}");
 }
@@ -87,7 +113,11 @@ fn the_same_recipe_trains_a_tiny_qwen2() {
 
 #[test]
 fn the_committed_recipe_data_is_a_valid_conversation_file() {
-    let ds = braid_data::conversation::ConversationDataset::open(root().join("recipes/llava/data/train.json"), &Default::default()).unwrap();
+    let ds = braid_data::conversation::ConversationDataset::open(
+        root().join("recipes/llava/data/train.json"),
+        &Default::default(),
+    )
+    .unwrap();
     assert_eq!(ds.len(), 10);
     assert!(ds.iter().any(|s| s.media.len() == 2));
 }
@@ -98,7 +128,10 @@ fn fails_naming(args: &[&str], want: &[&str]) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "braid {args:?} succeeded");
     let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
-    assert!(want.iter().all(|w| line.contains(w)), "braid {args:?}: want {want:?} in one line, got: {err}");
+    assert!(
+        want.iter().all(|w| line.contains(w)),
+        "braid {args:?}: want {want:?} in one line, got: {err}"
+    );
 }
 
 #[test]
@@ -113,7 +146,10 @@ fn bad_conversation_files_and_recipes_fail_before_training_naming_the_sample_and
     };
     let cases: Vec<(String, Vec<&str>)> = vec![
         (with(&|s| s["image"] = "missing.png".into()), vec!["\"s1\"", "image", "missing.png"]),
-        (with(&|s| s["conversations"][0]["value"] = "<image>\n<image>\nwhat color?".into()), vec!["\"s1\"", "<image>"]),
+        (
+            with(&|s| s["conversations"][0]["value"] = "<image>\n<image>\nwhat color?".into()),
+            vec!["\"s1\"", "<image>"],
+        ),
         (with(&|s| s["imgae"] = "0.png".into()), vec!["\"s1\"", "imgae"]),
         ("[]".to_string(), vec!["data.json", "no samples"]),
     ];
@@ -127,7 +163,10 @@ fn bad_conversation_files_and_recipes_fail_before_training_naming_the_sample_and
     }
     let r = dir.path().join("stage.toml");
     std::fs::write(&r, "stage = \"finetune\"\nout_dir = \"x\"\n").unwrap();
-    fails_naming(&["train", r.to_str().unwrap()], &["stage.toml", "unknown variant `finetune`", "instruct"]);
+    fails_naming(
+        &["train", r.to_str().unwrap()],
+        &["stage.toml", "unknown variant `finetune`", "instruct"],
+    );
 }
 
 #[test]
@@ -143,8 +182,18 @@ fn a_model_directory_with_a_missing_or_corrupt_weights_file_names_the_file() {
     }
     let m = dir.path().to_str().unwrap();
     let image = root().join("recipes/llava/data/0.png");
-    let chat = ["chat", "--model", m, "--image", image.to_str().unwrap(), "--max-tokens", "2", "what color?"];
-    std::fs::write(dir.path().join("projector.image.safetensors"), b"not a safetensors file").unwrap();
+    let chat = [
+        "chat",
+        "--model",
+        m,
+        "--image",
+        image.to_str().unwrap(),
+        "--max-tokens",
+        "2",
+        "what color?",
+    ];
+    std::fs::write(dir.path().join("projector.image.safetensors"), b"not a safetensors file")
+        .unwrap();
     fails_naming(&chat, &["projector.image.safetensors"]);
     std::fs::remove_file(dir.path().join("projector.image.safetensors")).unwrap();
     fails_naming(&chat, &["projector.image.safetensors"]);

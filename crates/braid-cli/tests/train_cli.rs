@@ -12,7 +12,9 @@ fn dataset(name: &str) -> Option<PathBuf> {
     let fetched = braid_hub::find(name).ok().filter(|e| braid_hub::is_fetched(e, &home));
     match fetched {
         Some(e) => Some(braid_hub::entry_dir(e, &home)),
-        None if std::env::var("BRAID_REQUIRE_ASSETS").as_deref() == Ok("1") => panic!("dataset {name} is not fetched"),
+        None if std::env::var("BRAID_REQUIRE_ASSETS").as_deref() == Ok("1") => {
+            panic!("dataset {name} is not fetched")
+        }
         None => {
             eprintln!("skipping: run `braid fetch {name}`");
             None
@@ -57,12 +59,22 @@ fn trains_resumes_and_evaluates_a_recipe() {
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--resume"));
     std::fs::write(&path, recipe(dir.path(), &data, 30)).unwrap();
     let resumed = braid(&["train", p, "--resume", "--quiet"]);
-    assert!(String::from_utf8_lossy(&resumed.stderr).contains("resumed at 20"), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert!(
+        String::from_utf8_lossy(&resumed.stderr).contains("resumed at 20"),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
     let model = dir.path().join("run/model");
     let eval = json(&braid(&["eval", p, "--model", model.to_str().unwrap()]));
     let acc = eval["accuracy"].as_f64().unwrap();
     assert!(eval["n"] == 40 && eval["macro_f1"].is_number() && acc > 0.5, "{eval}");
-    for f in ["run/loss.png", "run/metrics.png", "run/metrics.jsonl", "run/confusion.png", "run/model/recipe.toml"] {
+    for f in [
+        "run/loss.png",
+        "run/metrics.png",
+        "run/metrics.jsonl",
+        "run/confusion.png",
+        "run/model/recipe.toml",
+    ] {
         assert!(dir.path().join(f).is_file(), "{f}");
     }
 }

@@ -109,7 +109,11 @@ impl Error {
     }
 
     /// An [`Error::Unknown`], listing the names that exist.
-    pub fn unknown<S: AsRef<str>>(kind: &str, name: &str, known: impl IntoIterator<Item = S>) -> Self {
+    pub fn unknown<S: AsRef<str>>(
+        kind: &str,
+        name: &str,
+        known: impl IntoIterator<Item = S>,
+    ) -> Self {
         Self::Unknown {
             kind: kind.to_string(),
             name: name.to_string(),

@@ -87,7 +87,11 @@ mod tests {
             Err(Error::Invalid("disk full".into()))
         });
         assert!(failed.is_err());
-        assert_eq!(fs::read_to_string(dir.join("a")).ok().as_deref(), Some("1"), "a failed write left the old model");
+        assert_eq!(
+            fs::read_to_string(dir.join("a")).ok().as_deref(),
+            Some("1"),
+            "a failed write left the old model"
+        );
         replace_dir(&dir, |d| fs::write(d.join("b"), "3").map_err(|e| Error::io(d, e)))?;
         assert!(!dir.join("a").exists() && dir.join("b").exists());
         assert!(!sibling(&dir, "tmp").exists() && !sibling(&dir, "old").exists());
@@ -102,7 +106,8 @@ mod tests {
         fs::create_dir(&victim).map_err(|e| Error::io(&victim, e))?;
         fs::write(victim.join("keep"), "x").map_err(|e| Error::io(&victim, e))?;
         let dir = root.path().join("model");
-        std::os::unix::fs::symlink(&victim, sibling(&dir, "tmp")).map_err(|e| Error::io(&victim, e))?;
+        std::os::unix::fs::symlink(&victim, sibling(&dir, "tmp"))
+            .map_err(|e| Error::io(&victim, e))?;
         replace_dir(&dir, |d| fs::write(d.join("a"), "1").map_err(|e| Error::io(d, e)))?;
         assert!(victim.join("keep").exists() && !victim.join("a").exists());
         assert!(dir.join("a").exists());

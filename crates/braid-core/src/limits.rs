@@ -26,7 +26,8 @@ pub const AUDIO_SAMPLES: Limit = Limit::new("BRAID_MAX_AUDIO_SAMPLES", 1 << 28, 
 pub const INIT_PARAMS: Limit = Limit::new("BRAID_MAX_INIT_PARAMS", 1 << 29, "parameters");
 
 /// Instructions a chat template may execute while rendering (minijinja fuel).
-pub const TEMPLATE_FUEL: Limit = Limit::new("BRAID_MAX_TEMPLATE_FUEL", 20_000_000, "template instructions");
+pub const TEMPLATE_FUEL: Limit =
+    Limit::new("BRAID_MAX_TEMPLATE_FUEL", 20_000_000, "template instructions");
 
 impl Limit {
     /// A budget of `default` `unit`, overridden by the variable `env`.

@@ -20,7 +20,12 @@ struct Tiny {
 impl Tiny {
     fn new(vb: candle_nn::VarBuilder) -> candle_core::Result<Self> {
         let vb = vb.pp("encoder.layer");
-        Ok(Self { layers: vec![candle_nn::linear(4, 8, vb.pp("0"))?, candle_nn::linear(8, 3, vb.pp("1"))?] })
+        Ok(Self {
+            layers: vec![
+                candle_nn::linear(4, 8, vb.pp("0"))?,
+                candle_nn::linear(8, 3, vb.pp("1"))?,
+            ],
+        })
     }
 
     /// x: [batch, 4] -> [batch, 3]
@@ -53,11 +58,16 @@ fn safetensors_load_reports_every_problem() -> R {
     let good = dir.path().join("good.safetensors");
     candle_core::safetensors::save(&w, &good)?;
     let (model, report) = load(&good)?;
-    assert_eq!(report.to_string(), "0 missing, 0 unexpected, 0 mismatched; 4 tensors, 67 parameters");
+    assert_eq!(
+        report.to_string(),
+        "0 missing, 0 unexpected, 0 mismatched; 4 tensors, 67 parameters"
+    );
     let x = Tensor::ones((2, 4), DType::F32, &Device::Cpu)?;
     let l0 = &w["encoder.layer.0.weight"];
     let want = x.matmul(&l0.t()?)?.broadcast_add(&w["encoder.layer.0.bias"])?;
-    let want = want.matmul(&w["encoder.layer.1.weight"].t()?)?.broadcast_add(&w["encoder.layer.1.bias"])?;
+    let want = want
+        .matmul(&w["encoder.layer.1.weight"].t()?)?
+        .broadcast_add(&w["encoder.layer.1.bias"])?;
     assert!(max_abs_diff(&model.forward(&x)?, &want)? < 1e-5);
     report.into_result(&good)?;
 
@@ -70,7 +80,10 @@ fn safetensors_load_reports_every_problem() -> R {
     let (_, report) = load(&p)?;
     assert_eq!(report.missing, vec!["encoder.layer.1.bias".to_string()]);
     assert_eq!(report.unexpected, vec!["encoder.layer.2.weight".to_string()]);
-    assert_eq!(report.mismatched, vec![("encoder.layer.0.weight".to_string(), vec![8, 4], vec![8, 5])]);
+    assert_eq!(
+        report.mismatched,
+        vec![("encoder.layer.0.weight".to_string(), vec![8, 4], vec![8, 5])]
+    );
     let msg = report.into_result(&p).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(msg.starts_with(&p.display().to_string()) && !msg.contains('\n'), "{msg}");
     assert!(msg.contains("encoder.layer.1.bias") && msg.contains("[8, 5]"), "{msg}");
@@ -81,7 +94,8 @@ fn safetensors_load_reports_every_problem() -> R {
 fn sharded_safetensors_open_through_the_index() -> R {
     let dir = tempfile::tempdir()?;
     let w = tiny_weights()?;
-    let (a, b): (HashMap<_, _>, HashMap<_, _>) = w.into_iter().partition(|(k, _)| k.contains(".0."));
+    let (a, b): (HashMap<_, _>, HashMap<_, _>) =
+        w.into_iter().partition(|(k, _)| k.contains(".0."));
     candle_core::safetensors::save(&a, dir.path().join("model-00001-of-00002.safetensors"))?;
     candle_core::safetensors::save(&b, dir.path().join("model-00002-of-00002.safetensors"))?;
     let mut map = serde_json::Map::new();
@@ -128,7 +142,9 @@ fn corrupt_files_are_one_line_errors_naming_the_path() -> R {
     for cut in [10, 40, bytes.len() / 2, bytes.len() - 8] {
         let t = dir.path().join(format!("cut{cut}.gguf"));
         std::fs::write(&t, &bytes[..cut])?;
-        let err = Gguf::open(&t).and_then(|g| g.names().iter().try_for_each(|n| g.tensor_f32(n, &Device::Cpu).map(drop)));
+        let err = Gguf::open(&t).and_then(|g| {
+            g.names().iter().try_for_each(|n| g.tensor_f32(n, &Device::Cpu).map(drop))
+        });
         one_line_error_naming(&t, err.err());
     }
     let missing = dir.path().join("absent.npz");
@@ -136,7 +152,8 @@ fn corrupt_files_are_one_line_errors_naming_the_path() -> R {
     Ok(())
 }
 
-const TEMPLATE: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}";
+const TEMPLATE: &str =
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}";
 
 fn q_weight() -> candle_core::Result<Tensor> {
     Tensor::randn(0f32, 1., (8, 64), &Device::Cpu)
@@ -154,7 +171,8 @@ fn write_gguf(path: &Path) -> anyhow::Result<(Tensor, Tensor)> {
         ("blk.0.attn_q.weight", QTensor::quantize(&q_gguf, GgmlDType::Q4_0)?),
         ("output_norm.weight", norm),
     ];
-    let tokens = Value::Array(vec![Value::String("<|im_start|>".into()), Value::String("hi".into())]);
+    let tokens =
+        Value::Array(vec![Value::String("<|im_start|>".into()), Value::String("hi".into())]);
     let meta = [
         ("general.architecture", Value::String("llama".into())),
         ("llama.block_count", Value::U32(1)),
@@ -192,7 +210,14 @@ fn gguf_metadata_and_tensors_read_back() -> R {
 
     // Through the llama.cpp remap, names are Hugging Face's and q is un-permuted.
     let ckpt = Checkpoint::open(&p)?.with_remap(&RemapTable::llama_gguf(2, 1))?;
-    assert_eq!(ckpt.names(), vec!["model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "model.norm.weight"]);
+    assert_eq!(
+        ckpt.names(),
+        vec![
+            "model.embed_tokens.weight",
+            "model.layers.0.self_attn.q_proj.weight",
+            "model.norm.weight"
+        ]
+    );
     let hf_q = ckpt.tensor("model.layers.0.self_attn.q_proj.weight", DType::F32, &Device::Cpu)?;
     let tol = 0.35 * q.abs()?.max_keepdim(1)?.max(0)?.to_vec1::<f32>()?[0];
     assert!(max_abs_diff(&hf_q, &q)? < tol, "un-permuted q differs");
@@ -231,7 +256,10 @@ fn corrupted_header_bytes_never_panic() -> R {
     candle_core::safetensors::save(&tiny_weights()?, &st)?;
     for good in [g, st] {
         let bytes = std::fs::read(&good)?;
-        let bad = good.with_extension(format!("bad.{}", good.extension().and_then(|e| e.to_str()).unwrap_or("")));
+        let bad = good.with_extension(format!(
+            "bad.{}",
+            good.extension().and_then(|e| e.to_str()).unwrap_or("")
+        ));
         for i in (0..bytes.len().min(600)).step_by(4) {
             let mut b = bytes.clone();
             b[i] = 0xff;

@@ -2,9 +2,9 @@
 //! (JSONL manifests, LLaVA conversations, UEA `.ts`, IDX, npz) and batching.
 #![deny(missing_docs)]
 
-mod dataset;
 pub mod audio;
 pub mod conversation;
+mod dataset;
 pub mod image;
 pub mod imu;
 pub mod text;

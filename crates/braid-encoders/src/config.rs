@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::audio::{SpectrogramPatchConfig, SpectrogramPatchEncoder};
 use crate::image::{ImageTower, Vit, VitConfig};
-use crate::imu::{Cnn1d, Cnn1dConfig, PatchTransformer, PatchTransformerConfig, RecurrentConfig, RecurrentEncoder};
+use crate::imu::{
+    Cnn1d, Cnn1dConfig, PatchTransformer, PatchTransformerConfig, RecurrentConfig, RecurrentEncoder,
+};
 use crate::Encoder;
 
 /// Which encoder to build, with its architecture.
@@ -75,7 +77,11 @@ impl EncoderConfig {
                         format!("{pool} does not divide the {grid}x{grid} patch grid"),
                     ));
                 }
-                Box::new(ImageTower { vit: Vit::new(vit, vb)?.with_feature_layer(*feature_layer)?, drop_cls: *drop_cls, pool: *pool })
+                Box::new(ImageTower {
+                    vit: Vit::new(vit, vb)?.with_feature_layer(*feature_layer)?,
+                    drop_cls: *drop_cls,
+                    pool: *pool,
+                })
             }
             Self::ImuPatch(c) => Box::new(PatchTransformer::new(*c, vb)?),
             Self::Cnn(c) => Box::new(Cnn1d::new(c.clone(), vb)?),
@@ -101,11 +107,16 @@ mod tests {
 
     #[test]
     fn imu_encoders_parse_under_their_recipe_names() -> Result<()> {
-        let cnn: EncoderConfig = toml::from_str("type = \"cnn\"\nchannels = 6\nwidths = [4]\n").map_err(|e| Error::Invalid(e.to_string()))?;
+        let cnn: EncoderConfig = toml::from_str("type = \"cnn\"\nchannels = 6\nwidths = [4]\n")
+            .map_err(|e| Error::Invalid(e.to_string()))?;
         assert!(matches!(cnn, EncoderConfig::Cnn(_)));
-        let patch: EncoderConfig = toml::from_str("type = \"patch\"\nchannels = 6\n").map_err(|e| Error::Invalid(e.to_string()))?;
+        let patch: EncoderConfig = toml::from_str("type = \"patch\"\nchannels = 6\n")
+            .map_err(|e| Error::Invalid(e.to_string()))?;
         assert!(matches!(patch, EncoderConfig::ImuPatch(_)));
-        let e = toml::from_str::<EncoderConfig>("type = \"cnn\"\nwidht = [4]\n").err().map(|e| e.to_string()).unwrap_or_default();
+        let e = toml::from_str::<EncoderConfig>("type = \"cnn\"\nwidht = [4]\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("widht"), "{e}");
         Ok(())
     }

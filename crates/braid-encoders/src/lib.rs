@@ -3,9 +3,9 @@
 //! projector maps into the language model's embedding space.
 #![deny(missing_docs)]
 
+pub mod audio;
 mod config;
 mod encoder;
-pub mod audio;
 pub mod image;
 pub mod imu;
 pub mod text;

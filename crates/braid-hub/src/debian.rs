@@ -16,7 +16,13 @@ pub(crate) fn check(entry: &Entry) -> Result<Fetched> {
     let files: Vec<_> = entry.members.iter().map(|m| Path::new(dir).join(m.to)).collect();
     if files.iter().all(|f| f.is_file()) {
         let dir = Path::new(dir).to_path_buf();
-        return Ok(Fetched { name: entry.name.into(), main: dir.clone(), dir, files, downloaded: false });
+        return Ok(Fetched {
+            name: entry.name.into(),
+            main: dir.clone(),
+            dir,
+            files,
+            downloaded: false,
+        });
     }
     Err(Error::Invalid(format!(
         "{} comes from a Debian package: run `sudo apt-get install {package}`, which installs it in {dir}",

@@ -59,7 +59,11 @@ pub(crate) fn fetch_file(agent: &ureq::Agent, d: &Download<'_>) -> Result<String
     if let Some(want) = d.sha256.filter(|want| *want != got) {
         // A wrong file is not worth resuming: the next run starts over.
         let _ = fs::remove_file(&part);
-        return Err(Error::Checksum { path: d.dest.to_path_buf(), expected: want.to_string(), got });
+        return Err(Error::Checksum {
+            path: d.dest.to_path_buf(),
+            expected: want.to_string(),
+            got,
+        });
     }
     fs::rename(&part, d.dest).map_err(|e| Error::io(d.dest, e))?;
     Ok(got)
@@ -82,7 +86,9 @@ fn stream(agent: &ureq::Agent, d: &Download<'_>, part: &Path) -> Result<String> 
         r => r?,
     };
     let expected_range = format!("bytes {have}-");
-    let resp = if resp.status() == 206 && !resp.header("Content-Range").is_none_or(|r| r.starts_with(&expected_range)) {
+    let resp = if resp.status() == 206
+        && !resp.header("Content-Range").is_none_or(|r| r.starts_with(&expected_range))
+    {
         // A range other than the one asked for: distrust the `.part` and start over.
         http::get(agent, d.url, d.headers)?
     } else {
@@ -147,10 +153,14 @@ fn progress(d: &Download<'_>, total: Option<u64>, start: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template(
+        "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
-    bar.set_message(d.dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    bar.set_message(
+        d.dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    );
     bar.set_position(start);
     bar
 }

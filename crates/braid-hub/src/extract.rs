@@ -41,7 +41,10 @@ pub(crate) fn for_each_member(
     let mut visit = |name: &str, r: &mut dyn Read| -> Result<()> {
         let Some(dest) = map_member(members, name) else { return Ok(()) };
         if !is_safe_relative(&dest) {
-            return Err(Error::format(archive, format!("member `{name}` would leave the cache folder")));
+            return Err(Error::format(
+                archive,
+                format!("member `{name}` would leave the cache folder"),
+            ));
         }
         for (i, m) in members.iter().enumerate() {
             seen[i] |= name == m.from || (m.from.ends_with('/') && name.starts_with(m.from));
@@ -97,11 +100,19 @@ mod tests {
 
     #[test]
     fn members_map_to_destinations() {
-        let ms = [Member { from: "pkg/model/", to: "" }, Member { from: "pkg/x.gguf", to: "x.gguf" }];
-        assert_eq!(map_member(&ms, "pkg/model/1_Pooling/config.json").as_deref(), Some("1_Pooling/config.json"));
+        let ms =
+            [Member { from: "pkg/model/", to: "" }, Member { from: "pkg/x.gguf", to: "x.gguf" }];
+        assert_eq!(
+            map_member(&ms, "pkg/model/1_Pooling/config.json").as_deref(),
+            Some("1_Pooling/config.json")
+        );
         assert_eq!(map_member(&ms, "pkg/model/.gitattributes"), None);
         assert_eq!(map_member(&ms, "pkg/modelx/a"), None);
         assert_eq!(map_member(&ms, "pkg/x.gguf").as_deref(), Some("x.gguf"));
-        assert!(!is_safe_relative("../etc/passwd") && !is_safe_relative("/abs") && is_safe_relative("a/b"));
+        assert!(
+            !is_safe_relative("../etc/passwd")
+                && !is_safe_relative("/abs")
+                && is_safe_relative("a/b")
+        );
     }
 }

@@ -55,7 +55,13 @@ pub fn fetch_entry(entry: &Entry, opts: &FetchOptions) -> Result<Fetched> {
     let archive = home.join("downloads").join(entry.file);
     let agent = http::agent();
     let url = archive_url(&agent, entry, opts)?;
-    let d = Download { url: &url, dest: &archive, sha256: Some(entry.sha256), headers: &[], quiet: opts.quiet };
+    let d = Download {
+        url: &url,
+        dest: &archive,
+        sha256: Some(entry.sha256),
+        headers: &[],
+        quiet: opts.quiet,
+    };
     fetch_file(&agent, &d)?;
     let files = install(entry, &archive, &dir)?;
     if !opts.keep_archive {
@@ -85,7 +91,8 @@ fn archive_url(agent: &ureq::Agent, entry: &Entry, opts: &FetchOptions) -> Resul
 
 /// Installs into a temporary sibling of `dir`, then renames it into place.
 fn install(entry: &Entry, archive: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
-    let parent = dir.parent().ok_or_else(|| Error::Invalid(format!("bad folder {}", dir.display())))?;
+    let parent =
+        dir.parent().ok_or_else(|| Error::Invalid(format!("bad folder {}", dir.display())))?;
     fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     let staging = tempfile::Builder::new()
         .prefix(&format!(".tmp-{}-", entry.name))
@@ -120,7 +127,9 @@ fn write_member(dest: &Path, r: &mut dyn Read) -> Result<()> {
 
 fn convert_hapt(dest: &Path, r: &mut dyn Read) -> Result<()> {
     let mut bytes = Vec::new();
-    GzDecoder::new(r).read_to_end(&mut bytes).map_err(|e| Error::format("HAPT.pkl.gz", e.to_string()))?;
+    GzDecoder::new(r)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::format("HAPT.pkl.gz", e.to_string()))?;
     let arrays = hapt::convert(&bytes)?;
     drop(bytes);
     write_npz(dest, &arrays)

@@ -38,13 +38,16 @@ fn bad(msg: impl Into<String>) -> Error {
 /// Converts the (gunzipped) HAPT pickle into named arrays, in key order.
 pub fn convert(pickle_bytes: &[u8]) -> Result<Vec<(String, NpyArray)>> {
     let root = pickle::loads(pickle_bytes, ALLOWED)?;
-    let users = root.as_dict().ok_or_else(|| bad(format!("top level is a {}, not a dict", root.kind())))?;
+    let users =
+        root.as_dict().ok_or_else(|| bad(format!("top level is a {}, not a dict", root.kind())))?;
     let mut out = Vec::new();
     for (user, frames) in users {
         let u = user.as_int().ok_or_else(|| bad("user key is not an int"))?;
-        let frames = frames.as_seq().ok_or_else(|| bad(format!("user {u}: not a list of frames")))?;
+        let frames =
+            frames.as_seq().ok_or_else(|| bad(format!("user {u}: not a list of frames")))?;
         for (k, frame) in frames.iter().enumerate() {
-            let (imu, label) = frame_arrays(frame).map_err(|e| bad(format!("user {u} recording {k}: {e}")))?;
+            let (imu, label) =
+                frame_arrays(frame).map_err(|e| bad(format!("user {u} recording {k}: {e}")))?;
             out.push((format!("u{u:02}_r{k}_imu"), imu));
             out.push((format!("u{u:02}_r{k}_label"), label));
         }
@@ -66,15 +69,22 @@ enum Column {
 }
 
 fn frame_arrays(frame: &Value) -> std::result::Result<(NpyArray, NpyArray), String> {
-    let Value::Build { state, .. } = frame else { return Err(format!("frame is a {}", frame.kind())) };
+    let Value::Build { state, .. } = frame else {
+        return Err(format!("frame is a {}", frame.kind()));
+    };
     let mgr = state.get("_data").ok_or("frame state has no `_data`")?;
-    let Value::Build { state: mgr_state, .. } = mgr else { return Err("`_data` is not a BlockManager".into()) };
+    let Value::Build { state: mgr_state, .. } = mgr else {
+        return Err("`_data` is not a BlockManager".into());
+    };
     let parts = mgr_state.as_seq().ok_or("BlockManager state is not a tuple")?;
     let values = parts.get(1).and_then(Value::as_seq).ok_or("BlockManager has no block list")?;
     let items = parts.get(2).and_then(Value::as_seq).ok_or("BlockManager has no item list")?;
-    let blocks: Vec<Block> = values.iter().zip(items).map(|(v, i)| block(v, i)).collect::<Result<_, _>>()?;
+    let blocks: Vec<Block> =
+        values.iter().zip(items).map(|(v, i)| block(v, i)).collect::<Result<_, _>>()?;
     let find = |name: &str| {
-        blocks.iter().find_map(|b| b.items.iter().position(|i| i == name).map(|r| (b, r)))
+        blocks
+            .iter()
+            .find_map(|b| b.items.iter().position(|i| i == name).map(|r| (b, r)))
             .ok_or_else(|| format!("no column `{name}`"))
     };
     let (fb, _) = find(IMU[0])?;
@@ -82,7 +92,10 @@ fn frame_arrays(frame: &Value) -> std::result::Result<(NpyArray, NpyArray), Stri
     // Row `r` of a block, as long as the first IMU column's block says a column is.
     let row = |name: &str, b: &Block, r: usize| {
         if b.cols != t {
-            return Err(format!("column `{name}` holds {} samples but `{}` holds {t}", b.cols, IMU[0]));
+            return Err(format!(
+                "column `{name}` holds {} samples but `{}` holds {t}",
+                b.cols, IMU[0]
+            ));
         }
         Ok(r * t..(r + 1) * t)
     };
@@ -90,7 +103,9 @@ fn frame_arrays(frame: &Value) -> std::result::Result<(NpyArray, NpyArray), Stri
     for (c, name) in IMU.iter().enumerate() {
         let (b, r) = find(name)?;
         let Column::F64(d) = &b.data else { return Err(format!("`{name}` is not float64")) };
-        let span = d.get(row(name, b, r)?).ok_or_else(|| format!("`{name}`: block is shorter than its shape"))?;
+        let span = d
+            .get(row(name, b, r)?)
+            .ok_or_else(|| format!("`{name}`: block is shorter than its shape"))?;
         for (i, x) in span.iter().enumerate() {
             imu[i * IMU.len() + c] = *x as f32;
         }
@@ -134,7 +149,11 @@ fn block(values: &Value, items: &Value) -> std::result::Result<Block, String> {
     let raw = array_bytes(st.get(4).ok_or("array has no data")?)?;
     let want = rows.checked_mul(cols).and_then(|n| n.checked_mul(8));
     if want != Some(raw.len()) || rows != names.len() {
-        return Err(format!("block of {} bytes for {rows}x{cols} / {} names", raw.len(), names.len()));
+        return Err(format!(
+            "block of {} bytes for {rows}x{cols} / {} names",
+            raw.len(),
+            names.len()
+        ));
     }
     let words = raw.chunks_exact(8).map(|c| c.try_into().unwrap_or([0u8; 8]));
     let data = match dtype.as_str() {
@@ -147,15 +166,22 @@ fn block(values: &Value, items: &Value) -> std::result::Result<Block, String> {
 
 /// `_new_Index(Index, {"data": ndarray, ...})` -> the ndarray.
 fn index_data(index: &Value) -> std::result::Result<&Value, String> {
-    let Value::Reduce { args, .. } = index else { return Err("column index is not _new_Index(...)".into()) };
-    args.as_seq().and_then(|a| a.get(1)).and_then(|d| d.get("data")).ok_or_else(|| "column index has no data".into())
+    let Value::Reduce { args, .. } = index else {
+        return Err("column index is not _new_Index(...)".into());
+    };
+    args.as_seq()
+        .and_then(|a| a.get(1))
+        .and_then(|d| d.get("data"))
+        .ok_or_else(|| "column index has no data".into())
 }
 
 /// `_reconstruct(ndarray, ...)` built with `(version, shape, dtype, fortran, data)`.
 fn ndarray_state(v: &Value) -> std::result::Result<&[Value], String> {
     match v {
-        Value::Build { obj, state } if matches!(&**obj, Value::Reduce { callable, .. }
-            if callable.is_global("numpy.core.multiarray", "_reconstruct")) => {
+        Value::Build { obj, state }
+            if matches!(&**obj, Value::Reduce { callable, .. }
+            if callable.is_global("numpy.core.multiarray", "_reconstruct")) =>
+        {
             state.as_seq().ok_or_else(|| "ndarray state is not a tuple".into())
         }
         _ => Err(format!("expected an ndarray, got a {}", v.kind())),
@@ -166,8 +192,13 @@ fn ndarray_state(v: &Value) -> std::result::Result<&[Value], String> {
 fn dtype_code(v: &Value) -> std::result::Result<String, String> {
     let Value::Build { obj, state } = v else { return Err("dtype is not built".into()) };
     let Value::Reduce { args, .. } = &**obj else { return Err("dtype is not dtype(...)".into()) };
-    let code = args.as_seq().and_then(|a| a.first()).and_then(Value::as_str).ok_or("dtype has no code")?;
-    let order = state.as_seq().and_then(|s| s.get(1)).and_then(Value::as_str).ok_or("dtype has no byte order")?;
+    let code =
+        args.as_seq().and_then(|a| a.first()).and_then(Value::as_str).ok_or("dtype has no code")?;
+    let order = state
+        .as_seq()
+        .and_then(|s| s.get(1))
+        .and_then(Value::as_str)
+        .ok_or("dtype has no byte order")?;
     Ok(format!("{order}{code}"))
 }
 
@@ -180,7 +211,9 @@ fn array_bytes(v: &Value) -> std::result::Result<Vec<u8>, String> {
             if a.get(1).and_then(Value::as_str) != Some("latin1") {
                 return Err("array bytes use an encoding other than latin1".into());
             }
-            a.first().and_then(Value::latin1_bytes).ok_or_else(|| "array text is not latin-1".into())
+            a.first()
+                .and_then(Value::latin1_bytes)
+                .ok_or_else(|| "array text is not latin-1".into())
         }
         _ => Err(format!("array data is a {}", v.kind())),
     }
@@ -196,7 +229,17 @@ mod tests {
     fn converts_the_hapt_layout() -> Result<()> {
         let arrays = convert(include_bytes!("../../../fixtures/hub/hapt_mini.pkl"))?;
         let names: Vec<&str> = arrays.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["u01_r0_imu", "u01_r0_label", "u01_r1_imu", "u01_r1_label", "u30_r0_imu", "u30_r0_label"]);
+        assert_eq!(
+            names,
+            [
+                "u01_r0_imu",
+                "u01_r0_label",
+                "u01_r1_imu",
+                "u01_r1_label",
+                "u30_r0_imu",
+                "u30_r0_label"
+            ]
+        );
         let want: Vec<f32> = (0..18).map(|i| (f64::from(i) / 7.0) as f32).collect();
         assert_eq!(arrays[0].1, NpyArray { shape: vec![3, 6], data: NpyData::F32(want.clone()) });
         assert_eq!(arrays[1].1, NpyArray { shape: vec![3], data: NpyData::I8(vec![5, 5, -1]) });
@@ -215,13 +258,25 @@ mod tests {
     /// `_reconstruct(ndarray, ...)` with state `(1, shape, dtype(code), False, data)`.
     fn ndarray(shape: &[i64], code: &str, data: Value) -> Value {
         let dtype = Value::Build {
-            obj: Box::new(Value::Reduce { callable: Box::new(global("numpy", "dtype")), args: Box::new(Value::Tuple(vec![Value::Str(code.into())])) }),
+            obj: Box::new(Value::Reduce {
+                callable: Box::new(global("numpy", "dtype")),
+                args: Box::new(Value::Tuple(vec![Value::Str(code.into())])),
+            }),
             state: Box::new(Value::Tuple(vec![Value::Int(3), Value::Str("<".into())])),
         };
         let shape = Value::Tuple(shape.iter().map(|&d| Value::Int(d)).collect());
         Value::Build {
-            obj: Box::new(Value::Reduce { callable: Box::new(global("numpy.core.multiarray", "_reconstruct")), args: Box::new(Value::Tuple(vec![])) }),
-            state: Box::new(Value::Tuple(vec![Value::Int(1), shape, dtype, Value::Bool(false), data])),
+            obj: Box::new(Value::Reduce {
+                callable: Box::new(global("numpy.core.multiarray", "_reconstruct")),
+                args: Box::new(Value::Tuple(vec![])),
+            }),
+            state: Box::new(Value::Tuple(vec![
+                Value::Int(1),
+                shape,
+                dtype,
+                Value::Bool(false),
+                data,
+            ])),
         }
     }
 
@@ -241,8 +296,18 @@ mod tests {
     /// A DataFrame of the given blocks.
     fn frame(blocks: Vec<(Value, Value)>) -> Value {
         let (values, items): (Vec<Value>, Vec<Value>) = blocks.into_iter().unzip();
-        let mgr = Value::Build { obj: Box::new(Value::None), state: Box::new(Value::Tuple(vec![Value::List(vec![]), Value::List(values), Value::List(items)])) };
-        Value::Build { obj: Box::new(Value::None), state: Box::new(Value::Dict(vec![(Value::Str("_data".into()), mgr)])) }
+        let mgr = Value::Build {
+            obj: Box::new(Value::None),
+            state: Box::new(Value::Tuple(vec![
+                Value::List(vec![]),
+                Value::List(values),
+                Value::List(items),
+            ])),
+        };
+        Value::Build {
+            obj: Box::new(Value::None),
+            state: Box::new(Value::Dict(vec![(Value::Str("_data".into()), mgr)])),
+        }
     }
 
     #[test]
@@ -252,11 +317,24 @@ mod tests {
         assert_eq!(frame_arrays(&ok).map(|(a, _)| a.shape), Ok(vec![3, 6]));
         let cases = [
             // The label block is consistent in itself but shorter than the IMU block.
-            (frame(vec![imu(), block_pair(&["label"], "i8", &[1, 2], 2)]), "column `label` holds 2 samples but `acc-x` holds 3"),
+            (
+                frame(vec![imu(), block_pair(&["label"], "i8", &[1, 2], 2)]),
+                "column `label` holds 2 samples but `acc-x` holds 3",
+            ),
             // IMU columns split over blocks of different lengths.
-            (frame(vec![block_pair(&IMU[..3], "f8", &[3, 3], 9), block_pair(&IMU[3..], "f8", &[3, 1], 3), block_pair(&["label"], "i8", &[1, 3], 3)]), "column `gyro-x` holds 1 samples"),
+            (
+                frame(vec![
+                    block_pair(&IMU[..3], "f8", &[3, 3], 9),
+                    block_pair(&IMU[3..], "f8", &[3, 1], 3),
+                    block_pair(&["label"], "i8", &[1, 3], 3),
+                ]),
+                "column `gyro-x` holds 1 samples",
+            ),
             // A claimed shape whose byte count overflows.
-            (frame(vec![block_pair(&IMU, "f8", &[6, 1 << 62], 18)]), "block of 144 bytes for 6x4611686018427387904"),
+            (
+                frame(vec![block_pair(&IMU, "f8", &[6, 1 << 62], 18)]),
+                "block of 144 bytes for 6x4611686018427387904",
+            ),
         ];
         for (f, want) in cases {
             let e = frame_arrays(&f).err().unwrap_or_default();

@@ -26,11 +26,20 @@ pub(crate) fn agent() -> ureq::Agent {
 /// `explicit`, else the environment variable `var`, else `default`; no trailing `/`.
 pub(crate) fn base_url(explicit: Option<&str>, var: &str, default: &str) -> String {
     let env = std::env::var(var).ok().filter(|s| !s.is_empty());
-    explicit.map(str::to_string).or(env).unwrap_or_else(|| default.to_string()).trim_end_matches('/').to_string()
+    explicit
+        .map(str::to_string)
+        .or(env)
+        .unwrap_or_else(|| default.to_string())
+        .trim_end_matches('/')
+        .to_string()
 }
 
 /// GET `url` with extra headers; maps failures to one-line [`Error::Network`]s.
-pub(crate) fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)]) -> Result<ureq::Response, Error> {
+pub(crate) fn get(
+    agent: &ureq::Agent,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<ureq::Response, Error> {
     let mut req = agent.get(url);
     for (k, v) in headers {
         req = req.set(k, v);
@@ -114,6 +123,9 @@ mod tests {
         assert_eq!(join(page, "//f.org/a.whl"), "https://f.org/a.whl");
         assert_eq!(join(page, "/packages/a.whl"), "https://pypi.org/packages/a.whl");
         assert_eq!(join(page, "../../packages/x/a.whl"), "https://pypi.org/packages/x/a.whl");
-        assert_eq!(join("http://127.0.0.1:9/simple/p/", "a.whl"), "http://127.0.0.1:9/simple/p/a.whl");
+        assert_eq!(
+            join("http://127.0.0.1:9/simple/p/", "a.whl"),
+            "http://127.0.0.1:9/simple/p/a.whl"
+        );
     }
 }

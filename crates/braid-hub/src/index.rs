@@ -25,7 +25,12 @@ pub(crate) fn normalize(project: &str) -> String {
 }
 
 /// The absolute URL of `filename` in project `project` of the index at `base`.
-pub(crate) fn file_url(agent: &ureq::Agent, base: &str, project: &str, filename: &str) -> Result<String> {
+pub(crate) fn file_url(
+    agent: &ureq::Agent,
+    base: &str,
+    project: &str,
+    filename: &str,
+) -> Result<String> {
     let page = format!("{base}/{}/", normalize(project));
     let resp = http::get(agent, &page, &[("Accept", ACCEPT)])?;
     let json = resp.content_type().contains("json");
@@ -39,8 +44,10 @@ pub(crate) fn file_url(agent: &ureq::Agent, base: &str, project: &str, filename:
 }
 
 fn from_json(body: &str, filename: &str, page: &str) -> Result<Option<String>> {
-    let v: serde_json::Value = serde_json::from_str(body)
-        .map_err(|e| Error::Network { url: page.to_string(), msg: format!("bad PEP 691 JSON: {e}") })?;
+    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| Error::Network {
+        url: page.to_string(),
+        msg: format!("bad PEP 691 JSON: {e}"),
+    })?;
     let files = v.get("files").and_then(|f| f.as_array()).map(Vec::as_slice).unwrap_or_default();
     Ok(files
         .iter()

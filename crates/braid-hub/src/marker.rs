@@ -31,7 +31,8 @@ impl Marker {
 
     pub(crate) fn write(&self, dir: &Path) -> Result<()> {
         let path = dir.join(MARKER);
-        let text = serde_json::to_string_pretty(self).map_err(|e| Error::format(&path, e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| Error::format(&path, e.to_string()))?;
         std::fs::write(&path, text).map_err(|e| Error::io(path, e))
     }
 
@@ -39,7 +40,10 @@ impl Marker {
     pub(crate) fn valid(dir: &Path, sha256: &str) -> Option<Self> {
         let text = std::fs::read_to_string(dir.join(MARKER)).ok()?;
         let m: Marker = serde_json::from_str(&text).ok()?;
-        let intact = m.files.iter().all(|(f, n)| std::fs::metadata(dir.join(f)).is_ok_and(|md| md.len() == *n));
+        let intact = m
+            .files
+            .iter()
+            .all(|(f, n)| std::fs::metadata(dir.join(f)).is_ok_and(|md| md.len() == *n));
         (m.sha256 == sha256 && intact).then_some(m)
     }
 

@@ -32,7 +32,9 @@ pub fn resolve_in(name_or_path: &str, home: &Path) -> Result<PathBuf> {
         if dir.is_dir() {
             return Ok(dir);
         }
-        return Err(Error::Invalid(format!("`{name_or_path}` is not fetched yet; run `braid fetch {name_or_path}`")));
+        return Err(Error::Invalid(format!(
+            "`{name_or_path}` is not fetched yet; run `braid fetch {name_or_path}`"
+        )));
     }
     let p = Path::new(name_or_path);
     if p.exists() {
@@ -50,9 +52,17 @@ pub fn resolve_field(name_or_path: &str, base: &Path, field: &str) -> Result<Pat
 }
 
 /// [`resolve_field`] against the cache root `home`.
-pub fn resolve_field_in(name_or_path: &str, base: &Path, field: &str, home: &Path) -> Result<PathBuf> {
+pub fn resolve_field_in(
+    name_or_path: &str,
+    base: &Path,
+    field: &str,
+    home: &Path,
+) -> Result<PathBuf> {
     if name_or_path.trim().is_empty() {
-        return Err(Error::config(field, "is empty; expected a registered name, `hf:ORG/NAME` or a path"));
+        return Err(Error::config(
+            field,
+            "is empty; expected a registered name, `hf:ORG/NAME` or a path",
+        ));
     }
     if find(name_or_path).is_ok() || name_or_path.starts_with("hf:") {
         return resolve_in(name_or_path, home).map_err(|e| Error::config(field, e.to_string()));
@@ -78,11 +88,18 @@ mod tests {
     #[test]
     fn names_paths_and_unknowns() -> Result<()> {
         let empty = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
-        let e = resolve_in("smollm2", empty.path()).err().map(|e| e.to_string()).unwrap_or_default();
+        let e =
+            resolve_in("smollm2", empty.path()).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("run `braid fetch smollm2`"), "{e}");
         assert_eq!(resolve_in(".", empty.path())?, PathBuf::from("."));
-        let e = resolve_in("no-such-model", empty.path()).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e.starts_with("unknown model, dataset or path `no-such-model`; known: minilm,"), "{e}");
+        let e = resolve_in("no-such-model", empty.path())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("unknown model, dataset or path `no-such-model`; known: minilm,"),
+            "{e}"
+        );
         Ok(())
     }
 
@@ -91,10 +108,22 @@ mod tests {
         let base = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
         std::fs::create_dir(base.path().join("vision")).map_err(|e| Error::io("mkdir", e))?;
         let empty = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
-        assert_eq!(resolve_field_in("vision", base.path(), "model.vision", empty.path())?, base.path().join("vision"));
-        let e = resolve_field_in("nope", base.path(), "model.vision", empty.path()).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e.contains("model.vision") && e.contains("nope") && e.contains("looked for"), "{e}");
-        let e = resolve_field_in("smollm2", base.path(), "model.llm", empty.path()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            resolve_field_in("vision", base.path(), "model.vision", empty.path())?,
+            base.path().join("vision")
+        );
+        let e = resolve_field_in("nope", base.path(), "model.vision", empty.path())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("model.vision") && e.contains("nope") && e.contains("looked for"),
+            "{e}"
+        );
+        let e = resolve_field_in("smollm2", base.path(), "model.llm", empty.path())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("model.llm") && e.contains("braid fetch smollm2"), "{e}");
         assert!(resolve_field_in("", base.path(), "data.path", empty.path()).is_err());
         Ok(())

@@ -53,9 +53,15 @@ fn serve_index(server: &Server, json: bool) {
         let index = format!(
             r#"{{"meta":{{"api-version":"1.0"}},"name":"test-pkg","files":[{{"filename":"{WHEEL}","url":"../../files/{WHEEL}","hashes":{{}}}}]}}"#
         );
-        server.route("/simple/test-pkg/", "application/vnd.pypi.simple.v1+json", index.into_bytes(), None);
+        server.route(
+            "/simple/test-pkg/",
+            "application/vnd.pypi.simple.v1+json",
+            index.into_bytes(),
+            None,
+        );
     } else {
-        let html = format!("<html><body><a href=\"/files/{WHEEL}#sha256=00\">{WHEEL}</a></body></html>");
+        let html =
+            format!("<html><body><a href=\"/files/{WHEEL}#sha256=00\">{WHEEL}</a></body></html>");
         server.route("/simple/test-pkg/", "text/html", html.into_bytes(), None);
     }
 }
@@ -145,8 +151,13 @@ fn interrupted_download_leaves_nothing_complete_and_resumes() {
     server.route(&path, "application/octet-stream", body.clone(), None);
     let f = fetch_entry(&e, &opts(&server, home.path())).unwrap();
     assert!(f.main.is_file());
-    let ranges: Vec<_> = server.log().into_iter().filter(|(p, _)| *p == path).map(|(_, r)| r).collect();
-    assert_eq!(ranges.last().cloned().flatten(), Some(format!("bytes={}-", body.len() / 2)), "resumed");
+    let ranges: Vec<_> =
+        server.log().into_iter().filter(|(p, _)| *p == path).map(|(_, r)| r).collect();
+    assert_eq!(
+        ranges.last().cloned().flatten(),
+        Some(format!("bytes={}-", body.len() / 2)),
+        "resumed"
+    );
     assert!(files_under(home.path()).iter().all(|f| !f.ends_with(".part")));
 }
 
@@ -155,7 +166,12 @@ fn wrong_checksum_is_refused() {
     let (server, home) = (Server::start(), tempfile::tempdir().unwrap());
     let body = wheel();
     serve_index(&server, true);
-    server.route(&format!("/files/{WHEEL}"), "application/octet-stream", b"not the wheel".to_vec(), None);
+    server.route(
+        &format!("/files/{WHEEL}"),
+        "application/octet-stream",
+        b"not the wheel".to_vec(),
+        None,
+    );
     let err = fetch_entry(&entry(&body), &opts(&server, home.path())).unwrap_err();
     assert!(matches!(err, braid_core::Error::Checksum { .. }), "{err}");
     let msg = err.to_string();
@@ -166,7 +182,10 @@ fn wrong_checksum_is_refused() {
 #[test]
 fn unknown_name_lists_known_names() {
     let msg = fetch("minilmm", &FetchOptions::default()).unwrap_err().to_string();
-    assert!(msg.starts_with("unknown model or dataset `minilmm`; known: minilm, smollm2,"), "{msg}");
+    assert!(
+        msg.starts_with("unknown model or dataset `minilmm`; known: minilm, smollm2,"),
+        "{msg}"
+    );
     assert!(msg.contains("hapt") && !msg.contains('\n'));
 }
 
@@ -181,18 +200,25 @@ fn unreachable_host_says_what_to_do() {
         ..Default::default()
     };
     let msg = fetch_entry(&entry(b"x"), &o).unwrap_err().to_string();
-    assert!(msg.starts_with(&format!("http://127.0.0.1:{port}/simple/test-pkg/: cannot reach it")), "{msg}");
+    assert!(
+        msg.starts_with(&format!("http://127.0.0.1:{port}/simple/test-pkg/: cannot reach it")),
+        "{msg}"
+    );
     assert!(msg.contains("set BRAID_HOME") && !msg.contains('\n'), "{msg}");
-    let hf = fetch("hf:org/name", &FetchOptions { hf_url: Some(format!("http://127.0.0.1:{port}")), ..o })
-        .unwrap_err()
-        .to_string();
+    let hf = fetch(
+        "hf:org/name",
+        &FetchOptions { hf_url: Some(format!("http://127.0.0.1:{port}")), ..o },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(hf.contains("cannot reach it"), "{hf}");
 }
 
 #[test]
 fn npm_tarball() {
     let (server, home) = (Server::start(), tempfile::tempdir().unwrap());
-    let mut tgz = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    let mut tgz =
+        tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
     for (name, body) in [("package/src/digits/0.json", "[0.5]"), ("package/README.md", "hi")] {
         let mut h = tar::Header::new_gnu();
         h.set_size(body.len() as u64);
@@ -222,7 +248,10 @@ fn debian_entries_report_files_or_the_apt_command() {
         name: "fashion-test",
         kind: Kind::Dataset,
         about: "",
-        source: Source::Debian { package: "dataset-fashion-mnist", dir: leak(dir.path().display().to_string()) },
+        source: Source::Debian {
+            package: "dataset-fashion-mnist",
+            dir: leak(dir.path().display().to_string()),
+        },
         file: "",
         sha256: "",
         size: 0,
@@ -233,5 +262,8 @@ fn debian_entries_report_files_or_the_apt_command() {
     let msg = fetch_entry(&e, &FetchOptions::default()).unwrap_err().to_string();
     assert!(msg.contains("`sudo apt-get install dataset-fashion-mnist`"), "{msg}");
     std::fs::write(dir.path().join("a.gz"), "x").unwrap();
-    assert_eq!(fetch_entry(&e, &FetchOptions::default()).unwrap().files, vec![dir.path().join("a.gz")]);
+    assert_eq!(
+        fetch_entry(&e, &FetchOptions::default()).unwrap().files,
+        vec![dir.path().join("a.gz")]
+    );
 }

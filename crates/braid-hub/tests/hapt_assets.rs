@@ -38,7 +38,12 @@ fn fetched_hapt_matches_reference_digests() {
         let want = table.get(name).unwrap_or_else(|| panic!("unexpected array {name}"));
         let (raw, dtype) = raw_le(&a.data);
         assert_eq!(want["dtype"], dtype, "{name} dtype");
-        let shape: Vec<usize> = want["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let shape: Vec<usize> = want["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
         assert_eq!(a.shape, shape, "{name} shape");
         assert_eq!(want["sha256"], hex::encode(Sha256::digest(&raw)), "{name} data");
     }

@@ -32,12 +32,18 @@ fn args() -> Result<Args> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| Error::config(flag.clone(), "needs a value"))?;
-        let number = || value.parse::<usize>().map_err(|e| Error::config(flag.clone(), e.to_string()));
+        let number =
+            || value.parse::<usize>().map_err(|e| Error::config(flag.clone(), e.to_string()));
         match flag.as_str() {
             "--tokens" => a.tokens = number()?,
             "--repeats" => a.repeats = number()?.max(1),
             "--gguf" => a.gguf = Some(PathBuf::from(&value)),
-            _ => return Err(Error::config(flag, "unknown flag (--tokens N --repeats N --gguf PATH)")),
+            _ => {
+                return Err(Error::config(
+                    flag,
+                    "unknown flag (--tokens N --repeats N --gguf PATH)",
+                ))
+            }
         }
     }
     Ok(a)
@@ -52,17 +58,29 @@ fn randomize(vm: &VarMap) -> Result<()> {
     names.sort();
     for name in names {
         let var = &data[name];
-        let bound = if name.ends_with("lora_A.weight") { 1.0 / (var.dims()[1] as f32).sqrt() } else { 0.02 };
-        let values: Vec<f32> = (0..var.elem_count()).map(|_| rng.gen_range(-bound..bound)).collect();
+        let bound = if name.ends_with("lora_A.weight") {
+            1.0 / (var.dims()[1] as f32).sqrt()
+        } else {
+            0.02
+        };
+        let values: Vec<f32> =
+            (0..var.elem_count()).map(|_| rng.gen_range(-bound..bound)).collect();
         var.set(&Tensor::from_vec(values, var.dims(), &Device::Cpu)?)?;
     }
     Ok(())
 }
 
 /// Decode tokens/s of one generation, and the generation.
-fn decode_speed(model: &Llama, tokenizer: &Tokenizer, prompt: &[u32], tokens: usize) -> Result<(f64, Generation)> {
-    let cfg = GenerateConfig { max_new_tokens: tokens, ignore_eos: true, ..GenerateConfig::default() };
-    let (mut gens, timing) = generate(model, tokenizer, &[prompt.to_vec()], &cfg, &Device::Cpu, &mut |_, _| Ok(()))?;
+fn decode_speed(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+    prompt: &[u32],
+    tokens: usize,
+) -> Result<(f64, Generation)> {
+    let cfg =
+        GenerateConfig { max_new_tokens: tokens, ignore_eos: true, ..GenerateConfig::default() };
+    let (mut gens, timing) =
+        generate(model, tokenizer, &[prompt.to_vec()], &cfg, &Device::Cpu, &mut |_, _| Ok(()))?;
     let speed = timing.decode_tokens as f64 / timing.decode_seconds.max(1e-9);
     Ok((speed, gens.pop().ok_or_else(|| Error::Invalid("no generation".into()))?))
 }
@@ -81,19 +99,31 @@ fn main() -> Result<()> {
     let tokenizer = Tokenizer::from_gguf(&braid_core::checkpoint::Gguf::open(&path)?)?;
     let prompt = tokenizer.encode(PROMPT, false)?;
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
-    println!("{} | prompt {} tokens, {} new tokens, best of {} rounds, {threads} threads", path.display(), prompt.len(), a.tokens, a.repeats);
+    println!(
+        "{} | prompt {} tokens, {} new tokens, best of {} rounds, {threads} threads",
+        path.display(),
+        prompt.len(),
+        a.tokens,
+        a.repeats
+    );
 
     let lora = LoraConfig { rank: 8, alpha: 16.0 };
     let vm = VarMap::new();
-    let (trainable, _) = Llama::load_with_lora(&path, DType::F32, &dev, lora, &LoraSpec::LLAMA_ALL, &vm)?;
+    let (trainable, _) =
+        Llama::load_with_lora(&path, DType::F32, &dev, lora, &LoraSpec::LLAMA_ALL, &vm)?;
     randomize(&vm)?;
     let tensors = varmap_tensors(&vm)?;
-    let (frozen_lora, _) = Llama::load_frozen_with_lora(&path, &dev, lora, &LoraSpec::LLAMA_ALL, &tensors)?;
+    let (frozen_lora, _) =
+        Llama::load_frozen_with_lora(&path, &dev, lora, &LoraSpec::LLAMA_ALL, &tensors)?;
     let (frozen, _) = Llama::load_frozen(&path, false, &dev)?;
 
     // Rounds of (a), (b), (c) one after the other, so that load from other processes
     // falls on all three alike; each body's best round counts.
-    let bodies = [("(a) frozen, no LoRA:          ", &frozen), ("(b) frozen + rank-8 LoRA (x7):", &frozen_lora), ("(c) trainable + the same LoRA:", &trainable)];
+    let bodies = [
+        ("(a) frozen, no LoRA:          ", &frozen),
+        ("(b) frozen + rank-8 LoRA (x7):", &frozen_lora),
+        ("(c) trainable + the same LoRA:", &trainable),
+    ];
     let mut best = [0f64; 3];
     let mut gens = Vec::new();
     for round in 0..a.repeats {
@@ -112,7 +142,12 @@ fn main() -> Result<()> {
     }
     let [fa, fb, fc] = best;
     let [ga, gb, gc] = gens.as_slice() else { return Err(Error::Invalid("no generations".into())) };
-    println!("ratios: (b)/(a) = {:.2}, (b)/(c) = {:.2}, (a)/(c) = {:.2}", fb / fa, fb / fc, fa / fc);
+    println!(
+        "ratios: (b)/(a) = {:.2}, (b)/(c) = {:.2}, (a)/(c) = {:.2}",
+        fb / fa,
+        fb / fc,
+        fa / fc
+    );
     println!(
         "greedy agreement: (b) and (c) share their first {} of {} tokens; (a) and (b) {}",
         same_prefix(gb, gc),

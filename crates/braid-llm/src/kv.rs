@@ -52,7 +52,9 @@ impl KvBuffer {
         if need > self.capacity() {
             self.grow(k, need)?;
         }
-        let Some((bk, bv)) = &self.kv else { return Err(braid_core::Error::Invalid("kv buffer unallocated".into())) };
+        let Some((bk, bv)) = &self.kv else {
+            return Err(braid_core::Error::Invalid("kv buffer unallocated".into()));
+        };
         bk.slice_set(&k.contiguous()?, 2, self.len)?;
         bv.slice_set(&v.contiguous()?, 2, self.len)?;
         self.len = need;

@@ -10,8 +10,8 @@ pub mod chat_template;
 pub mod generate;
 mod kv;
 pub mod llama;
-mod perplexity;
 mod model;
+mod perplexity;
 mod text_model;
 pub mod tokenizer;
 

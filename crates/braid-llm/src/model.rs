@@ -92,7 +92,12 @@ pub trait LanguageModel {
     /// generation needs; a model may skip the output projection of the other positions).
     ///
     /// embeds: [batch, seq, hidden] -> logits [batch, vocab]
-    fn forward_last(&self, embeds: &Tensor, mask: Option<&Tensor>, cache: Option<&mut DecodeCache>) -> Result<Tensor> {
+    fn forward_last(
+        &self,
+        embeds: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<&mut DecodeCache>,
+    ) -> Result<Tensor> {
         let logits = self.forward_embeds(embeds, mask, cache)?.logits;
         let seq = logits.dim(1)?;
         Ok(logits.narrow(1, seq - 1, 1)?.squeeze(1)?)

@@ -30,13 +30,21 @@ fn nll_sum(logits: &Tensor, targets: &[u32]) -> Result<f64> {
 }
 
 /// NLL sum and count of one window (its tokens 1.. are scored).
-fn window_nll<M: LanguageModel + ?Sized>(model: &M, ids: &[u32], slice: usize, device: &Device) -> Result<(f64, usize)> {
+fn window_nll<M: LanguageModel + ?Sized>(
+    model: &M,
+    ids: &[u32],
+    slice: usize,
+    device: &Device,
+) -> Result<(f64, usize)> {
     let mut cache = DecodeCache::default();
     let mut total = 0.0;
     let inputs = &ids[..ids.len() - 1];
     for (i, chunk) in inputs.chunks(slice.max(1)).enumerate() {
         let x = Tensor::new(chunk, device)?.unsqueeze(0)?;
-        let logits = model.forward_embeds(&model.embed_tokens(&x)?, None, Some(&mut cache))?.logits.squeeze(0)?;
+        let logits = model
+            .forward_embeds(&model.embed_tokens(&x)?, None, Some(&mut cache))?
+            .logits
+            .squeeze(0)?;
         let start = i * slice.max(1) + 1;
         total += nll_sum(&logits, &ids[start..start + chunk.len()])?;
     }
@@ -59,7 +67,10 @@ pub fn perplexity<M: LanguageModel + ?Sized>(
         count += n;
     }
     if count == 0 {
-        return Err(Error::Invalid(format!("perplexity needs at least 2 tokens, got {}", ids.len())));
+        return Err(Error::Invalid(format!(
+            "perplexity needs at least 2 tokens, got {}",
+            ids.len()
+        )));
     }
     let nll = sum / count as f64;
     Ok(Perplexity { tokens: count, nll, ppl: nll.exp() })

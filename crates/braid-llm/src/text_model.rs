@@ -25,7 +25,11 @@ impl TextModel {
     /// Loads the model at `path` (GGUF file or folder) with `weights` on `device`.
     pub fn load(path: &Path, weights: Weights, device: &Device) -> Result<Self> {
         let (model, report) = Llama::load(path, weights, device)?;
-        let tokenizer = if path.is_file() { Tokenizer::from_gguf(&Gguf::open(path)?)? } else { Tokenizer::from_folder(path)? };
+        let tokenizer = if path.is_file() {
+            Tokenizer::from_gguf(&Gguf::open(path)?)?
+        } else {
+            Tokenizer::from_folder(path)?
+        };
         Ok(Self { model, tokenizer, report })
     }
 

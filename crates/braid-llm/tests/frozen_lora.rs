@@ -52,10 +52,12 @@ fn randomize(vm: &VarMap) {
 fn pair(model: &str, targets: &[&str]) -> (Llama, Llama, HashMap<String, Tensor>) {
     let dir = fixture(model);
     let vm = VarMap::new();
-    let (trainable, _) = Llama::load_with_lora(&dir, DType::F32, &Device::Cpu, LORA, targets, &vm).unwrap();
+    let (trainable, _) =
+        Llama::load_with_lora(&dir, DType::F32, &Device::Cpu, LORA, targets, &vm).unwrap();
     randomize(&vm);
     let tensors = varmap_tensors(&vm).unwrap();
-    let (frozen, report) = Llama::load_frozen_with_lora(&dir, &Device::Cpu, LORA, targets, &tensors).unwrap();
+    let (frozen, report) =
+        Llama::load_frozen_with_lora(&dir, &Device::Cpu, LORA, targets, &tensors).unwrap();
     assert!(report.is_clean() && !frozen.is_trainable(), "{report}");
     (trainable, frozen, tensors)
 }
@@ -68,13 +70,22 @@ fn prefill_and_decode_agree(trainable: &Llama, frozen: &Llama, what: &str) {
     check(&frozen.forward(&ids).unwrap(), &full, &format!("{what}: full forward"));
     let (mut tc, mut fc) = (trainable.new_cache(), frozen.new_cache());
     let prefix = ids.i((.., ..3)).unwrap();
-    let want = trainable.forward_embeds(&trainable.embed_tokens(&prefix).unwrap(), None, Some(&mut tc)).unwrap().logits;
-    let got = frozen.forward_embeds(&frozen.embed_tokens(&prefix).unwrap(), None, Some(&mut fc)).unwrap().logits;
+    let want = trainable
+        .forward_embeds(&trainable.embed_tokens(&prefix).unwrap(), None, Some(&mut tc))
+        .unwrap()
+        .logits;
+    let got = frozen
+        .forward_embeds(&frozen.embed_tokens(&prefix).unwrap(), None, Some(&mut fc))
+        .unwrap()
+        .logits;
     check(&got, &want, &format!("{what}: prefill"));
     for t in 3..8 {
         let step = ids.i((.., t..t + 1)).unwrap();
-        let want = trainable.forward_last(&trainable.embed_tokens(&step).unwrap(), None, Some(&mut tc)).unwrap();
-        let got = frozen.forward_last(&frozen.embed_tokens(&step).unwrap(), None, Some(&mut fc)).unwrap();
+        let want = trainable
+            .forward_last(&trainable.embed_tokens(&step).unwrap(), None, Some(&mut tc))
+            .unwrap();
+        let got =
+            frozen.forward_last(&frozen.embed_tokens(&step).unwrap(), None, Some(&mut fc)).unwrap();
         check(&got, &want, &format!("{what}: cached step {t}"));
         check(&got, &full.i((.., t)).unwrap(), &format!("{what}: cached step {t} vs full forward"));
     }
@@ -89,7 +100,8 @@ fn frozen_lora_on_all_projections_equals_trainable_lora() {
     // The update is far from nothing: the plain frozen model differs by a lot.
     let (plain, _) = Llama::load_frozen(&fixture("llama_tiny"), false, &Device::Cpu).unwrap();
     let ids = Tensor::new(&[[3u32, 7, 1, 9]], &Device::Cpu).unwrap();
-    let moved = max_abs_diff(&plain.forward(&ids).unwrap(), &frozen.forward(&ids).unwrap()).unwrap();
+    let moved =
+        max_abs_diff(&plain.forward(&ids).unwrap(), &frozen.forward(&ids).unwrap()).unwrap();
     assert!(moved > 0.5, "LoRA moved the logits by only {moved}");
 }
 
@@ -109,7 +121,13 @@ fn greedy_generation_is_the_same_token_for_token() {
     let tokenizer = Tokenizer::from_folder(&dir).unwrap();
     let prompt = tokenizer.encode("hello there, how are you", false).unwrap();
     let cfg = GenerateConfig { max_new_tokens: 16, ignore_eos: true, ..GenerateConfig::default() };
-    let run = |m: &Llama| generate(m, &tokenizer, std::slice::from_ref(&prompt), &cfg, &Device::Cpu, &mut |_, _| Ok(())).unwrap().0;
+    let run = |m: &Llama| {
+        generate(m, &tokenizer, std::slice::from_ref(&prompt), &cfg, &Device::Cpu, &mut |_, _| {
+            Ok(())
+        })
+        .unwrap()
+        .0
+    };
     let (want, got) = (run(&trainable), run(&frozen));
     println!("greedy tokens: {:?}", got[0].tokens);
     assert_eq!(got[0].tokens.len(), 16);
@@ -118,16 +136,24 @@ fn greedy_generation_is_the_same_token_for_token() {
 
 #[test]
 fn peft_adapter_through_the_frozen_body_gives_peft_logits() {
-    let io = candle_core::safetensors::load(fixture("llama_lora/io.safetensors"), &Device::Cpu).unwrap();
-    let (model, report) =
-        Llama::load_frozen_with_adapter(&fixture("llama_tiny"), &fixture("llama_lora/adapter"), &Device::Cpu).unwrap();
+    let io =
+        candle_core::safetensors::load(fixture("llama_lora/io.safetensors"), &Device::Cpu).unwrap();
+    let (model, report) = Llama::load_frozen_with_adapter(
+        &fixture("llama_tiny"),
+        &fixture("llama_lora/adapter"),
+        &Device::Cpu,
+    )
+    .unwrap();
     assert!(report.is_clean() && !model.is_trainable(), "{report}");
     let ids = io["input_ids"].to_dtype(DType::U32).unwrap();
     check(&model.forward(&ids).unwrap(), &io["logits"], "frozen PEFT adapter");
 }
 
 fn load_err(targets: &[&str], lora: LoraConfig, tensors: &HashMap<String, Tensor>) -> String {
-    let e = Llama::load_frozen_with_lora(&fixture("llama_tiny"), &Device::Cpu, lora, targets, tensors).unwrap_err().to_string();
+    let e =
+        Llama::load_frozen_with_lora(&fixture("llama_tiny"), &Device::Cpu, lora, targets, tensors)
+            .unwrap_err()
+            .to_string();
     assert!(!e.contains('\n'), "{e}");
     e
 }
@@ -141,7 +167,11 @@ fn lora_tensors_that_do_not_fit_are_errors_naming_them() {
     let name = "model.layers.1.mlp.down_proj.lora_B.weight";
     wrong.insert(name.into(), Tensor::zeros((32, 5), DType::F32, &Device::Cpu).unwrap());
     let e = load_err(all, LORA, &wrong);
-    assert!(e.contains("LoRA tensors") && e.contains(&format!("{name}: expected [32, 4], file has [32, 5]")), "{e}");
+    assert!(
+        e.contains("LoRA tensors")
+            && e.contains(&format!("{name}: expected [32, 4], file has [32, 5]")),
+        "{e}"
+    );
 
     let mut missing = tensors.clone();
     missing.remove("model.layers.0.self_attn.k_proj.lora_A.weight");
@@ -149,12 +179,16 @@ fn lora_tensors_that_do_not_fit_are_errors_naming_them() {
     assert!(e.contains("1 missing (model.layers.0.self_attn.k_proj.lora_A.weight)"), "{e}");
 
     let mut extra = tensors.clone();
-    extra.insert("lm_head.lora_A.weight".into(), Tensor::zeros((4, 32), DType::F32, &Device::Cpu).unwrap());
+    extra.insert(
+        "lm_head.lora_A.weight".into(),
+        Tensor::zeros((4, 32), DType::F32, &Device::Cpu).unwrap(),
+    );
     let e = load_err(all, LORA, &extra);
     assert!(e.contains("1 unexpected (lm_head.lora_A.weight)"), "{e}");
 
     // Tensors of projections the targets leave out are unexpected too.
-    let e = load_err(&["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"], LORA, &tensors);
+    let e =
+        load_err(&["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"], LORA, &tensors);
     assert!(e.contains("4 unexpected (model.layers.0.mlp.down_proj.lora_A.weight"), "{e}");
 
     // Another rank than the tensors': every A and B mismatches.

@@ -21,7 +21,8 @@ fn fixtures() -> PathBuf {
 }
 
 fn io() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixtures().join("llama_lora/io.safetensors"), &Device::Cpu).unwrap()
+    candle_core::safetensors::load(fixtures().join("llama_lora/io.safetensors"), &Device::Cpu)
+        .unwrap()
 }
 
 fn ids(io: &HashMap<String, Tensor>) -> Tensor {
@@ -44,7 +45,12 @@ fn peft_model() -> (Llama, VarMap) {
     let adapter_dir = fixtures().join("llama_lora/adapter");
     let adapter = AdapterConfig::read(&adapter_dir).unwrap();
     let vm = VarMap::new();
-    let model = Llama::with_lora(&cfg, vb, &adapter.spec(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))).unwrap();
+    let model = Llama::with_lora(
+        &cfg,
+        vb,
+        &adapter.spec(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)),
+    )
+    .unwrap();
     let report = load_adapter(&vm, &adapter_dir).unwrap();
     assert_eq!(report.used, 28, "{report}");
     (model, vm)
@@ -77,17 +83,23 @@ fn merged_weights_equal_peft_merge_and_unload() {
     let io = io();
     let (model, _) = peft_model();
     let merged = model.merge_lora().unwrap();
-    let want = candle_core::safetensors::load(fixtures().join("llama_lora/merged.safetensors"), &Device::Cpu).unwrap();
+    let want = candle_core::safetensors::load(
+        fixtures().join("llama_lora/merged.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
     let mut names: Vec<_> = merged.keys().collect();
     let mut want_names: Vec<_> = want.keys().collect();
     names.sort();
     want_names.sort();
     assert_eq!(names, want_names);
-    let worst = names.iter().map(|n| max_abs_diff(&merged[*n], &want[*n]).unwrap()).fold(0f32, f32::max);
+    let worst =
+        names.iter().map(|n| max_abs_diff(&merged[*n], &want[*n]).unwrap()).fold(0f32, f32::max);
     println!("merged weights: max abs diff {worst:.3e}");
     assert!(worst <= 1e-5, "merged weights differ by {worst}");
     let cfg = model.config().clone();
-    let plain = Llama::new(&cfg, VarBuilder::from_tensors(merged, DType::F32, &Device::Cpu)).unwrap();
+    let plain =
+        Llama::new(&cfg, VarBuilder::from_tensors(merged, DType::F32, &Device::Cpu)).unwrap();
     check(&plain.forward(&ids(&io)).unwrap(), &io["logits"], 1e-4, "merged model");
 }
 
@@ -98,10 +110,17 @@ fn exported_folder_reloads_with_the_same_logits() {
     let dir = temp_dir("export");
     model.export_merged(&dir).unwrap();
     assert!(!dir.join("model.safetensors.tmp").exists());
-    let (trainable, report) = Llama::load(&dir, Weights::Trainable(DType::F32), &Device::Cpu).unwrap();
+    let (trainable, report) =
+        Llama::load(&dir, Weights::Trainable(DType::F32), &Device::Cpu).unwrap();
     assert!(report.is_clean(), "{report}");
-    check(&trainable.forward(&ids(&io)).unwrap(), &io["logits"], 1e-4, "exported, reloaded trainable");
-    let (frozen, _) = Llama::load(&dir, Weights::Frozen { dequantize: false }, &Device::Cpu).unwrap();
+    check(
+        &trainable.forward(&ids(&io)).unwrap(),
+        &io["logits"],
+        1e-4,
+        "exported, reloaded trainable",
+    );
+    let (frozen, _) =
+        Llama::load(&dir, Weights::Frozen { dequantize: false }, &Device::Cpu).unwrap();
     check(&frozen.forward(&ids(&io)).unwrap(), &io["logits"], 1e-4, "exported, reloaded frozen");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -116,8 +135,11 @@ fn saved_adapter_round_trips_in_peft_format() {
     assert_eq!((cfg.r, cfg.lora_alpha, cfg.peft_type.as_str()), (4, 8.0, "LORA"));
     let names = Checkpoint::open(dir.join("adapter_model.safetensors")).unwrap().names();
     assert_eq!(names.len(), 28);
-    assert!(names.contains(&"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight".to_string()));
-    let (reloaded, _) = Llama::load_with_adapter(&fixtures().join("llama_tiny"), &dir, DType::F32, &Device::Cpu).unwrap();
+    assert!(names
+        .contains(&"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight".to_string()));
+    let (reloaded, _) =
+        Llama::load_with_adapter(&fixtures().join("llama_tiny"), &dir, DType::F32, &Device::Cpu)
+            .unwrap();
     check(&reloaded.forward(&ids(&io)).unwrap(), &io["logits"], 1e-4, "saved adapter reloaded");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -134,13 +156,20 @@ fn lora_gradients_match_peft_and_reach_every_lora_variable() {
     check(&l, &io["loss"], 1e-5, "loss");
     let grads = l.backward().unwrap();
     let vars = vm.data().lock().unwrap().clone();
-    for name in ["model.layers.0.self_attn.q_proj.lora_A.weight", "model.layers.1.mlp.down_proj.lora_B.weight"] {
+    for name in [
+        "model.layers.0.self_attn.q_proj.lora_A.weight",
+        "model.layers.1.mlp.down_proj.lora_B.weight",
+    ] {
         let g = grads.get(vars[name].as_tensor()).unwrap();
         check(g, &io[&format!("grad.{name}")], 1e-5, name);
     }
     // The LoRA map holds A and B of 7 projections in 2 layers and nothing of the base.
     assert_eq!(vars.len(), 28);
-    assert!(vars.keys().all(|n| n.ends_with(".lora_A.weight") || n.ends_with(".lora_B.weight")), "{:?}", vars.keys());
+    assert!(
+        vars.keys().all(|n| n.ends_with(".lora_A.weight") || n.ends_with(".lora_B.weight")),
+        "{:?}",
+        vars.keys()
+    );
     check_all_vars_get_grad(&vm, &loss()).unwrap();
 }
 
@@ -152,13 +181,22 @@ fn new_lora_starts_at_the_base_model() {
     let ckpt = Checkpoint::open(base.join("model.safetensors")).unwrap();
     let (vb, _) = ckpt.var_builder(DType::F32, &Device::Cpu);
     let vm = VarMap::new();
-    let spec = LoraSpec::new(Default::default(), &["q_proj", "v_proj"], VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu));
+    let spec = LoraSpec::new(
+        Default::default(),
+        &["q_proj", "v_proj"],
+        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+    );
     let model = Llama::with_lora(&cfg, vb, &spec).unwrap();
     assert_eq!(vm.all_vars().len(), 8);
     let (plain, _) = Llama::load(&base, Weights::Trainable(DType::F32), &Device::Cpu).unwrap();
     let x = ids(&io);
     // Not bit-equal: with variables present the norms take the differentiable path, not the fused kernel.
-    check(&model.forward(&x).unwrap(), &plain.forward(&x).unwrap(), 1e-5, "B = 0: LoRA model equals base");
+    check(
+        &model.forward(&x).unwrap(),
+        &plain.forward(&x).unwrap(),
+        1e-5,
+        "B = 0: LoRA model equals base",
+    );
     let embeds = model.embed_tokens(&x).unwrap();
     assert_eq!(model.forward_embeds(&embeds, None, None).unwrap().logits.dims(), &[2, 7, 64]);
 }

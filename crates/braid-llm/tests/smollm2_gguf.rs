@@ -34,8 +34,11 @@ struct Reference {
 
 impl Reference {
     fn load() -> Self {
-        let tensors = candle_core::safetensors::load(fixture("reference.safetensors"), &Device::Cpu).unwrap();
-        let meta = serde_json::from_str(&std::fs::read_to_string(fixture("reference.json")).unwrap()).unwrap();
+        let tensors =
+            candle_core::safetensors::load(fixture("reference.safetensors"), &Device::Cpu).unwrap();
+        let meta =
+            serde_json::from_str(&std::fs::read_to_string(fixture("reference.json")).unwrap())
+                .unwrap();
         Self { tensors, meta }
     }
 
@@ -44,15 +47,27 @@ impl Reference {
     }
 
     fn prompts(&self) -> Vec<String> {
-        self.meta["prompts"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect()
+        self.meta["prompts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect()
     }
 }
 
 fn max_logit_diff(model: &Llama, r: &Reference) -> f32 {
     let mut worst = 0f32;
     for i in 0..r.prompts().len() {
-        let ids = Tensor::new(r.ids(&format!("prompt{i}_ids")), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        let got = model.forward_last(&model.embed_tokens(&ids).unwrap(), None, None).unwrap().squeeze(0).unwrap();
+        let ids = Tensor::new(r.ids(&format!("prompt{i}_ids")), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let got = model
+            .forward_last(&model.embed_tokens(&ids).unwrap(), None, None)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
         let want = &r.tensors[&format!("prompt{i}_logits")];
         let d = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         eprintln!("prompt {i}: max |logit diff| = {d:.2e}");
@@ -92,7 +107,8 @@ fn dequantized_logits_and_perplexity_match_transformers() {
 
 fn greedy_matches(model: &Llama, tok: &Tokenizer, r: &Reference) -> Vec<bool> {
     let cfg = GenerateConfig { max_new_tokens: 32, ignore_eos: true, ..Default::default() };
-    let prompts: Vec<Vec<u32>> = (0..r.prompts().len()).map(|i| r.ids(&format!("prompt{i}_ids"))).collect();
+    let prompts: Vec<Vec<u32>> =
+        (0..r.prompts().len()).map(|i| r.ids(&format!("prompt{i}_ids"))).collect();
     // All prompts in one left-padded batch: also checks masking and the KV cache.
     let (out, _) = generate(model, tok, &prompts, &cfg, &Device::Cpu, &mut |_, _| Ok(())).unwrap();
     out.iter().enumerate().map(|(i, g)| g.tokens == r.ids(&format!("prompt{i}_greedy"))).collect()

@@ -39,12 +39,17 @@ impl Conv1d {
     /// Builds from `vb`; missing variables are initialised as PyTorch does.
     pub fn new(cfg: Conv1dConfig, vb: VarBuilder) -> Result<Self> {
         if cfg.kernel == 0 || cfg.stride == 0 || cfg.in_channels == 0 {
-            return Err(Error::config("conv1d", format!("kernel, stride and channels must be positive: {cfg:?}")));
+            return Err(Error::config(
+                "conv1d",
+                format!("kernel, stride and channels must be positive: {cfg:?}"),
+            ));
         }
         let bound = 1.0 / ((cfg.in_channels * cfg.kernel) as f64).sqrt();
         let init = Init::Uniform { lo: -bound, up: bound };
-        let weight = vb.get_with_hints((cfg.out_channels, cfg.in_channels, cfg.kernel), "weight", init)?;
-        let bias = if cfg.bias { Some(vb.get_with_hints(cfg.out_channels, "bias", init)?) } else { None };
+        let weight =
+            vb.get_with_hints((cfg.out_channels, cfg.in_channels, cfg.kernel), "weight", init)?;
+        let bias =
+            if cfg.bias { Some(vb.get_with_hints(cfg.out_channels, "bias", init)?) } else { None };
         let weight = weight.reshape((cfg.out_channels, cfg.in_channels * cfg.kernel))?;
         Ok(Self { weight, bias, cfg })
     }
@@ -58,10 +63,17 @@ impl Conv1d {
     pub fn forward_tokens(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, c) = x.dims3()?;
         if c != self.cfg.in_channels {
-            return Err(Error::shape("conv1d input [batch, time, channels]", &[b, t, self.cfg.in_channels], &[b, t, c]));
+            return Err(Error::shape(
+                "conv1d input [batch, time, channels]",
+                &[b, t, self.cfg.in_channels],
+                &[b, t, c],
+            ));
         }
         if t + 2 * self.cfg.padding < self.cfg.kernel {
-            return Err(Error::Invalid(format!("conv1d: {t} steps are fewer than the kernel ({})", self.cfg.kernel)));
+            return Err(Error::Invalid(format!(
+                "conv1d: {t} steps are fewer than the kernel ({})",
+                self.cfg.kernel
+            )));
         }
         let x = x.pad_with_zeros(1, self.cfg.padding, self.cfg.padding)?.contiguous()?;
         let n = self.out_len(t);
@@ -101,22 +113,36 @@ mod tests {
     use crate::gradcheck::{check_param_grads, finite_difference_check, varmap_tensors};
 
     fn cfg() -> Conv1dConfig {
-        Conv1dConfig { in_channels: 3, out_channels: 4, kernel: 3, stride: 2, padding: 1, bias: true }
+        Conv1dConfig {
+            in_channels: 3,
+            out_channels: 4,
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+            bias: true,
+        }
     }
 
     #[test]
     fn matches_candle_forward_and_finite_difference_gradients() {
         let vm = VarMap::new();
-        let conv = Conv1d::new(cfg(), VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu)).unwrap();
+        let conv =
+            Conv1d::new(cfg(), VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu)).unwrap();
         let x = Tensor::randn(0f64, 1.0, (2, 3, 9), &Device::Cpu).unwrap();
         let params = varmap_tensors(&vm).unwrap();
         let w = params["weight"].clone();
-        let want = x.conv1d(&w, 1, 2, 1, 1).unwrap().broadcast_add(&params["bias"].reshape((1, 4, 1)).unwrap()).unwrap();
+        let want = x
+            .conv1d(&w, 1, 2, 1, 1)
+            .unwrap()
+            .broadcast_add(&params["bias"].reshape((1, 4, 1)).unwrap())
+            .unwrap();
         let got = conv.forward(&x).unwrap();
         assert_eq!(got.dims(), [2, 4, 5]);
-        let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+        let diff =
+            (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
         assert!(diff < 1e-12, "{diff}");
-        check_param_grads(&params, |vb| Conv1d::new(cfg(), vb), |m| m.forward(&x), 1e-6, 1e-6).unwrap();
+        check_param_grads(&params, |vb| Conv1d::new(cfg(), vb), |m| m.forward(&x), 1e-6, 1e-6)
+            .unwrap();
         finite_difference_check(|x| conv.forward(x), &x, 1e-6, 1e-6).unwrap();
     }
 }

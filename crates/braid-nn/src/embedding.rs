@@ -13,7 +13,8 @@ pub struct Embedding {
 impl Embedding {
     /// Builds from `vb`; a missing table starts as N(0, 1) like PyTorch's `nn.Embedding`.
     pub fn new(vocab: usize, dim: usize, vb: VarBuilder) -> Result<Self> {
-        let weight = vb.get_with_hints((vocab, dim), "weight", Init::Randn { mean: 0., stdev: 1. })?;
+        let weight =
+            vb.get_with_hints((vocab, dim), "weight", Init::Randn { mean: 0., stdev: 1. })?;
         Ok(Self { weight })
     }
 
@@ -64,6 +65,11 @@ mod tests {
         let dev = Device::Cpu;
         let ids = Tensor::new(&[[1u32, 3, 3], [0, 4, 1]], &dev)?;
         let w = Tensor::randn(0f64, 1., (5, 3), &dev)?;
-        finite_difference_check(|w| Embedding::from_weights(w.clone())?.forward(&ids), &w, 1e-6, 1e-6)
+        finite_difference_check(
+            |w| Embedding::from_weights(w.clone())?.forward(&ids),
+            &w,
+            1e-6,
+            1e-6,
+        )
     }
 }

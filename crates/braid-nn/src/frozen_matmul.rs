@@ -13,7 +13,9 @@ struct FrozenRhs {
 }
 
 fn from_storage(s: &CpuStorage, l: &Layout) -> candle_core::Result<Tensor> {
-    let (start, end) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("frozen matmul: input must be contiguous".into()))?;
+    let (start, end) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("frozen matmul: input must be contiguous".into()))?;
     match s {
         CpuStorage::F32(v) => Tensor::from_slice(&v[start..end], l.shape(), &Device::Cpu),
         CpuStorage::F64(v) => Tensor::from_slice(&v[start..end], l.shape(), &Device::Cpu),
@@ -39,7 +41,12 @@ impl CustomOp1 for FrozenRhs {
         Ok((storage, shape))
     }
 
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(grad.matmul(&self.weight.to_dtype(grad.dtype())?)?))
     }
 }
@@ -47,7 +54,13 @@ impl CustomOp1 for FrozenRhs {
 /// Whether [`frozen_matmul`] applies: `x` needs a gradient, `weight` is a constant, both on
 /// the CPU in f32 or f64.
 pub fn frozen_applies(x: &Tensor, weight: &Tensor) -> bool {
-    x.track_op() && !weight.track_op() && x.device().is_cpu() && matches!((x.dtype(), weight.dtype()), (DType::F32, DType::F32) | (DType::F64, DType::F64))
+    x.track_op()
+        && !weight.track_op()
+        && x.device().is_cpu()
+        && matches!(
+            (x.dtype(), weight.dtype()),
+            (DType::F32, DType::F32) | (DType::F64, DType::F64)
+        )
 }
 
 /// x: [n, in], weight: [out, in] (constant) -> x W^T [n, out], with a gradient for x only.
@@ -69,12 +82,22 @@ mod tests {
         let w = Tensor::randn(0f64, 1.0, (5, 3), &dev).unwrap();
         let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (4, 3), &dev).unwrap()).unwrap();
         assert!(frozen_applies(x.as_tensor(), &w));
-        let (a, b) = (frozen_matmul(x.as_tensor(), &w).unwrap(), x.as_tensor().matmul(&w.t().unwrap()).unwrap());
+        let (a, b) = (
+            frozen_matmul(x.as_tensor(), &w).unwrap(),
+            x.as_tensor().matmul(&w.t().unwrap()).unwrap(),
+        );
         let diff = (&a - &b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
         assert!(diff < 1e-12);
         let ga = a.sqr().unwrap().sum_all().unwrap().backward().unwrap();
         let gb = b.sqr().unwrap().sum_all().unwrap().backward().unwrap();
-        let d = (ga.get(x.as_tensor()).unwrap() - gb.get(x.as_tensor()).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+        let d = (ga.get(x.as_tensor()).unwrap() - gb.get(x.as_tensor()).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         assert!(d < 1e-12, "{d}");
         assert!(ga.get(&w).is_none(), "no gradient is made for the frozen weight");
         finite_difference_check(|x| Ok(frozen_matmul(x, &w)?), x.as_tensor(), 1e-6, 1e-6).unwrap();

@@ -82,7 +82,8 @@ pub fn check_all_vars_get_grad(varmap: &VarMap, loss: &Tensor) -> Result<()> {
         match grads.get(var.as_tensor()) {
             None => missing.push(format!("{name} (no gradient)")),
             Some(g) => {
-                let peak = g.abs()?.flatten_all()?.max(0)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                let peak =
+                    g.abs()?.flatten_all()?.max(0)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 if peak == 0.0 || !peak.is_finite() {
                     missing.push(format!("{name} (gradient max |g| = {peak})"));
                 }
@@ -142,9 +143,17 @@ mod tests {
         let proj = Linear::new(4, 3, true, vb.pp("proj"))?;
         let x = Tensor::randn(0f32, 1., (2, 4), &dev)?;
         let w = Tensor::new(&[1f32, -2., 3.], &dev)?;
-        let h = if fused_norm { candle_nn::ops::rms_norm(&x, norm.weight(), 1e-6)? } else { norm.forward(&x)? };
+        let h = if fused_norm {
+            candle_nn::ops::rms_norm(&x, norm.weight(), 1e-6)?
+        } else {
+            norm.forward(&x)?
+        };
         let logits = proj.forward(&h)?;
-        let p = if fused_softmax { candle_nn::ops::softmax_last_dim(&logits)? } else { softmax_last_dim(&logits)? };
+        let p = if fused_softmax {
+            candle_nn::ops::softmax_last_dim(&logits)?
+        } else {
+            softmax_last_dim(&logits)?
+        };
         Ok(p.broadcast_mul(&w)?.sum_all()?)
     }
 

@@ -20,11 +20,17 @@ struct Seeded {
 impl Seeded {
     fn draw(&self, shape: &Shape, init: Init) -> candle_core::Result<Vec<f32>> {
         let n = shape.elem_count();
-        let mut rng = self.rng.lock().map_err(|_| candle_core::Error::Msg("init rng poisoned".into()))?;
-        let uniform = |rng: &mut StdRng, b: f64| (0..n).map(|_| rng.gen_range(-b..=b) as f32).collect::<Vec<_>>();
+        let mut rng =
+            self.rng.lock().map_err(|_| candle_core::Error::Msg("init rng poisoned".into()))?;
+        let uniform = |rng: &mut StdRng, b: f64| {
+            (0..n).map(|_| rng.gen_range(-b..=b) as f32).collect::<Vec<_>>()
+        };
         // Box-Muller: two uniforms give one standard normal.
         let normal = |rng: &mut StdRng, mean: f64, std: f64| -> candle_core::Result<Vec<f32>> {
-            let z = |rng: &mut StdRng| (-2.0 * (1.0 - rng.gen::<f64>()).ln()).sqrt() * (std::f64::consts::TAU * rng.gen::<f64>()).cos();
+            let z = |rng: &mut StdRng| {
+                (-2.0 * (1.0 - rng.gen::<f64>()).ln()).sqrt()
+                    * (std::f64::consts::TAU * rng.gen::<f64>()).cos()
+            };
             Ok((0..n).map(|_| (mean + std * z(rng)) as f32).collect())
         };
         Ok(match init {
@@ -46,12 +52,24 @@ impl Seeded {
 }
 
 impl SimpleBackend for Seeded {
-    fn get(&self, s: Shape, name: &str, h: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        h: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         let data = self.map.data();
-        let mut vars = data.lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+        let mut vars =
+            data.lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
         if let Some(v) = vars.get(name) {
             if v.shape() != &s {
-                return Err(candle_core::Error::Msg(format!("variable {name}: shape {:?} requested, {:?} exists", s.dims(), v.dims())));
+                return Err(candle_core::Error::Msg(format!(
+                    "variable {name}: shape {:?} requested, {:?} exists",
+                    s.dims(),
+                    v.dims()
+                )));
             }
             return Ok(v.as_tensor().clone());
         }
@@ -62,10 +80,18 @@ impl SimpleBackend for Seeded {
         Ok(out)
     }
 
-    fn get_unchecked(&self, name: &str, _dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
+    fn get_unchecked(
+        &self,
+        name: &str,
+        _dtype: DType,
+        _dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         let data = self.map.data();
-        let vars = data.lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
-        vars.get(name).map(|v| v.as_tensor().clone()).ok_or_else(|| candle_core::Error::Msg(format!("no variable {name}")))
+        let vars =
+            data.lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+        vars.get(name)
+            .map(|v| v.as_tensor().clone())
+            .ok_or_else(|| candle_core::Error::Msg(format!("no variable {name}")))
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
@@ -74,8 +100,16 @@ impl SimpleBackend for Seeded {
 }
 
 /// A `VarBuilder` that creates its variables in `varmap`, drawn from `seed`.
-pub fn seeded_var_builder(varmap: &VarMap, seed: u64, dtype: DType, device: &Device) -> VarBuilder<'static> {
-    let backend: Box<dyn SimpleBackend> = Box::new(Seeded { map: varmap.clone(), rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))) });
+pub fn seeded_var_builder(
+    varmap: &VarMap,
+    seed: u64,
+    dtype: DType,
+    device: &Device,
+) -> VarBuilder<'static> {
+    let backend: Box<dyn SimpleBackend> = Box::new(Seeded {
+        map: varmap.clone(),
+        rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
+    });
     VarBuilder::from_backend(backend, dtype, device.clone())
 }
 

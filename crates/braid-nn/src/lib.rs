@@ -16,8 +16,8 @@ pub mod frozen_matmul;
 pub mod gradcheck;
 pub mod init;
 pub mod linear;
-pub mod loss;
 pub mod lora;
+pub mod loss;
 pub mod mlp;
 pub mod norm;
 pub mod pooling;
@@ -29,12 +29,12 @@ pub(crate) mod fixtures;
 
 pub use activation::Activation;
 pub use attention::{Attention, AttentionConfig, AttentionNames, KvCache};
-pub use conv::{Conv1d, Conv1dConfig};
 pub use block::{BlockConfig, BlockNames, PostNormBlock, PreNormBlock};
+pub use conv::{Conv1d, Conv1dConfig};
 pub use embedding::Embedding;
 pub use linear::Linear;
-pub use loss::cross_entropy;
 pub use lora::{LoraConfig, LoraLinear, LoraSpec, Proj, PEFT_PREFIX};
+pub use loss::cross_entropy;
 pub use mlp::{Mlp, MlpConfig, MlpNames};
 pub use norm::{LayerNorm, Norm, NormConfig, NormKind, RmsNorm};
 pub use pooling::{cls_pool, last_token_pool, mean_pool, Pooling};
@@ -56,7 +56,10 @@ pub fn needs_grad(ts: &[&Tensor]) -> bool {
 pub(crate) fn fused_ok(ts: &[&Tensor]) -> bool {
     let Some(first) = ts.first() else { return false };
     let dtype = first.dtype();
-    let supported = matches!(dtype, candle_core::DType::F32 | candle_core::DType::F16 | candle_core::DType::BF16);
+    let supported = matches!(
+        dtype,
+        candle_core::DType::F32 | candle_core::DType::F16 | candle_core::DType::BF16
+    );
     supported && !needs_grad(ts) && ts.iter().all(|t| t.dtype() == dtype)
 }
 

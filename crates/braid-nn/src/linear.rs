@@ -108,7 +108,10 @@ fn split_q4_1(w: &QTensor) -> Result<(QTensor, Tensor)> {
         bytes.extend_from_slice(&block[..2]);
         bytes.extend_from_slice(&block[4..]);
     }
-    let q0 = QTensor::new(QStorage::from_data(std::borrow::Cow::Owned(bytes), &dev, GgmlDType::Q4_0)?, (out, k))?;
+    let q0 = QTensor::new(
+        QStorage::from_data(std::borrow::Cow::Owned(bytes), &dev, GgmlDType::Q4_0)?,
+        (out, k),
+    )?;
     // Every element of a block differs by the same m + 8d between the two readings.
     let diff = (w.dequantize(&dev)? - q0.dequantize(&dev)?)?;
     let offsets = diff.reshape((out, k / 32, 32))?.mean(2)?.t()?.contiguous()?;
@@ -171,7 +174,9 @@ impl QLinear {
         let x2 = x.reshape(((), self.in_dim))?;
         let mut y = match &self.weight {
             QMatMul::QTensor(_) => self.weight.forward(&x2.contiguous()?)?,
-            QMatMul::Tensor(w) | QMatMul::TensorF16(w) => x2.matmul(&w.to_dtype(x.dtype())?.t()?)?,
+            QMatMul::Tensor(w) | QMatMul::TensorF16(w) => {
+                x2.matmul(&w.to_dtype(x.dtype())?.t()?)?
+            }
         };
         if let Some(off) = &self.offsets {
             let sums = x2.reshape(((), self.in_dim / 32, 32))?.sum(2)?;
@@ -235,10 +240,15 @@ mod tests {
         let dense = Linear::from_weights(q41.dequantize(&dev)?, None)?.forward(&x)?;
         let plain = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q4_1)?)?.forward(&x)?;
         let split = QLinear::new(q41, None)?.forward(&x)?;
-        let max_diff = |a: &Tensor, b: &Tensor| -> Result<f32> { Ok((a - b)?.abs()?.max_all()?.to_scalar::<f32>()?) };
+        let max_diff = |a: &Tensor, b: &Tensor| -> Result<f32> {
+            Ok((a - b)?.abs()?.max_all()?.to_scalar::<f32>()?)
+        };
         // Both round activations to the same 8-bit values; the split form sums them exactly.
         let (to_dense, to_plain) = (max_diff(&split, &dense)?, max_diff(&split, &plain)?);
-        assert!(to_dense < 0.3 && to_plain < to_dense, "q4_1 split: {to_dense} from dense, {to_plain} from Q4_1 kernel");
+        assert!(
+            to_dense < 0.3 && to_plain < to_dense,
+            "q4_1 split: {to_dense} from dense, {to_plain} from Q4_1 kernel"
+        );
         let exact = QLinear::from_linear(&Linear::from_weights(w.clone(), None)?)?.forward(&x)?;
         let want = Linear::from_weights(w, None)?.forward(&x)?;
         assert_eq!(exact.flatten_all()?.to_vec1::<f32>()?, want.flatten_all()?.to_vec1::<f32>()?);

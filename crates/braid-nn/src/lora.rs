@@ -55,7 +55,11 @@ impl LoraLinear {
         }
         let (in_dim, out_dim) = (base.in_dim(), base.out_dim());
         let bound = 1.0 / (in_dim as f64).sqrt();
-        let a = vb.get_with_hints((cfg.rank, in_dim), "lora_A.weight", Init::Uniform { lo: -bound, up: bound })?;
+        let a = vb.get_with_hints(
+            (cfg.rank, in_dim),
+            "lora_A.weight",
+            Init::Uniform { lo: -bound, up: bound },
+        )?;
         let b = vb.get_with_hints((out_dim, cfg.rank), "lora_B.weight", Init::Const(0.0))?;
         Ok(Self { base, a, b, scale: cfg.alpha / cfg.rank as f64 })
     }
@@ -123,7 +127,8 @@ impl std::fmt::Debug for LoraSpec<'_> {
 
 impl<'a> LoraSpec<'a> {
     /// The seven LLaMA projections PEFT users usually target.
-    pub const LLAMA_ALL: [&'static str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+    pub const LLAMA_ALL: [&'static str; 7] =
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
     /// A spec over `vb` at the model's root.
     pub fn new(config: LoraConfig, targets: &[&str], vb: VarBuilder<'a>) -> Self {
@@ -154,10 +159,19 @@ pub enum Proj {
 impl Proj {
     /// A [`Linear`] `[out, in]` under `sub(vb, name)`, wrapped with LoRA when `lora` targets
     /// `name` (its A and B under `lora.vb` at the same path).
-    pub fn new(in_dim: usize, out_dim: usize, bias: bool, vb: &VarBuilder, name: &str, lora: Option<&LoraSpec>) -> Result<Self> {
+    pub fn new(
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+        vb: &VarBuilder,
+        name: &str,
+        lora: Option<&LoraSpec>,
+    ) -> Result<Self> {
         let base = Linear::new(in_dim, out_dim, bias, sub(vb, name))?;
         match lora {
-            Some(spec) if spec.targets(name) => Ok(Self::Lora(LoraLinear::new(base, spec.config, sub(&spec.vb, name))?)),
+            Some(spec) if spec.targets(name) => {
+                Ok(Self::Lora(LoraLinear::new(base, spec.config, sub(&spec.vb, name))?))
+            }
             _ => Ok(Self::Plain(base)),
         }
     }
@@ -230,7 +244,12 @@ mod tests {
             var.set(&var.as_tensor().randn_like(0., 1.)?)?;
         }
         let x = Tensor::randn(0f32, 1., (2, 3, 4), &Device::Cpu)?;
-        braid_core::testing::assert_close(&lora.forward(&x)?, &lora.merge()?.forward(&x)?, 1e-5, "merge")
+        braid_core::testing::assert_close(
+            &lora.forward(&x)?,
+            &lora.merge()?.forward(&x)?,
+            1e-5,
+            "merge",
+        )
     }
 
     #[test]
@@ -244,7 +263,11 @@ mod tests {
         let gb = grads.get(&lora.b).ok_or_else(|| Error::Invalid("no grad for B".into()))?;
         assert!(peak(gb)? > 0.0);
         // One SGD step on B, then both receive a gradient.
-        let b_var = vm.all_vars().into_iter().find(|v| v.dims() == [5, 2]).ok_or_else(|| Error::Invalid("B".into()))?;
+        let b_var = vm
+            .all_vars()
+            .into_iter()
+            .find(|v| v.dims() == [5, 2])
+            .ok_or_else(|| Error::Invalid("B".into()))?;
         b_var.set(&(b_var.as_tensor() - gb)?)?;
         check_all_vars_get_grad(&vm, &lora.forward(&x)?.sum_all()?)
     }
@@ -256,7 +279,12 @@ mod tests {
         let x = Tensor::randn(0f64, 1., (3, 4), &dev)?;
         let a = Tensor::randn(0f64, 1., (2, 4), &dev)?;
         let b = Tensor::randn(0f64, 1., (5, 2), &dev)?;
-        let make = |a: &Tensor, b: &Tensor| LoraLinear { base: base.clone(), a: a.clone(), b: b.clone(), scale: 2.0 };
+        let make = |a: &Tensor, b: &Tensor| LoraLinear {
+            base: base.clone(),
+            a: a.clone(),
+            b: b.clone(),
+            scale: 2.0,
+        };
         finite_difference_check(|x| make(&a, &b).forward(x), &x, 1e-6, 1e-6)?;
         finite_difference_check(|a| make(a, &b).forward(&x), &a, 1e-6, 1e-6)?;
         finite_difference_check(|b| make(&a, b).forward(&x), &b, 1e-6, 1e-6)
@@ -281,15 +309,28 @@ mod tests {
         let (base_vm, lora_vm) = (VarMap::new(), VarMap::new());
         let dev = Device::Cpu;
         let vb = VarBuilder::from_varmap(&base_vm, DType::F32, &dev).pp("attn");
-        let spec = LoraSpec::new(CFG, &["q_proj"], VarBuilder::from_varmap(&lora_vm, DType::F32, &dev)).pp("attn");
+        let spec =
+            LoraSpec::new(CFG, &["q_proj"], VarBuilder::from_varmap(&lora_vm, DType::F32, &dev))
+                .pp("attn");
         let q = Proj::new(4, 6, true, &vb, "q_proj", Some(&spec))?;
         let k = Proj::new(4, 6, true, &vb, "k_proj", Some(&spec))?;
         assert!(q.lora().is_some() && k.lora().is_none());
-        let mut names: Vec<_> = lora_vm.data().lock().map_err(|e| Error::Invalid(e.to_string()))?.keys().cloned().collect();
+        let mut names: Vec<_> = lora_vm
+            .data()
+            .lock()
+            .map_err(|e| Error::Invalid(e.to_string()))?
+            .keys()
+            .cloned()
+            .collect();
         names.sort();
         assert_eq!(names, ["attn.q_proj.lora_A.weight", "attn.q_proj.lora_B.weight"]);
         assert_eq!(base_vm.all_vars().len(), 4);
         let x = Tensor::randn(0f32, 1., (2, 4), &dev)?;
-        braid_core::testing::assert_close(&q.forward(&x)?, &q.merged()?.forward(&x)?, 1e-6, "proj merge")
+        braid_core::testing::assert_close(
+            &q.forward(&x)?,
+            &q.merged()?.forward(&x)?,
+            1e-6,
+            "proj merge",
+        )
     }
 }

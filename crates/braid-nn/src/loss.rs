@@ -12,7 +12,11 @@ use crate::log_softmax;
 ///
 /// logits: [n, classes] or [batch, seq, classes]; targets: [n] or [batch, seq], any integer
 /// dtype -> scalar []
-pub fn cross_entropy(logits: &Tensor, targets: &Tensor, ignore_index: Option<i64>) -> Result<Tensor> {
+pub fn cross_entropy(
+    logits: &Tensor,
+    targets: &Tensor,
+    ignore_index: Option<i64>,
+) -> Result<Tensor> {
     let classes = logits.dim(D::Minus1)?;
     let logits = logits.reshape(((), classes))?;
     let targets = targets.flatten_all()?.to_dtype(DType::I64)?;

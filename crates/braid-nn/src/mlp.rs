@@ -27,7 +27,13 @@ pub struct MlpConfig {
 
 impl Default for MlpConfig {
     fn default() -> Self {
-        Self { hidden: 768, intermediate: 3072, activation: Activation::Gelu, gated: false, bias: true }
+        Self {
+            hidden: 768,
+            intermediate: 3072,
+            activation: Activation::Gelu,
+            gated: false,
+            bias: true,
+        }
     }
 }
 
@@ -69,12 +75,19 @@ impl Mlp {
 
     /// As [`Self::new`], wrapping the projections `lora` targets with LoRA (variables under
     /// `lora.vb`, which sits at the same position as `vb`).
-    pub fn new_with_lora(cfg: MlpConfig, names: MlpNames, vb: VarBuilder, lora: Option<&LoraSpec>) -> Result<Self> {
+    pub fn new_with_lora(
+        cfg: MlpConfig,
+        names: MlpNames,
+        vb: VarBuilder,
+        lora: Option<&LoraSpec>,
+    ) -> Result<Self> {
         let (hidden, inner, bias) = (cfg.hidden, cfg.intermediate, cfg.bias);
         let gate = match (cfg.gated, names.gate) {
             (false, _) => None,
             (true, Some(name)) => Some(Proj::new(hidden, inner, bias, &vb, name, lora)?),
-            (true, None) => return Err(Error::config("mlp.gated", "gated MLP but no gate name given")),
+            (true, None) => {
+                return Err(Error::config("mlp.gated", "gated MLP but no gate name given"))
+            }
         };
         Ok(Self {
             gate,
@@ -124,7 +137,8 @@ mod tests {
     fn matches_pytorch() -> Result<()> {
         let f = fixtures::load("mlp")?;
         let x = f.get("x")?;
-        let plain = Mlp::new(cfg(false, Activation::QuickGelu), MlpNames::CLIP, f.vb().pp("plain"))?;
+        let plain =
+            Mlp::new(cfg(false, Activation::QuickGelu), MlpNames::CLIP, f.vb().pp("plain"))?;
         fixtures::check(&plain.forward(&x)?, &f.get("plain_out")?, "plain mlp")?;
         let gated = Mlp::new(cfg(true, Activation::Silu), MlpNames::LLAMA, f.vb().pp("gated"))?;
         fixtures::check(&gated.forward(&x)?, &f.get("gated_out")?, "gated mlp")?;
@@ -134,7 +148,10 @@ mod tests {
     #[test]
     fn gradients_match_finite_differences() -> Result<()> {
         let x = Tensor::randn(0f64, 1., (2, 6), &Device::Cpu)?;
-        for (c, names) in [(cfg(false, Activation::Gelu), MlpNames::BERT), (cfg(true, Activation::Silu), MlpNames::LLAMA)] {
+        for (c, names) in [
+            (cfg(false, Activation::Gelu), MlpNames::BERT),
+            (cfg(true, Activation::Silu), MlpNames::LLAMA),
+        ] {
             let vm = VarMap::new();
             let mlp = Mlp::new(c, names, VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu))?;
             finite_difference_check(|x| mlp.forward(x), &x, 1e-6, 1e-5)?;

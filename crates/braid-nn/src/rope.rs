@@ -16,14 +16,25 @@ pub struct RotaryEmbedding {
 impl RotaryEmbedding {
     /// Tables for positions `0..max_pos` with frequencies `base^(-2i/head_dim)`
     /// (`base` is `rope_theta`: 10000 for LLaMA 2, 500000 for LLaMA 3).
-    pub fn new(head_dim: usize, max_pos: usize, base: f64, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn new(
+        head_dim: usize,
+        max_pos: usize,
+        base: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         if head_dim % 2 != 0 {
-            return Err(Error::config("head_dim", format!("RoPE needs an even head_dim, got {head_dim}")));
+            return Err(Error::config(
+                "head_dim",
+                format!("RoPE needs an even head_dim, got {head_dim}"),
+            ));
         }
-        let inv_freq: Vec<f32> =
-            (0..head_dim / 2).map(|i| (1.0 / base.powf(2.0 * i as f64 / head_dim as f64)) as f32).collect();
+        let inv_freq: Vec<f32> = (0..head_dim / 2)
+            .map(|i| (1.0 / base.powf(2.0 * i as f64 / head_dim as f64)) as f32)
+            .collect();
         let inv_freq = Tensor::from_vec(inv_freq, (1, head_dim / 2), device)?;
-        let pos = Tensor::arange(0u32, max_pos as u32, device)?.to_dtype(DType::F32)?.unsqueeze(1)?;
+        let pos =
+            Tensor::arange(0u32, max_pos as u32, device)?.to_dtype(DType::F32)?.unsqueeze(1)?;
         let freqs = pos.broadcast_mul(&inv_freq)?;
         let emb = Tensor::cat(&[&freqs, &freqs], 1)?;
         Ok(Self { cos: emb.cos()?.to_dtype(dtype)?, sin: emb.sin()?.to_dtype(dtype)? })
@@ -36,7 +47,10 @@ impl RotaryEmbedding {
         let (_, _, seq, _) = x.dims4()?;
         let max_pos = self.cos.dim(0)?;
         if offset + seq > max_pos {
-            return Err(Error::Invalid(format!("RoPE: position {} beyond max_pos {max_pos}", offset + seq)));
+            return Err(Error::Invalid(format!(
+                "RoPE: position {} beyond max_pos {max_pos}",
+                offset + seq
+            )));
         }
         let cos = self.cos.narrow(0, offset, seq)?.to_dtype(x.dtype())?;
         let sin = self.sin.narrow(0, offset, seq)?.to_dtype(x.dtype())?;

@@ -14,12 +14,24 @@ use candle_core::Tensor;
 use crate::{qa_messages, Input, Pipeline};
 
 /// Greedy answers of at most `max_new_tokens` tokens, one per question, trimmed.
-pub fn answer_questions(pipeline: &Pipeline, media: &[Input], questions: &[&str], max_new_tokens: usize) -> Result<Vec<String>> {
+pub fn answer_questions(
+    pipeline: &Pipeline,
+    media: &[Input],
+    questions: &[&str],
+    max_new_tokens: usize,
+) -> Result<Vec<String>> {
     let prompter = pipeline.prompter()?;
-    let cfg = GenerateConfig { max_new_tokens, sampling: SamplingConfig { temperature: 0.0, ..Default::default() }, ..Default::default() };
+    let cfg = GenerateConfig {
+        max_new_tokens,
+        sampling: SamplingConfig { temperature: 0.0, ..Default::default() },
+        ..Default::default()
+    };
     let llm = pipeline.llm()?;
     let kinds: Vec<_> = media.iter().map(|m| m.modality).collect();
-    let prompts = questions.iter().map(|q| prompter.prompt_ids(&qa_messages(&kinds, &[], Some(q)))).collect::<Result<Vec<_>>>()?;
+    let prompts = questions
+        .iter()
+        .map(|q| prompter.prompt_ids(&qa_messages(&kinds, &[], Some(q))))
+        .collect::<Result<Vec<_>>>()?;
     let Some(first) = prompts.first() else { return Ok(Vec::new()) };
     let ids: Vec<u32> = prompter.placeholders().iter().map(|p| p.id).collect();
     let shared = shared_prefix(&prompts, &ids);
@@ -31,11 +43,25 @@ pub fn answer_questions(pipeline: &Pipeline, media: &[Input], questions: &[&str]
     }
     let mut answers = vec![String::new(); prompts.len()];
     for rows in by_length.values() {
-        let rest: Vec<u32> = rows.iter().flat_map(|&i| prompts[i][shared..].iter().copied()).collect();
-        let ids = Tensor::from_vec(rest, (rows.len(), prompts[rows[0]].len() - shared), pipeline.device())?;
+        let rest: Vec<u32> =
+            rows.iter().flat_map(|&i| prompts[i][shared..].iter().copied()).collect();
+        let ids = Tensor::from_vec(
+            rest,
+            (rows.len(), prompts[rows[0]].len() - shared),
+            pipeline.device(),
+        )?;
         let histories: Vec<Vec<u32>> = rows.iter().map(|&i| prompts[i].clone()).collect();
         let mut cache = prefix.repeat_batch(rows.len())?;
-        let (gens, _) = generate_cached(llm, prompter.tokenizer(), &llm.embed_tokens(&ids)?, None, &mut cache, &histories, &cfg, &mut |_, _| Ok(()))?;
+        let (gens, _) = generate_cached(
+            llm,
+            prompter.tokenizer(),
+            &llm.embed_tokens(&ids)?,
+            None,
+            &mut cache,
+            &histories,
+            &cfg,
+            &mut |_, _| Ok(()),
+        )?;
         for (&i, g) in rows.iter().zip(gens) {
             answers[i] = g.text.trim().to_string();
         }
@@ -47,7 +73,10 @@ pub fn answer_questions(pipeline: &Pipeline, media: &[Input], questions: &[&str]
 /// least, and short of every prompt's end (each keeps one token of its own to run).
 fn shared_prefix(prompts: &[Vec<u32>], placeholders: &[u32]) -> usize {
     let Some(first) = prompts.first() else { return 0 };
-    let mut n = prompts.iter().skip(1).fold(first.len(), |n, p| n.min(first.iter().zip(p).take_while(|(a, b)| a == b).count()));
+    let mut n = prompts
+        .iter()
+        .skip(1)
+        .fold(first.len(), |n, p| n.min(first.iter().zip(p).take_while(|(a, b)| a == b).count()));
     n = n.min(prompts.iter().map(Vec::len).min().unwrap_or(0).saturating_sub(1));
     let through_media = first.iter().rposition(|t| placeholders.contains(t)).map_or(0, |i| i + 1);
     n.max(through_media)

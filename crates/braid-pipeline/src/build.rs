@@ -30,7 +30,12 @@ impl Fresh<'_> {
     fn vars(&mut self) -> (VarMap, VarBuilder<'static>) {
         let vars = VarMap::new();
         let vb = match self.seed {
-            Some(s) => braid_nn::init::seeded_var_builder(&vars, s.wrapping_add(self.next), DType::F32, self.device),
+            Some(s) => braid_nn::init::seeded_var_builder(
+                &vars,
+                s.wrapping_add(self.next),
+                DType::F32,
+                self.device,
+            ),
             None => VarBuilder::from_varmap(&vars, DType::F32, self.device),
         };
         self.next += 1;
@@ -39,7 +44,14 @@ impl Fresh<'_> {
 }
 
 impl Branch {
-    fn new(i: usize, slot: &EncoderSlot, token_id: Option<u32>, llm_dim: Option<usize>, base: &Path, fresh: &mut Fresh) -> Result<Self> {
+    fn new(
+        i: usize,
+        slot: &EncoderSlot,
+        token_id: Option<u32>,
+        llm_dim: Option<usize>,
+        base: &Path,
+        fresh: &mut Fresh,
+    ) -> Result<Self> {
         let (encoder, encoder_vars): (Box<dyn Encoder>, _) = match (&slot.encoder, &slot.model) {
             (Some(cfg), _) => {
                 let (vars, vb) = fresh.vars();
@@ -62,7 +74,14 @@ impl Branch {
         let projector = match llm_dim {
             Some(d) => {
                 let (vars, vb) = fresh.vars();
-                Some((slot.projector.clone().unwrap_or_default().build(encoder.output_dim(), d, vb)?, vars))
+                Some((
+                    slot.projector.clone().unwrap_or_default().build(
+                        encoder.output_dim(),
+                        d,
+                        vb,
+                    )?,
+                    vars,
+                ))
             }
             None => None,
         };
@@ -80,16 +99,28 @@ impl Pipeline {
 
     /// [`Self::init`] with every fresh variable drawn from `seed` (the same seed and
     /// configuration give the same initial model).
-    pub fn init_seeded(cfg: &PipelineConfig, base: &Path, device: &Device, seed: u64) -> Result<Self> {
+    pub fn init_seeded(
+        cfg: &PipelineConfig,
+        base: &Path,
+        device: &Device,
+        seed: u64,
+    ) -> Result<Self> {
         Self::build(cfg, base, device, &Build { seed: Some(seed), frozen_lora: None })
     }
 
-    pub(crate) fn build(cfg: &PipelineConfig, base: &Path, device: &Device, how: &Build) -> Result<Self> {
+    pub(crate) fn build(
+        cfg: &PipelineConfig,
+        base: &Path,
+        device: &Device,
+        how: &Build,
+    ) -> Result<Self> {
         let seed = how.seed;
         cfg.validate()?;
         for (i, slot) in cfg.encoders.iter().enumerate() {
             if let Some(p) = &slot.preprocess {
-                p.validate().map_err(|e| Error::config(format!("encoders[{i}].preprocess"), e.to_string()))?;
+                p.validate().map_err(|e| {
+                    Error::config(format!("encoders[{i}].preprocess"), e.to_string())
+                })?;
             }
         }
         let mut fresh = Fresh { device, seed, next: 0 };
@@ -114,7 +145,8 @@ impl Pipeline {
             .iter()
             .enumerate()
             .map(|(i, slot)| {
-                let id = if llm.is_some() { Some(token_id(i, slot, prompter.as_ref())?) } else { None };
+                let id =
+                    if llm.is_some() { Some(token_id(i, slot, prompter.as_ref())?) } else { None };
                 Branch::new(i, slot, id, llm_dim, base, &mut fresh)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -125,7 +157,16 @@ impl Pipeline {
             }
             _ => None,
         };
-        Ok(Self { cfg: cfg.clone(), branches, llm, llm_vars, lora_vars, head, prompter, device: device.clone() })
+        Ok(Self {
+            cfg: cfg.clone(),
+            branches,
+            llm,
+            llm_vars,
+            lora_vars,
+            head,
+            prompter,
+            device: device.clone(),
+        })
     }
 }
 
@@ -140,18 +181,39 @@ pub(crate) struct Build {
 
 /// The language model frozen for inference, its LoRA (if the configuration has one) read
 /// from `lora_file` and applied in the frozen layers.
-fn frozen_llm(cfg: &PipelineConfig, name: &str, base: &Path, device: &Device, lora_file: Option<&Path>) -> Result<BuiltLlm> {
+fn frozen_llm(
+    cfg: &PipelineConfig,
+    name: &str,
+    base: &Path,
+    device: &Device,
+    lora_file: Option<&Path>,
+) -> Result<BuiltLlm> {
     let path = braid_hub::resolve_field(name, base, "llm")?;
     let llm = match (&cfg.lora, lora_file) {
         (Some(l), Some(file)) => {
             let ckpt = Checkpoint::open(file)?;
-            let tensors = ckpt.names().into_iter().map(|n| Ok((n.clone(), ckpt.tensor(&n, DType::F32, device)?))).collect::<Result<HashMap<_, _>>>()?;
+            let tensors = ckpt
+                .names()
+                .into_iter()
+                .map(|n| Ok((n.clone(), ckpt.tensor(&n, DType::F32, device)?)))
+                .collect::<Result<HashMap<_, _>>>()?;
             let targets: Vec<&str> = l.targets.iter().map(String::as_str).collect();
-            Llama::load_frozen_with_lora(&path, device, LoraConfig { rank: l.rank, alpha: l.alpha }, &targets, &tensors)
-                .map_err(|e| Error::format(file, e.to_string()))?
-                .0
+            Llama::load_frozen_with_lora(
+                &path,
+                device,
+                LoraConfig { rank: l.rank, alpha: l.alpha },
+                &targets,
+                &tensors,
+            )
+            .map_err(|e| Error::format(file, e.to_string()))?
+            .0
         }
-        (Some(_), None) => return Err(Error::config("lora", "a frozen model with LoRA needs its lora.safetensors")),
+        (Some(_), None) => {
+            return Err(Error::config(
+                "lora",
+                "a frozen model with LoRA needs its lora.safetensors",
+            ))
+        }
         (None, _) => Llama::load(&path, Weights::Frozen { dequantize: false }, device)?.0,
     };
     Ok(BuiltLlm { llm, vars: None, lora: None, path: Some(path) })
@@ -172,7 +234,11 @@ struct BuiltLlm {
 /// loaded from what `name` names otherwise.
 fn build_llm(cfg: &PipelineConfig, name: &str, base: &Path, fresh: &mut Fresh) -> Result<BuiltLlm> {
     let device = fresh.device;
-    let path = if cfg.llm_config.is_some() { None } else { Some(braid_hub::resolve_field(name, base, "llm")?) };
+    let path = if cfg.llm_config.is_some() {
+        None
+    } else {
+        Some(braid_hub::resolve_field(name, base, "llm")?)
+    };
     let (llm_vars, llm_vb) = match cfg.llm_config {
         Some(_) => {
             let (v, vb) = fresh.vars();
@@ -191,12 +257,24 @@ fn build_llm(cfg: &PipelineConfig, name: &str, base: &Path, fresh: &mut Fresh) -
         (Some(c), Some(vb), _, None) => Llama::new(c, vb)?,
         (Some(c), Some(vb), _, Some((l, _, lvb))) => {
             let targets: Vec<&str> = l.targets.iter().map(String::as_str).collect();
-            Llama::with_lora(c, vb, &LoraSpec::new(LoraConfig { rank: l.rank, alpha: l.alpha }, &targets, lvb.clone()))?
+            Llama::with_lora(
+                c,
+                vb,
+                &LoraSpec::new(LoraConfig { rank: l.rank, alpha: l.alpha }, &targets, lvb.clone()),
+            )?
         }
         (None, _, Some(p), None) => Llama::load(p, Weights::Trainable(DType::F32), device)?.0,
         (None, _, Some(p), Some((l, vars, _))) => {
             let targets: Vec<&str> = l.targets.iter().map(String::as_str).collect();
-            Llama::load_with_lora(p, DType::F32, device, LoraConfig { rank: l.rank, alpha: l.alpha }, &targets, vars)?.0
+            Llama::load_with_lora(
+                p,
+                DType::F32,
+                device,
+                LoraConfig { rank: l.rank, alpha: l.alpha },
+                &targets,
+                vars,
+            )?
+            .0
         }
         _ => return Err(Error::config("llm", "names no language model")),
     };
@@ -205,9 +283,14 @@ fn build_llm(cfg: &PipelineConfig, name: &str, base: &Path, fresh: &mut Fresh) -
 
 /// The tokenizer (GGUF metadata or a folder), its template and the slots' placeholders.
 fn prompter(cfg: &PipelineConfig, path: &Path) -> Result<Prompter> {
-    let tokenizer = if path.is_file() { Tokenizer::from_gguf(&Gguf::open(path)?)? } else { Tokenizer::from_folder(path)? };
+    let tokenizer = if path.is_file() {
+        Tokenizer::from_gguf(&Gguf::open(path)?)?
+    } else {
+        Tokenizer::from_folder(path)?
+    };
     let template = ChatTemplate::from_config(tokenizer.config())?;
-    let placeholders: Vec<(Modality, String)> = cfg.encoders.iter().map(|s| (s.modality, s.placeholder_text())).collect();
+    let placeholders: Vec<(Modality, String)> =
+        cfg.encoders.iter().map(|s| (s.modality, s.placeholder_text())).collect();
     Prompter::new(tokenizer, template, &placeholders, cfg.prompt.system.clone())
 }
 
@@ -218,10 +301,15 @@ fn token_id(i: usize, slot: &EncoderSlot, prompter: Option<&Prompter>) -> Result
     match (prompter.and_then(|p| p.placeholder_id(slot.modality)), slot.token_id) {
         (Some(found), Some(given)) if found != given => Err(Error::config(
             field,
-            format!("{given}, but the tokenizer gives `{}` the id {found}", slot.placeholder_text()),
+            format!(
+                "{given}, but the tokenizer gives `{}` the id {found}",
+                slot.placeholder_text()
+            ),
         )),
         (Some(id), _) | (None, Some(id)) => Ok(id),
-        (None, None) => Err(Error::config(field, "needed to find the placeholders in a prompt (this model has no tokenizer)")),
+        (None, None) => Err(Error::config(
+            field,
+            "needed to find the placeholders in a prompt (this model has no tokenizer)",
+        )),
     }
 }
-

@@ -119,7 +119,11 @@ pub struct LoraSettings {
 impl Default for LoraSettings {
     /// r = 8, alpha = 16 on all seven LLaMA projections.
     fn default() -> Self {
-        Self { rank: 8, alpha: 16.0, targets: braid_nn::LoraSpec::LLAMA_ALL.iter().map(|t| t.to_string()).collect() }
+        Self {
+            rank: 8,
+            alpha: 16.0,
+            targets: braid_nn::LoraSpec::LLAMA_ALL.iter().map(|t| t.to_string()).collect(),
+        }
     }
 }
 
@@ -137,8 +141,8 @@ impl PipelineConfig {
     /// Reads and validates a `pipeline.toml`; errors name the file and the field.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let cfg: Self = toml::from_str(&text)
-            .map_err(|e| Error::format(path, e.message().to_string()))?;
+        let cfg: Self =
+            toml::from_str(&text).map_err(|e| Error::format(path, e.message().to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -146,12 +150,23 @@ impl PipelineConfig {
     /// Checks what serde cannot: no modality twice, a language model or a head.
     pub fn validate(&self) -> Result<()> {
         match (&self.llm, &self.head) {
-            (Some(l), _) if l.trim().is_empty() => return Err(Error::config("llm", "must name a language model")),
+            (Some(l), _) if l.trim().is_empty() => {
+                return Err(Error::config("llm", "must name a language model"))
+            }
             (None, None) if self.encoders.is_empty() => {
-                return Err(Error::config("llm", "a model needs encoders, a language model (`llm`) or both"))
+                return Err(Error::config(
+                    "llm",
+                    "a model needs encoders, a language model (`llm`) or both",
+                ))
             }
             (_, Some(_)) if self.encoders.len() != 1 => {
-                return Err(Error::config("head", format!("a head reads exactly one encoder; this model has {}", self.encoders.len())))
+                return Err(Error::config(
+                    "head",
+                    format!(
+                        "a head reads exactly one encoder; this model has {}",
+                        self.encoders.len()
+                    ),
+                ))
             }
             _ => {}
         }

@@ -40,9 +40,17 @@ pub struct ScoredAnswer {
 
 /// A sample's turns as chat messages (placeholders kept) and its media as inputs, read
 /// with the model's own preprocessing.
-pub fn sample_inputs(pipeline: &Pipeline, sample: &ConversationSample) -> Result<(Vec<Message>, Vec<Input>)> {
-    let messages = sample.turns.iter().map(|t| Message::new(t.role.as_str(), t.text.as_str())).collect();
-    let inputs = sample.media.iter().map(|m| pipeline.load_input(m.modality, &m.path)).collect::<Result<Vec<_>>>()?;
+pub fn sample_inputs(
+    pipeline: &Pipeline,
+    sample: &ConversationSample,
+) -> Result<(Vec<Message>, Vec<Input>)> {
+    let messages =
+        sample.turns.iter().map(|t| Message::new(t.role.as_str(), t.text.as_str())).collect();
+    let inputs = sample
+        .media
+        .iter()
+        .map(|m| pipeline.load_input(m.modality, &m.path))
+        .collect::<Result<Vec<_>>>()?;
     Ok((messages, inputs))
 }
 
@@ -58,19 +66,45 @@ fn answer_last_turn(pipeline: &Pipeline, sample: &ConversationSample) -> Result<
     let llm = pipeline.llm()?;
     let room = llm.max_positions().saturating_sub(embeds.dim(1)?);
     if room == 0 {
-        return Err(Error::Invalid(format!("sample {:?}: its prompt fills the model's {} positions", sample.id, llm.max_positions())));
+        return Err(Error::Invalid(format!(
+            "sample {:?}: its prompt fills the model's {} positions",
+            sample.id,
+            llm.max_positions()
+        )));
     }
-    let cfg = GenerateConfig { max_new_tokens: MAX_ANSWER_TOKENS.min(room), sampling: SamplingConfig { temperature: 0.0, ..Default::default() }, ..Default::default() };
-    let (gens, _) = generate_embeds(llm, prompter.tokenizer(), &embeds, None, std::slice::from_ref(&ids), &cfg, &mut |_, _| Ok(()))?;
+    let cfg = GenerateConfig {
+        max_new_tokens: MAX_ANSWER_TOKENS.min(room),
+        sampling: SamplingConfig { temperature: 0.0, ..Default::default() },
+        ..Default::default()
+    };
+    let (gens, _) = generate_embeds(
+        llm,
+        prompter.tokenizer(),
+        &embeds,
+        None,
+        std::slice::from_ref(&ids),
+        &cfg,
+        &mut |_, _| Ok(()),
+    )?;
     let answer = gens.into_iter().next().map(|g| g.text.trim().to_string()).unwrap_or_default();
     Ok((answer, messages[last].content.trim().to_string()))
 }
 
 /// Scores the first `limit` samples of `data` (0: all); `progress` draws a bar.
-pub fn evaluate_conversations(pipeline: &Pipeline, data: &ConversationDataset, limit: usize, progress: bool) -> Result<ConversationReport> {
+pub fn evaluate_conversations(
+    pipeline: &Pipeline,
+    data: &ConversationDataset,
+    limit: usize,
+    progress: bool,
+) -> Result<ConversationReport> {
     let n = if limit == 0 { data.len() } else { limit.min(data.len()) };
     let bar = if progress { ProgressBar::new(n as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{wide_bar} {pos}/{len} samples [{elapsed_precise} < {eta_precise}] {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{wide_bar} {pos}/{len} samples [{elapsed_precise} < {eta_precise}] {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     let mut answers = Vec::with_capacity(n);
     let mut right = 0usize;
     for sample in data.iter().take(n) {

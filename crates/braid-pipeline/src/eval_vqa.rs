@@ -57,7 +57,12 @@ impl VqaReport {
 /// Answers the questions of the first `max_images` test images of the easy-VQA folder
 /// `data` (0: all) and scores them; `progress` shows a bar of questions answered with the
 /// running accuracy. Images go through the model's own preprocessing.
-pub fn evaluate_vqa(pipeline: &Pipeline, data: &Path, max_images: usize, progress: bool) -> Result<VqaReport> {
+pub fn evaluate_vqa(
+    pipeline: &Pipeline,
+    data: &Path,
+    max_images: usize,
+    progress: bool,
+) -> Result<VqaReport> {
     let test = EasyVqa::open(data, Split::Test)?;
     let mut ids = test.image_ids();
     if max_images > 0 {
@@ -66,8 +71,10 @@ pub fn evaluate_vqa(pipeline: &Pipeline, data: &Path, max_images: usize, progres
     let total: usize = ids.iter().map(|&id| test.questions_of(id).len()).sum();
     let bar = if progress { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
     bar.set_style(
-        ProgressStyle::with_template("{wide_bar} {pos}/{len} questions [{elapsed_precise} < {eta_precise}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{wide_bar} {pos}/{len} questions [{elapsed_precise} < {eta_precise}] {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut per: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut all = Vec::with_capacity(total);
@@ -75,13 +82,19 @@ pub fn evaluate_vqa(pipeline: &Pipeline, data: &Path, max_images: usize, progres
         let questions = test.questions_of(id);
         let texts: Vec<&str> = questions.iter().map(|q| q.question.as_str()).collect();
         let image = pipeline.load_input(Modality::Image, &test.image_path(id))?;
-        let answers = answer_questions(pipeline, std::slice::from_ref(&image), &texts, MAX_ANSWER_TOKENS)?;
+        let answers =
+            answer_questions(pipeline, std::slice::from_ref(&image), &texts, MAX_ANSWER_TOKENS)?;
         for (q, answer) in questions.iter().zip(answers) {
             let kind = AnswerType::of(&q.answer).map_or("other", AnswerType::as_str).to_string();
             let entry = per.entry(kind).or_default();
             entry.0 += usize::from(answer.trim().to_lowercase() == q.answer.trim().to_lowercase());
             entry.1 += 1;
-            all.push(VqaAnswer { image: id, question: q.question.clone(), answer, truth: q.answer.clone() });
+            all.push(VqaAnswer {
+                image: id,
+                question: q.question.clone(),
+                answer,
+                truth: q.answer.clone(),
+            });
         }
         bar.inc(questions.len() as u64);
         let (right, n) = per.values().fold((0, 0), |(r, n), (a, b)| (r + a, n + b));
@@ -89,6 +102,7 @@ pub fn evaluate_vqa(pipeline: &Pipeline, data: &Path, max_images: usize, progres
     }
     bar.finish_and_clear();
     let (right, n) = per.values().fold((0, 0), |(r, n), (a, b)| (r + a, n + b));
-    let per_type = per.into_iter().map(|(k, (r, c))| (k, (r as f64 / c.max(1) as f64, c))).collect();
+    let per_type =
+        per.into_iter().map(|(k, (r, c))| (k, (r as f64 / c.max(1) as f64, c))).collect();
     Ok(VqaReport { accuracy: right as f64 / n.max(1) as f64, n, per_type, answers: all })
 }

@@ -48,7 +48,10 @@ impl Head {
     /// A head for `cfg.classes` over `in_dim`-wide tokens, its variables under `vb`.
     pub fn new(cfg: &HeadConfig, in_dim: usize, vb: VarBuilder) -> Result<Self> {
         if cfg.classes.len() < 2 {
-            return Err(Error::config("head.classes", format!("a classifier needs at least 2 classes, got {}", cfg.classes.len())));
+            return Err(Error::config(
+                "head.classes",
+                format!("a classifier needs at least 2 classes, got {}", cfg.classes.len()),
+            ));
         }
         let linear = Linear::new(in_dim, cfg.classes.len(), true, vb.pp("head"))?;
         Ok(Self { linear, classes: cfg.classes.clone() })

@@ -17,14 +17,16 @@ pub mod splice;
 mod store;
 
 pub use answer::answer_questions;
-pub use eval_conversations::{evaluate_conversations, sample_inputs, ConversationReport, ScoredAnswer};
-pub use eval_vqa::{evaluate_vqa, VqaAnswer, VqaReport};
+pub use braid_llm::Weights;
 pub use config::{generic_placeholder, EncoderSlot, LoraSettings, PipelineConfig, PromptConfig};
+pub use eval_conversations::{
+    evaluate_conversations, sample_inputs, ConversationReport, ScoredAnswer,
+};
+pub use eval_vqa::{evaluate_vqa, VqaAnswer, VqaReport};
 pub use head::{ContrastiveConfig, Head, HeadConfig, CONTRASTIVE_FILE};
+pub use llava::{Llava, LlavaConfig};
+pub use model::MultimodalModel;
+pub use pipeline::{Input, Pipeline};
 pub use preprocess::{ImagePreprocess, ImuPreprocess, Preprocess, Size};
 pub use prompt::{qa_messages, Placeholder, Prompter, Sample, IGNORE};
-pub use llava::{Llava, LlavaConfig};
-pub use pipeline::{Input, Pipeline};
 pub use store::PIPELINE_FILE;
-pub use braid_llm::Weights;
-pub use model::MultimodalModel;

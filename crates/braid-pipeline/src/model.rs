@@ -25,11 +25,16 @@ impl MultimodalModel {
     /// when its `config.json` says `"model_type": "llava"`.
     pub fn open(dir: &Path, device: &Device) -> Result<Self> {
         if dir.join(PIPELINE_FILE).is_file() {
-            return Ok(Self::Pipeline(Box::new(Pipeline::open(dir, braid_llm::Weights::Frozen { dequantize: false }, device)?)));
+            return Ok(Self::Pipeline(Box::new(Pipeline::open(
+                dir,
+                braid_llm::Weights::Frozen { dequantize: false },
+                device,
+            )?)));
         }
         let config = dir.join("config.json");
         let text = std::fs::read_to_string(&config).map_err(|e| Error::io(&config, e))?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::format(&config, e.to_string()))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::format(&config, e.to_string()))?;
         match json.get("model_type").and_then(|v| v.as_str()) {
             Some("llava") => Ok(Self::Llava(Box::new(Llava::load(dir, DType::F32, device)?.0))),
             other => Err(Error::format(
@@ -43,7 +48,9 @@ impl MultimodalModel {
     pub fn image_token_id(&self) -> Option<u32> {
         match self {
             Self::Llava(m) => Some(m.config().image_token_index),
-            Self::Pipeline(p) => p.prompter().ok().and_then(|pr| pr.placeholder_id(Modality::Image)),
+            Self::Pipeline(p) => {
+                p.prompter().ok().and_then(|pr| pr.placeholder_id(Modality::Image))
+            }
         }
     }
 
@@ -64,8 +71,10 @@ impl MultimodalModel {
             Self::Llava(m) => {
                 let token = m.config().image_token_index;
                 let per = m.config().tokens_per_image();
-                let expanded: Vec<u32> =
-                    ids.iter().flat_map(|&id| std::iter::repeat_n(id, if id == token { per } else { 1 })).collect();
+                let expanded: Vec<u32> = ids
+                    .iter()
+                    .flat_map(|&id| std::iter::repeat_n(id, if id == token { per } else { 1 }))
+                    .collect();
                 let ids = Tensor::new(expanded.as_slice(), m.device())?.unsqueeze(0)?;
                 let pixels = if images.is_empty() { None } else { Some(Tensor::stack(images, 0)?) };
                 m.input_embeds(&ids, pixels.as_ref())
@@ -73,7 +82,9 @@ impl MultimodalModel {
             Self::Pipeline(p) => {
                 let inputs = images
                     .iter()
-                    .map(|x| Ok(Input { modality: Modality::Image, data: x.unsqueeze(0)?, mask: None }))
+                    .map(|x| {
+                        Ok(Input { modality: Modality::Image, data: x.unsqueeze(0)?, mask: None })
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 p.embed_prompt(ids, &inputs)
             }

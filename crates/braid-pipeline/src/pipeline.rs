@@ -67,7 +67,9 @@ impl std::fmt::Debug for Pipeline {
 impl Branch {
     /// input: one item, batch 1 -> projected tokens [m, d_llm]
     fn tokens(&self, input: &Input) -> Result<Tensor> {
-        let (projector, _) = self.projector.as_ref().ok_or_else(|| Error::Invalid(format!("the {} encoder has no projector", self.modality)))?;
+        let (projector, _) = self.projector.as_ref().ok_or_else(|| {
+            Error::Invalid(format!("the {} encoder has no projector", self.modality))
+        })?;
         let f = self.encoder.encode(&input.data, input.mask.as_ref())?;
         let p = projector.project(&Features::new(f.tokens, f.mask)?)?;
         Ok(p.tokens.squeeze(0)?)
@@ -84,7 +86,10 @@ impl Pipeline {
     pub fn load_input(&self, modality: Modality, path: &Path) -> Result<Input> {
         let slot = self.cfg.slot(modality).ok_or_else(|| self.no_branch(modality))?;
         let pre = slot.preprocess.as_ref().ok_or_else(|| {
-            Error::config(format!("encoders.{modality}.preprocess"), "this model does not say how to read its inputs")
+            Error::config(
+                format!("encoders.{modality}.preprocess"),
+                "this model does not say how to read its inputs",
+            )
         })?;
         pre.load(path, &self.device)
     }
@@ -101,7 +106,12 @@ impl Pipeline {
 
     /// The language model (for decoding with a cache after [`Self::embed_prompt`]).
     pub fn llm(&self) -> Result<&Llama> {
-        self.llm.as_ref().ok_or_else(|| Error::config("llm", "this model has no language model (it is a classifier: see [head])"))
+        self.llm.as_ref().ok_or_else(|| {
+            Error::config(
+                "llm",
+                "this model has no language model (it is a classifier: see [head])",
+            )
+        })
     }
 
     /// The classification head's class names, if the model is a classifier.
@@ -120,7 +130,10 @@ impl Pipeline {
     ///
     /// input: a batch of the encoder's inputs -> [batch, classes]
     pub fn classify(&self, input: &Input) -> Result<Tensor> {
-        let (head, _) = self.head.as_ref().ok_or_else(|| Error::config("head", "this model has no classification head"))?;
+        let (head, _) = self
+            .head
+            .as_ref()
+            .ok_or_else(|| Error::config("head", "this model has no classification head"))?;
         let f = self.branch(input.modality)?.encoder.encode(&input.data, input.mask.as_ref())?;
         head.logits(&f)
     }
@@ -128,7 +141,8 @@ impl Pipeline {
     /// Every trainable variable map by component name (`llm`, `encoder.image`,
     /// `projector.image`, ...), as saved in the model directory.
     pub fn var_maps(&self) -> Vec<(String, &VarMap)> {
-        let mut maps: Vec<(String, &VarMap)> = self.llm_vars.iter().map(|v| ("llm".to_string(), v)).collect();
+        let mut maps: Vec<(String, &VarMap)> =
+            self.llm_vars.iter().map(|v| ("llm".to_string(), v)).collect();
         maps.extend(self.lora_vars.iter().map(|v| ("lora".to_string(), v)));
         for b in &self.branches {
             if let Some(v) = &b.encoder_vars {
@@ -151,7 +165,10 @@ impl Pipeline {
     }
 
     fn branch(&self, modality: Modality) -> Result<&Branch> {
-        self.branches.iter().find(|b| b.modality == modality).ok_or_else(|| self.no_branch(modality))
+        self.branches
+            .iter()
+            .find(|b| b.modality == modality)
+            .ok_or_else(|| self.no_branch(modality))
     }
 
     /// Text embeddings with each placeholder id replaced by the projected tokens of the
@@ -167,7 +184,12 @@ impl Pipeline {
     /// spliced sequence: a placeholder's projected tokens get -100 (never predicted).
     ///
     /// ids, labels: t each -> ([1, t', d_llm], t' labels; empty when `labels` is `None`)
-    pub fn embed_labelled(&self, ids: &[u32], labels: Option<&[i64]>, inputs: &[Input]) -> Result<(Tensor, Vec<i64>)> {
+    pub fn embed_labelled(
+        &self,
+        ids: &[u32],
+        labels: Option<&[i64]>,
+        inputs: &[Input],
+    ) -> Result<(Tensor, Vec<i64>)> {
         if let Some(l) = labels.filter(|l| l.len() != ids.len()) {
             return Err(Error::shape("labels (one per prompt id)", &[ids.len()], &[l.len()]));
         }
@@ -187,8 +209,13 @@ impl Pipeline {
         }
         // A placeholder's own embedding is never used (its id may lie past the vocabulary,
         // added to the tokenizer only): look up id 0 in its place.
-        let lookup: Vec<u32> = ids.iter().map(|&id| if self.branches.iter().any(|b| b.token_id == Some(id)) { 0 } else { id }).collect();
-        let text = llm.embed_tokens(&Tensor::new(lookup.as_slice(), &self.device)?.unsqueeze(0)?)?.squeeze(0)?;
+        let lookup: Vec<u32> = ids
+            .iter()
+            .map(|&id| if self.branches.iter().any(|b| b.token_id == Some(id)) { 0 } else { id })
+            .collect();
+        let text = llm
+            .embed_tokens(&Tensor::new(lookup.as_slice(), &self.device)?.unsqueeze(0)?)?
+            .squeeze(0)?;
         let mut used = vec![0usize; self.branches.len()];
         let (mut parts, mut run_start, mut out_labels) = (Vec::new(), 0, Vec::new());
         let keep_labels = |from: usize, to: usize, out: &mut Vec<i64>| {
@@ -197,7 +224,9 @@ impl Pipeline {
             }
         };
         for (i, id) in ids.iter().enumerate() {
-            let Some(k) = self.branches.iter().position(|b| b.token_id == Some(*id)) else { continue };
+            let Some(k) = self.branches.iter().position(|b| b.token_id == Some(*id)) else {
+                continue;
+            };
             if i > run_start {
                 parts.push(text.narrow(0, run_start, i - run_start)?);
                 keep_labels(run_start, i, &mut out_labels);
@@ -206,7 +235,8 @@ impl Pipeline {
             let b = &self.branches[k];
             let input = inputs.iter().filter(|x| x.modality == b.modality).nth(used[k]);
             used[k] += 1;
-            let input = input.ok_or_else(|| Error::Invalid("a placeholder without an input".into()))?;
+            let input =
+                input.ok_or_else(|| Error::Invalid("a placeholder without an input".into()))?;
             let tokens = b.tokens(input)?.to_dtype(text.dtype())?;
             if labels.is_some() {
                 out_labels.extend(std::iter::repeat_n(-100, tokens.dim(0)?));
@@ -226,4 +256,3 @@ impl Pipeline {
         self.llm()?.forward_embeds(&embeds, None, None)
     }
 }
-

@@ -27,8 +27,8 @@
 
 use std::path::Path;
 
-use braid_core::{Error, Modality, Result};
 use braid_core::checkpoint::read_npy;
+use braid_core::{Error, Modality, Result};
 use braid_data::image::{load_rgb, ImageProcessor, ImageProcessorConfig, SizeSpec};
 use braid_data::imu::{read_csv, read_ts, ChannelStats, CsvOptions, ImuDataset};
 use candle_core::{Device, Tensor};
@@ -74,10 +74,16 @@ impl ImuPreprocess {
     pub fn stats(&self) -> Result<ChannelStats> {
         let c = self.channels.len();
         if c == 0 || self.mean.len() != c || self.std.len() != c {
-            return Err(Error::config("preprocess", format!("{c} channels but {} means and {} stds", self.mean.len(), self.std.len())));
+            return Err(Error::config(
+                "preprocess",
+                format!("{c} channels but {} means and {} stds", self.mean.len(), self.std.len()),
+            ));
         }
         if let Some(bad) = self.std.iter().find(|s| !s.is_finite() || **s <= 0.0) {
-            return Err(Error::config("preprocess.std", format!("{bad} (must be finite and positive)")));
+            return Err(Error::config(
+                "preprocess.std",
+                format!("{bad} (must be finite and positive)"),
+            ));
         }
         if self.mean.iter().any(|m| !m.is_finite()) {
             return Err(Error::config("preprocess.mean", "must be finite"));
@@ -85,12 +91,22 @@ impl ImuPreprocess {
         if self.window == Some(0) || self.stride == Some(0) {
             return Err(Error::config("preprocess.window", "window and stride must be at least 1"));
         }
-        Ok(ChannelStats { channels: self.channels.clone(), mean: self.mean.clone(), std: self.std.clone() })
+        Ok(ChannelStats {
+            channels: self.channels.clone(),
+            mean: self.mean.clone(),
+            std: self.std.clone(),
+        })
     }
 
     /// The preprocessing of `stats`, windowed as given.
     pub fn from_stats(stats: &ChannelStats, window: Option<usize>, stride: Option<usize>) -> Self {
-        Self { channels: stats.channels.clone(), mean: stats.mean.clone(), std: stats.std.clone(), window, stride }
+        Self {
+            channels: stats.channels.clone(),
+            mean: stats.mean.clone(),
+            std: stats.std.clone(),
+            window,
+            stride,
+        }
     }
 
     /// A whole recording (`.npy` `[T, C]` float, `.csv` with a header, `.ts`: its first
@@ -101,9 +117,16 @@ impl ImuPreprocess {
             Some("npy") => {
                 let a = read_npy(path)?;
                 let [t, c] = a.shape[..] else {
-                    return Err(Error::format(path, format!("expected a [time, channels] array, got shape {:?}", a.shape)));
+                    return Err(Error::format(
+                        path,
+                        format!("expected a [time, channels] array, got shape {:?}", a.shape),
+                    ));
                 };
-                let v = a.to_tensor(&Device::Cpu)?.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                let v = a
+                    .to_tensor(&Device::Cpu)?
+                    .to_dtype(candle_core::DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
                 (v, t, c)
             }
             Some("csv") => first_recording(path, read_csv(path, &CsvOptions::default())?)?,
@@ -111,10 +134,20 @@ impl ImuPreprocess {
             _ => return Err(Error::format(path, "an IMU recording must be .npy, .csv or .ts")),
         };
         if c != self.channels.len() {
-            return Err(Error::format(path, format!("{c} channels, but the model reads {} ({})", self.channels.len(), self.channels.join(", "))));
+            return Err(Error::format(
+                path,
+                format!(
+                    "{c} channels, but the model reads {} ({})",
+                    self.channels.len(),
+                    self.channels.join(", ")
+                ),
+            ));
         }
         if t == 0 || t > MAX_IMU_SAMPLES {
-            return Err(Error::format(path, format!("{t} samples (1 to {MAX_IMU_SAMPLES} are read)")));
+            return Err(Error::format(
+                path,
+                format!("{t} samples (1 to {MAX_IMU_SAMPLES} are read)"),
+            ));
         }
         if values.iter().any(|v| !v.is_finite()) {
             return Err(Error::format(path, "holds NaN or infinite samples"));
@@ -125,7 +158,8 @@ impl ImuPreprocess {
 
 fn first_recording(path: &Path, ds: ImuDataset) -> Result<(Vec<f32>, usize, usize)> {
     let c = ds.channels.len();
-    let rec = ds.recordings.into_iter().next().ok_or_else(|| Error::format(path, "no recording"))?;
+    let rec =
+        ds.recordings.into_iter().next().ok_or_else(|| Error::format(path, "no recording"))?;
     let t = rec.values.len() / c.max(1);
     Ok((rec.values, t, c))
 }
@@ -151,8 +185,12 @@ pub enum Size {
 impl Size {
     fn spec(self) -> SizeSpec {
         match self {
-            Self::Fixed { height, width } => SizeSpec::Dict { shortest_edge: None, height: Some(height), width: Some(width) },
-            Self::ShortestEdge { shortest_edge } => SizeSpec::Dict { shortest_edge: Some(shortest_edge), height: None, width: None },
+            Self::Fixed { height, width } => {
+                SizeSpec::Dict { shortest_edge: None, height: Some(height), width: Some(width) }
+            }
+            Self::ShortestEdge { shortest_edge } => {
+                SizeSpec::Dict { shortest_edge: Some(shortest_edge), height: None, width: None }
+            }
         }
     }
 }
@@ -184,7 +222,13 @@ impl ImagePreprocess {
     /// Scale to [0, 1] and normalise by `mean`, `std`, resizing to `height x width` when an
     /// image has another size.
     pub fn fixed(height: u32, width: u32, mean: [f64; 3], std: [f64; 3]) -> Self {
-        Self { resize: Some(Size::Fixed { height, width }), resample: bicubic(), center_crop: None, image_mean: mean, image_std: std }
+        Self {
+            resize: Some(Size::Fixed { height, width }),
+            resample: bicubic(),
+            center_crop: None,
+            image_mean: mean,
+            image_std: std,
+        }
     }
 
     /// The settings of a Hugging Face `preprocessor_config.json`.
@@ -192,10 +236,15 @@ impl ImagePreprocess {
         let size = |s: SizeSpec| match s {
             SizeSpec::Int(n) if cfg.do_center_crop => Size::ShortestEdge { shortest_edge: n },
             SizeSpec::Int(n) => Size::Fixed { height: n, width: n },
-            SizeSpec::Dict { shortest_edge: Some(n), .. } => Size::ShortestEdge { shortest_edge: n },
-            SizeSpec::Dict { height, width, .. } => Size::Fixed { height: height.unwrap_or(0), width: width.unwrap_or(0) },
+            SizeSpec::Dict { shortest_edge: Some(n), .. } => {
+                Size::ShortestEdge { shortest_edge: n }
+            }
+            SizeSpec::Dict { height, width, .. } => {
+                Size::Fixed { height: height.unwrap_or(0), width: width.unwrap_or(0) }
+            }
         };
-        let (mean, std) = if cfg.do_normalize { (cfg.image_mean, cfg.image_std) } else { ([0.0; 3], [1.0; 3]) };
+        let (mean, std) =
+            if cfg.do_normalize { (cfg.image_mean, cfg.image_std) } else { ([0.0; 3], [1.0; 3]) };
         Self {
             resize: cfg.do_resize.then(|| size(cfg.size)),
             resample: cfg.resample,
@@ -207,7 +256,10 @@ impl ImagePreprocess {
 
     fn processor(&self) -> Result<ImageProcessor> {
         if let Some(bad) = self.image_std.iter().find(|s| !s.is_finite() || **s == 0.0) {
-            return Err(Error::config("preprocess.image_std", format!("{bad} (must be finite and non-zero)")));
+            return Err(Error::config(
+                "preprocess.image_std",
+                format!("{bad} (must be finite and non-zero)"),
+            ));
         }
         if self.image_mean.iter().any(|m| !m.is_finite()) {
             return Err(Error::config("preprocess.image_mean", "must be finite"));
@@ -257,7 +309,9 @@ impl Preprocess {
                 let data = p.apply(&img, device).map_err(|e| Error::format(path, e.to_string()))?;
                 Ok(Input { modality: Modality::Image, data, mask: None })
             }
-            Self::Imu(p) => Ok(Input { modality: Modality::Imu, data: p.load(path, device)?, mask: None }),
+            Self::Imu(p) => {
+                Ok(Input { modality: Modality::Imu, data: p.load(path, device)?, mask: None })
+            }
         }
     }
 }
@@ -293,14 +347,30 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
         let path = dir.path().join("r.csv");
         std::fs::write(&path, "ax,ay\n1,10\n3,30\n").map_err(|e| Error::io(&path, e))?;
-        let p = ImuPreprocess { channels: vec!["ax".into(), "ay".into()], mean: vec![2.0, 20.0], std: vec![1.0, 10.0], window: None, stride: None };
+        let p = ImuPreprocess {
+            channels: vec!["ax".into(), "ay".into()],
+            mean: vec![2.0, 20.0],
+            std: vec![1.0, 10.0],
+            window: None,
+            stride: None,
+        };
         let x = p.load(&path, &Device::Cpu)?;
         assert_eq!(x.squeeze(0)?.to_vec2::<f32>()?, vec![vec![-1.0, -1.0], vec![1.0, 1.0]]);
-        let three = ImuPreprocess { channels: vec!["a".into(), "b".into(), "c".into()], mean: vec![0.0; 3], std: vec![1.0; 3], ..p.clone() };
+        let three = ImuPreprocess {
+            channels: vec!["a".into(), "b".into(), "c".into()],
+            mean: vec![0.0; 3],
+            std: vec![1.0; 3],
+            ..p.clone()
+        };
         let e = three.load(&path, &Device::Cpu).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("r.csv") && e.contains("2 channels"), "{e}");
         let bad = ImuPreprocess { std: vec![1.0, 0.0], ..p };
-        assert!(bad.stats().err().map(|e| e.to_string()).unwrap_or_default().contains("preprocess.std"));
+        assert!(bad
+            .stats()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("preprocess.std"));
         Ok(())
     }
 
@@ -310,7 +380,10 @@ mod tests {
         let p: Preprocess = toml::from_str(text).unwrap();
         let again: Preprocess = toml::from_str(&toml::to_string(&p).unwrap()).unwrap();
         assert_eq!(p, again);
-        let e = toml::from_str::<Preprocess>(&format!("{text}image_sdt = [1, 1, 1]\n")).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = toml::from_str::<Preprocess>(&format!("{text}image_sdt = [1, 1, 1]\n"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("image_sdt"), "{e}");
     }
 }

@@ -61,7 +61,12 @@ impl Prompter {
     /// replaces a placeholder before the model reads it, so it needs no embedding row).
     /// `system`: a system turn opening every conversation that has none (`None` leaves the
     /// template's default; `Some("")` keeps a short empty one).
-    pub fn new(mut tokenizer: Tokenizer, template: ChatTemplate, placeholders: &[(Modality, String)], system: Option<String>) -> Result<Self> {
+    pub fn new(
+        mut tokenizer: Tokenizer,
+        template: ChatTemplate,
+        placeholders: &[(Modality, String)],
+        system: Option<String>,
+    ) -> Result<Self> {
         let placeholders = placeholders
             .iter()
             .map(|(modality, token)| {
@@ -112,7 +117,9 @@ impl Prompter {
     /// order they appear (checked against the ids when the pipeline splices them).
     pub fn sample(&self, messages: &[Message], inputs: Vec<Input>) -> Result<Sample> {
         if !messages.iter().any(|m| m.role == "assistant") {
-            return Err(Error::Invalid("a training conversation needs at least one assistant turn".into()));
+            return Err(Error::Invalid(
+                "a training conversation needs at least one assistant turn".into(),
+            ));
         }
         let (ids, labels) = self.labelled(&self.prepare(messages))?;
         Ok(Sample { ids, labels, inputs })
@@ -122,7 +129,9 @@ impl Prompter {
     /// model's tokens.
     fn prepare(&self, messages: &[Message]) -> Vec<Message> {
         let mut out: Vec<Message> = Vec::with_capacity(messages.len() + 1);
-        if let Some(system) = self.system.as_ref().filter(|_| !messages.iter().any(|m| m.role == "system")) {
+        if let Some(system) =
+            self.system.as_ref().filter(|_| !messages.iter().any(|m| m.role == "system"))
+        {
             out.push(Message::new("system", system.as_str()));
         }
         for m in messages {
@@ -160,7 +169,10 @@ impl Prompter {
             }
             let start = prompt.len();
             let span = &through[start..];
-            let end = span.iter().position(|id| self.tokenizer.eos_ids().contains(id)).map_or(span.len(), |p| p + 1);
+            let end = span
+                .iter()
+                .position(|id| self.tokenizer.eos_ids().contains(id))
+                .map_or(span.len(), |p| p + 1);
             for (i, &id) in span[..end].iter().enumerate() {
                 labels[start + i] = i64::from(id);
             }
@@ -172,7 +184,11 @@ impl Prompter {
 /// Question/answer turns about media as messages: the generic placeholders of `media`
 /// (one line each) open the first question, as LLaVA's `"<image>\n" + question`;
 /// `pending` is a last question still to be answered.
-pub fn qa_messages(media: &[Modality], turns: &[(&str, &str)], pending: Option<&str>) -> Vec<Message> {
+pub fn qa_messages(
+    media: &[Modality],
+    turns: &[(&str, &str)],
+    pending: Option<&str>,
+) -> Vec<Message> {
     let head: String = media.iter().map(|m| format!("{}\n", generic_placeholder(*m))).collect();
     let questions = turns.iter().map(|(q, _)| *q).chain(pending);
     let answers = turns.iter().map(|(_, a)| Some(*a)).chain(pending.map(|_| None));

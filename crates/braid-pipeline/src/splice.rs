@@ -39,7 +39,13 @@ pub fn splice(embeds: &Tensor, ids: &[Vec<u32>], token: u32, features: &Tensor) 
 }
 
 /// row: [seq, d] -> [seq, d], placeholders filled from `features[start..]`.
-fn splice_row(row: &Tensor, ids: &[u32], token: u32, features: &Tensor, start: usize) -> Result<Tensor> {
+fn splice_row(
+    row: &Tensor,
+    ids: &[u32],
+    token: u32,
+    features: &Tensor,
+    start: usize,
+) -> Result<Tensor> {
     let mut parts = Vec::new();
     let (mut i, mut next) = (0, start);
     while i < ids.len() {

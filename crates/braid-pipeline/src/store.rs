@@ -45,14 +45,18 @@ impl Pipeline {
     pub fn open(dir: &Path, weights: Weights, device: &Device) -> Result<Self> {
         let toml = dir.join(PIPELINE_FILE);
         if !toml.is_file() {
-            return Err(Error::format(dir, format!("not a Braid model directory: no {PIPELINE_FILE}")));
+            return Err(Error::format(
+                dir,
+                format!("not a Braid model directory: no {PIPELINE_FILE}"),
+            ));
         }
         let cfg = PipelineConfig::load(&toml)?;
         let frozen_lora = match weights {
             Weights::Frozen { .. } => Some(cfg.lora.as_ref().map(|_| dir.join("lora.safetensors"))),
             Weights::Trainable(_) => None,
         };
-        let pipeline = Self::build(&cfg, dir, device, &crate::build::Build { seed: None, frozen_lora })?;
+        let pipeline =
+            Self::build(&cfg, dir, device, &crate::build::Build { seed: None, frozen_lora })?;
         for (name, vars) in pipeline.var_maps() {
             load_exact(vars, &dir.join(format!("{name}.safetensors")))?;
         }

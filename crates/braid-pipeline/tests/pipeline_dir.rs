@@ -76,13 +76,34 @@ fn splices_two_images_and_an_imu_window_and_round_trips_through_a_directory() {
 
     let dir = tempfile::tempdir().unwrap();
     pipeline.save(dir.path()).unwrap();
-    for f in ["pipeline.toml", "llm.safetensors", "encoder.image.safetensors", "projector.image.safetensors", "encoder.imu.safetensors", "projector.imu.safetensors"] {
+    for f in [
+        "pipeline.toml",
+        "llm.safetensors",
+        "encoder.image.safetensors",
+        "projector.image.safetensors",
+        "encoder.imu.safetensors",
+        "projector.imu.safetensors",
+    ] {
         assert!(dir.path().join(f).is_file(), "{f} not written");
     }
-    let loaded = Pipeline::open(dir.path(), braid_pipeline::Weights::Trainable(candle_core::DType::F32), &Device::Cpu).unwrap();
+    let loaded = Pipeline::open(
+        dir.path(),
+        braid_pipeline::Weights::Trainable(candle_core::DType::F32),
+        &Device::Cpu,
+    )
+    .unwrap();
     assert_eq!(loaded.config(), pipeline.config());
     let again = loaded.forward(&ids, &inputs).unwrap().logits;
-    let diff: f32 = (&again - &logits).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
+    let diff: f32 = (&again - &logits)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
     assert_eq!(diff, 0.0);
 
     // A component file with a tensor too many is refused, naming it.
@@ -90,7 +111,13 @@ fn splices_two_images_and_an_imu_window_and_round_trips_through_a_directory() {
     let vb = candle_nn::VarBuilder::from_varmap(&vars, candle_core::DType::F32, &Device::Cpu);
     vb.get(2, "stray").unwrap();
     vars.save(dir.path().join("projector.imu.safetensors")).unwrap();
-    let err = Pipeline::open(dir.path(), braid_pipeline::Weights::Trainable(candle_core::DType::F32), &Device::Cpu).unwrap_err().to_string();
+    let err = Pipeline::open(
+        dir.path(),
+        braid_pipeline::Weights::Trainable(candle_core::DType::F32),
+        &Device::Cpu,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("stray"), "{err}");
 }
 
@@ -103,8 +130,15 @@ fn placeholder_and_input_counts_must_agree() {
 
 #[test]
 fn an_image_for_a_model_without_a_vision_encoder_is_an_error() {
-    let imu_only = TOML.split("[[encoders]]").enumerate().filter(|(i, _)| *i != 1).map(|(_, s)| s).collect::<Vec<_>>().join("[[encoders]]");
-    let pipeline = Pipeline::init(&config(&imu_only), std::path::Path::new("."), &Device::Cpu).unwrap();
+    let imu_only = TOML
+        .split("[[encoders]]")
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, s)| s)
+        .collect::<Vec<_>>()
+        .join("[[encoders]]");
+    let pipeline =
+        Pipeline::init(&config(&imu_only), std::path::Path::new("."), &Device::Cpu).unwrap();
     let err = pipeline.forward(&[1, IMAGE, IMU], &[image(), imu()]).unwrap_err().to_string();
     assert!(err.contains("no image encoder") && err.contains("imu"), "{err}");
 }
@@ -127,7 +161,8 @@ fn gradients_reach_every_encoder_and_projector_through_the_splice() {
 /// trainable body gives.
 #[test]
 fn a_directory_opened_frozen_gives_the_trainable_logits() {
-    let qwen = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/llm/qwen2_chat_tiny");
+    let qwen = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/llm/qwen2_chat_tiny");
     let text = format!(
         "llm = {:?}\n[lora]\nrank = 2\nalpha = 4.0\n[[encoders]]\nmodality = \"imu\"\n[encoders.encoder]\ntype = \"imu_patch\"\nchannels = 6\npatch_size = 4\nstride = 4\ntransformer = {{ hidden_size = 16, intermediate_size = 24, num_layers = 1, num_heads = 2, max_positions = 16 }}\n[encoders.projector]\ntype = \"linear\"\n",
         qwen.display().to_string()
@@ -143,17 +178,31 @@ fn a_directory_opened_frozen_gives_the_trainable_logits() {
     let dir = tempfile::tempdir().unwrap();
     trained.save(dir.path()).unwrap();
     let open = |w| Pipeline::open(dir.path(), w, &Device::Cpu).unwrap();
-    let (frozen, trainable) = (open(braid_pipeline::Weights::Frozen { dequantize: false }), open(braid_pipeline::Weights::Trainable(candle_core::DType::F32)));
+    let (frozen, trainable) = (
+        open(braid_pipeline::Weights::Frozen { dequantize: false }),
+        open(braid_pipeline::Weights::Trainable(candle_core::DType::F32)),
+    );
     assert!(!frozen.llm().unwrap().is_trainable() && trainable.llm().unwrap().is_trainable());
     let prompter = frozen.prompter().unwrap();
-    let ids = prompter.prompt_ids(&braid_pipeline::qa_messages(&[Modality::Imu], &[], Some("what is it?"))).unwrap();
+    let ids = prompter
+        .prompt_ids(&braid_pipeline::qa_messages(&[Modality::Imu], &[], Some("what is it?")))
+        .unwrap();
     let x = imu();
-    let (a, b) = (frozen.forward(&ids, std::slice::from_ref(&x)).unwrap().logits, trainable.forward(&ids, std::slice::from_ref(&x)).unwrap().logits);
+    let (a, b) = (
+        frozen.forward(&ids, std::slice::from_ref(&x)).unwrap().logits,
+        trainable.forward(&ids, std::slice::from_ref(&x)).unwrap().logits,
+    );
     let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
     let diff = (a - &b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(diff <= 1e-4 * scale.max(1.0), "frozen vs trainable: {diff} (scale {scale})");
     // Without its LoRA file the frozen model is refused, naming the file.
     std::fs::remove_file(dir.path().join("lora.safetensors")).unwrap();
-    let err = Pipeline::open(dir.path(), braid_pipeline::Weights::Frozen { dequantize: false }, &Device::Cpu).unwrap_err().to_string();
+    let err = Pipeline::open(
+        dir.path(),
+        braid_pipeline::Weights::Frozen { dequantize: false },
+        &Device::Cpu,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("lora.safetensors"), "{err}");
 }

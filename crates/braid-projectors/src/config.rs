@@ -117,15 +117,9 @@ mod tests {
         let cases = [
             ("type = \"linear\"", "linear"),
             ("type = \"mlp\"\nactivation = \"gelu\"", "mlp"),
-            (
-                "type = \"resampler\"\nnum_queries = 4\nheads = 2",
-                "resampler",
-            ),
+            ("type = \"resampler\"\nnum_queries = 4\nheads = 2", "resampler"),
             ("type = \"qformer\"\nlayers = 2", "qformer"),
-            (
-                "type = \"moe\"\nnum_experts = 2\nmodalities = [\"image\", \"audio\"]",
-                "moe",
-            ),
+            ("type = \"moe\"\nnum_experts = 2\nmodalities = [\"image\", \"audio\"]", "moe"),
         ];
         for (table, kind) in cases {
             let p: Pipeline = toml::from_str(&pipeline(table))
@@ -145,15 +139,12 @@ mod tests {
 
     #[test]
     fn unknown_kind_lists_the_known_ones() {
-        let err = toml::from_str::<Pipeline>(&pipeline("type = \"qformer_xl\""))
-            .unwrap_err()
-            .to_string();
+        let err =
+            toml::from_str::<Pipeline>(&pipeline("type = \"qformer_xl\"")).unwrap_err().to_string();
         for kind in ProjectorConfig::KINDS {
             assert!(err.contains(&format!("`{kind}`")), "{err}");
         }
-        let err = ProjectorConfig::from_toml("type = \"qformer_xl\"")
-            .unwrap_err()
-            .to_string();
+        let err = ProjectorConfig::from_toml("type = \"qformer_xl\"").unwrap_err().to_string();
         assert_eq!(
             err,
             "unknown projector kind `qformer_xl`; known: linear, mlp, resampler, qformer, moe"
@@ -162,9 +153,7 @@ mod tests {
 
     #[test]
     fn unknown_option_is_an_error() {
-        let err = ProjectorConfig::from_toml("type = \"mlp\"\ndepth = 3")
-            .unwrap_err()
-            .to_string();
+        let err = ProjectorConfig::from_toml("type = \"mlp\"\ndepth = 3").unwrap_err().to_string();
         assert!(err.contains("depth"), "{err}");
     }
 
@@ -185,13 +174,7 @@ mod tests {
 
     #[test]
     fn builds_each_kind() -> Result<()> {
-        let expect = [
-            ("linear", 5),
-            ("mlp", 5),
-            ("resampler", 4),
-            ("qformer", 2),
-            ("moe", 7),
-        ];
+        let expect = [("linear", 5), ("mlp", 5), ("resampler", 4), ("qformer", 2), ("moe", 7)];
         let tables = [
             "type = \"linear\"",
             "type = \"mlp\"",

@@ -31,9 +31,7 @@ pub struct LinearProjector {
 impl LinearProjector {
     /// Builds under `vb`.
     pub fn new(cfg: LinearConfig, in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            proj: Linear::new(in_dim, out_dim, cfg.bias, vb)?,
-        })
+        Ok(Self { proj: Linear::new(in_dim, out_dim, cfg.bias, vb)? })
     }
 }
 
@@ -72,10 +70,7 @@ mod tests {
         )?;
         let out = p.project(&features(2, 5, 6, true)?)?;
         assert_eq!(out.tokens.dims(), &[2, 5, 10]);
-        assert_eq!(
-            out.mask.as_ref().map(|m| m.dims().to_vec()),
-            Some(vec![2, 5])
-        );
+        assert_eq!(out.mask.as_ref().map(|m| m.dims().to_vec()), Some(vec![2, 5]));
         check_all_vars_get_grad(&vm, &loss(&out)?)
     }
 }

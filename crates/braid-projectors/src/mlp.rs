@@ -23,10 +23,7 @@ pub struct MlpProjectorConfig {
 
 impl Default for MlpProjectorConfig {
     fn default() -> Self {
-        Self {
-            activation: Activation::Gelu,
-            bias: true,
-        }
+        Self { activation: Activation::Gelu, bias: true }
     }
 }
 
@@ -105,22 +102,10 @@ mod tests {
         let b1 = Tensor::randn(0f32, 0.3, 10, &dev)?;
         let w2 = Tensor::randn(0f32, 0.3, (10, 10), &dev)?;
         let b2 = Tensor::randn(0f32, 0.3, 10, &dev)?;
-        ts.insert(
-            "multi_modal_projector.linear_1.weight".to_string(),
-            w1.clone(),
-        );
-        ts.insert(
-            "multi_modal_projector.linear_1.bias".to_string(),
-            b1.clone(),
-        );
-        ts.insert(
-            "multi_modal_projector.linear_2.weight".to_string(),
-            w2.clone(),
-        );
-        ts.insert(
-            "multi_modal_projector.linear_2.bias".to_string(),
-            b2.clone(),
-        );
+        ts.insert("multi_modal_projector.linear_1.weight".to_string(), w1.clone());
+        ts.insert("multi_modal_projector.linear_1.bias".to_string(), b1.clone());
+        ts.insert("multi_modal_projector.linear_2.weight".to_string(), w2.clone());
+        ts.insert("multi_modal_projector.linear_2.bias".to_string(), b2.clone());
         let vb = VarBuilder::from_tensors(ts, DType::F32, &dev);
         let p = MlpProjector::new(
             MlpProjectorConfig::default(),
@@ -129,16 +114,9 @@ mod tests {
             vb.pp("multi_modal_projector"),
         )?;
         let x = Tensor::randn(0f32, 1.0, (1, 3, 6), &dev)?;
-        let h = x
-            .broadcast_matmul(&w1.t()?)?
-            .broadcast_add(&b1)?
-            .gelu_erf()?;
+        let h = x.broadcast_matmul(&w1.t()?)?.broadcast_add(&b1)?.gelu_erf()?;
         let want = h.broadcast_matmul(&w2.t()?)?.broadcast_add(&b2)?;
-        let diff = (p.forward(&x)? - want)?
-            .abs()?
-            .flatten_all()?
-            .max(0)?
-            .to_scalar::<f32>()?;
+        let diff = (p.forward(&x)? - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
         assert!(diff < 1e-6, "max abs diff {diff}");
         Ok(())
     }

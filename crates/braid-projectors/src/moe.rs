@@ -62,18 +62,12 @@ impl MoeProjector {
     /// Builds under `vb`; modality tokens start from N(0, 0.02).
     pub fn new(cfg: &MoeConfig, in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
         let Some(&default) = cfg.modalities.first() else {
-            return Err(Error::config(
-                "projector.modalities",
-                "name at least one modality",
-            ));
+            return Err(Error::config("projector.modalities", "name at least one modality"));
         };
         if cfg.num_experts == 0 {
             return Err(Error::config("projector.num_experts", "must be at least 1"));
         }
-        let init = Init::Randn {
-            mean: 0.0,
-            stdev: 0.02,
-        };
+        let init = Init::Randn { mean: 0.0, stdev: 0.02 };
         let mut routes = Vec::with_capacity(cfg.modalities.len());
         for &m in &cfg.modalities {
             let t = vb.pp("modality_tokens").get_with_hints(
@@ -84,12 +78,7 @@ impl MoeProjector {
             routes.push((
                 m,
                 t,
-                Linear::new(
-                    out_dim,
-                    cfg.num_experts,
-                    true,
-                    vb.pp("routers").pp(m.name()),
-                )?,
+                Linear::new(out_dim, cfg.num_experts, true, vb.pp("routers").pp(m.name()))?,
             ));
         }
         let mlp = MlpConfig {
@@ -122,11 +111,7 @@ impl MoeProjector {
             None => Err(Error::Unknown {
                 kind: "projector modality".into(),
                 name: modality.name().into(),
-                known: self
-                    .routes
-                    .iter()
-                    .map(|(m, _, _)| m.name().to_string())
-                    .collect(),
+                known: self.routes.iter().map(|(m, _, _)| m.name().to_string()).collect(),
             }),
         }
     }
@@ -138,10 +123,7 @@ impl MoeProjector {
         let (tokens, _) = self.router(modality)?;
         let h = self.norm_in.forward(&self.proj_in.forward(x)?)?;
         let (b, (t, d)) = (h.dim(0)?, tokens.dims2()?);
-        let tokens = tokens
-            .unsqueeze(0)?
-            .broadcast_as((b, t, d))?
-            .to_dtype(h.dtype())?;
+        let tokens = tokens.unsqueeze(0)?.broadcast_as((b, t, d))?.to_dtype(h.dtype())?;
         Ok(Tensor::cat(&[&tokens, &h], 1)?)
     }
 
@@ -214,12 +196,7 @@ mod tests {
             mlp_ratio: 2,
             eps: 1e-6,
         };
-        MoeProjector::new(
-            &cfg,
-            6,
-            8,
-            VarBuilder::from_varmap(vm, DType::F32, &Device::Cpu),
-        )
+        MoeProjector::new(&cfg, 6, 8, VarBuilder::from_varmap(vm, DType::F32, &Device::Cpu))
     }
 
     #[test]
@@ -228,10 +205,7 @@ mod tests {
         let out = p.project(&features(2, 5, 6, true)?)?;
         assert_eq!(out.tokens.dims(), &[2, 7, 8]);
         let mask = out.mask.as_ref().map(|m| m.to_vec2::<f32>()).transpose()?;
-        assert_eq!(
-            mask.map(|m| m[1].clone()),
-            Some(vec![1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0])
-        );
+        assert_eq!(mask.map(|m| m[1].clone()), Some(vec![1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]));
         Ok(())
     }
 
@@ -263,16 +237,12 @@ mod tests {
         let vm = VarMap::new();
         let p = build(&vm)?;
         let grads = loss(&p.project(&features(2, 5, 6, false)?)?)?.backward()?;
-        let data = vm
-            .data()
-            .lock()
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let data = vm.data().lock().map_err(|e| Error::Invalid(e.to_string()))?;
         for k in 0..3 {
             for part in ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"] {
                 let name = format!("experts.{k}.{part}");
-                let var = data
-                    .get(&name)
-                    .ok_or_else(|| Error::Invalid(format!("no variable {name}")))?;
+                let var =
+                    data.get(&name).ok_or_else(|| Error::Invalid(format!("no variable {name}")))?;
                 let g = grads
                     .get(var.as_tensor())
                     .ok_or_else(|| Error::Invalid(format!("{name}: no gradient")))?;
@@ -286,10 +256,8 @@ mod tests {
     #[test]
     fn unknown_modality_lists_configured_ones() -> Result<()> {
         let p = build(&VarMap::new())?;
-        let err = p
-            .project_as(&features(1, 3, 6, false)?, Modality::Audio)
-            .unwrap_err()
-            .to_string();
+        let err =
+            p.project_as(&features(1, 3, 6, false)?, Modality::Audio).unwrap_err().to_string();
         assert!(err.contains("audio") && err.contains("image, imu"), "{err}");
         Ok(())
     }

@@ -25,11 +25,7 @@ pub struct ResamplerConfig {
 
 impl Default for ResamplerConfig {
     fn default() -> Self {
-        Self {
-            num_queries: 64,
-            heads: 8,
-            eps: 1e-6,
-        }
+        Self { num_queries: 64, heads: 8, eps: 1e-6 }
     }
 }
 
@@ -62,10 +58,7 @@ impl Resampler {
         if cfg.num_queries == 0 {
             return Err(Error::config("projector.num_queries", "must be at least 1"));
         }
-        let init = Init::Randn {
-            mean: 0.0,
-            stdev: 0.02,
-        };
+        let init = Init::Randn { mean: 0.0, stdev: 0.02 };
         Ok(Self {
             query: vb.get_with_hints((cfg.num_queries, out_dim), "query", init)?,
             kv_proj: Linear::new(in_dim, out_dim, false, vb.pp("kv_proj"))?,
@@ -105,10 +98,7 @@ impl InputProjector for Resampler {
     /// tokens [batch, n, in_dim] (mask [batch, n]) -> [batch, num_queries, out_dim], no mask
     /// (every query is a real token).
     fn project(&self, features: &Features) -> Result<Features> {
-        Features::new(
-            self.forward(&features.tokens, features.mask.as_ref())?,
-            None,
-        )
+        Features::new(self.forward(&features.tokens, features.mask.as_ref())?, None)
     }
 }
 
@@ -121,17 +111,8 @@ mod tests {
     use candle_nn::VarMap;
 
     fn build(vm: &VarMap) -> Result<Resampler> {
-        let cfg = ResamplerConfig {
-            num_queries: 3,
-            heads: 2,
-            eps: 1e-6,
-        };
-        Resampler::new(
-            cfg,
-            6,
-            8,
-            VarBuilder::from_varmap(vm, DType::F32, &Device::Cpu),
-        )
+        let cfg = ResamplerConfig { num_queries: 3, heads: 2, eps: 1e-6 };
+        Resampler::new(cfg, 6, 8, VarBuilder::from_varmap(vm, DType::F32, &Device::Cpu))
     }
 
     #[test]
@@ -155,19 +136,11 @@ mod tests {
         let padded_changed = (&f.tokens + noise.broadcast_mul(&(1.0 - &keep)?)?)?;
         let a = p.forward(&f.tokens, f.mask.as_ref())?;
         let b = p.forward(&padded_changed, f.mask.as_ref())?;
-        let diff = (&a - &b)?
-            .abs()?
-            .flatten_all()?
-            .max(0)?
-            .to_scalar::<f32>()?;
+        let diff = (&a - &b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
         assert!(diff < 1e-6, "padding changed the output by {diff}");
         let real_changed = (&f.tokens + noise.broadcast_mul(&keep)?)?;
         let c = p.forward(&real_changed, f.mask.as_ref())?;
-        let diff = (a.i(1)? - c.i(1)?)?
-            .abs()?
-            .flatten_all()?
-            .max(0)?
-            .to_scalar::<f32>()?;
+        let diff = (a.i(1)? - c.i(1)?)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
         assert!(diff > 1e-3);
         Ok(())
     }
@@ -175,17 +148,8 @@ mod tests {
     #[test]
     fn heads_must_divide_width() {
         let vm = VarMap::new();
-        let cfg = ResamplerConfig {
-            num_queries: 3,
-            heads: 3,
-            eps: 1e-6,
-        };
-        let err = Resampler::new(
-            cfg,
-            6,
-            8,
-            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
-        );
+        let cfg = ResamplerConfig { num_queries: 3, heads: 3, eps: 1e-6 };
+        let err = Resampler::new(cfg, 6, 8, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu));
         assert!(err.is_err_and(|e| e.to_string().contains("projector.heads")));
     }
 }

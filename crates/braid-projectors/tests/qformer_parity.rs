@@ -33,9 +33,7 @@ fn qformer_matches_transformers() {
     let text = std::fs::read_to_string(dir().join("config.json")).unwrap();
     let cfg = QFormerConfig::from_hf_json(&text).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let enc_dim = json["qformer_config"]["encoder_hidden_size"]
-        .as_u64()
-        .unwrap() as usize;
+    let enc_dim = json["qformer_config"]["encoder_hidden_size"].as_u64().unwrap() as usize;
     let llm = json["text_config"]["hidden_size"].as_u64().unwrap() as usize;
 
     let path = dir().join("model.safetensors");
@@ -53,8 +51,5 @@ fn qformer_matches_transformers() {
     let projected = projector.forward(x, Some(&mask)).unwrap();
     let d_projected = max_diff(&projected, &io["projected"]);
     eprintln!("qformer parity: last_hidden_state max abs diff {d_hidden:.2e}, projected {d_projected:.2e}");
-    assert!(
-        d_hidden <= TOL && d_projected <= TOL,
-        "{d_hidden} {d_projected}"
-    );
+    assert!(d_hidden <= TOL && d_projected <= TOL, "{d_hidden} {d_projected}");
 }

@@ -63,7 +63,8 @@ mod tests {
         let bad = r#"{"model":"smollm2","messages":[],"temprature":0.5}"#;
         let err = serde_json::from_str::<ChatRequest>(bad).unwrap_err().to_string();
         assert!(err.contains("temprature"), "{err}");
-        let e: EmbeddingsRequest = serde_json::from_str(r#"{"model":"minilm","input":["a","b"]}"#).unwrap();
+        let e: EmbeddingsRequest =
+            serde_json::from_str(r#"{"model":"minilm","input":["a","b"]}"#).unwrap();
         assert_eq!(e.input, EmbeddingsInput::Many(vec!["a".into(), "b".into()]));
     }
 }

@@ -52,12 +52,21 @@ fn settings() -> Result<Settings> {
     let (mut gguf, mut repeats, mut cases) = (None, 3, "abcd".to_string());
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| Error::Invalid(format!("{flag} needs a value")));
+        let mut value =
+            || args.next().ok_or_else(|| Error::Invalid(format!("{flag} needs a value")));
         match flag.as_str() {
             "--gguf" => gguf = Some(PathBuf::from(value()?)),
-            "--repeats" => repeats = value()?.parse().map_err(|_| Error::Invalid("--repeats: not a number".into()))?,
+            "--repeats" => {
+                repeats = value()?
+                    .parse()
+                    .map_err(|_| Error::Invalid("--repeats: not a number".into()))?
+            }
             "--cases" => cases = value()?,
-            _ => return Err(Error::Invalid(format!("unknown argument {flag} (--gguf PATH, --repeats N, --cases abcd)"))),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "unknown argument {flag} (--gguf PATH, --repeats N, --cases abcd)"
+                )))
+            }
         }
     }
     let gguf = match gguf {
@@ -68,15 +77,17 @@ fn settings() -> Result<Settings> {
 }
 
 fn home_gguf() -> Result<PathBuf> {
-    let home = std::env::var_os("BRAID_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/braid"));
+    let home = std::env::var_os("BRAID_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/braid")
+    });
     let dir = home.join("models/smollm2");
     let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
     entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "gguf"))
-        .ok_or_else(|| Error::Invalid(format!("no GGUF in {} (run `braid fetch smollm2`)", dir.display())))
+        .ok_or_else(|| {
+            Error::Invalid(format!("no GGUF in {} (run `braid fetch smollm2`)", dir.display()))
+        })
 }
 
 /// Seconds of each of `repeats` timed runs after one warm-up.
@@ -129,12 +140,19 @@ struct Batch {
 
 impl Batch {
     /// `labelled`: positions of the sequence whose label is learnt (-100 elsewhere).
-    fn new(size: usize, image: usize, text: usize, labelled: &[usize], dev: &Device) -> Result<Self> {
+    fn new(
+        size: usize,
+        image: usize,
+        text: usize,
+        labelled: &[usize],
+        dev: &Device,
+    ) -> Result<Self> {
         let mut features = Vec::new();
         let mut ids = Vec::new();
         for s in 0..size {
             features.push(Tensor::randn(0f32, 1., (1, image, VISION_DIM), dev)?);
-            let t: Vec<u32> = (0..text as u32).map(|i| 100 + (i * 37 + s as u32 * 101) % 4000).collect();
+            let t: Vec<u32> =
+                (0..text as u32).map(|i| 100 + (i * 37 + s as u32 * 101) % 4000).collect();
             ids.push(Tensor::new(t.as_slice(), dev)?.unsqueeze(0)?);
         }
         let rows: Vec<u32> = labelled.iter().map(|&p| p as u32 - 1).collect();
@@ -169,7 +187,13 @@ fn batch_loss(llm: &Llama, proj: &MlpProjector, batch: &Batch) -> Result<Tensor>
 }
 
 /// One optimiser step as `braid_train::fit` takes it: loss, backward, clip, AdamW.
-fn train_step(llm: &Llama, proj: &MlpProjector, batch: &Batch, vars: &[(String, Var)], opt: &mut AdamW) -> Result<()> {
+fn train_step(
+    llm: &Llama,
+    proj: &MlpProjector,
+    batch: &Batch,
+    vars: &[(String, Var)],
+    opt: &mut AdamW,
+) -> Result<()> {
     let loss = batch_loss(llm, proj, batch)?;
     let mut grads = Grads::from_vars(vars.iter().map(|(n, v)| (n.as_str(), v)), &loss.backward()?);
     clip_grad_norm(&mut grads, MAX_GRAD_NORM)?;
@@ -177,7 +201,12 @@ fn train_step(llm: &Llama, proj: &MlpProjector, batch: &Batch, vars: &[(String, 
 }
 
 fn projector(varmap: &VarMap, hidden: usize, dev: &Device) -> Result<MlpProjector> {
-    MlpProjector::new(MlpProjectorConfig::default(), VISION_DIM, hidden, VarBuilder::from_varmap(varmap, DType::F32, dev))
+    MlpProjector::new(
+        MlpProjectorConfig::default(),
+        VISION_DIM,
+        hidden,
+        VarBuilder::from_varmap(varmap, DType::F32, dev),
+    )
 }
 
 /// An `align` step with `image` image tokens: only the projector trains.
@@ -188,9 +217,18 @@ fn align(llm: &Llama, case: &str, image: usize, repeats: usize, dev: &Device) ->
     let varmap = VarMap::new();
     let proj = projector(&varmap, llm.hidden_size(), dev)?;
     let vars = prefixed_vars("projector.image", &varmap)?;
-    let mut opt = AdamW::from_vars(vars.clone(), AdamWConfig { lr: 2e-3, weight_decay: 0.0, ..Default::default() });
+    let mut opt = AdamW::from_vars(
+        vars.clone(),
+        AdamWConfig { lr: 2e-3, weight_decay: 0.0, ..Default::default() },
+    );
     let times = timings(repeats, || train_step(llm, &proj, &batch, &vars, &mut opt))?;
-    emit(case, "samples/s", size, &times, json!({ "seq": batch.seq()?, "labelled_per_sample": labelled }));
+    emit(
+        case,
+        "samples/s",
+        size,
+        &times,
+        json!({ "seq": batch.seq()?, "labelled_per_sample": labelled }),
+    );
     Ok(())
 }
 
@@ -204,10 +242,19 @@ fn instruct(llm: &Llama, lora: &VarMap, repeats: usize, dev: &Device) -> Result<
     let proj = projector(&varmap, llm.hidden_size(), dev)?;
     let mut vars = prefixed_vars("projector.image", &varmap)?;
     vars.extend(prefixed_vars("lora", lora)?);
-    let mut opt = AdamW::from_vars(vars.clone(), AdamWConfig { lr: 5e-4, weight_decay: 0.0, ..Default::default() });
+    let mut opt = AdamW::from_vars(
+        vars.clone(),
+        AdamWConfig { lr: 5e-4, weight_decay: 0.0, ..Default::default() },
+    );
     let times = timings(repeats, || train_step(llm, &proj, &batch, &vars, &mut opt))?;
     let trainable: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
-    emit("c_instruct", "conversations/s", size, &times, json!({ "seq": batch.seq()?, "labelled_per_sample": labelled, "trainable_params": trainable }));
+    emit(
+        "c_instruct",
+        "conversations/s",
+        size,
+        &times,
+        json!({ "seq": batch.seq()?, "labelled_per_sample": labelled, "trainable_params": trainable }),
+    );
     Ok(())
 }
 
@@ -224,7 +271,13 @@ fn evaluate(llm: &Llama, case: &str, repeats: usize, dev: &Device) -> Result<()>
     let varmap = VarMap::new();
     let proj = projector(&varmap, llm.hidden_size(), dev)?;
     let features = Tensor::randn(0f32, 1., (1, image, VISION_DIM), dev)?;
-    let ids = |n: usize, from: u32| Tensor::new((0..n as u32).map(|i| 100 + (from + i * 37) % 4000).collect::<Vec<_>>().as_slice(), dev)?.unsqueeze(0);
+    let ids = |n: usize, from: u32| {
+        Tensor::new(
+            (0..n as u32).map(|i| 100 + (from + i * 37) % 4000).collect::<Vec<_>>().as_slice(),
+            dev,
+        )?
+        .unsqueeze(0)
+    };
     let (prefix_ids, question_ids) = (ids(prefix_text, 0)?, ids(question, 7)?);
     let mut cache = llm.new_cache();
     let run_prefix = |cache: &mut braid_llm::DecodeCache| -> Result<()> {
@@ -236,13 +289,23 @@ fn evaluate(llm: &Llama, case: &str, repeats: usize, dev: &Device) -> Result<()>
     let cached = cache.len();
     let times = timings(repeats, || {
         cache.truncate(cached)?;
-        let mut next = greedy(&llm.forward_last(&llm.embed_tokens(&question_ids)?, None, Some(&mut cache))?)?;
+        let mut next = greedy(&llm.forward_last(
+            &llm.embed_tokens(&question_ids)?,
+            None,
+            Some(&mut cache),
+        )?)?;
         for _ in 0..decode {
             next = greedy(&llm.forward_last(&llm.embed_tokens(&next)?, None, Some(&mut cache))?)?;
         }
         Ok(())
     })?;
-    emit(case, "questions/s", 1, &times, json!({ "prefix": cached, "question": question, "decode_steps": decode, "prefix_median_s": median(&prefix_times) }));
+    emit(
+        case,
+        "questions/s",
+        1,
+        &times,
+        json!({ "prefix": cached, "question": question, "decode_steps": decode, "prefix_median_s": median(&prefix_times) }),
+    );
     Ok(())
 }
 
@@ -250,7 +313,12 @@ fn main() -> Result<()> {
     let s = settings()?;
     let dev = Device::Cpu;
     let wants = |c: char| s.cases.contains(c);
-    eprintln!("SmolLM2-135M ({}), {} threads, {} repeats", s.gguf.display(), candle_core::utils::get_num_threads(), s.repeats);
+    eprintln!(
+        "SmolLM2-135M ({}), {} threads, {} repeats",
+        s.gguf.display(),
+        candle_core::utils::get_num_threads(),
+        s.repeats
+    );
     if wants('a') || wants('b') {
         let (llm, _) = Llama::load(&s.gguf, Weights::Trainable(DType::F32), &dev)?;
         if wants('a') {
@@ -262,7 +330,14 @@ fn main() -> Result<()> {
     }
     if wants('c') || wants('d') {
         let lora = VarMap::new();
-        let (llm, _) = Llama::load_with_lora(&s.gguf, DType::F32, &dev, LoraConfig { rank: 8, alpha: 16.0 }, &LoraSpec::LLAMA_ALL, &lora)?;
+        let (llm, _) = Llama::load_with_lora(
+            &s.gguf,
+            DType::F32,
+            &dev,
+            LoraConfig { rank: 8, alpha: 16.0 },
+            &LoraSpec::LLAMA_ALL,
+            &lora,
+        )?;
         if wants('c') {
             instruct(&llm, &lora, s.repeats, &dev)?;
         }

@@ -57,7 +57,12 @@ impl CheckpointDir {
 
     /// Writes a checkpoint for `state.step`: `fill` writes the files into the directory it
     /// is given; [`STATE_FILE`] is added last. Keeps the newest `keep` checkpoints.
-    pub fn save(&self, state: &TrainState, keep: usize, fill: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+    pub fn save(
+        &self,
+        state: &TrainState,
+        keep: usize,
+        fill: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<PathBuf> {
         fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))?;
         self.remove_partial()?;
         let name = format!("step-{:07}", state.step);
@@ -65,7 +70,8 @@ impl CheckpointDir {
         let dir = self.root.join(&name);
         fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         fill(&tmp)?;
-        let json = serde_json::to_string_pretty(state).map_err(|e| Error::format(tmp.join(STATE_FILE), e.to_string()))?;
+        let json = serde_json::to_string_pretty(state)
+            .map_err(|e| Error::format(tmp.join(STATE_FILE), e.to_string()))?;
         write_synced(&tmp.join(STATE_FILE), json.as_bytes())?;
         if dir.exists() {
             fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -73,7 +79,8 @@ impl CheckpointDir {
         fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
         let latest_tmp = self.root.join(format!("{LATEST}.tmp"));
         write_synced(&latest_tmp, name.as_bytes())?;
-        fs::rename(&latest_tmp, self.root.join(LATEST)).map_err(|e| Error::io(self.root.join(LATEST), e))?;
+        fs::rename(&latest_tmp, self.root.join(LATEST))
+            .map_err(|e| Error::io(self.root.join(LATEST), e))?;
         sync_dir(&self.root);
         self.prune(keep)?;
         Ok(dir)
@@ -99,7 +106,11 @@ impl CheckpointDir {
         let mut dirs: Vec<PathBuf> = fs::read_dir(&self.root)
             .map_err(|e| Error::io(&self.root, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-") && !n.ends_with(".tmp")))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("step-") && !n.ends_with(".tmp"))
+            })
             .filter(|p| p.join(STATE_FILE).is_file())
             .collect();
         dirs.sort();
@@ -134,7 +145,8 @@ pub fn read_state(dir: &Path) -> Result<TrainState> {
 
 /// Saves named variables to a safetensors file.
 pub fn save_vars(vars: &[(String, Var)], path: &Path) -> Result<()> {
-    let map: HashMap<String, Tensor> = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+    let map: HashMap<String, Tensor> =
+        vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
     candle_core::safetensors::save(&map, path)?;
     Ok(())
 }
@@ -145,16 +157,26 @@ pub fn load_vars(vars: &[(String, Var)], path: &Path) -> Result<()> {
     if !path.is_file() {
         return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
     }
-    let mut saved = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| Error::format(path, e.to_string()))?;
+    let mut saved = candle_core::safetensors::load(path, &Device::Cpu)
+        .map_err(|e| Error::format(path, e.to_string()))?;
     for (name, var) in vars {
-        let t = saved.remove(name).ok_or_else(|| Error::format(path, format!("lacks trainable variable `{name}`")))?;
+        let t = saved
+            .remove(name)
+            .ok_or_else(|| Error::format(path, format!("lacks trainable variable `{name}`")))?;
         if t.dims() != var.dims() {
-            return Err(Error::shape(format!("{name} in {}", path.display()), var.dims(), t.dims()));
+            return Err(Error::shape(
+                format!("{name} in {}", path.display()),
+                var.dims(),
+                t.dims(),
+            ));
         }
         var.set(&t.to_device(var.device())?.to_dtype(var.dtype())?)?;
     }
     if let Some(extra) = saved.keys().next() {
-        return Err(Error::format(path, format!("holds `{extra}`, which this model does not train")));
+        return Err(Error::format(
+            path,
+            format!("holds `{extra}`, which this model does not train"),
+        ));
     }
     Ok(())
 }
@@ -189,7 +211,11 @@ mod tests {
         let ck = CheckpointDir::new(run.path());
         assert_eq!(ck.latest().unwrap(), None);
         for step in [1, 2, 3] {
-            ck.save(&state(step), 2, |d| { fs::write(d.join("w"), [step as u8]).unwrap(); Ok(()) }).unwrap();
+            ck.save(&state(step), 2, |d| {
+                fs::write(d.join("w"), [step as u8]).unwrap();
+                Ok(())
+            })
+            .unwrap();
         }
         let latest = ck.latest().unwrap().unwrap();
         assert!(latest.ends_with("step-0000003"));

@@ -71,14 +71,21 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Fails on values no run can use, naming the field.
     pub fn validate(&self) -> Result<()> {
-        let positive = [("train.batch_size", self.batch_size), ("train.grad_accum", self.grad_accum), ("train.keep_checkpoints", self.keep_checkpoints)];
+        let positive = [
+            ("train.batch_size", self.batch_size),
+            ("train.grad_accum", self.grad_accum),
+            ("train.keep_checkpoints", self.keep_checkpoints),
+        ];
         for (field, v) in positive {
             if v == 0 {
                 return Err(Error::config(field, "must be at least 1"));
             }
         }
         if self.batch_size.checked_mul(self.grad_accum).is_none() {
-            let msg = format!("batch_size {} x grad_accum {} overflows", self.batch_size, self.grad_accum);
+            let msg = format!(
+                "batch_size {} x grad_accum {} overflows",
+                self.batch_size, self.grad_accum
+            );
             return Err(Error::config("train.grad_accum", msg));
         }
         if self.epochs == 0 && self.max_steps == 0 {
@@ -88,11 +95,36 @@ impl TrainConfig {
         let floats = [
             ("train.lr", self.lr, self.lr.is_finite() && self.lr > 0.0, "a finite number > 0"),
             ("train.eps", self.eps, self.eps.is_finite() && self.eps > 0.0, "a finite number > 0"),
-            ("train.weight_decay", self.weight_decay, self.weight_decay.is_finite() && self.weight_decay >= 0.0, "a finite number >= 0"),
-            ("train.max_grad_norm", self.max_grad_norm, self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0, "a finite number >= 0 (0: no clipping)"),
-            ("train.betas", self.betas[0], (0.0..1.0).contains(&self.betas[0]), "in [0, 1) (both betas)"),
-            ("train.betas", self.betas[1], (0.0..1.0).contains(&self.betas[1]), "in [0, 1) (both betas)"),
-            ("train.warmup_ratio", self.warmup_ratio, (0.0..1.0).contains(&self.warmup_ratio), "in [0, 1)"),
+            (
+                "train.weight_decay",
+                self.weight_decay,
+                self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+                "a finite number >= 0",
+            ),
+            (
+                "train.max_grad_norm",
+                self.max_grad_norm,
+                self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0,
+                "a finite number >= 0 (0: no clipping)",
+            ),
+            (
+                "train.betas",
+                self.betas[0],
+                (0.0..1.0).contains(&self.betas[0]),
+                "in [0, 1) (both betas)",
+            ),
+            (
+                "train.betas",
+                self.betas[1],
+                (0.0..1.0).contains(&self.betas[1]),
+                "in [0, 1) (both betas)",
+            ),
+            (
+                "train.warmup_ratio",
+                self.warmup_ratio,
+                (0.0..1.0).contains(&self.warmup_ratio),
+                "in [0, 1)",
+            ),
         ];
         if let Some((field, v, _, want)) = floats.into_iter().find(|f| !f.2) {
             return Err(Error::config(field, format!("must be {want}, got {v}")));
@@ -111,12 +143,22 @@ impl TrainConfig {
 
     /// The AdamW hyper-parameters.
     pub fn adamw(&self) -> AdamWConfig {
-        AdamWConfig { lr: self.lr, beta1: self.betas[0], beta2: self.betas[1], eps: self.eps, weight_decay: self.weight_decay }
+        AdamWConfig {
+            lr: self.lr,
+            beta1: self.betas[0],
+            beta2: self.betas[1],
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+        }
     }
 
     /// The schedule for a run of `total` steps.
     pub fn schedule(&self, total: usize) -> CosineWithWarmup {
-        let warmup = if self.warmup_steps > 0 { self.warmup_steps } else { (self.warmup_ratio * total as f64).round() as usize };
+        let warmup = if self.warmup_steps > 0 {
+            self.warmup_steps
+        } else {
+            (self.warmup_ratio * total as f64).round() as usize
+        };
         CosineWithWarmup { base_lr: self.lr, warmup_steps: warmup, total_steps: total }
     }
 }
@@ -132,14 +174,21 @@ mod tests {
         assert!(e.to_string().contains("learning_rate"), "{e}");
         let cfg: TrainConfig = toml::from_str("batch_size = 0").unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("train.batch_size"));
-        let cfg = TrainConfig { batch_size: 8, grad_accum: 2, epochs: 3, warmup_ratio: 0.1, ..Default::default() };
+        let cfg = TrainConfig {
+            batch_size: 8,
+            grad_accum: 2,
+            epochs: 3,
+            warmup_ratio: 0.1,
+            ..Default::default()
+        };
         assert_eq!(cfg.total_steps(33), 9);
         assert_eq!(cfg.schedule(9).warmup_steps, 1);
     }
 
     #[test]
     fn panic_train_batch_size_times_grad_accum_overflow() {
-        let cfg: TrainConfig = toml::from_str("batch_size = 4294967296\ngrad_accum = 4294967296").unwrap();
+        let cfg: TrainConfig =
+            toml::from_str("batch_size = 4294967296\ngrad_accum = 4294967296").unwrap();
         let e = cfg.validate().unwrap_err().to_string();
         assert!(e.contains("train.grad_accum") && e.contains("overflows"), "{e}");
         // Unvalidated, the step count saturates instead of dividing by a wrapped zero.
@@ -156,7 +205,10 @@ mod tests {
             ("eps = nan", "`train.eps`"),
             ("weight_decay = -0.1", "`train.weight_decay`"),
             ("weight_decay = inf", "`train.weight_decay`"),
-            ("max_grad_norm = nan", "`train.max_grad_norm`: must be a finite number >= 0 (0: no clipping), got NaN"),
+            (
+                "max_grad_norm = nan",
+                "`train.max_grad_norm`: must be a finite number >= 0 (0: no clipping), got NaN",
+            ),
             ("max_grad_norm = -1.0", "`train.max_grad_norm`"),
             ("lr = nan", "`train.lr`"),
             ("lr = inf", "`train.lr`"),
@@ -167,6 +219,8 @@ mod tests {
             let e = cfg.validate().unwrap_err().to_string();
             assert!(e.contains(want), "{toml_text}: {e}");
         }
-        assert!(TrainConfig { max_grad_norm: 0.0, weight_decay: 0.0, ..Default::default() }.validate().is_ok());
+        assert!(TrainConfig { max_grad_norm: 0.0, weight_decay: 0.0, ..Default::default() }
+            .validate()
+            .is_ok());
     }
 }

@@ -11,8 +11,8 @@ pub mod order;
 pub mod plot;
 pub mod recipe;
 pub mod schedule;
-pub mod stages;
 mod stage;
+pub mod stages;
 mod trainer;
 
 pub use config::TrainConfig;

@@ -31,7 +31,10 @@ impl Record {
         m.insert("step".into(), self.step.into());
         m.insert("split".into(), self.split.clone().into());
         for (k, v) in &self.values {
-            m.insert(k.clone(), serde_json::Number::from_f64(*v).map_or(Value::Null, Value::Number));
+            m.insert(
+                k.clone(),
+                serde_json::Number::from_f64(*v).map_or(Value::Null, Value::Number),
+            );
         }
         Value::Object(m)
     }
@@ -40,7 +43,11 @@ impl Record {
         let obj = v.as_object()?;
         let step = obj.get("step")?.as_u64()? as usize;
         let split = obj.get("split")?.as_str()?.to_string();
-        let values = obj.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).filter(|(k, _)| k != "step").collect();
+        let values = obj
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+            .filter(|(k, _)| k != "step")
+            .collect();
         Some(Self { step, split, values })
     }
 }
@@ -57,7 +64,10 @@ impl MetricsLog {
     /// run passes 0 and starts an empty log).
     pub fn open(dir: &Path, keep_until: usize) -> Result<Self> {
         let path = dir.join(METRICS_FILE);
-        let kept: Vec<Record> = read_records(&path)?.into_iter().filter(|r| r.step <= keep_until && keep_until > 0).collect();
+        let kept: Vec<Record> = read_records(&path)?
+            .into_iter()
+            .filter(|r| r.step <= keep_until && keep_until > 0)
+            .collect();
         let tmp = path.with_extension("jsonl.tmp");
         let mut text = String::new();
         for r in &kept {
@@ -66,7 +76,8 @@ impl MetricsLog {
         }
         fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
         fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-        let file = fs::OpenOptions::new().append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        let file =
+            fs::OpenOptions::new().append(true).open(&path).map_err(|e| Error::io(&path, e))?;
         Ok(Self { path, file })
     }
 
@@ -89,7 +100,11 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io(path, e)),
     };
-    Ok(text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter_map(|v| Record::from_json(&v)).collect())
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| Record::from_json(&v))
+        .collect())
 }
 
 #[cfg(test)]
@@ -108,7 +123,12 @@ mod tests {
         for s in 1..=4 {
             log.write(&rec(s, s as f64)).unwrap();
         }
-        fs::OpenOptions::new().append(true).open(log.path()).unwrap().write_all(b"{\"step\": 5, \"spl").unwrap();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(log.path())
+            .unwrap()
+            .write_all(b"{\"step\": 5, \"spl")
+            .unwrap();
         let mut log = MetricsLog::open(dir.path(), 2).unwrap();
         log.write(&rec(3, 0.5)).unwrap();
         let got = read_records(log.path()).unwrap();

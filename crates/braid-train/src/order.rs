@@ -2,9 +2,9 @@
 //! `(seed, e)` alone, so a resumed run only needs the step count to continue with the very
 //! batches an uninterrupted run would have seen.
 
+use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 /// Where the loop is in the data: epoch and position within its permutation.
@@ -29,7 +29,8 @@ pub struct DataOrder {
 impl DataOrder {
     /// Batches of `batch` over `len` examples (the last batch of an epoch may be smaller).
     pub fn new(len: usize, batch: usize, seed: u64) -> Self {
-        let mut order = Self { len, batch: batch.max(1), seed, epoch: usize::MAX, perm: Vec::new() };
+        let mut order =
+            Self { len, batch: batch.max(1), seed, epoch: usize::MAX, perm: Vec::new() };
         order.shuffle(0);
         order
     }
@@ -38,7 +39,8 @@ impl DataOrder {
         if self.epoch == epoch {
             return;
         }
-        let mut rng = StdRng::seed_from_u64(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            StdRng::seed_from_u64(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         self.perm = (0..self.len).collect();
         self.perm.shuffle(&mut rng);
         self.epoch = epoch;

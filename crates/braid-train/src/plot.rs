@@ -32,7 +32,12 @@ type Series = (String, Vec<(f64, f64)>);
 
 /// Values of `key` in the records of `split`.
 fn series(records: &[Record], split: &str, key: &str) -> Vec<(f64, f64)> {
-    records.iter().filter(|r| r.split == split).filter_map(|r| Some((r.step as f64, *r.values.get(key)?))).filter(|(_, v)| v.is_finite()).collect()
+    records
+        .iter()
+        .filter(|r| r.split == split)
+        .filter_map(|r| Some((r.step as f64, *r.values.get(key)?)))
+        .filter(|(_, v)| v.is_finite())
+        .collect()
 }
 
 /// Writes `loss.png` (train and eval loss) and, when evaluation logged other metrics,
@@ -49,10 +54,19 @@ pub fn plot_run(records: &[Record], dir: &Path) -> Result<Vec<std::path::PathBuf
         line_chart(&path, "loss", &losses)?;
         written.push(path);
     }
-    let mut keys: Vec<&String> = records.iter().filter(|r| r.split == "eval").flat_map(|r| r.values.keys()).filter(|k| *k != "loss" && *k != "n").collect();
+    let mut keys: Vec<&String> = records
+        .iter()
+        .filter(|r| r.split == "eval")
+        .flat_map(|r| r.values.keys())
+        .filter(|k| *k != "loss" && *k != "n")
+        .collect();
     keys.sort();
     keys.dedup();
-    let metrics: Vec<Series> = keys.iter().map(|k| (k.to_string(), series(records, "eval", k))).filter(|(_, s)| !s.is_empty()).collect();
+    let metrics: Vec<Series> = keys
+        .iter()
+        .map(|k| (k.to_string(), series(records, "eval", k)))
+        .filter(|(_, s)| !s.is_empty())
+        .collect();
     if !metrics.is_empty() {
         let path = dir.join("metrics.png");
         line_chart(&path, "eval metrics", &metrics)?;
@@ -84,11 +98,20 @@ pub fn line_chart(path: &Path, title: &str, series: &[Series]) -> Result<()> {
         .y_label_area_size(64)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(|e| plot_err(path, e))?;
-    chart.configure_mesh().x_desc("step").label_style((FAMILY, 14)).draw().map_err(|e| plot_err(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .label_style((FAMILY, 14))
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
     for (i, (name, pts)) in series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        let anno = chart.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2))).map_err(|e| plot_err(path, e))?;
-        anno.label(name.as_str()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        let anno = chart
+            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+            .map_err(|e| plot_err(path, e))?;
+        anno.label(name.as_str()).legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+        });
     }
     chart
         .configure_series_labels()
@@ -106,10 +129,15 @@ pub fn confusion_png(path: &Path, matrix: &[Vec<usize>], classes: &[String]) -> 
     fonts();
     let n = classes.len();
     if matrix.len() != n || matrix.iter().any(|r| r.len() != n) {
-        return Err(Error::shape("confusion matrix", &[n, n], &[matrix.len(), matrix.first().map_or(0, Vec::len)]));
+        return Err(Error::shape(
+            "confusion matrix",
+            &[n, n],
+            &[matrix.len(), matrix.first().map_or(0, Vec::len)],
+        ));
     }
     let (cell, left, top) = (80i32, 190i32, 60i32);
-    let size = (left as u32 + cell as u32 * n as u32 + 20, top as u32 + cell as u32 * n as u32 + 40);
+    let size =
+        (left as u32 + cell as u32 * n as u32 + 20, top as u32 + cell as u32 * n as u32 + 40);
     let root = BitMapBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
     let put = |s: &str, px: i32, at: (i32, i32)| -> Result<()> {
@@ -125,8 +153,10 @@ pub fn confusion_png(path: &Path, matrix: &[Vec<usize>], classes: &[String]) -> 
             let share = count as f64 / total;
             let x = left + cell * p as i32;
             let fill = RGBColor(255 - (200.0 * share) as u8, 255 - (120.0 * share) as u8, 255);
-            root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], fill.filled())).map_err(|e| plot_err(path, e))?;
-            root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], BLACK.mix(0.2))).map_err(|e| plot_err(path, e))?;
+            root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], fill.filled()))
+                .map_err(|e| plot_err(path, e))?;
+            root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], BLACK.mix(0.2)))
+                .map_err(|e| plot_err(path, e))?;
             let label = count.to_string();
             put(&label, 16, (x + cell / 2 - 5 * label.len() as i32, y + cell / 2 - 8))?;
         }
@@ -152,8 +182,17 @@ mod tests {
     #[test]
     fn run_and_confusion_plots_are_pngs() {
         let dir = tempfile::tempdir().unwrap();
-        let rec = |step, split: &str, k: &str, v| Record { step, split: split.into(), values: BTreeMap::from([(k.to_string(), v)]) };
-        let records = vec![rec(1, "train", "loss", 2.0), rec(2, "train", "loss", 1.0), rec(2, "eval", "accuracy", 0.5), rec(2, "eval", "loss", 1.5)];
+        let rec = |step, split: &str, k: &str, v| Record {
+            step,
+            split: split.into(),
+            values: BTreeMap::from([(k.to_string(), v)]),
+        };
+        let records = vec![
+            rec(1, "train", "loss", 2.0),
+            rec(2, "train", "loss", 1.0),
+            rec(2, "eval", "accuracy", 0.5),
+            rec(2, "eval", "loss", 1.5),
+        ];
         let files = plot_run(&records, dir.path()).unwrap();
         assert_eq!(files.len(), 2);
         assert!(files.iter().all(|f| is_png(f)));

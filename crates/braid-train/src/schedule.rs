@@ -26,7 +26,8 @@ impl CosineWithWarmup {
         if step < self.warmup_steps {
             return step as f64 / self.warmup_steps.max(1) as f64;
         }
-        let progress = (step - self.warmup_steps) as f64 / (self.total_steps.saturating_sub(self.warmup_steps)).max(1) as f64;
+        let progress = (step - self.warmup_steps) as f64
+            / (self.total_steps.saturating_sub(self.warmup_steps)).max(1) as f64;
         (0.5 * (1.0 + (PI * progress).cos())).max(0.0)
     }
 }

@@ -11,7 +11,9 @@ use braid_core::{Error, Result};
 use candle_core::{Tensor, Var};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::checkpoint::{self, CheckpointDir, TrainState, CONFIG_FILE, OPTIMIZER_FILE, WEIGHTS_FILE};
+use crate::checkpoint::{
+    self, CheckpointDir, TrainState, CONFIG_FILE, OPTIMIZER_FILE, WEIGHTS_FILE,
+};
 use crate::metrics::{read_records, MetricsLog, Record};
 use crate::order::DataOrder;
 use crate::{clip_grad_norm, plot, AdamW, GradAccumulator, Grads, TrainConfig};
@@ -68,7 +70,10 @@ pub fn fit(task: &dyn Task, cfg: &TrainConfig, run: &RunOptions) -> Result<RunSu
     let n = task.train_len();
     let vars = task.trainable()?;
     if n == 0 || vars.is_empty() {
-        return Err(Error::Invalid(format!("nothing to train: {n} training examples, {} trainable variables", vars.len())));
+        return Err(Error::Invalid(format!(
+            "nothing to train: {n} training examples, {} trainable variables",
+            vars.len()
+        )));
     }
     let mut opt = AdamW::from_vars(vars.clone(), cfg.adamw());
     let (total, sched) = (cfg.total_steps(n), cfg.schedule(cfg.total_steps(n)));
@@ -82,8 +87,12 @@ pub fn fit(task: &dyn Task, cfg: &TrainConfig, run: &RunOptions) -> Result<RunSu
     let (mut eval, mut last) = (BTreeMap::new(), ckpts.latest()?.unwrap_or_default());
     while state.step < total {
         opt.set_lr(sched.lr(state.step));
-        let (mut grads, loss, seen) = accumulate(task, &vars, &mut order, &mut state, cfg.grad_accum)?;
-        let norm = clip_grad_norm(&mut grads, if cfg.max_grad_norm > 0.0 { cfg.max_grad_norm } else { f64::INFINITY })?;
+        let (mut grads, loss, seen) =
+            accumulate(task, &vars, &mut order, &mut state, cfg.grad_accum)?;
+        let norm = clip_grad_norm(
+            &mut grads,
+            if cfg.max_grad_norm > 0.0 { cfg.max_grad_norm } else { f64::INFINITY },
+        )?;
         stop_if_not_finite(&[("loss", loss), ("gradient norm", norm)], state.step + 1, &last)?;
         opt.step(&grads)?;
         state.step += 1;
@@ -92,8 +101,18 @@ pub fn fit(task: &dyn Task, cfg: &TrainConfig, run: &RunOptions) -> Result<RunSu
         let sps = (state.samples - samples0) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
         let end = state.step == total;
         if end || state.step % cfg.log_every.max(1) == 0 {
-            let values = [("loss", loss), ("lr", opt.config().lr), ("grad_norm", norm), ("epoch", state.cursor.epoch as f64), ("samples_per_s", sps)];
-            log.write(&record(state.step, "train", values.iter().map(|(k, v)| (k.to_string(), *v)).collect()))?;
+            let values = [
+                ("loss", loss),
+                ("lr", opt.config().lr),
+                ("grad_norm", norm),
+                ("epoch", state.cursor.epoch as f64),
+                ("samples_per_s", sps),
+            ];
+            log.write(&record(
+                state.step,
+                "train",
+                values.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            ))?;
         }
         bar.set_position(state.step as u64);
         bar.set_message(format!("loss {loss:.4} · {sps:.1} samples/s"));
@@ -109,11 +128,25 @@ pub fn fit(task: &dyn Task, cfg: &TrainConfig, run: &RunOptions) -> Result<RunSu
     bar.finish_and_clear();
     let seconds = t0.elapsed().as_secs_f64();
     let samples_per_s = (state.samples - samples0) as f64 / seconds.max(1e-9);
-    Ok(RunSummary { steps: state.step, resumed_from, final_loss: state.last_loss.unwrap_or(f64::NAN), eval, checkpoint: last, seconds, samples_per_s })
+    Ok(RunSummary {
+        steps: state.step,
+        resumed_from,
+        final_loss: state.last_loss.unwrap_or(f64::NAN),
+        eval,
+        checkpoint: last,
+        seconds,
+        samples_per_s,
+    })
 }
 
 /// One optimiser step's worth of micro-batches: their mean gradient, mean loss and size.
-fn accumulate(task: &dyn Task, vars: &[(String, Var)], order: &mut DataOrder, state: &mut TrainState, micro: usize) -> Result<(Grads, f64, usize)> {
+fn accumulate(
+    task: &dyn Task,
+    vars: &[(String, Var)],
+    order: &mut DataOrder,
+    state: &mut TrainState,
+    micro: usize,
+) -> Result<(Grads, f64, usize)> {
     let mut acc = GradAccumulator::new();
     let (mut loss_sum, mut seen) = (0f64, 0);
     for _ in 0..micro {
@@ -127,7 +160,12 @@ fn accumulate(task: &dyn Task, vars: &[(String, Var)], order: &mut DataOrder, st
 }
 
 /// A fresh state (refusing to overwrite an earlier run), or the newest checkpoint's.
-fn start(ckpts: &CheckpointDir, run: &RunOptions, vars: &[(String, Var)], opt: &mut AdamW) -> Result<TrainState> {
+fn start(
+    ckpts: &CheckpointDir,
+    run: &RunOptions,
+    vars: &[(String, Var)],
+    opt: &mut AdamW,
+) -> Result<TrainState> {
     let latest = ckpts.latest()?;
     if !run.resume {
         if let Some(dir) = latest {
@@ -138,24 +176,38 @@ fn start(ckpts: &CheckpointDir, run: &RunOptions, vars: &[(String, Var)], opt: &
         std::fs::write(&path, &run.config_toml).map_err(|e| Error::io(&path, e))?;
         return Ok(TrainState::default());
     }
-    let dir = latest.ok_or_else(|| Error::Invalid(format!("--resume: no complete checkpoint in {}", ckpts.path().display())))?;
+    let dir = latest.ok_or_else(|| {
+        Error::Invalid(format!("--resume: no complete checkpoint in {}", ckpts.path().display()))
+    })?;
     checkpoint::load_vars(vars, &dir.join(WEIGHTS_FILE))?;
     opt.load_state(&dir.join(OPTIMIZER_FILE))?;
     checkpoint::read_state(&dir)
 }
 
-fn save(ckpts: &CheckpointDir, state: &TrainState, keep: usize, vars: &[(String, Var)], opt: &AdamW, config: &str) -> Result<PathBuf> {
+fn save(
+    ckpts: &CheckpointDir,
+    state: &TrainState,
+    keep: usize,
+    vars: &[(String, Var)],
+    opt: &AdamW,
+    config: &str,
+) -> Result<PathBuf> {
     ckpts.save(state, keep, |dir| {
         checkpoint::save_vars(vars, &dir.join(WEIGHTS_FILE))?;
         opt.save_state(&dir.join(OPTIMIZER_FILE))?;
-        std::fs::write(dir.join(CONFIG_FILE), config).map_err(|e| Error::io(dir.join(CONFIG_FILE), e))
+        std::fs::write(dir.join(CONFIG_FILE), config)
+            .map_err(|e| Error::io(dir.join(CONFIG_FILE), e))
     })
 }
 
 fn stop_if_not_finite(values: &[(&str, f64)], step: usize, last: &Path) -> Result<()> {
     for (what, v) in values {
         if !v.is_finite() {
-            let kept = if last.as_os_str().is_empty() { "no checkpoint was written yet".to_string() } else { format!("the last good checkpoint {} is kept", last.display()) };
+            let kept = if last.as_os_str().is_empty() {
+                "no checkpoint was written yet".to_string()
+            } else {
+                format!("the last good checkpoint {} is kept", last.display())
+            };
             return Err(Error::Invalid(format!("training stopped: the {what} is {v} at step {step}; {kept} (lower the learning rate or check the data, then --resume)")));
         }
     }
@@ -171,7 +223,10 @@ fn progress_bar(total: usize, done: usize, show: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total as u64);
-    let style = ProgressStyle::with_template("{wide_bar} {pos}/{len} steps [{elapsed_precise} < {eta_precise}] {msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template(
+        "{wide_bar} {pos}/{len} steps [{elapsed_precise} < {eta_precise}] {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_position(done as u64);
     bar.reset_eta();

@@ -15,7 +15,8 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
 const TOL: f32 = 1e-5;
-const NAMES: [&str; 6] = ["fc1.weight", "fc1.bias", "norm.weight", "norm.bias", "fc2.weight", "fc2.bias"];
+const NAMES: [&str; 6] =
+    ["fc1.weight", "fc1.bias", "norm.weight", "norm.bias", "fc2.weight", "fc2.bias"];
 
 struct Mlp {
     fc1: Linear,
@@ -53,13 +54,19 @@ fn model(fx: &HashMap<String, Tensor>) -> (Mlp, VarMap) {
 }
 
 /// Mean micro-batch gradients and mean loss of optimiser step `step`.
-fn accumulate(model: &Mlp, varmap: &VarMap, fx: &HashMap<String, Tensor>, step: usize) -> (Grads, f32) {
+fn accumulate(
+    model: &Mlp,
+    varmap: &VarMap,
+    fx: &HashMap<String, Tensor>,
+    step: usize,
+) -> (Grads, f32) {
     let (x, y) = (fx["x"].get(step).unwrap(), fx["y"].get(step).unwrap());
     let micro = x.dim(0).unwrap();
     let mut acc = GradAccumulator::new();
     let mut loss_sum = 0f32;
     for m in 0..micro {
-        let loss = cross_entropy(&model.forward(&x.get(m).unwrap()), &y.get(m).unwrap(), None).unwrap();
+        let loss =
+            cross_entropy(&model.forward(&x.get(m).unwrap()), &y.get(m).unwrap(), None).unwrap();
         loss_sum += loss.to_scalar::<f32>().unwrap();
         acc.add(&Grads::from_store(varmap, &loss.backward().unwrap()).unwrap()).unwrap();
     }
@@ -81,7 +88,13 @@ struct Worst {
 }
 
 /// Runs optimiser steps `steps`, checking lr, loss, step-1 grads and grad norm of each.
-fn train(model: &Mlp, varmap: &VarMap, opt: &mut AdamW, fx: &HashMap<String, Tensor>, steps: Range<usize>) -> Worst {
+fn train(
+    model: &Mlp,
+    varmap: &VarMap,
+    opt: &mut AdamW,
+    fx: &HashMap<String, Tensor>,
+    steps: Range<usize>,
+) -> Worst {
     let sched = CosineWithWarmup { base_lr: 1e-2, warmup_steps: 2, total_steps: 5 };
     let (lrs, losses, norms) = (vec1(fx, "lr"), vec1(fx, "loss"), vec1(fx, "grad_norm"));
     let mut worst = Worst::default();

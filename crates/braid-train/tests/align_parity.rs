@@ -43,15 +43,23 @@ fn projector(fx: &HashMap<String, Tensor>) -> (MlpProjector, VarMap) {
 fn loss(proj: &MlpProjector, llm: &Llama, feats: &Tensor, ids: &Tensor) -> Tensor {
     let img = proj.forward(feats).unwrap();
     let text = llm.embed_tokens(&ids.to_dtype(DType::U32).unwrap()).unwrap();
-    let logits = llm.forward_embeds(&Tensor::cat(&[img, text], 1).unwrap(), None, None).unwrap().logits;
+    let logits =
+        llm.forward_embeds(&Tensor::cat(&[img, text], 1).unwrap(), None, None).unwrap().logits;
     let (batch, seq, _) = logits.dims3().unwrap();
     let masked = Tensor::full(-100i64, (batch, IMG + 1), &Device::Cpu).unwrap();
-    let labels = Tensor::cat(&[masked, ids.narrow(1, 1, ids.dim(1).unwrap() - 1).unwrap()], 1).unwrap();
+    let labels =
+        Tensor::cat(&[masked, ids.narrow(1, 1, ids.dim(1).unwrap() - 1).unwrap()], 1).unwrap();
     let shifted = logits.narrow(1, 0, seq - 1).unwrap();
     cross_entropy(&shifted, &labels.narrow(1, 1, seq - 1).unwrap(), Some(-100)).unwrap()
 }
 
-fn accumulate(proj: &MlpProjector, llm: &Llama, vm: &VarMap, fx: &HashMap<String, Tensor>, step: usize) -> (Grads, f32) {
+fn accumulate(
+    proj: &MlpProjector,
+    llm: &Llama,
+    vm: &VarMap,
+    fx: &HashMap<String, Tensor>,
+    step: usize,
+) -> (Grads, f32) {
     let (feats, ids) = (fx["feats"].get(step).unwrap(), fx["ids"].get(step).unwrap());
     let micro = feats.dim(0).unwrap();
     let mut acc = GradAccumulator::new();
@@ -76,10 +84,21 @@ fn vec1(fx: &HashMap<String, Tensor>, name: &str) -> Vec<f32> {
 
 #[test]
 fn five_align_steps_match_pytorch() {
-    let fx = candle_core::safetensors::load(root().join("fixtures/train/align.safetensors"), &Device::Cpu).unwrap();
-    let (llm, _) = Llama::load(&root().join("fixtures/llm/llama_tiny"), Weights::Trainable(DType::F32), &Device::Cpu).unwrap();
+    let fx = candle_core::safetensors::load(
+        root().join("fixtures/train/align.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let (llm, _) = Llama::load(
+        &root().join("fixtures/llm/llama_tiny"),
+        Weights::Trainable(DType::F32),
+        &Device::Cpu,
+    )
+    .unwrap();
     let (proj, varmap) = projector(&fx);
-    let mut opt = AdamW::new(&varmap, AdamWConfig { lr: 2e-2, weight_decay: 0.05, ..Default::default() }).unwrap();
+    let mut opt =
+        AdamW::new(&varmap, AdamWConfig { lr: 2e-2, weight_decay: 0.05, ..Default::default() })
+            .unwrap();
     let sched = CosineWithWarmup { base_lr: 2e-2, warmup_steps: 2, total_steps: 5 };
     let (lrs, losses, norms) = (vec1(&fx, "lr"), vec1(&fx, "loss"), vec1(&fx, "grad_norm"));
     let (mut worst_loss, mut worst_grad) = (0f32, 0f32);

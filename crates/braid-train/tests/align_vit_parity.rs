@@ -32,7 +32,8 @@ fn root() -> PathBuf {
 /// tensor of the file must be used.
 fn vit() -> Vit {
     let dir = root().join("fixtures/train/align_vit");
-    let cfg: VitConfig = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let cfg: VitConfig =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let ckpt = Checkpoint::open(dir.join("model.safetensors")).unwrap();
     let (vb, tracker) = ckpt.var_builder(DType::F32, &Device::Cpu);
     let vit = Vit::new(&cfg, vb).unwrap().with_feature_layer(-2).unwrap();
@@ -73,10 +74,15 @@ impl Model {
         let img = self.proj.forward(&features(&self.vit, pixels)).unwrap();
         let n_img = img.dim(1).unwrap();
         let text = self.llm.embed_tokens(&ids.to_dtype(DType::U32).unwrap()).unwrap();
-        let logits = self.llm.forward_embeds(&Tensor::cat(&[img, text], 1).unwrap(), None, None).unwrap().logits;
+        let logits = self
+            .llm
+            .forward_embeds(&Tensor::cat(&[img, text], 1).unwrap(), None, None)
+            .unwrap()
+            .logits;
         let (batch, seq, _) = logits.dims3().unwrap();
         let masked = Tensor::full(-100i64, (batch, n_img + 1), &Device::Cpu).unwrap();
-        let labels = Tensor::cat(&[masked, ids.narrow(1, 1, ids.dim(1).unwrap() - 1).unwrap()], 1).unwrap();
+        let labels =
+            Tensor::cat(&[masked, ids.narrow(1, 1, ids.dim(1).unwrap() - 1).unwrap()], 1).unwrap();
         let shifted = logits.narrow(1, 0, seq - 1).unwrap();
         cross_entropy(&shifted, &labels.narrow(1, 1, seq - 1).unwrap(), Some(-100)).unwrap()
     }
@@ -97,7 +103,9 @@ impl Model {
     /// Step-1 features of every micro-batch: [micro, batch, 16, 16]
     fn step1_features(&self, fx: &HashMap<String, Tensor>) -> Tensor {
         let pixels = fx["pixels"].get(0).unwrap();
-        let per: Vec<Tensor> = (0..pixels.dim(0).unwrap()).map(|m| features(&self.vit, &pixels.get(m).unwrap())).collect();
+        let per: Vec<Tensor> = (0..pixels.dim(0).unwrap())
+            .map(|m| features(&self.vit, &pixels.get(m).unwrap()))
+            .collect();
         Tensor::stack(&per, 0).unwrap()
     }
 }
@@ -114,8 +122,17 @@ fn vec1(fx: &HashMap<String, Tensor>, name: &str) -> Vec<f32> {
 
 #[test]
 fn five_align_steps_through_a_tiny_vit_match_pytorch() {
-    let fx = candle_core::safetensors::load(root().join("fixtures/train/align_vit.safetensors"), &Device::Cpu).unwrap();
-    let (llm, _) = Llama::load(&root().join("fixtures/llm/llama_tiny"), Weights::Trainable(DType::F32), &Device::Cpu).unwrap();
+    let fx = candle_core::safetensors::load(
+        root().join("fixtures/train/align_vit.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let (llm, _) = Llama::load(
+        &root().join("fixtures/llm/llama_tiny"),
+        Weights::Trainable(DType::F32),
+        &Device::Cpu,
+    )
+    .unwrap();
     let vit = vit();
     let (proj, varmap) = projector(&fx, vit.config().hidden_size);
     let model = Model { vit, proj, llm };
@@ -123,7 +140,9 @@ fn five_align_steps_through_a_tiny_vit_match_pytorch() {
     let worst_feat = max_abs_diff(&feats_before, &fx["feats0"]).unwrap();
     assert_close(&feats_before, &fx["feats0"], TOL, "ViT features").unwrap();
 
-    let mut opt = AdamW::new(&varmap, AdamWConfig { lr: 2e-2, weight_decay: 0.05, ..Default::default() }).unwrap();
+    let mut opt =
+        AdamW::new(&varmap, AdamWConfig { lr: 2e-2, weight_decay: 0.05, ..Default::default() })
+            .unwrap();
     let sched = CosineWithWarmup { base_lr: 2e-2, warmup_steps: 2, total_steps: 5 };
     let (lrs, losses, norms) = (vec1(&fx, "lr"), vec1(&fx, "loss"), vec1(&fx, "grad_norm"));
     let (mut worst_loss, mut worst_grad, mut worst_norm) = (0f32, 0f32, 0f32);
@@ -152,7 +171,8 @@ fn five_align_steps_through_a_tiny_vit_match_pytorch() {
         assert_close(vars[name].as_tensor(), want, TOL, name).unwrap();
     }
     // The frozen tower computes exactly what it did before training.
-    assert_close(&model.step1_features(&fx), &feats_before, 0.0, "ViT features after training").unwrap();
+    assert_close(&model.step1_features(&fx), &feats_before, 0.0, "ViT features after training")
+        .unwrap();
     println!(
         "max |diff|: ViT features {worst_feat:.2e}, loss {worst_loss:.2e}, grad norm {worst_norm:.2e}, \
          step-1 grads {worst_grad:.2e}, final weights {worst_w:.2e}"

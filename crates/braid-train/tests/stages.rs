@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use braid_core::Modality;
+use braid_pipeline::Sample;
 use braid_pipeline::{Input, Pipeline, PipelineConfig};
 use braid_train::classify::{Augment, ClassifyTask, Examples};
-use braid_pipeline::Sample;
 use braid_train::stages::{stage_vars, ContrastiveTask, ConversationTask, INITIAL_LOGIT_SCALE};
 use braid_train::{fit, Component, RunOptions, Stage, Task, TrainConfig};
 use candle_core::{DType, Device, Module, Tensor, Var};
@@ -47,7 +47,10 @@ fn snapshot(maps: &[(String, &VarMap)]) -> Snapshot {
     let mut out = BTreeMap::new();
     for (prefix, vm) in maps {
         for (name, var) in vm.data().lock().unwrap().iter() {
-            out.insert(format!("{prefix}.{name}"), var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            out.insert(
+                format!("{prefix}.{name}"),
+                var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
         }
     }
     out
@@ -63,8 +66,19 @@ fn assert_changed(before: &Snapshot, after: &Snapshot, trains: impl Fn(&str) -> 
 
 fn two_steps(task: &dyn Task) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = TrainConfig { max_steps: 2, batch_size: 2, lr: 1e-2, log_every: 1, ..Default::default() };
-    fit(task, &cfg, &RunOptions { dir: dir.path().into(), resume: false, config_toml: String::new(), progress: false }).unwrap();
+    let cfg =
+        TrainConfig { max_steps: 2, batch_size: 2, lr: 1e-2, log_every: 1, ..Default::default() };
+    fit(
+        task,
+        &cfg,
+        &RunOptions {
+            dir: dir.path().into(),
+            resume: false,
+            config_toml: String::new(),
+            progress: false,
+        },
+    )
+    .unwrap();
 }
 
 fn sample(seed: u32) -> Sample {
@@ -79,11 +93,22 @@ fn conversation_stage(stage: Stage, extra: &[Component], trains: impl Fn(&str) -
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pipeline.toml");
     std::fs::write(&path, PIPELINE).unwrap();
-    let pipeline = Pipeline::init(&PipelineConfig::load(&path).unwrap(), dir.path(), &Device::Cpu).unwrap();
+    let pipeline =
+        Pipeline::init(&PipelineConfig::load(&path).unwrap(), dir.path(), &Device::Cpu).unwrap();
     let samples: Vec<Sample> = (0..4).map(sample).collect();
-    let task = ConversationTask { pipeline: &pipeline, stage, extra: extra.to_vec(), samples: Box::new(|i| Ok(samples[i].clone())), len: 4, evaluate: None };
+    let task = ConversationTask {
+        pipeline: &pipeline,
+        stage,
+        extra: extra.to_vec(),
+        samples: Box::new(|i| Ok(samples[i].clone())),
+        len: 4,
+        evaluate: None,
+    };
     let before = snapshot(&pipeline.var_maps());
-    assert!(before.keys().any(|k| k.starts_with("lora.")) && before.keys().any(|k| k.starts_with("llm.")));
+    assert!(
+        before.keys().any(|k| k.starts_with("lora."))
+            && before.keys().any(|k| k.starts_with("llm."))
+    );
     two_steps(&task);
     assert_changed(&before, &snapshot(&pipeline.var_maps()), trains);
 }
@@ -95,12 +120,16 @@ fn align_trains_the_projector_only() {
 
 #[test]
 fn instruct_trains_the_projector_and_lora_only() {
-    conversation_stage(Stage::Instruct, &[], |k| k.starts_with("projector.") || k.starts_with("lora."));
+    conversation_stage(Stage::Instruct, &[], |k| {
+        k.starts_with("projector.") || k.starts_with("lora.")
+    });
 }
 
 #[test]
 fn instruct_with_the_encoder_trains_it_too() {
-    conversation_stage(Stage::Instruct, &[Component::Encoder], |k| k.starts_with("projector.") || k.starts_with("lora.") || k.starts_with("encoder."));
+    conversation_stage(Stage::Instruct, &[Component::Encoder], |k| {
+        k.starts_with("projector.") || k.starts_with("lora.") || k.starts_with("encoder.")
+    });
 }
 
 #[test]
@@ -108,7 +137,8 @@ fn a_stage_naming_a_missing_component_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pipeline.toml");
     std::fs::write(&path, PIPELINE.replace("[lora]\nrank = 2\nalpha = 4.0\n", "")).unwrap();
-    let pipeline = Pipeline::init(&PipelineConfig::load(&path).unwrap(), dir.path(), &Device::Cpu).unwrap();
+    let pipeline =
+        Pipeline::init(&PipelineConfig::load(&path).unwrap(), dir.path(), &Device::Cpu).unwrap();
     let e = stage_vars(&pipeline, Stage::Instruct, &[]).unwrap_err().to_string();
     assert!(e.contains("LlmLora"), "{e}");
 }
@@ -131,11 +161,24 @@ fn classifier(freeze: bool) {
     let model = Pipeline::init_seeded(&cfg, std::path::Path::new("."), &Device::Cpu, 3).unwrap();
     let x = Tensor::randn(0f32, 1., (4, 16, 6), &Device::Cpu).unwrap();
     let train = Examples::new(x, vec![0, 1, 0, 1], "train").unwrap();
-    let task = ClassifyTask { model: &model, modality: Modality::Imu, train_encoder: !freeze, train, eval: None, augment: Augment::default(), eval_batch: 4 };
+    let task = ClassifyTask {
+        model: &model,
+        modality: Modality::Imu,
+        train_encoder: !freeze,
+        train,
+        eval: None,
+        augment: Augment::default(),
+        eval_batch: 4,
+    };
     let before = snapshot(&model.var_maps());
-    assert!(before.keys().any(|k| k.starts_with("encoder.imu.")) && before.keys().any(|k| k.starts_with("head.")));
+    assert!(
+        before.keys().any(|k| k.starts_with("encoder.imu."))
+            && before.keys().any(|k| k.starts_with("head."))
+    );
     two_steps(&task);
-    assert_changed(&before, &snapshot(&model.var_maps()), |k| k.starts_with("head.") || (!freeze && k.starts_with("encoder.")));
+    assert_changed(&before, &snapshot(&model.var_maps()), |k| {
+        k.starts_with("head.") || (!freeze && k.starts_with("encoder."))
+    });
 }
 
 #[test]
@@ -148,12 +191,29 @@ fn classify_trains_encoder_and_head_and_a_probe_only_the_head() {
 fn contrastive_trains_its_towers_and_temperature_only() {
     let (left_vars, frozen_vars) = (VarMap::new(), VarMap::new());
     let dev = Device::Cpu;
-    let left = candle_nn::linear(5, 4, VarBuilder::from_varmap(&left_vars, DType::F32, &dev).pp("left")).unwrap();
-    let right = candle_nn::linear(3, 4, VarBuilder::from_varmap(&frozen_vars, DType::F32, &dev).pp("right")).unwrap();
-    let (a, b) = (Tensor::randn(0f32, 1., (6, 5), &dev).unwrap(), Tensor::randn(0f32, 1., (6, 3), &dev).unwrap());
-    let pick = |t: &Tensor, idx: &[usize]| t.index_select(&Tensor::new(idx.iter().map(|&i| i as u32).collect::<Vec<_>>(), &dev).unwrap(), 0).unwrap();
+    let left =
+        candle_nn::linear(5, 4, VarBuilder::from_varmap(&left_vars, DType::F32, &dev).pp("left"))
+            .unwrap();
+    let right = candle_nn::linear(
+        3,
+        4,
+        VarBuilder::from_varmap(&frozen_vars, DType::F32, &dev).pp("right"),
+    )
+    .unwrap();
+    let (a, b) = (
+        Tensor::randn(0f32, 1., (6, 5), &dev).unwrap(),
+        Tensor::randn(0f32, 1., (6, 3), &dev).unwrap(),
+    );
+    let pick = |t: &Tensor, idx: &[usize]| {
+        t.index_select(
+            &Tensor::new(idx.iter().map(|&i| i as u32).collect::<Vec<_>>(), &dev).unwrap(),
+            0,
+        )
+        .unwrap()
+    };
     let scale = Var::new(INITIAL_LOGIT_SCALE as f32, &dev).unwrap();
-    let vars: Vec<(String, Var)> = left_vars.data().lock().unwrap().iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+    let vars: Vec<(String, Var)> =
+        left_vars.data().lock().unwrap().iter().map(|(n, v)| (n.clone(), v.clone())).collect();
     let task = ContrastiveTask {
         left: Box::new(|idx| Ok(left.forward(&pick(&a, idx))?)),
         right: Box::new(|idx| Ok(right.forward(&pick(&b, idx))?)),
@@ -167,7 +227,11 @@ fn contrastive_trains_its_towers_and_temperature_only() {
     let before = snapshot(&maps);
     two_steps(&task);
     assert_changed(&before, &snapshot(&maps), |k| k.starts_with("left."));
-    assert_ne!(scale.as_tensor().to_scalar::<f32>().unwrap(), INITIAL_LOGIT_SCALE as f32, "the temperature learns");
+    assert_ne!(
+        scale.as_tensor().to_scalar::<f32>().unwrap(),
+        INITIAL_LOGIT_SCALE as f32,
+        "the temperature learns"
+    );
 }
 
 /// A sample of `extra` more caption tokens than [`sample`]'s, so a batch has several lengths.
@@ -185,12 +249,25 @@ fn a_padded_batch_gives_the_loss_of_its_samples_run_one_by_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pipeline.toml");
     std::fs::write(&path, PIPELINE).unwrap();
-    let pipeline = Pipeline::init(&PipelineConfig::load(&path).unwrap(), dir.path(), &Device::Cpu).unwrap();
+    let pipeline =
+        Pipeline::init(&PipelineConfig::load(&path).unwrap(), dir.path(), &Device::Cpu).unwrap();
     let samples = [longer(0, 0), longer(1, 5), longer(2, 2)];
-    let task = ConversationTask { pipeline: &pipeline, stage: Stage::Instruct, extra: vec![], samples: Box::new(|i| Ok(samples[i].clone())), len: 3, evaluate: None };
+    let task = ConversationTask {
+        pipeline: &pipeline,
+        stage: Stage::Instruct,
+        extra: vec![],
+        samples: Box::new(|i| Ok(samples[i].clone())),
+        len: 3,
+        evaluate: None,
+    };
     let learnt = |s: &Sample| s.labels[1..].iter().filter(|&&l| l != -100).count() as f32;
     let scalar = |t: Tensor| t.to_scalar::<f32>().unwrap();
-    let one_by_one: f32 = (0..3).map(|i| scalar(task.loss(&[i], 0).unwrap()) * learnt(&samples[i])).sum::<f32>() / samples.iter().map(learnt).sum::<f32>();
+    let one_by_one: f32 =
+        (0..3).map(|i| scalar(task.loss(&[i], 0).unwrap()) * learnt(&samples[i])).sum::<f32>()
+            / samples.iter().map(learnt).sum::<f32>();
     let batched = scalar(task.loss(&[0, 1, 2], 0).unwrap());
-    assert!((batched - one_by_one).abs() < 1e-5 * one_by_one.abs().max(1.0), "{batched} vs {one_by_one}");
+    assert!(
+        (batched - one_by_one).abs() < 1e-5 * one_by_one.abs().max(1.0),
+        "{batched} vs {one_by_one}"
+    );
 }

@@ -28,9 +28,28 @@ struct Toy {
 impl Toy {
     fn new(ballast: usize) -> Self {
         let dev = Device::Cpu;
-        let x = Tensor::new((0..256).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect::<Vec<_>>(), &dev).unwrap().reshape((64, 4)).unwrap();
-        let proj = Tensor::new(&[[1f32, -1.0, 0.5], [0.5, 1.0, -1.0], [-1.0, 0.5, 1.0], [0.2, 0.3, -0.4]], &dev).unwrap();
-        let y = x.matmul(&proj).unwrap().argmax(1).unwrap().to_vec1::<u32>().unwrap().into_iter().map(i64::from).collect();
+        let x = Tensor::new(
+            (0..256).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect::<Vec<_>>(),
+            &dev,
+        )
+        .unwrap()
+        .reshape((64, 4))
+        .unwrap();
+        let proj = Tensor::new(
+            &[[1f32, -1.0, 0.5], [0.5, 1.0, -1.0], [-1.0, 0.5, 1.0], [0.2, 0.3, -0.4]],
+            &dev,
+        )
+        .unwrap();
+        let y = x
+            .matmul(&proj)
+            .unwrap()
+            .argmax(1)
+            .unwrap()
+            .to_vec1::<u32>()
+            .unwrap()
+            .into_iter()
+            .map(i64::from)
+            .collect();
         let w = Var::from_tensor(&Tensor::zeros((4, 3), DType::F32, &dev).unwrap()).unwrap();
         let ballast = (ballast > 0).then(|| Var::zeros(ballast, DType::F32, &dev).unwrap());
         Self { w, ballast, x, y, fail_at: None }
@@ -50,7 +69,8 @@ impl Task for Toy {
         }
         let sel = Tensor::new(idx.iter().map(|&i| i as u32).collect::<Vec<_>>(), &Device::Cpu)?;
         let y = Tensor::new(idx.iter().map(|&i| self.y[i]).collect::<Vec<_>>(), &Device::Cpu)?;
-        let mut loss = cross_entropy(&self.x.index_select(&sel, 0)?.matmul(self.w.as_tensor())?, &y, None)?;
+        let mut loss =
+            cross_entropy(&self.x.index_select(&sel, 0)?.matmul(self.w.as_tensor())?, &y, None)?;
         if let Some(b) = &self.ballast {
             loss = (loss + b.as_tensor().sum_all()?.affine(0.0, 0.0)?)?;
         }
@@ -71,7 +91,18 @@ impl Task for Toy {
 }
 
 fn cfg() -> TrainConfig {
-    TrainConfig { epochs: 6, batch_size: 16, grad_accum: 2, lr: 0.1, warmup_steps: 2, eval_every: 4, checkpoint_every: 3, log_every: 1, seed: 3, ..Default::default() }
+    TrainConfig {
+        epochs: 6,
+        batch_size: 16,
+        grad_accum: 2,
+        lr: 0.1,
+        warmup_steps: 2,
+        eval_every: 4,
+        checkpoint_every: 3,
+        log_every: 1,
+        seed: 3,
+        ..Default::default()
+    }
 }
 
 fn opts(dir: &Path, resume: bool) -> RunOptions {
@@ -79,7 +110,12 @@ fn opts(dir: &Path, resume: bool) -> RunOptions {
 }
 
 fn train_losses(dir: &Path) -> Vec<(usize, f64)> {
-    read_records(&dir.join(METRICS_FILE)).unwrap().iter().filter(|r| r.split == "train").map(|r| (r.step, r.values["loss"])).collect()
+    read_records(&dir.join(METRICS_FILE))
+        .unwrap()
+        .iter()
+        .filter(|r| r.split == "train")
+        .map(|r| (r.step, r.values["loss"]))
+        .collect()
 }
 
 #[test]
@@ -94,7 +130,10 @@ fn learns_logs_plots_and_checkpoints() {
     for f in ["loss.png", "metrics.png", "config.toml"] {
         assert!(dir.path().join(f).is_file(), "{f}");
     }
-    assert!(summary.checkpoint.join(checkpoint::CONFIG_FILE).is_file(), "config beside the checkpoint");
+    assert!(
+        summary.checkpoint.join(checkpoint::CONFIG_FILE).is_file(),
+        "config beside the checkpoint"
+    );
     let again = fit(&Toy::new(0), &cfg(), &opts(dir.path(), false)).unwrap_err().to_string();
     assert!(again.contains("--resume"), "{again}");
 }
@@ -156,7 +195,13 @@ fn sigkill_during_a_checkpoint_write_leaves_the_previous_one_and_resume_continue
         let t0 = Instant::now();
         let mut caught = false;
         while t0.elapsed() < Duration::from_secs(60) {
-            let partial = std::fs::read_dir(&ckpts).map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".tmp") && e.path().is_dir())).unwrap_or(false);
+            let partial = std::fs::read_dir(&ckpts)
+                .map(|d| {
+                    d.flatten().any(|e| {
+                        e.file_name().to_string_lossy().ends_with(".tmp") && e.path().is_dir()
+                    })
+                })
+                .unwrap_or(false);
             if partial && CheckpointDir::new(dir.path()).latest().unwrap().is_some() {
                 child.kill().unwrap();
                 caught = true;
@@ -168,7 +213,10 @@ fn sigkill_during_a_checkpoint_write_leaves_the_previous_one_and_resume_continue
             std::thread::sleep(Duration::from_micros(200));
         }
         child.wait().unwrap();
-        let still_partial = std::fs::read_dir(&ckpts).unwrap().flatten().any(|e| e.file_name().to_string_lossy().ends_with(".tmp"));
+        let still_partial = std::fs::read_dir(&ckpts)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"));
         if !(caught && still_partial) {
             eprintln!("attempt {attempt}: the kill missed the write window, retrying");
             continue;
@@ -176,7 +224,8 @@ fn sigkill_during_a_checkpoint_write_leaves_the_previous_one_and_resume_continue
         let latest = CheckpointDir::new(dir.path()).latest().unwrap().unwrap();
         let step = checkpoint::read_state(&latest).unwrap().step;
         let toy = Toy::new(BALLAST);
-        checkpoint::load_vars(&toy.trainable().unwrap(), &latest.join(checkpoint::WEIGHTS_FILE)).unwrap();
+        checkpoint::load_vars(&toy.trainable().unwrap(), &latest.join(checkpoint::WEIGHTS_FILE))
+            .unwrap();
         let resumed = fit(&toy, &kill_cfg(), &opts(dir.path(), true)).unwrap();
         assert_eq!((resumed.resumed_from, resumed.steps), (Some(step), 12));
         let got = train_losses(dir.path());

@@ -7,14 +7,20 @@
 
 use std::path::PathBuf;
 
-use braid_train::recipe::{evaluate_vision, train_vision, Launch, Recipe, VisionModel, VisionRecipe};
+use braid_train::recipe::{
+    evaluate_vision, train_vision, Launch, Recipe, VisionModel, VisionRecipe,
+};
 use candle_core::Device;
 
 fn smoke_recipe() -> Option<VisionRecipe> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../recipes/easyvqa/vision_smoke.toml");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../recipes/easyvqa/vision_smoke.toml");
     let mut recipe = Recipe::load(&path).unwrap();
     if let Err(e) = recipe.resolve(path.parent().unwrap()) {
-        assert!(std::env::var("BRAID_REQUIRE_ASSETS").as_deref() != Ok("1"), "BRAID_REQUIRE_ASSETS=1 but {e}");
+        assert!(
+            std::env::var("BRAID_REQUIRE_ASSETS").as_deref() != Ok("1"),
+            "BRAID_REQUIRE_ASSETS=1 but {e}"
+        );
         eprintln!("skipping: {e}");
         return None;
     }
@@ -32,7 +38,13 @@ fn smoke_recipe_trains_saves_and_reloads() {
     assert!(summary.final_loss.is_finite());
     assert_eq!(report.n, recipe.data.max_images.unwrap());
     let dir = recipe.out_dir.join("model");
-    for f in ["pipeline.toml", "encoder.image.safetensors", "contrastive.safetensors", "recipe.toml", "eval.json"] {
+    for f in [
+        "pipeline.toml",
+        "encoder.image.safetensors",
+        "contrastive.safetensors",
+        "recipe.toml",
+        "eval.json",
+    ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     assert!(!recipe.out_dir.join("model.tmp").exists());
@@ -40,5 +52,8 @@ fn smoke_recipe_trains_saves_and_reloads() {
     assert_eq!(params, report.params);
     assert_eq!(model.file.vit, recipe.model.vit);
     let again = evaluate_vision(&recipe, &dir).unwrap();
-    assert_eq!((again.accuracy, again.accuracy_color, again.accuracy_shape, again.n), (report.accuracy, report.accuracy_color, report.accuracy_shape, report.n));
+    assert_eq!(
+        (again.accuracy, again.accuracy_color, again.accuracy_shape, again.n),
+        (report.accuracy, report.accuracy_color, report.accuracy_shape, report.n)
+    );
 }

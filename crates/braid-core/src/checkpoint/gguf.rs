@@ -33,7 +33,8 @@ fn guarded<T>(path: &Path, what: &str, f: impl FnOnce() -> candle_core::Result<T
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => {
-            let msg = candle_msg(e).replace("failed to fill whole buffer", "truncated (unexpected end of file)");
+            let msg = candle_msg(e)
+                .replace("failed to fill whole buffer", "truncated (unexpected end of file)");
             Err(Error::format(path, format!("{what}{msg}")))
         }
         Err(_) => Err(Error::format(path, format!("{what}corrupt GGUF (the reader gave up)"))),
@@ -78,11 +79,15 @@ impl Gguf {
     }
 
     fn require(&self, key: &str) -> Result<&Value> {
-        self.get(key).ok_or_else(|| Error::format(&self.path, format!("metadata key `{key}` is missing")))
+        self.get(key)
+            .ok_or_else(|| Error::format(&self.path, format!("metadata key `{key}` is missing")))
     }
 
     fn wrong_type(&self, key: &str, v: &Value, want: &str) -> Error {
-        Error::format(&self.path, format!("metadata key `{key}` is {:?}, expected {want}", v.value_type()))
+        Error::format(
+            &self.path,
+            format!("metadata key `{key}` is {:?}, expected {want}", v.value_type()),
+        )
     }
 
     /// A string value (`general.architecture`, `tokenizer.chat_template`).
@@ -113,13 +118,17 @@ impl Gguf {
     /// A non-negative integer value that fits `u32`.
     pub fn get_u32(&self, key: &str) -> Result<u32> {
         let n = self.get_u64(key)?;
-        u32::try_from(n).map_err(|_| Error::format(&self.path, format!("metadata key `{key}` = {n} exceeds u32")))
+        u32::try_from(n).map_err(|_| {
+            Error::format(&self.path, format!("metadata key `{key}` = {n} exceeds u32"))
+        })
     }
 
     /// A non-negative integer value as `usize`.
     pub fn get_usize(&self, key: &str) -> Result<usize> {
         let n = self.get_u64(key)?;
-        usize::try_from(n).map_err(|_| Error::format(&self.path, format!("metadata key `{key}` = {n} exceeds usize")))
+        usize::try_from(n).map_err(|_| {
+            Error::format(&self.path, format!("metadata key `{key}` = {n} exceeds usize"))
+        })
     }
 
     /// A float value (`llama.rope.freq_base`); f64 and integers are converted.
@@ -134,7 +143,9 @@ impl Gguf {
     /// An array of strings (`tokenizer.ggml.tokens`, `tokenizer.ggml.merges`).
     pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>> {
         let v = self.require(key)?;
-        let Value::Array(items) = v else { return Err(self.wrong_type(key, v, "an array of strings")) };
+        let Value::Array(items) = v else {
+            return Err(self.wrong_type(key, v, "an array of strings"));
+        };
         items
             .iter()
             .map(|x| match x {
@@ -196,7 +207,10 @@ mod tests {
     use candle_core::quantized::{gguf_file, GgmlDType};
 
     fn write(path: &Path, meta: &[(&str, &Value)]) -> candle_core::Result<()> {
-        let w = QTensor::quantize(&Tensor::zeros((2, 32), candle_core::DType::F32, &Device::Cpu)?, GgmlDType::F32)?;
+        let w = QTensor::quantize(
+            &Tensor::zeros((2, 32), candle_core::DType::F32, &Device::Cpu)?,
+            GgmlDType::F32,
+        )?;
         let mut f = std::fs::File::create(path)?;
         gguf_file::write(&mut f, meta, &[("token_embd.weight", &w)])
     }
@@ -206,15 +220,31 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let tokens = Value::Array(vec![Value::String("a".into()), Value::String("b".into())]);
         let arch = Value::String("llama".into());
-        for (name, align, ok) in [("zero.gguf", Value::U32(0), false), ("three.gguf", Value::U8(3), false), ("sixty4.gguf", Value::U32(64), true)] {
+        for (name, align, ok) in [
+            ("zero.gguf", Value::U32(0), false),
+            ("three.gguf", Value::U8(3), false),
+            ("sixty4.gguf", Value::U32(64), true),
+        ] {
             let p = dir.path().join(name);
             // The alignment key after an array of strings and a string, as real files have them.
-            write(&p, &[("tokenizer.ggml.tokens", &tokens), ("general.architecture", &arch), ("general.alignment", &align)])?;
+            write(
+                &p,
+                &[
+                    ("tokenizer.ggml.tokens", &tokens),
+                    ("general.architecture", &arch),
+                    ("general.alignment", &align),
+                ],
+            )?;
             let got = Gguf::open(&p);
             assert_eq!(got.is_ok(), ok, "{name}");
             if let Err(e) = got {
                 let msg = e.to_string();
-                assert!(msg.contains(name) && msg.contains("`general.alignment`") && !msg.contains("gave up"), "{msg}");
+                assert!(
+                    msg.contains(name)
+                        && msg.contains("`general.alignment`")
+                        && !msg.contains("gave up"),
+                    "{msg}"
+                );
             }
         }
         Ok(())

@@ -130,7 +130,11 @@ impl Checkpoint {
     }
 
     fn from_source(path: &Path, source: Arc<dyn Source>) -> Self {
-        let entries = source.names().into_iter().map(|n| (n.clone(), Entry { stored: n, transform: None })).collect();
+        let entries = source
+            .names()
+            .into_iter()
+            .map(|n| (n.clone(), Entry { stored: n, transform: None }))
+            .collect();
         Self { path: path.to_path_buf(), source, entries: Arc::new(entries) }
     }
 
@@ -140,7 +144,9 @@ impl Checkpoint {
         let mut entries = BTreeMap::new();
         for stored in self.source.names() {
             let (name, transform) = table.map(&stored).unwrap_or_else(|| (stored.clone(), None));
-            if let Some(prev) = entries.insert(name.clone(), Entry { stored: stored.clone(), transform }) {
+            if let Some(prev) =
+                entries.insert(name.clone(), Entry { stored: stored.clone(), transform })
+            {
                 let msg = format!("remap sends both `{}` and `{stored}` to `{name}`", prev.stored);
                 return Err(Error::format(&self.path, msg));
             }
@@ -184,20 +190,28 @@ impl Checkpoint {
         let entry = self.entry(name)?;
         let q = self.source.load_quantized(&entry.stored, device)?;
         match entry.transform {
-            Some(tr) => tr.apply_quantized(&q, name).map_err(|e| Error::format(&self.path, e.to_string())),
+            Some(tr) => {
+                tr.apply_quantized(&q, name).map_err(|e| Error::format(&self.path, e.to_string()))
+            }
             None => Ok(q),
         }
     }
 
     fn entry(&self, name: &str) -> Result<&Entry> {
-        self.entries.get(name).ok_or_else(|| Error::format(&self.path, format!("no tensor `{name}`")))
+        self.entries
+            .get(name)
+            .ok_or_else(|| Error::format(&self.path, format!("no tensor `{name}`")))
     }
 
     /// A var builder over this checkpoint that records every request, and the tracker
     /// whose [`LoadTracker::report`] lists what was missing, unexpected or mismatched.
     /// Missing or mismatched tensors come back as zeros so that construction goes on
     /// and all problems are reported at once.
-    pub fn var_builder(&self, dtype: DType, device: &Device) -> (candle_nn::VarBuilder<'static>, LoadTracker) {
+    pub fn var_builder(
+        &self,
+        dtype: DType,
+        device: &Device,
+    ) -> (candle_nn::VarBuilder<'static>, LoadTracker) {
         tracker::var_builder(self.clone(), dtype, device)
     }
 }

@@ -92,7 +92,11 @@ impl NpyData {
             "<i4" => Self::I32(decode(bytes, i32::from_le_bytes)),
             "<i8" => Self::I64(decode(bytes, i64::from_le_bytes)),
             "|u1" | "<u1" | "u1" | "|b1" => Self::U8(bytes.to_vec()),
-            other => return Err(format!("unsupported dtype `{other}` (supported: <f4 <f8 |i1 <i4 <i8 |u1 |b1)")),
+            other => {
+                return Err(format!(
+                    "unsupported dtype `{other}` (supported: <f4 <f8 |i1 <i4 <i8 |u1 |b1)"
+                ))
+            }
         })
     }
 }
@@ -213,7 +217,10 @@ pub(super) fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
     let want = count.checked_mul(elem_size(&descr)).ok_or("shape overflows")?;
     let body = &bytes[end..];
     if body.len() < want {
-        return Err(format!("truncated: shape {shape:?} needs {want} bytes of data, found {}", body.len()));
+        return Err(format!(
+            "truncated: shape {shape:?} needs {want} bytes of data, found {}",
+            body.len()
+        ));
     }
     let data = NpyData::from_le_bytes(&descr, &body[..want])?;
     let data = if fortran && shape.len() > 1 { data.fortran_to_c(&shape) } else { data };
@@ -248,7 +255,10 @@ fn parse_header(h: &str) -> std::result::Result<(String, bool, Vec<usize>), Stri
     let quote = quoted.next().filter(|c| matches!(c, '\'' | '"')).ok_or_else(|| bad("descr"))?;
     let descr = quoted.as_str().split(quote).next().ok_or_else(|| bad("descr"))?.to_string();
     let fortran = value("fortran_order")?.starts_with("True");
-    let (inner, _) = value("shape")?.strip_prefix('(').and_then(|s| s.split_once(')')).ok_or_else(|| bad("shape"))?;
+    let (inner, _) = value("shape")?
+        .strip_prefix('(')
+        .and_then(|s| s.split_once(')'))
+        .ok_or_else(|| bad("shape"))?;
     let shape = inner
         .split(',')
         .map(str::trim)
@@ -265,14 +275,20 @@ fn parse_header(h: &str) -> std::result::Result<(String, bool, Vec<usize>), Stri
 /// The bytes of a `.npy` file holding `a`.
 pub(super) fn encode_npy(a: &NpyArray) -> std::result::Result<Vec<u8>, String> {
     if a.elem_count() != a.data.len() {
-        return Err(format!("shape {:?} holds {} elements but data has {}", a.shape, a.elem_count(), a.data.len()));
+        return Err(format!(
+            "shape {:?} holds {} elements but data has {}",
+            a.shape,
+            a.elem_count(),
+            a.data.len()
+        ));
     }
     let dims: Vec<String> = a.shape.iter().map(|d| d.to_string()).collect();
     let shape = match dims.len() {
         1 => format!("({},)", dims[0]),
         _ => format!("({})", dims.join(", ")),
     };
-    let mut header = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}", a.data.descr());
+    let mut header =
+        format!("{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}", a.data.descr());
     let v1 = header.len() + 11 <= usize::from(u16::MAX);
     let prefix = if v1 { 10 } else { 12 };
     // Data starts on a 64-byte boundary, as numpy writes it; the header ends with '\n'.
@@ -307,7 +323,10 @@ pub fn write_npy(path: impl AsRef<Path>, array: &NpyArray) -> Result<()> {
 }
 
 /// Writes through `path.tmp` and renames it to `path` once complete.
-pub(crate) fn atomic_write(path: &Path, write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<()> {
+pub(crate) fn atomic_write(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     let mut tmp = PathBuf::from(path).into_os_string();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
@@ -328,7 +347,10 @@ mod tests {
 
     fn sample() -> Vec<(String, NpyArray)> {
         vec![
-            ("x".into(), NpyArray { shape: vec![2, 3], data: NpyData::F32(vec![0., 1., 2., 3., 4., -5.5]) }),
+            (
+                "x".into(),
+                NpyArray { shape: vec![2, 3], data: NpyData::F32(vec![0., 1., 2., 3., 4., -5.5]) },
+            ),
             ("y".into(), NpyArray { shape: vec![3], data: NpyData::I8(vec![-1, 0, 12]) }),
             ("z".into(), NpyArray { shape: vec![], data: NpyData::F64(vec![2.5]) }),
             ("w".into(), NpyArray { shape: vec![2, 0], data: NpyData::I64(vec![]) }),
@@ -429,7 +451,10 @@ mod tests {
         b[8] += 1;
         assert!(parse_npy(&b).err().unwrap_or_default().contains("bad descr in header"));
         // Version 2 header whose length field itself is cut short.
-        assert!(parse_npy(b"\x93NUMPY\x02\x00\x10\x00").err().unwrap_or_default().contains("truncated header"));
+        assert!(parse_npy(b"\x93NUMPY\x02\x00\x10\x00")
+            .err()
+            .unwrap_or_default()
+            .contains("truncated header"));
         assert_eq!(parse_npy(&with_shape("(1,)")).map(|a| a.shape), Ok(vec![1]));
         Ok(())
     }
@@ -457,7 +482,8 @@ mod tests {
         assert_eq!(a.shape, vec![2, 3]);
         let back = a.to_tensor(&Device::Cpu)?;
         assert_eq!(back.to_vec2::<f32>()?, t.to_vec2::<f32>()?);
-        let l = NpyArray { shape: vec![2], data: NpyData::I8(vec![-1, 3]) }.to_tensor(&Device::Cpu)?;
+        let l =
+            NpyArray { shape: vec![2], data: NpyData::I8(vec![-1, 3]) }.to_tensor(&Device::Cpu)?;
         assert_eq!(l.to_vec1::<i64>()?, vec![-1, 3]);
         Ok(())
     }

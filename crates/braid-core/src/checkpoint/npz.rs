@@ -18,8 +18,11 @@ pub fn read_npz(path: impl AsRef<Path>) -> Result<Vec<(String, NpyArray)>> {
         let mut entry = archive.by_index(i).map_err(zerr)?;
         let name = entry.name().to_string();
         let mut bytes = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0).min(1 << 30));
-        entry.read_to_end(&mut bytes).map_err(|e| Error::format(path, format!("entry `{name}`: {e}")))?;
-        let array = parse_npy(&bytes).map_err(|m| Error::format(path, format!("entry `{name}`: {m}")))?;
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::format(path, format!("entry `{name}`: {e}")))?;
+        let array =
+            parse_npy(&bytes).map_err(|m| Error::format(path, format!("entry `{name}`: {m}")))?;
         let key = name.strip_suffix(".npy").unwrap_or(&name).to_string();
         out.push((key, array));
     }
@@ -31,7 +34,8 @@ pub fn write_npz(path: impl AsRef<Path>, arrays: &[(String, NpyArray)]) -> Resul
     let path = path.as_ref();
     let mut encoded = Vec::with_capacity(arrays.len());
     for (name, a) in arrays {
-        let bytes = encode_npy(a).map_err(|m| Error::format(path, format!("array `{name}`: {m}")))?;
+        let bytes =
+            encode_npy(a).map_err(|m| Error::format(path, format!("array `{name}`: {m}")))?;
         encoded.push((format!("{name}.npy"), bytes));
     }
     atomic_write(path, |f| {
@@ -47,4 +51,3 @@ pub fn write_npz(path: impl AsRef<Path>, arrays: &[(String, NpyArray)]) -> Resul
         Ok(())
     })
 }
-

@@ -53,11 +53,15 @@ impl Transform {
         let dims = q.shape().dims().to_vec();
         let rows = dims.first().copied().unwrap_or(0);
         // Where each output row comes from: the transform applied to the row indices.
-        let idx = Tensor::arange(0u32, rows as u32, &Device::Cpu)?.to_dtype(candle_core::DType::F32)?;
+        let idx =
+            Tensor::arange(0u32, rows as u32, &Device::Cpu)?.to_dtype(candle_core::DType::F32)?;
         let from: Vec<f32> = self.apply(&idx, name)?.to_vec1()?;
         let data = q.data()?;
         if rows == 0 || data.len() % rows != 0 {
-            return Err(Error::Invalid(format!("{name}: {} bytes do not split into {rows} rows", data.len())));
+            return Err(Error::Invalid(format!(
+                "{name}: {} bytes do not split into {rows} rows",
+                data.len()
+            )));
         }
         let row = data.len() / rows;
         let mut out = Vec::with_capacity(data.len());
@@ -145,7 +149,10 @@ impl RemapTable {
 
     /// llama.cpp GGUF names -> Hugging Face LLaMA names, un-permuting q and k rows.
     pub fn llama_gguf(n_heads: usize, n_kv_heads: usize) -> Self {
-        let (q, k) = (Transform::UnpermuteRope { heads: n_heads }, Transform::UnpermuteRope { heads: n_kv_heads });
+        let (q, k) = (
+            Transform::UnpermuteRope { heads: n_heads },
+            Transform::UnpermuteRope { heads: n_kv_heads },
+        );
         let blk = |s: &str| format!("blk.{{n}}.{s}.weight");
         let layer = |s: &str| format!("model.layers.{{n}}.{s}.weight");
         let mut t = Self::new()
@@ -180,11 +187,23 @@ mod tests {
         let t = RemapTable::llama_gguf(9, 3);
         let m = |n: &str| t.map(n).map(|(s, _)| s);
         assert_eq!(m("token_embd.weight").as_deref(), Some("model.embed_tokens.weight"));
-        assert_eq!(m("blk.12.ffn_down.weight").as_deref(), Some("model.layers.12.mlp.down_proj.weight"));
-        assert_eq!(m("blk.0.attn_output.weight").as_deref(), Some("model.layers.0.self_attn.o_proj.weight"));
-        assert_eq!(m("blk.3.ffn_norm.weight").as_deref(), Some("model.layers.3.post_attention_layernorm.weight"));
+        assert_eq!(
+            m("blk.12.ffn_down.weight").as_deref(),
+            Some("model.layers.12.mlp.down_proj.weight")
+        );
+        assert_eq!(
+            m("blk.0.attn_output.weight").as_deref(),
+            Some("model.layers.0.self_attn.o_proj.weight")
+        );
+        assert_eq!(
+            m("blk.3.ffn_norm.weight").as_deref(),
+            Some("model.layers.3.post_attention_layernorm.weight")
+        );
         assert_eq!(m("output.weight").as_deref(), Some("lm_head.weight"));
-        assert_eq!(t.map("blk.1.attn_k.weight").and_then(|(_, x)| x), Some(Transform::UnpermuteRope { heads: 3 }));
+        assert_eq!(
+            t.map("blk.1.attn_k.weight").and_then(|(_, x)| x),
+            Some(Transform::UnpermuteRope { heads: 3 })
+        );
         assert_eq!(m("blk.x.attn_q.weight"), None);
         assert_eq!(m("rope_freqs.weight"), None);
     }
@@ -192,13 +211,17 @@ mod tests {
     #[test]
     fn several_indices_fill_in_order() {
         let t = RemapTable::new().rule("enc.{n}.blk.{n}.w", "encoder.stage.{n}.layer.{n}.weight");
-        assert_eq!(t.map("enc.2.blk.10.w").map(|(s, _)| s).as_deref(), Some("encoder.stage.2.layer.10.weight"));
+        assert_eq!(
+            t.map("enc.2.blk.10.w").map(|(s, _)| s).as_deref(),
+            Some("encoder.stage.2.layer.10.weight")
+        );
     }
 
     #[test]
     fn unpermute_reverses_permute() -> Result<()> {
         let (heads, head_dim, cols) = (3, 4, 5);
-        let w = Tensor::arange(0f32, (heads * head_dim * cols) as f32, &Device::Cpu)?.reshape((heads * head_dim, cols))?;
+        let w = Tensor::arange(0f32, (heads * head_dim * cols) as f32, &Device::Cpu)?
+            .reshape((heads * head_dim, cols))?;
         let p = Transform::PermuteRope { heads }.apply(&w, "q")?;
         // Within head 0, HF rows [0 1 | 2 3] (two halves) interleave to [0 2 1 3].
         let first: Vec<f32> = p.narrow(1, 0, 1)?.flatten_all()?.to_vec1()?;
@@ -206,12 +229,14 @@ mod tests {
         let back = Transform::UnpermuteRope { heads }.apply(&p, "q")?;
         assert_eq!(back.to_vec2::<f32>()?, w.to_vec2::<f32>()?);
         let bias = Tensor::arange(0f32, 12., &Device::Cpu)?;
-        let rt = Transform::UnpermuteRope { heads }.apply(&Transform::PermuteRope { heads }.apply(&bias, "b")?, "b")?;
+        let rt = Transform::UnpermuteRope { heads }
+            .apply(&Transform::PermuteRope { heads }.apply(&bias, "b")?, "b")?;
         assert_eq!(rt.to_vec1::<f32>()?, bias.to_vec1::<f32>()?);
         assert!(Transform::UnpermuteRope { heads: 5 }.apply(&w, "q").is_err());
         let wide = Tensor::randn(0f32, 1., (12, 32), &Device::Cpu)?;
         let q = QTensor::quantize(&wide, candle_core::quantized::GgmlDType::Q8_0)?;
-        let pq = Transform::PermuteRope { heads }.apply_quantized(&q, "q")?.dequantize(&Device::Cpu)?;
+        let pq =
+            Transform::PermuteRope { heads }.apply_quantized(&q, "q")?.dequantize(&Device::Cpu)?;
         let pd = Transform::PermuteRope { heads }.apply(&q.dequantize(&Device::Cpu)?, "q")?;
         assert_eq!(pq.to_vec2::<f32>()?, pd.to_vec2::<f32>()?);
         Ok(())

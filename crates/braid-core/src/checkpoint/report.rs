@@ -41,7 +41,11 @@ impl LoadReport {
             parts.push(format!("{} missing ({})", self.missing.len(), first_few(&self.missing)));
         }
         if !self.unexpected.is_empty() {
-            parts.push(format!("{} unexpected ({})", self.unexpected.len(), first_few(&self.unexpected)));
+            parts.push(format!(
+                "{} unexpected ({})",
+                self.unexpected.len(),
+                first_few(&self.unexpected)
+            ));
         }
         if !self.mismatched.is_empty() {
             let shown: Vec<String> = self
@@ -95,7 +99,10 @@ mod tests {
     #[test]
     fn summary_and_error_name_the_tensors() {
         let clean = LoadReport { used: 101, total_params: 22_700_000, ..Default::default() };
-        assert_eq!(clean.to_string(), "0 missing, 0 unexpected, 0 mismatched; 101 tensors, 22.7M parameters");
+        assert_eq!(
+            clean.to_string(),
+            "0 missing, 0 unexpected, 0 mismatched; 101 tensors, 22.7M parameters"
+        );
         assert!(clean.into_result("m.safetensors").is_ok());
         let bad = LoadReport {
             missing: (0..5).map(|i| format!("layer.{i}.weight")).collect(),
@@ -104,7 +111,8 @@ mod tests {
             used: 3,
             total_params: 42,
         };
-        let msg = bad.into_result("/m/x.safetensors").err().map(|e| e.to_string()).unwrap_or_default();
+        let msg =
+            bad.into_result("/m/x.safetensors").err().map(|e| e.to_string()).unwrap_or_default();
         assert_eq!(
             msg,
             "/m/x.safetensors: 5 missing (layer.0.weight, layer.1.weight, layer.2.weight, ... 2 more); \

@@ -41,11 +41,17 @@ impl Safetensors {
     /// Opens a `.safetensors` file, or every shard of a `*.safetensors.index.json`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let files = if path.to_string_lossy().ends_with(".index.json") { shard_files(&path)? } else { vec![path.clone()] };
+        let files = if path.to_string_lossy().ends_with(".index.json") {
+            shard_files(&path)?
+        } else {
+            vec![path.clone()]
+        };
         for f in &files {
             std::fs::metadata(f).map_err(|e| Error::io(f, e))?;
         }
-        let inner = map_files(&files).map_err(|e| Error::format(&path, format!("not a readable safetensors file: {}", candle_msg(e))))?;
+        let inner = map_files(&files).map_err(|e| {
+            Error::format(&path, format!("not a readable safetensors file: {}", candle_msg(e)))
+        })?;
         let mut names: Vec<String> = inner.tensors().into_iter().map(|(n, _)| n).collect();
         names.sort();
         names.dedup();
@@ -61,8 +67,8 @@ impl Safetensors {
 /// The shard files of an index, in order of first appearance, beside the index.
 fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| Error::format(index, format!("bad index JSON: {e}")))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::format(index, format!("bad index JSON: {e}")))?;
     let map = json
         .get("weight_map")
         .and_then(|m| m.as_object())
@@ -70,7 +76,9 @@ fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
     let dir = index.parent().unwrap_or(Path::new("."));
     let mut files: Vec<PathBuf> = Vec::new();
     for (name, file) in map {
-        let file = file.as_str().ok_or_else(|| Error::format(index, format!("`{name}` maps to a non-string")))?;
+        let file = file
+            .as_str()
+            .ok_or_else(|| Error::format(index, format!("`{name}` maps to a non-string")))?;
         let file = dir.join(file);
         if !files.contains(&file) {
             files.push(file);
@@ -92,7 +100,11 @@ impl Source for Safetensors {
     }
 
     fn load(&self, name: &str, device: &Device) -> Result<Tensor> {
-        let view = self.inner.get(name).map_err(|e| Error::format(&self.path, format!("{name}: {}", candle_msg(e))))?;
-        view.load(device).map_err(|e| Error::format(&self.path, format!("{name}: {}", candle_msg(e))))
+        let view = self
+            .inner
+            .get(name)
+            .map_err(|e| Error::format(&self.path, format!("{name}: {}", candle_msg(e))))?;
+        view.load(device)
+            .map_err(|e| Error::format(&self.path, format!("{name}: {}", candle_msg(e))))
     }
 }

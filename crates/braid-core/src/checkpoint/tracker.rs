@@ -48,7 +48,9 @@ impl LoadTracker {
     pub fn report(&self) -> LoadReport {
         let r = self.lock();
         let asked = |n: &String| {
-            r.used.contains_key(n) || r.missing.contains(n) || r.mismatched.iter().any(|(m, _, _)| m == n)
+            r.used.contains_key(n)
+                || r.missing.contains(n)
+                || r.mismatched.iter().any(|(m, _, _)| m == n)
         };
         LoadReport {
             missing: r.missing.clone(),
@@ -65,7 +67,10 @@ struct Tracking(LoadTracker);
 /// Zeros of shape `s`: dense when small, a broadcast scalar (no allocation) otherwise.
 fn placeholder(s: Shape, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
     let Some(n) = s.dims().iter().try_fold(1usize, |a, &d| a.checked_mul(d)) else {
-        return Err(candle_core::Error::Msg(format!("the module asks for a tensor of shape {:?}, whose size overflows", s.dims())));
+        return Err(candle_core::Error::Msg(format!(
+            "the module asks for a tensor of shape {:?}, whose size overflows",
+            s.dims()
+        )));
     };
     if n <= DENSE_PLACEHOLDER {
         return Tensor::zeros(s, dtype, dev);
@@ -100,14 +105,25 @@ impl Tracking {
     }
 
     fn load(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        let t = self.0.ckpt.tensor(name, dtype, dev).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let t = self
+            .0
+            .ckpt
+            .tensor(name, dtype, dev)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         self.0.lock().used.insert(name.to_string(), t.elem_count());
         Ok(t)
     }
 }
 
 impl SimpleBackend for Tracking {
-    fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         let Some(found) = self.0.ckpt.shape(name) else {
             self.note_missing(name);
             self.give_up_if_hopeless()?;
@@ -140,9 +156,17 @@ impl SimpleBackend for Tracking {
 }
 
 /// See [`Checkpoint::var_builder`].
-pub(super) fn var_builder(ckpt: Checkpoint, dtype: DType, device: &Device) -> (candle_nn::VarBuilder<'static>, LoadTracker) {
+pub(super) fn var_builder(
+    ckpt: Checkpoint,
+    dtype: DType,
+    device: &Device,
+) -> (candle_nn::VarBuilder<'static>, LoadTracker) {
     let tracker = LoadTracker { ckpt, record: Arc::new(Mutex::new(Record::default())) };
-    let vb = candle_nn::VarBuilder::from_backend(Box::new(Tracking(tracker.clone())), dtype, device.clone());
+    let vb = candle_nn::VarBuilder::from_backend(
+        Box::new(Tracking(tracker.clone())),
+        dtype,
+        device.clone(),
+    );
     (vb, tracker)
 }
 
@@ -154,22 +178,39 @@ mod tests {
     fn one_tensor_checkpoint(dir: &std::path::Path) -> Result<Checkpoint> {
         let p = dir.join("m.safetensors");
         let t = Tensor::zeros((2, 3), DType::F32, &Device::Cpu)?;
-        candle_core::safetensors::save(&std::collections::HashMap::from([("w".to_string(), t)]), &p)?;
+        candle_core::safetensors::save(
+            &std::collections::HashMap::from([("w".to_string(), t)]),
+            &p,
+        )?;
         Checkpoint::open(&p)
     }
 
     #[test]
     fn alloc_tracker_placeholder_of_a_claimed_shape() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-        let (vb, tracker) = one_tensor_checkpoint(dir.path())?.var_builder(DType::F32, &Device::Cpu);
+        let (vb, tracker) =
+            one_tensor_checkpoint(dir.path())?.var_builder(DType::F32, &Device::Cpu);
         // 2^40 elements each: allocating them would take 4 TiB.
         let huge = (1usize << 20, 1usize << 20);
         let w = vb.get(huge, "w")?;
         let m = vb.get(huge, "missing")?;
         assert_eq!((w.dims(), m.dims()), (&[1 << 20, 1 << 20][..], &[1 << 20, 1 << 20][..]));
-        let msg = tracker.report().into_result("m.safetensors").err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(msg.contains("1 missing (missing)") && msg.contains("w: expected [1048576, 1048576], file has [2, 3]"), "{msg}");
-        let e = vb.get((1usize << 40, 1usize << 40), "overflowing").err().map(|e| e.to_string()).unwrap_or_default();
+        let msg = tracker
+            .report()
+            .into_result("m.safetensors")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            msg.contains("1 missing (missing)")
+                && msg.contains("w: expected [1048576, 1048576], file has [2, 3]"),
+            "{msg}"
+        );
+        let e = vb
+            .get((1usize << 40, 1usize << 40), "overflowing")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("whose size overflows"), "{e}");
         // Small placeholders stay ordinary zeros.
         assert_eq!(vb.get(4, "small")?.to_vec1::<f32>()?, vec![0.0; 4]);
@@ -181,9 +222,14 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let (vb, _) = one_tensor_checkpoint(dir.path())?.var_builder(DType::F32, &Device::Cpu);
         let start = std::time::Instant::now();
-        let err = (0..1_000_000).try_for_each(|i| vb.get(8, &format!("layers.{i}.weight")).map(|_| ()));
+        let err =
+            (0..1_000_000).try_for_each(|i| vb.get(8, &format!("layers.{i}.weight")).map(|_| ()));
         let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(msg.contains("m.safetensors") && msg.contains("stopped after 1000 missing or mismatched"), "{msg}");
+        assert!(
+            msg.contains("m.safetensors")
+                && msg.contains("stopped after 1000 missing or mismatched"),
+            "{msg}"
+        );
         assert!(!msg.contains('\n') && msg.contains("layers.0.weight"), "{msg}");
         assert!(start.elapsed().as_secs() < 5, "took {:?}", start.elapsed());
         Ok(())

@@ -38,7 +38,9 @@ pub fn loads(data: &[u8], allow: &[Global<'_>]) -> Result<Value> {
 pub fn loads_prefix(data: &[u8], allow: &[Global<'_>], origin: &Path) -> Result<(Value, usize)> {
     let mut r = reader::Reader::new(data);
     let mut m = machine::Machine::new(allow);
-    let raw = m.run(&mut r).map_err(|msg| Error::format(origin, format!("pickle byte {}: {msg}", r.pos())))?;
+    let raw = m
+        .run(&mut r)
+        .map_err(|msg| Error::format(origin, format!("pickle byte {}: {msg}", r.pos())))?;
     let end = r.pos();
     let memo = std::mem::take(&mut m.memo);
     let mut res = resolve::Resolver::new(memo, &raw);
@@ -51,7 +53,10 @@ pub fn load(path: &Path, allow: &[Global<'_>]) -> Result<Value> {
     let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let (v, end) = loads_prefix(&data, allow, path)?;
     if end != data.len() {
-        return Err(Error::format(path, format!("{} bytes after the pickle's STOP", data.len() - end)));
+        return Err(Error::format(
+            path,
+            format!("{} bytes after the pickle's STOP", data.len() - end),
+        ));
     }
     Ok(v)
 }

@@ -68,7 +68,9 @@ impl Resolver {
     fn slot(&mut self, id: u32, depth: usize) -> Result<Value, String> {
         if !self.done.contains_key(&id) {
             if self.busy.contains(&id) {
-                return Err(format!("memo slot {id} contains itself (recursive objects are not supported)"));
+                return Err(format!(
+                    "memo slot {id} contains itself (recursive objects are not supported)"
+                ));
             }
             let raw = self.raw.remove(&id).ok_or_else(|| format!("memo slot {id} is empty"))?;
             self.busy.push(id);

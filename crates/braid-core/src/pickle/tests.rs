@@ -102,7 +102,10 @@ fn check_plain(v: &Value) {
     let flags = Value::Tuple(vec![Value::Bool(true), Value::Bool(false), Value::None]);
     assert_eq!(v.get("flags"), Some(&flags));
     let nested = v.get("nested").cloned().unwrap_or(Value::None);
-    assert_eq!(nested.get("t3"), Some(&Value::Tuple(vec![Value::Int(1), Value::Int(2), Value::Int(3)])));
+    assert_eq!(
+        nested.get("t3"),
+        Some(&Value::Tuple(vec![Value::Int(1), Value::Int(2), Value::Int(3)]))
+    );
     assert_eq!(nested.get("empty"), Some(&Value::Tuple(vec![])));
     assert_eq!(v.get("shared"), Some(&Value::List(vec![nested.clone(), nested])));
 }
@@ -113,7 +116,9 @@ fn cpython_protocol_2() -> Result<()> {
     let v = loads(data, &[("_codecs", "encode"), ("__builtin__", "set")])?;
     check_plain(&v);
     // Protocol 2 writes bytes as `_codecs.encode("\x00\xff\x10", "latin1")`.
-    let Some(Value::Reduce { callable, args }) = v.get("bytes") else { return Err(Error::Invalid(format!("bytes: {v:?}"))) };
+    let Some(Value::Reduce { callable, args }) = v.get("bytes") else {
+        return Err(Error::Invalid(format!("bytes: {v:?}")));
+    };
     assert!(callable.is_global("_codecs", "encode"));
     assert_eq!(args.as_seq().map(|a| a[0].latin1_bytes()), Some(Some(vec![0, 255, 16])));
     Ok(())
@@ -140,12 +145,17 @@ fn numpy_arrays_protocol_2() -> Result<()> {
     ];
     let v = loads(data, &allow)?;
     // ndarray state: (version, shape, dtype, fortran, data)
-    let Some(Value::Build { state, .. }) = v.get("a") else { return Err(Error::Invalid(format!("a: {v:?}"))) };
+    let Some(Value::Build { state, .. }) = v.get("a") else {
+        return Err(Error::Invalid(format!("a: {v:?}")));
+    };
     let st = state.as_seq().unwrap_or_default();
     assert_eq!(st[1], Value::Tuple(vec![Value::Int(2), Value::Int(3)]));
-    let Value::Reduce { args, .. } = &st[4] else { return Err(Error::Invalid(format!("data: {:?}", st[4]))) };
+    let Value::Reduce { args, .. } = &st[4] else {
+        return Err(Error::Invalid(format!("data: {:?}", st[4])));
+    };
     let raw = args.as_seq().and_then(|a| a[0].latin1_bytes()).unwrap_or_default();
-    let floats: Vec<f64> = raw.chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+    let floats: Vec<f64> =
+        raw.chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
     assert_eq!(floats, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
     assert_eq!(v.get("again"), v.get("a"));
     let short = loads(data, &allow[1..]).err().map(|e| e.to_string()).unwrap_or_default();

@@ -71,14 +71,19 @@ fn decode_checked(path: &Path) -> Result<Audio> {
     }
     let probed = symphonia::default::get_probe()
         .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
-        .map_err(|e| Error::format(path, format!("not a readable audio file (WAV, FLAC, OGG, MP3): {e}")))?;
+        .map_err(|e| {
+            Error::format(path, format!("not a readable audio file (WAV, FLAC, OGG, MP3): {e}"))
+        })?;
     let audio = decode_track(path, probed.format)?;
     if audio.frames() == 0 {
         return Err(Error::format(path, "the file holds no audio samples (zero-length audio)"));
     }
     if let Some(i) = audio.samples.iter().position(|x| !x.is_finite()) {
         let (frame, channel) = (i / audio.channels, i % audio.channels);
-        let msg = format!("sample {} of frame {frame}, channel {channel}, is not a finite number", audio.samples[i]);
+        let msg = format!(
+            "sample {} of frame {frame}, channel {channel}, is not a finite number",
+            audio.samples[i]
+        );
         return Err(Error::format(path, msg));
     }
     Ok(audio)
@@ -92,13 +97,18 @@ fn decode_track(path: &Path, mut format: Box<dyn FormatReader>) -> Result<Audio>
         .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
         .ok_or_else(|| bad("no audio track".into()))?;
     let (track_id, promised) = (track.id, track.codec_params.n_frames);
-    let sample_rate = track.codec_params.sample_rate.ok_or_else(|| bad("no sample rate in the header".into()))?;
+    let sample_rate =
+        track.codec_params.sample_rate.ok_or_else(|| bad("no sample rate in the header".into()))?;
     if sample_rate == 0 || sample_rate > MAX_SAMPLE_RATE {
-        return Err(bad(format!("sample rate {sample_rate} Hz is outside 1..={MAX_SAMPLE_RATE} Hz")));
+        return Err(bad(format!(
+            "sample rate {sample_rate} Hz is outside 1..={MAX_SAMPLE_RATE} Hz"
+        )));
     }
     let channels_claimed = track.codec_params.channels.map_or(1, |c| c.count().max(1)) as u64;
     if let Some(n) = promised {
-        AUDIO_SAMPLES.check_opt(n.checked_mul(channels_claimed), &format!("the header's {n} frames")).map_err(&bad)?;
+        AUDIO_SAMPLES
+            .check_opt(n.checked_mul(channels_claimed), &format!("the header's {n} frames"))
+            .map_err(&bad)?;
     }
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
@@ -179,7 +189,12 @@ pub(crate) mod tests {
             let a = decode_file(fixture(&format!("speech_16k.{ext}"))).unwrap();
             assert_eq!((a.channels, a.sample_rate), (1, 16000), "{ext}");
             let m = a.to_mono();
-            assert!(m.len().abs_diff(wav.len()) < 2000, "{ext}: {} vs {} samples", m.len(), wav.len());
+            assert!(
+                m.len().abs_diff(wav.len()) < 2000,
+                "{ext}: {} vs {} samples",
+                m.len(),
+                wav.len()
+            );
             let ratio = energy(&m) / energy(&wav);
             assert!((0.8..1.2).contains(&ratio), "{ext}: energy ratio {ratio}");
             if exact {
@@ -211,7 +226,9 @@ pub(crate) mod tests {
         let mut b = b"RIFF".to_vec();
         b.extend_from_slice(&(36 + data_len).to_le_bytes());
         b.extend_from_slice(b"WAVEfmt ");
-        for v in [16u32.to_le_bytes().to_vec(), 3u16.to_le_bytes().to_vec(), 1u16.to_le_bytes().to_vec()] {
+        for v in
+            [16u32.to_le_bytes().to_vec(), 3u16.to_le_bytes().to_vec(), 1u16.to_le_bytes().to_vec()]
+        {
             b.extend_from_slice(&v);
         }
         b.extend_from_slice(&rate.to_le_bytes());
@@ -242,7 +259,11 @@ pub(crate) mod tests {
         listed.splice(12..12, b"LIST\x03\x00\x00\x00abc\x00".iter().copied());
         let cases = [
             ("rate0.wav", with_rate(0), "sample rate of 0 Hz"),
-            ("rate_huge.wav", with_rate(u32::MAX), "sample rate of 4294967295 Hz, above the 1000000 Hz accepted"),
+            (
+                "rate_huge.wav",
+                with_rate(u32::MAX),
+                "sample rate of 4294967295 Hz, above the 1000000 Hz accepted",
+            ),
             ("listed.wav", listed, "sample rate of 0 Hz"),
             ("ch0.wav", with_channels(0), "0 channels"),
             ("ch64.wav", with_channels(64), "64 channels: the WAV reader handles at most 32"),
@@ -264,11 +285,16 @@ pub(crate) mod tests {
         let p = dir.path().join("fine.wav");
         std::fs::write(&p, float_wav_bytes(&[0.0, 0.5, -0.25], 8000)).unwrap();
         assert_eq!(decode_file(&p).unwrap().samples, [0.0, 0.5, -0.25]);
-        for (name, x) in [("nan.wav", f32::NAN), ("inf.wav", f32::INFINITY), ("neginf.wav", f32::NEG_INFINITY)] {
+        for (name, x) in
+            [("nan.wav", f32::NAN), ("inf.wav", f32::INFINITY), ("neginf.wav", f32::NEG_INFINITY)]
+        {
             let p = dir.path().join(name);
             std::fs::write(&p, float_wav_bytes(&[0.0, 0.5, x, 0.1], 8000)).unwrap();
             let e = decode_file(&p).unwrap_err().to_string();
-            assert!(e.contains(name) && e.contains("frame 2, channel 0, is not a finite number"), "{e}");
+            assert!(
+                e.contains(name) && e.contains("frame 2, channel 0, is not a finite number"),
+                "{e}"
+            );
         }
     }
 

@@ -26,12 +26,16 @@ impl AudioOptions {
     /// positive number, naming the field.
     pub fn validate(&self) -> Result<()> {
         if self.sample_rate == 0 || self.sample_rate > MAX_SAMPLE_RATE {
-            return Err(Error::config("sample_rate", format!("must be in 1..={MAX_SAMPLE_RATE} Hz, got {}", self.sample_rate)));
+            return Err(Error::config(
+                "sample_rate",
+                format!("must be in 1..={MAX_SAMPLE_RATE} Hz, got {}", self.sample_rate),
+            ));
         }
         match self.max_seconds {
-            Some(s) if !(s.is_finite() && s > 0.0) => {
-                Err(Error::config("max_seconds", format!("must be a finite number of seconds > 0, got {s}")))
-            }
+            Some(s) if !(s.is_finite() && s > 0.0) => Err(Error::config(
+                "max_seconds",
+                format!("must be a finite number of seconds > 0, got {s}"),
+            )),
             _ => Ok(()),
         }
     }
@@ -49,7 +53,8 @@ pub fn load_audio(path: impl AsRef<Path>, opts: &AudioOptions) -> Result<Vec<f32
         let keep = ((max + 0.1) * f64::from(audio.sample_rate)).ceil() as usize;
         mono.truncate(keep);
     }
-    let mut out = resample(&mono, audio.sample_rate, opts.sample_rate).map_err(|e| Error::format(path, e.to_string()))?;
+    let mut out = resample(&mono, audio.sample_rate, opts.sample_rate)
+        .map_err(|e| Error::format(path, e.to_string()))?;
     if let Some(max) = opts.max_seconds {
         out.truncate((max * f64::from(opts.sample_rate)).round() as usize);
     }
@@ -66,7 +71,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("8ch.wav");
         std::fs::write(&path, wav_bytes(8, 96_000, 96_000 / 2)).unwrap();
-        let y = load_audio(&path, &AudioOptions { sample_rate: 16_000, max_seconds: Some(0.25) }).unwrap();
+        let y = load_audio(&path, &AudioOptions { sample_rate: 16_000, max_seconds: Some(0.25) })
+            .unwrap();
         assert_eq!(y.len(), 4000);
         // Channels hold 0.0, 0.1, ..., 0.7: their mean is 0.35 (DC passes the filter).
         assert!((y[2000] - 0.35).abs() < 1e-3, "{}", y[2000]);

@@ -39,7 +39,14 @@ pub struct WhisperFeaturesConfig {
 
 impl Default for WhisperFeaturesConfig {
     fn default() -> Self {
-        Self { feature_size: 80, sampling_rate: 16_000, hop_length: 160, chunk_length: 30, n_fft: 400, padding_value: 0.0 }
+        Self {
+            feature_size: 80,
+            sampling_rate: 16_000,
+            hop_length: 160,
+            chunk_length: 30,
+            n_fft: 400,
+            padding_value: 0.0,
+        }
     }
 }
 
@@ -61,7 +68,10 @@ impl WhisperFeaturesConfig {
             return Err(Error::config("chunk_length", "must be at least 1 second"));
         }
         if !self.padding_value.is_finite() {
-            return Err(Error::config("padding_value", format!("must be a finite number, got {}", self.padding_value)));
+            return Err(Error::config(
+                "padding_value",
+                format!("must be a finite number, got {}", self.padding_value),
+            ));
         }
         let samples = (self.chunk_length as u64).checked_mul(u64::from(self.sampling_rate));
         let what = format!("a window of {} s at {} Hz", self.chunk_length, self.sampling_rate);
@@ -70,7 +80,9 @@ impl WhisperFeaturesConfig {
         let frames = samples.unwrap_or(u64::MAX) / self.hop_length as u64 + 1;
         let per_frame = (self.n_fft / 2 + 1).max(self.feature_size) as u64;
         let what = format!("the spectrogram of {frames} frames of {per_frame} values");
-        AUDIO_SAMPLES.check_opt(frames.checked_mul(per_frame), &what).map_err(|m| Error::config("hop_length", m))?;
+        AUDIO_SAMPLES
+            .check_opt(frames.checked_mul(per_frame), &what)
+            .map_err(|m| Error::config("hop_length", m))?;
         Ok(())
     }
 }
@@ -92,7 +104,13 @@ impl WhisperFeatures {
             return Self { cfg, filters: Vec::new() };
         }
         let bins = cfg.n_fft / 2 + 1;
-        let dense = mel_filter_bank(bins, cfg.feature_size, 0.0, f64::from(cfg.sampling_rate) / 2.0, cfg.sampling_rate);
+        let dense = mel_filter_bank(
+            bins,
+            cfg.feature_size,
+            0.0,
+            f64::from(cfg.sampling_rate) / 2.0,
+            cfg.sampling_rate,
+        );
         let filters = dense
             .chunks(bins.max(1))
             .map(|row| {
@@ -125,7 +143,8 @@ impl WhisperFeatures {
 
     /// Frames per 30-s window (3000).
     pub fn frames(&self) -> usize {
-        self.cfg.chunk_length.saturating_mul(self.cfg.sampling_rate as usize) / self.cfg.hop_length.max(1)
+        self.cfg.chunk_length.saturating_mul(self.cfg.sampling_rate as usize)
+            / self.cfg.hop_length.max(1)
     }
 
     /// Mono samples at `sampling_rate` -> log-mel `[feature_size, frames]` (f32).
@@ -146,7 +165,8 @@ impl WhisperFeatures {
             }
         }
         let top = logmel.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let out: Vec<f32> = logmel.iter().map(|&v| ((v.max(top - 8.0) + 4.0) / 4.0) as f32).collect();
+        let out: Vec<f32> =
+            logmel.iter().map(|&v| ((v.max(top - 8.0) + 4.0) / 4.0) as f32).collect();
         Ok(Tensor::from_vec(out, (self.filters.len(), kept), &Device::Cpu)?)
     }
 
@@ -159,23 +179,39 @@ impl WhisperFeatures {
 
 fn hz_to_mel(f: f64) -> f64 {
     let (min_log_hz, min_log_mel, logstep) = (1000.0, 15.0, 6.4f64.ln() / 27.0);
-    if f >= min_log_hz { min_log_mel + (f / min_log_hz).ln() / logstep } else { 3.0 * f / 200.0 }
+    if f >= min_log_hz {
+        min_log_mel + (f / min_log_hz).ln() / logstep
+    } else {
+        3.0 * f / 200.0
+    }
 }
 
 fn mel_to_hz(m: f64) -> f64 {
     let (min_log_hz, min_log_mel, logstep) = (1000.0, 15.0, 6.4f64.ln() / 27.0);
-    if m >= min_log_mel { min_log_hz * (logstep * (m - min_log_mel)).exp() } else { 200.0 * m / 3.0 }
+    if m >= min_log_mel {
+        min_log_hz * (logstep * (m - min_log_mel)).exp()
+    } else {
+        200.0 * m / 3.0
+    }
 }
 
 /// Slaney-scale triangular filters with Slaney (area) normalisation, as
 /// `transformers.audio_utils.mel_filter_bank(norm="slaney", mel_scale="slaney")` and
 /// `librosa.filters.mel`. -> `[n_mels, n_freqs]`, row-major
-pub fn mel_filter_bank(n_freqs: usize, n_mels: usize, fmin: f64, fmax: f64, sample_rate: u32) -> Vec<f64> {
+pub fn mel_filter_bank(
+    n_freqs: usize,
+    n_mels: usize,
+    fmin: f64,
+    fmax: f64,
+    sample_rate: u32,
+) -> Vec<f64> {
     let (mmin, mmax) = (hz_to_mel(fmin), hz_to_mel(fmax));
-    let edges: Vec<f64> =
-        (0..n_mels + 2).map(|i| mel_to_hz(mmin + (mmax - mmin) * i as f64 / (n_mels + 1) as f64)).collect();
+    let edges: Vec<f64> = (0..n_mels + 2)
+        .map(|i| mel_to_hz(mmin + (mmax - mmin) * i as f64 / (n_mels + 1) as f64))
+        .collect();
     let nyquist = f64::from(sample_rate / 2);
-    let fft_freqs: Vec<f64> = (0..n_freqs).map(|k| nyquist * k as f64 / (n_freqs.max(2) - 1) as f64).collect();
+    let fft_freqs: Vec<f64> =
+        (0..n_freqs).map(|k| nyquist * k as f64 / (n_freqs.max(2) - 1) as f64).collect();
     let mut out = vec![0f64; n_mels * n_freqs];
     for m in 0..n_mels {
         let (lo, mid, hi) = (edges[m], edges[m + 1], edges[m + 2]);
@@ -196,14 +232,18 @@ mod tests {
 
     #[test]
     fn matches_whisper_feature_extractor_on_speech() -> Result<()> {
-        let path = format!("{}/../../fixtures/audio/logmel.safetensors", env!("CARGO_MANIFEST_DIR"));
+        let path =
+            format!("{}/../../fixtures/audio/logmel.safetensors", env!("CARGO_MANIFEST_DIR"));
         let f = candle_core::safetensors::load(&path, &Device::Cpu)?;
         let get = |k: &str| f.get(k).cloned().ok_or_else(|| Error::Invalid(format!("no {k}")));
         let wave = get("waveform")?.to_vec1::<f32>()?;
         let wav = format!("{}/../../fixtures/audio/speech_16k.wav", env!("CARGO_MANIFEST_DIR"));
         assert_eq!(crate::audio::load_audio(wav, &crate::audio::AudioOptions::default())?, wave);
         for bins in [80usize, 128] {
-            let fe = WhisperFeatures::new(WhisperFeaturesConfig { feature_size: bins, ..Default::default() });
+            let fe = WhisperFeatures::new(WhisperFeaturesConfig {
+                feature_size: bins,
+                ..Default::default()
+            });
             let got = fe.extract(&wave)?;
             assert_eq!(got.dims(), [bins, 3000]);
             let head = get(&format!("mel{bins}_head"))?;
@@ -212,7 +252,11 @@ mod tests {
             assert!(d <= 1e-3, "{bins} bins: {d}");
             let tail = get(&format!("mel{bins}_tail"))?.to_vec1::<f32>()?[0];
             let rest = got.narrow(1, 128, 3000 - 128)?;
-            let dt = (rest - f64::from(tail))?.abs()?.max_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+            let dt = (rest - f64::from(tail))?
+                .abs()?
+                .max_all()?
+                .to_dtype(DType::F32)?
+                .to_scalar::<f32>()?;
             assert!(dt <= 1e-3, "{bins} bins padding frames: {dt}");
         }
         Ok(())
@@ -222,9 +266,15 @@ mod tests {
     fn alloc_mel_chunk_length() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
-            (r#"{"chunk_length": 1000000000}"#, "`chunk_length`: a window of 1000000000 s at 16000 Hz needs 16000000000000 samples"),
+            (
+                r#"{"chunk_length": 1000000000}"#,
+                "`chunk_length`: a window of 1000000000 s at 16000 Hz needs 16000000000000 samples",
+            ),
             (r#"{"chunk_length": 18446744073709551615}"#, "more than 2^64 samples"),
-            (r#"{"chunk_length": 3600, "hop_length": 1, "n_fft": 400}"#, "`hop_length`: the spectrogram of"),
+            (
+                r#"{"chunk_length": 3600, "hop_length": 1, "n_fft": 400}"#,
+                "`hop_length`: the spectrogram of",
+            ),
             (r#"{"chunk_length": 0}"#, "`chunk_length`: must be at least 1"),
             (r#"{"feature_size": 100000000}"#, "`feature_size`: must be in 1..=1024"),
             (r#"{"n_fft": 1}"#, "`n_fft`"),
@@ -234,12 +284,26 @@ mod tests {
         for (i, (json, want)) in cases.into_iter().enumerate() {
             let p = dir.path().join(format!("preprocessor_config_{i}.json"));
             std::fs::write(&p, json).unwrap();
-            let e = WhisperFeatures::from_json_file(&p).err().map(|e| e.to_string()).unwrap_or_default();
-            assert!(e.contains(&format!("preprocessor_config_{i}.json")) && e.contains(want), "{json}: {e}");
+            let e = WhisperFeatures::from_json_file(&p)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                e.contains(&format!("preprocessor_config_{i}.json")) && e.contains(want),
+                "{json}: {e}"
+            );
         }
         // Built through `new` (infallible), the extractor fails when used.
-        let fe = WhisperFeatures::new(WhisperFeaturesConfig { feature_size: usize::MAX, ..Default::default() });
-        assert!(fe.extract(&[0.0; 16]).err().map(|e| e.to_string()).unwrap_or_default().contains("`feature_size`"));
+        let fe = WhisperFeatures::new(WhisperFeaturesConfig {
+            feature_size: usize::MAX,
+            ..Default::default()
+        });
+        assert!(fe
+            .extract(&[0.0; 16])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("`feature_size`"));
     }
 
     #[test]

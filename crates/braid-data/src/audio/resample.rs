@@ -4,7 +4,9 @@
 
 use braid_core::limits::AUDIO_SAMPLES;
 use braid_core::{Error, Result};
-use rubato::{Resampler, SincFixedIn, SincInterpolationParameters, SincInterpolationType, WindowFunction};
+use rubato::{
+    Resampler, SincFixedIn, SincInterpolationParameters, SincInterpolationType, WindowFunction,
+};
 
 /// Input frames per rubato call.
 const CHUNK: usize = 4096;
@@ -27,7 +29,8 @@ pub fn resample(x: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
     let what = format!("resampling {} samples from {from} Hz to {to} Hz", x.len());
     // `as` saturates: a length past u64 is over the limit as u64::MAX.
     AUDIO_SAMPLES.check(out_len as u64, &what).map_err(Error::Invalid)?;
-    let err = |e: &dyn std::fmt::Display| Error::Invalid(format!("resampling {from} Hz -> {to} Hz: {e}"));
+    let err =
+        |e: &dyn std::fmt::Display| Error::Invalid(format!("resampling {from} Hz -> {to} Hz: {e}"));
     let ratio = f64::from(to) / f64::from(from);
     let params = SincInterpolationParameters {
         sinc_len: 256,
@@ -60,7 +63,11 @@ pub fn resample(x: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 { a } else { gcd(b, a % b) }
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 #[cfg(test)]
@@ -68,7 +75,9 @@ mod tests {
     use super::*;
 
     fn sine(rate: u32, n: usize) -> Vec<f32> {
-        (0..n).map(|i| (2.0 * std::f64::consts::PI * 440.0 * i as f64 / f64::from(rate)).sin() as f32).collect()
+        (0..n)
+            .map(|i| (2.0 * std::f64::consts::PI * 440.0 * i as f64 / f64::from(rate)).sin() as f32)
+            .collect()
     }
 
     #[test]
@@ -77,17 +86,31 @@ mod tests {
         assert_eq!(y.len(), 4000);
         let want = sine(16_000, 4000);
         // Away from the edges, where the filter sees zeros beyond the signal.
-        let err = y[200..3800].iter().zip(&want[200..3800]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let err = y[200..3800]
+            .iter()
+            .zip(&want[200..3800])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(err < 2e-3, "max error {err}");
     }
 
     #[test]
     fn an_impulse_lands_at_its_time_for_every_rate_pair() {
-        for (from, to) in [(96_000u32, 16_000u32), (48_000, 16_000), (44_100, 16_000), (22_050, 16_000), (8_000, 16_000)] {
+        for (from, to) in [
+            (96_000u32, 16_000u32),
+            (48_000, 16_000),
+            (44_100, 16_000),
+            (22_050, 16_000),
+            (8_000, 16_000),
+        ] {
             let mut x = vec![0f32; from as usize / 4];
             x[from as usize / 8] = 1.0;
             let y = resample(&x, from, to).unwrap();
-            let peak = y.iter().enumerate().fold((0, 0f32), |m, (i, &v)| if v > m.1 { (i, v) } else { m }).0;
+            let peak = y
+                .iter()
+                .enumerate()
+                .fold((0, 0f32), |m, (i, &v)| if v > m.1 { (i, v) } else { m })
+                .0;
             assert_eq!(peak, to as usize / 8, "{from} -> {to}");
         }
     }
@@ -105,6 +128,9 @@ mod tests {
         assert!(e.contains("4294967295 Hz") && e.contains("1..=1000000 Hz"), "{e}");
         // 1 Hz -> 1 MHz of ten minutes' worth of samples: 6e11 outputs.
         let e = resample(&vec![0.0; 600_000], 1, 1_000_000).unwrap_err().to_string();
-        assert!(e.contains("needs 600000000000 samples") && e.contains("BRAID_MAX_AUDIO_SAMPLES"), "{e}");
+        assert!(
+            e.contains("needs 600000000000 samples") && e.contains("BRAID_MAX_AUDIO_SAMPLES"),
+            "{e}"
+        );
     }
 }

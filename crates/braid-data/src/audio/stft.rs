@@ -13,13 +13,17 @@ pub fn power_spectrogram(x: &[f32], n_fft: usize, hop: usize) -> Result<(Vec<f64
         return Err(Error::Invalid(format!("bad STFT: n_fft {n_fft}, hop {hop}")));
     }
     if x.len() <= pad {
-        return Err(Error::Invalid(format!("{} samples is too short for a centred {n_fft}-point STFT", x.len())));
+        return Err(Error::Invalid(format!(
+            "{} samples is too short for a centred {n_fft}-point STFT",
+            x.len()
+        )));
     }
     let padded = reflect_pad(x, pad);
     let frames = 1 + (padded.len() - n_fft) / hop;
     let bins = n_fft / 2 + 1;
-    let window: Vec<f64> =
-        (0..n_fft).map(|n| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / n_fft as f64).cos()).collect();
+    let window: Vec<f64> = (0..n_fft)
+        .map(|n| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / n_fft as f64).cos())
+        .collect();
     let fft = RealFftPlanner::<f64>::new().plan_fft_forward(n_fft);
     let (mut buf, mut spec) = (fft.make_input_vec(), fft.make_output_vec());
     let mut out = Vec::with_capacity(frames * bins);
@@ -55,11 +59,13 @@ mod tests {
     #[test]
     fn a_bin_centred_sine_peaks_in_its_bin() {
         // 16 cycles over a 64-point frame land exactly in bin 16.
-        let x: Vec<f32> = (0..256).map(|i| (2.0 * std::f32::consts::PI * 16.0 * i as f32 / 64.0).sin()).collect();
+        let x: Vec<f32> =
+            (0..256).map(|i| (2.0 * std::f32::consts::PI * 16.0 * i as f32 / 64.0).sin()).collect();
         let (spec, frames) = power_spectrogram(&x, 64, 16).unwrap();
         assert_eq!(frames, 17);
         let row = &spec[8 * 33..9 * 33];
-        let peak = row.iter().enumerate().fold((0, 0.0), |m, (i, &v)| if v > m.1 { (i, v) } else { m });
+        let peak =
+            row.iter().enumerate().fold((0, 0.0), |m, (i, &v)| if v > m.1 { (i, v) } else { m });
         assert_eq!(peak.0, 16);
         assert!(power_spectrogram(&x[..10], 64, 16).is_err());
     }

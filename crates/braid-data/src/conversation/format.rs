@@ -22,7 +22,11 @@ pub(crate) struct Kind {
 
 /// The media kinds, in the order placeholders are prepended.
 pub(crate) const KINDS: [Kind; 3] = [
-    Kind { field: "image", modality: Modality::Image, extensions: &["png", "jpg", "jpeg", "gif", "webp", "bmp"] },
+    Kind {
+        field: "image",
+        modality: Modality::Image,
+        extensions: &["png", "jpg", "jpeg", "gif", "webp", "bmp"],
+    },
     Kind { field: "audio", modality: Modality::Audio, extensions: &["wav", "flac"] },
     Kind { field: "imu", modality: Modality::Imu, extensions: &["csv", "npy", "ts"] },
 ];
@@ -117,10 +121,19 @@ pub(crate) fn records(text: &str, layout: Layout) -> std::result::Result<Vec<Rec
         Layout::Json => {
             let values = match serde_json::from_str::<Value>(text) {
                 Ok(Value::Array(values)) => values,
-                Ok(other) => return Err(format!("expected a top-level array of samples (LLaVA JSON), got {}", kind_of(&other))),
+                Ok(other) => {
+                    return Err(format!(
+                        "expected a top-level array of samples (LLaVA JSON), got {}",
+                        kind_of(&other)
+                    ))
+                }
                 Err(e) => return Err(format!("invalid JSON: {e}")),
             };
-            values.into_iter().enumerate().map(|(index, v)| record(v, Locus { index, line: None, id: None })).collect()
+            values
+                .into_iter()
+                .enumerate()
+                .map(|(index, v)| record(v, Locus { index, line: None, id: None }))
+                .collect()
         }
         Layout::Jsonl => {
             let lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
@@ -128,7 +141,8 @@ pub(crate) fn records(text: &str, layout: Layout) -> std::result::Result<Vec<Rec
                 .enumerate()
                 .map(|(index, (n, line))| {
                     let locus = Locus { index, line: Some(n + 1), id: None };
-                    let value = serde_json::from_str::<Value>(line).map_err(|e| format!("{locus}: invalid JSON: {e}"))?;
+                    let value = serde_json::from_str::<Value>(line)
+                        .map_err(|e| format!("{locus}: invalid JSON: {e}"))?;
                     record(value, locus)
                 })
                 .collect()
@@ -144,7 +158,12 @@ fn record(value: Value, mut locus: Locus) -> std::result::Result<Record, String>
     let id = match map.remove("id") {
         Some(Value::String(s)) => s,
         Some(Value::Number(n)) => n.to_string(),
-        Some(other) => return Err(format!("{locus}: id: expected a string or a number, got {}", kind_of(&other))),
+        Some(other) => {
+            return Err(format!(
+                "{locus}: id: expected a string or a number, got {}",
+                kind_of(&other)
+            ))
+        }
         None => return Err(format!("{locus}: missing field `id`")),
     };
     locus.id = Some(id.clone());
@@ -153,23 +172,41 @@ fn record(value: Value, mut locus: Locus) -> std::result::Result<Record, String>
     }
     let mut media: [Vec<String>; 3] = Default::default();
     for (kind, files) in KINDS.iter().zip(media.iter_mut()) {
-        *files = file_names(map.remove(kind.field)).map_err(|e| format!("{locus}: {}: {e}", kind.field))?;
+        *files = file_names(map.remove(kind.field))
+            .map_err(|e| format!("{locus}: {}: {e}", kind.field))?;
     }
     let turns = match map.remove("conversations") {
         Some(Value::Array(turns)) => turns,
-        Some(other) => return Err(format!("{locus}: conversations: expected a list of turns, got {}", kind_of(&other))),
+        Some(other) => {
+            return Err(format!(
+                "{locus}: conversations: expected a list of turns, got {}",
+                kind_of(&other)
+            ))
+        }
         None => return Err(format!("{locus}: missing field `conversations`")),
     };
     let turns = turns
         .into_iter()
         .enumerate()
-        .map(|(k, t)| serde_json::from_value::<RawTurn>(t).map_err(|e| format!("{locus}: conversations[{k}]: {e}")))
+        .map(|(k, t)| {
+            serde_json::from_value::<RawTurn>(t)
+                .map_err(|e| format!("{locus}: conversations[{k}]: {e}"))
+        })
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let weight = match map.remove("weight") {
         None => 1,
-        Some(w) => match w.as_u64().and_then(|w| u32::try_from(w).ok()).filter(|w| (1..=MAX_WEIGHT).contains(w)) {
+        Some(w) => match w
+            .as_u64()
+            .and_then(|w| u32::try_from(w).ok())
+            .filter(|w| (1..=MAX_WEIGHT).contains(w))
+        {
             Some(w) => w,
-            None => return Err(format!("{locus}: weight: expected an integer from 1 to {MAX_WEIGHT}, got {}", short(&w))),
+            None => {
+                return Err(format!(
+                    "{locus}: weight: expected an integer from 1 to {MAX_WEIGHT}, got {}",
+                    short(&w)
+                ))
+            }
         },
     };
     Ok(Record { locus, id, media, turns, weight })
@@ -188,7 +225,9 @@ fn file_names(value: Option<Value>) -> std::result::Result<Vec<String>, String> 
                 other => Err(format!("[{i}]: expected a file name, got {}", kind_of(&other))),
             })
             .collect(),
-        Some(other) => Err(format!("expected a file name or a list of them, got {}", kind_of(&other))),
+        Some(other) => {
+            Err(format!("expected a file name or a list of them, got {}", kind_of(&other)))
+        }
     }
 }
 
@@ -225,8 +264,12 @@ mod tests {
     fn ids_media_and_weights_are_typed() {
         let r = one(r#"{"id": 17, "image": "a.png", "imu": ["r.csv", "s.npy"], "conversations": [], "weight": 3}"#).unwrap();
         assert_eq!((r.id.as_str(), r.weight), ("17", 3));
-        assert_eq!(r.media, [vec!["a.png".to_string()], vec![], vec!["r.csv".into(), "s.npy".into()]]);
-        let jsonl = "{\"id\": \"a\", \"conversations\": []}\n\n{\"id\": \"b\", \"conversations\": []}\n";
+        assert_eq!(
+            r.media,
+            [vec!["a.png".to_string()], vec![], vec!["r.csv".into(), "s.npy".into()]]
+        );
+        let jsonl =
+            "{\"id\": \"a\", \"conversations\": []}\n\n{\"id\": \"b\", \"conversations\": []}\n";
         let r = records(jsonl, Layout::Jsonl).unwrap();
         assert_eq!(r[1].locus, Locus { index: 1, line: Some(3), id: Some("b".into()) });
     }
@@ -234,13 +277,31 @@ mod tests {
     #[test]
     fn errors_name_the_sample_and_the_field() {
         let cases = [
-            (r#"{"id": "x", "conversations": [], "images": "a.png"}"#, r#"sample "x" (index 0): unknown field `images`"#),
-            (r#"{"id": "x", "conversations": [{"from": "human", "value": "q", "lang": "en"}]}"#, "conversations[0]: unknown field `lang`"),
-            (r#"{"id": "x", "conversations": [{"from": "human", "value": 3}]}"#, "conversations[0]: invalid type"),
-            (r#"{"id": "x", "image": ["a.png", 2], "conversations": []}"#, "image: [1]: expected a file name, got a number"),
-            (r#"{"id": "x", "conversations": [], "weight": 0}"#, "weight: expected an integer from 1 to 1000, got 0"),
+            (
+                r#"{"id": "x", "conversations": [], "images": "a.png"}"#,
+                r#"sample "x" (index 0): unknown field `images`"#,
+            ),
+            (
+                r#"{"id": "x", "conversations": [{"from": "human", "value": "q", "lang": "en"}]}"#,
+                "conversations[0]: unknown field `lang`",
+            ),
+            (
+                r#"{"id": "x", "conversations": [{"from": "human", "value": 3}]}"#,
+                "conversations[0]: invalid type",
+            ),
+            (
+                r#"{"id": "x", "image": ["a.png", 2], "conversations": []}"#,
+                "image: [1]: expected a file name, got a number",
+            ),
+            (
+                r#"{"id": "x", "conversations": [], "weight": 0}"#,
+                "weight: expected an integer from 1 to 1000, got 0",
+            ),
             (r#"{"id": "x", "conversations": [], "weight": 2.5}"#, "weight: expected an integer"),
-            (r#"{"id": [1], "conversations": []}"#, "sample at index 0: id: expected a string or a number"),
+            (
+                r#"{"id": [1], "conversations": []}"#,
+                "sample at index 0: id: expected a string or a number",
+            ),
             (r#"{"conversations": []}"#, "missing field `id`"),
             (r#"{"id": "x"}"#, "missing field `conversations`"),
             ("7", "expected an object, got a number"),
@@ -251,7 +312,8 @@ mod tests {
         }
         assert!(records("{}", Layout::Json).unwrap_err().contains("top-level array"));
         assert!(records("[1,", Layout::Json).unwrap_err().contains("invalid JSON"));
-        let err = records("{\"id\": 1, \"conversations\": []}\n{oops\n", Layout::Jsonl).unwrap_err();
+        let err =
+            records("{\"id\": 1, \"conversations\": []}\n{oops\n", Layout::Jsonl).unwrap_err();
         assert!(err.starts_with("sample at index 1 (line 2): invalid JSON"), "{err}");
     }
 
@@ -263,7 +325,10 @@ mod tests {
         let path = dir.path().join("d.json");
         std::fs::write(&path, "[]").unwrap();
         assert_eq!(read_capped(&path, 2).unwrap(), "[]");
-        assert!(read_capped(&path, 1).unwrap_err().to_string().contains("over the limit of 1 (`max_file_bytes`)"));
+        assert!(read_capped(&path, 1)
+            .unwrap_err()
+            .to_string()
+            .contains("over the limit of 1 (`max_file_bytes`)"));
         std::fs::write(&path, [0xffu8, 0xfe]).unwrap();
         assert!(read_capped(&path, 10).unwrap_err().to_string().contains("not UTF-8"));
     }

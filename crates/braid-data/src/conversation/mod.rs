@@ -142,7 +142,10 @@ impl ConversationDataset {
         let mut samples = Vec::with_capacity(records.len());
         for record in records {
             if let Some(first) = first_at.insert(record.id.clone(), record.locus.index) {
-                return Err(fail(format!("{}: duplicate id, first used at index {first}", record.locus)));
+                return Err(fail(format!(
+                    "{}: duplicate id, first used at index {first}",
+                    record.locus
+                )));
             }
             samples.push(validate::sample(record, &root, options).map_err(fail)?);
         }
@@ -150,7 +153,10 @@ impl ConversationDataset {
         let samples = transform::apply(samples, options).map_err(fail)?;
         if samples.is_empty() {
             let limit = options.limit.map_or("none".to_string(), |l| l.to_string());
-            return Err(fail(format!("no samples left of {n} after skip {} and limit {limit}", options.skip)));
+            return Err(fail(format!(
+                "no samples left of {n} after skip {} and limit {limit}",
+                options.skip
+            )));
         }
         Ok(Self { samples, root, source: source.to_path_buf() })
     }

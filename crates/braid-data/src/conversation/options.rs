@@ -64,10 +64,16 @@ impl ConversationOptions {
     pub fn validate(&self) -> Result<()> {
         for (i, rule) in self.repeat.iter().enumerate() {
             if !(1..=MAX_WEIGHT).contains(&rule.times) {
-                return Err(Error::config(format!("repeat[{i}].times"), format!("{} is not from 1 to {MAX_WEIGHT}", rule.times)));
+                return Err(Error::config(
+                    format!("repeat[{i}].times"),
+                    format!("{} is not from 1 to {MAX_WEIGHT}", rule.times),
+                ));
             }
             if rule.answers.is_empty() {
-                return Err(Error::config(format!("repeat[{i}].answers"), "empty: the rule would match nothing"));
+                return Err(Error::config(
+                    format!("repeat[{i}].answers"),
+                    "empty: the rule would match nothing",
+                ));
             }
         }
         Ok(())
@@ -76,7 +82,8 @@ impl ConversationOptions {
     /// How many copies of `piece` (a sample or a piece of one) of file weight `weight`.
     pub(crate) fn copies(&self, piece: &ConversationSample, weight: u32) -> u64 {
         let weight = if self.use_weights { u64::from(weight) } else { 1 };
-        let times = self.repeat.iter().filter(|r| r.matches(piece)).map(|r| r.times).max().unwrap_or(1);
+        let times =
+            self.repeat.iter().filter(|r| r.matches(piece)).map(|r| r.times).max().unwrap_or(1);
         weight * u64::from(times)
     }
 }
@@ -97,7 +104,8 @@ pub struct RepeatRule {
 impl RepeatRule {
     /// Whether every assistant turn of `sample` is one of the rule's answers.
     pub fn matches(&self, sample: &ConversationSample) -> bool {
-        let is_listed = |text: &str| self.answers.iter().any(|a| a.trim().eq_ignore_ascii_case(text.trim()));
+        let is_listed =
+            |text: &str| self.answers.iter().any(|a| a.trim().eq_ignore_ascii_case(text.trim()));
         let mut answers = sample.turns.iter().filter(|t| t.role == Role::Assistant).peekable();
         answers.peek().is_some() && answers.all(|t| is_listed(&t.text))
     }
@@ -111,7 +119,12 @@ mod tests {
     fn qa(answers: &[&str]) -> ConversationSample {
         let turns = answers
             .iter()
-            .flat_map(|a| [Turn { role: Role::User, text: "q".into() }, Turn { role: Role::Assistant, text: (*a).into() }])
+            .flat_map(|a| {
+                [
+                    Turn { role: Role::User, text: "q".into() },
+                    Turn { role: Role::Assistant, text: (*a).into() },
+                ]
+            })
             .collect();
         ConversationSample { id: "0".into(), media: Vec::new(), turns }
     }
@@ -121,19 +134,30 @@ mod tests {
         let rule = RepeatRule { answers: vec!["yes".into(), " No".into()], times: 3 };
         assert!(rule.matches(&qa(&["Yes "])) && rule.matches(&qa(&["yes", "no"])));
         assert!(!rule.matches(&qa(&["yes", "red"])) && !rule.matches(&qa(&[])));
-        let o = ConversationOptions { repeat: vec![rule, RepeatRule { answers: vec!["yes".into()], times: 2 }], ..Default::default() };
+        let o = ConversationOptions {
+            repeat: vec![rule, RepeatRule { answers: vec!["yes".into()], times: 2 }],
+            ..Default::default()
+        };
         assert_eq!(o.copies(&qa(&["yes"]), 4), 12);
         assert_eq!(ConversationOptions { use_weights: false, ..o }.copies(&qa(&["red"]), 4), 1);
     }
 
     #[test]
     fn options_read_from_toml_like_tables_and_bad_rules_name_the_field() {
-        let o: ConversationOptions = serde_json::from_str(r#"{"limit": 5, "repeat": [{"answers": ["yes"], "times": 4}]}"#).unwrap();
+        let o: ConversationOptions =
+            serde_json::from_str(r#"{"limit": 5, "repeat": [{"answers": ["yes"], "times": 4}]}"#)
+                .unwrap();
         assert_eq!((o.limit, o.skip, o.use_weights, o.repeat[0].times), (Some(5), 0, true, 4));
         assert!(serde_json::from_str::<ConversationOptions>(r#"{"limits": 5}"#).is_err());
-        let bad = ConversationOptions { repeat: vec![RepeatRule { answers: vec!["yes".into()], times: 0 }], ..Default::default() };
+        let bad = ConversationOptions {
+            repeat: vec![RepeatRule { answers: vec!["yes".into()], times: 0 }],
+            ..Default::default()
+        };
         assert!(bad.validate().unwrap_err().to_string().contains("repeat[0].times"));
-        let bad = ConversationOptions { repeat: vec![RepeatRule { answers: vec![], times: 2 }], ..Default::default() };
+        let bad = ConversationOptions {
+            repeat: vec![RepeatRule { answers: vec![], times: 2 }],
+            ..Default::default()
+        };
         assert!(bad.validate().unwrap_err().to_string().contains("repeat[0].answers"));
     }
 }

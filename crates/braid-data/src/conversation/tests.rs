@@ -15,7 +15,12 @@ fn folder() -> tempfile::TempDir {
     dir
 }
 
-fn open_with(dir: &Path, name: &str, text: &str, options: &ConversationOptions) -> Result<ConversationDataset> {
+fn open_with(
+    dir: &Path,
+    name: &str,
+    text: &str,
+    options: &ConversationOptions,
+) -> Result<ConversationDataset> {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     ConversationDataset::open(&path, options)
@@ -63,14 +68,37 @@ fn a_multi_turn_sample_with_two_images_and_audio() {
 fn jsonl_with_absolute_paths_and_blank_lines() {
     let dir = folder();
     let abs = std::path::absolute(dir.path().join("b.png")).unwrap();
-    let line = |id: &str| format!(r#"{{"id": "{id}", "image": {:?}, "imu": ["r.csv"], "conversations": [{{"from": "human", "value": "<imu><image> q"}}, {{"from": "gpt", "value": "a"}}]}}"#, abs.display().to_string());
+    let line = |id: &str| {
+        format!(
+            r#"{{"id": "{id}", "image": {:?}, "imu": ["r.csv"], "conversations": [{{"from": "human", "value": "<imu><image> q"}}, {{"from": "gpt", "value": "a"}}]}}"#,
+            abs.display().to_string()
+        )
+    };
     let text = format!("{}\n\n{}\n", line("p"), line("q"));
     let data = open_with(dir.path(), "d.jsonl", &text, &ConversationOptions::default()).unwrap();
     assert_eq!(data.len(), 2);
     let s = &data.samples[1];
-    assert_eq!(s.media, [Media { modality: Modality::Imu, path: data.root.join("r.csv") }, Media { modality: Modality::Image, path: abs.clone() }]);
-    let err = open_with(dir.path(), "d.jsonl", &format!("{}\n\n{}\n", line("p"), line("p")), &ConversationOptions::default()).unwrap_err().to_string();
-    assert!(err.contains(r#"d.jsonl: sample "p" (index 1, line 3): duplicate id, first used at index 0"#), "{err}");
+    assert_eq!(
+        s.media,
+        [
+            Media { modality: Modality::Imu, path: data.root.join("r.csv") },
+            Media { modality: Modality::Image, path: abs.clone() }
+        ]
+    );
+    let err = open_with(
+        dir.path(),
+        "d.jsonl",
+        &format!("{}\n\n{}\n", line("p"), line("p")),
+        &ConversationOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(
+            r#"d.jsonl: sample "p" (index 1, line 3): duplicate id, first used at index 0"#
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -103,13 +131,21 @@ fn bad_samples_are_one_line_errors_naming_file_sample_and_field() {
 fn empty_and_malformed_files_are_errors() {
     let dir = folder();
     assert!(open(dir.path(), "[]").unwrap_err().to_string().ends_with("data.json: no samples"));
-    let err = open_with(dir.path(), "d.jsonl", "\n\n", &ConversationOptions::default()).unwrap_err().to_string();
+    let err = open_with(dir.path(), "d.jsonl", "\n\n", &ConversationOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no samples"), "{err}");
     assert!(open(dir.path(), r#"{"id": 1}"#).unwrap_err().to_string().contains("top-level array"));
-    let err = ConversationDataset::open(dir.path().join("none.json"), &ConversationOptions::default()).unwrap_err().to_string();
+    let err =
+        ConversationDataset::open(dir.path().join("none.json"), &ConversationOptions::default())
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("none.json"), "{err}");
     let small = ConversationOptions { max_file_bytes: 10, ..Default::default() };
-    assert!(open_with(dir.path(), "data.json", TWO_IMAGES, &small).unwrap_err().to_string().contains("max_file_bytes"));
+    assert!(open_with(dir.path(), "data.json", TWO_IMAGES, &small)
+        .unwrap_err()
+        .to_string()
+        .contains("max_file_bytes"));
     let skipped = ConversationOptions { skip: 1, ..Default::default() };
     let err = open_with(dir.path(), "data.json", TWO_IMAGES, &skipped).unwrap_err().to_string();
     assert!(err.contains("no samples left of 1 after skip 1"), "{err}");
@@ -141,13 +177,18 @@ fn split_turns_and_weights_on_open() {
     let data = open_with(dir.path(), "data.json", text, &ConversationOptions::default()).unwrap();
     let ids: Vec<&str> = data.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(ids, ["w", "w", "w", "v"]);
-    let options = ConversationOptions { split_turns: 1, repeat: vec![RepeatRule { answers: vec!["yes".into()], times: 2 }], ..Default::default() };
+    let options = ConversationOptions {
+        split_turns: 1,
+        repeat: vec![RepeatRule { answers: vec!["yes".into()], times: 2 }],
+        ..Default::default()
+    };
     let data = open_with(dir.path(), "data.json", text, &options).unwrap();
     let ids: Vec<&str> = data.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(ids, ["w#0", "w#0", "w#0", "w#0", "w#0", "w#0", "w#1", "w#1", "w#1", "v", "v"]);
     let second = data.iter().find(|s| s.id == "w#1").unwrap();
     assert_eq!(second.turns[0].text, "<image>\nq1");
     assert_eq!(second.media.len(), 1);
-    let unweighted = ConversationOptions { use_weights: false, limit: Some(1), ..Default::default() };
+    let unweighted =
+        ConversationOptions { use_weights: false, limit: Some(1), ..Default::default() };
     assert_eq!(open_with(dir.path(), "data.json", text, &unweighted).unwrap().len(), 1);
 }

@@ -9,7 +9,10 @@ const MAX_SAMPLES: u64 = 100_000_000;
 
 /// The samples `options` select, cut and repeat. The error is the message to put after the
 /// file name.
-pub(crate) fn apply(samples: Vec<Weighted>, options: &ConversationOptions) -> std::result::Result<Vec<ConversationSample>, String> {
+pub(crate) fn apply(
+    samples: Vec<Weighted>,
+    options: &ConversationOptions,
+) -> std::result::Result<Vec<ConversationSample>, String> {
     let kept = samples.into_iter().skip(options.skip).take(options.limit.unwrap_or(usize::MAX));
     let pieces: Vec<(ConversationSample, u64)> = kept
         .flat_map(|w| {
@@ -23,7 +26,9 @@ pub(crate) fn apply(samples: Vec<Weighted>, options: &ConversationOptions) -> st
         .collect();
     let total: u64 = pieces.iter().map(|(_, c)| c).sum();
     if total > MAX_SAMPLES {
-        return Err(format!("repeating by weight and `repeat` would make {total} samples, over {MAX_SAMPLES}"));
+        return Err(format!(
+            "repeating by weight and `repeat` would make {total} samples, over {MAX_SAMPLES}"
+        ));
     }
     let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
     for (piece, copies) in pieces {
@@ -40,7 +45,8 @@ pub(crate) fn apply(samples: Vec<Weighted>, options: &ConversationOptions) -> st
 /// files whose placeholder lies in another piece go first in its first user turn, so the
 /// piece's media are those files (in media order) then its own.
 pub(crate) fn split(sample: ConversationSample, pairs: usize) -> Vec<ConversationSample> {
-    let system: Vec<Turn> = sample.turns.iter().take_while(|t| t.role == Role::System).cloned().collect();
+    let system: Vec<Turn> =
+        sample.turns.iter().take_while(|t| t.role == Role::System).cloned().collect();
     let qa = sample.turns.get(system.len()..).unwrap_or_default();
     let per = pairs.saturating_mul(2);
     if pairs == 0 || qa.len() <= per {
@@ -49,13 +55,18 @@ pub(crate) fn split(sample: ConversationSample, pairs: usize) -> Vec<Conversatio
     let mut pieces = Vec::new();
     let mut first = 0; // index in `sample.media` of the first file placed in this piece
     for (k, chunk) in qa.chunks(per).enumerate() {
-        let own: usize = chunk.iter().filter(|t| t.role == Role::User).map(|t| placeholders(&t.text).len()).sum();
+        let own: usize = chunk
+            .iter()
+            .filter(|t| t.role == Role::User)
+            .map(|t| placeholders(&t.text).len())
+            .sum();
         let end = (first + own).min(sample.media.len());
         let before = sample.media.get(..first).unwrap_or_default();
         let after = sample.media.get(end..).unwrap_or_default();
         let inside = sample.media.get(first..end).unwrap_or_default();
         let others: Vec<Media> = before.iter().chain(after).cloned().collect();
-        let prefix: String = others.iter().map(|m| format!("{}\n", m.modality.placeholder())).collect();
+        let prefix: String =
+            others.iter().map(|m| format!("{}\n", m.modality.placeholder())).collect();
         let mut turns = system.clone();
         turns.extend(chunk.iter().cloned());
         if let Some(t) = turns.iter_mut().find(|t| t.role == Role::User) {
@@ -85,10 +96,16 @@ mod tests {
     /// Image a in the first question, audio x in the third, image b in the fourth.
     fn four_pairs() -> ConversationSample {
         let mut turns = vec![t(Role::System, "sys")];
-        for (q, a) in [("<image>\nq0", "a0"), ("q1", "a1"), ("<audio> q2", "a2"), ("q3 <image>", "a3")] {
+        for (q, a) in
+            [("<image>\nq0", "a0"), ("q1", "a1"), ("<audio> q2", "a2"), ("q3 <image>", "a3")]
+        {
             turns.extend([t(Role::User, q), t(Role::Assistant, a)]);
         }
-        let media = vec![m(Modality::Image, "a.png"), m(Modality::Audio, "x.wav"), m(Modality::Image, "b.png")];
+        let media = vec![
+            m(Modality::Image, "a.png"),
+            m(Modality::Audio, "x.wav"),
+            m(Modality::Image, "b.png"),
+        ];
         ConversationSample { id: "s".into(), media, turns }
     }
 
@@ -109,7 +126,15 @@ mod tests {
         let ids: Vec<&str> = pieces.iter().map(|p| p.id.as_str()).collect();
         assert_eq!(ids, ["s#0", "s#1", "s#2", "s#3"]);
         let texts: Vec<&str> = pieces.iter().map(|p| p.turns[1].text.as_str()).collect();
-        assert_eq!(texts, ["<audio>\n<image>\n<image>\nq0", "<image>\n<audio>\n<image>\nq1", "<image>\n<image>\n<audio> q2", "<image>\n<audio>\nq3 <image>"]);
+        assert_eq!(
+            texts,
+            [
+                "<audio>\n<image>\n<image>\nq0",
+                "<image>\n<audio>\n<image>\nq1",
+                "<image>\n<image>\n<audio> q2",
+                "<image>\n<audio>\nq3 <image>"
+            ]
+        );
         assert_eq!(names(&pieces[0]), ["x.wav", "b.png", "a.png"]);
         assert_eq!(names(&pieces[2]), ["a.png", "b.png", "x.wav"]);
         assert_eq!(names(&pieces[3]), ["a.png", "x.wav", "b.png"]);
@@ -130,14 +155,20 @@ mod tests {
         let samples: Vec<Weighted> = (0..5)
             .map(|i| {
                 let turns = vec![t(Role::User, "q"), t(Role::Assistant, "a")];
-                Weighted { sample: ConversationSample { id: i.to_string(), media: vec![], turns }, weight: i + 1 }
+                Weighted {
+                    sample: ConversationSample { id: i.to_string(), media: vec![], turns },
+                    weight: i + 1,
+                }
             })
             .collect();
         let o = ConversationOptions { skip: 1, limit: Some(2), ..Default::default() };
-        let ids: Vec<String> = apply(samples.clone(), &o).unwrap().into_iter().map(|s| s.id).collect();
+        let ids: Vec<String> =
+            apply(samples.clone(), &o).unwrap().into_iter().map(|s| s.id).collect();
         assert_eq!(ids, ["1", "1", "2", "2", "2"]);
         let o = ConversationOptions { use_weights: false, skip: 4, ..Default::default() };
         assert_eq!(apply(samples.clone(), &o).unwrap().len(), 1);
-        assert!(apply(samples, &ConversationOptions { skip: 9, ..Default::default() }).unwrap().is_empty());
+        assert!(apply(samples, &ConversationOptions { skip: 9, ..Default::default() })
+            .unwrap()
+            .is_empty());
     }
 }

@@ -29,17 +29,23 @@ pub(crate) fn placeholders(text: &str) -> Vec<Modality> {
 
 /// Checks `record` against itself and the file system (media resolved against `root`).
 /// The error is the message to put after the file name.
-pub(crate) fn sample(record: Record, root: &Path, options: &ConversationOptions) -> Checked<Weighted> {
+pub(crate) fn sample(
+    record: Record,
+    root: &Path,
+    options: &ConversationOptions,
+) -> Checked<Weighted> {
     let Record { locus, id, media, turns, weight } = record;
     let mut turns = roles(&turns).map_err(|e| format!("{locus}: {e}"))?;
     let mut files: Vec<Vec<PathBuf>> = Vec::with_capacity(KINDS.len());
     for (kind, names) in KINDS.iter().zip(&media) {
         let paths = names.iter().enumerate().map(|(i, name)| {
-            media_path(root, name, kind).map_err(|e| format!("{locus}: {}[{i}] {name:?}: {e}", kind.field))
+            media_path(root, name, kind)
+                .map_err(|e| format!("{locus}: {}[{i}] {name:?}: {e}", kind.field))
         });
         files.push(paths.collect::<Checked<Vec<_>>>()?);
     }
-    place(&mut turns, &files, options.prepend_missing_placeholders).map_err(|e| format!("{locus}: {e}"))?;
+    place(&mut turns, &files, options.prepend_missing_placeholders)
+        .map_err(|e| format!("{locus}: {e}"))?;
     // The k-th placeholder takes the next file of its kind.
     let mut next = vec![0usize; KINDS.len()];
     let mut ordered = Vec::new();
@@ -78,14 +84,19 @@ fn roles(raw: &[RawTurn]) -> Checked<Vec<Turn>> {
         if role != expected {
             let why = match role {
                 Role::System => "a system turn may only come first".to_string(),
-                _ => format!("expected a {} turn (turns alternate human, gpt, starting with human)", llava(expected)),
+                _ => format!(
+                    "expected a {} turn (turns alternate human, gpt, starting with human)",
+                    llava(expected)
+                ),
             };
             return Err(format!("conversations[{k}].from: {:?}: {why}", t.from));
         }
         turns.push(Turn { role, text: t.value.clone() });
     }
     match turns.last() {
-        Some(Turn { role: Role::System, .. }) => Err("conversations: only a system turn, no question and answer".into()),
+        Some(Turn { role: Role::System, .. }) => {
+            Err("conversations: only a system turn, no question and answer".into())
+        }
         Some(Turn { role: Role::User, .. }) => {
             let last = turns.len() - 1;
             Err(format!("conversations[{last}]: the conversation ends with a human turn (no answer to learn)"))
@@ -113,7 +124,9 @@ fn place(turns: &mut [Turn], files: &[Vec<PathBuf>], prepend: bool) -> Checked<(
                 let (role, ph) = (llava(turn.role), m.placeholder());
                 return Err(format!("conversations[{k}]: a {role} turn holds `{ph}`; placeholders go in human turns"));
             }
-            if let Some(c) = KINDS.iter().position(|kind| kind.modality == m).and_then(|i| counts.get_mut(i)) {
+            if let Some(c) =
+                KINDS.iter().position(|kind| kind.modality == m).and_then(|i| counts.get_mut(i))
+            {
                 *c += 1;
             }
         }
@@ -133,7 +146,10 @@ fn place(turns: &mut [Turn], files: &[Vec<PathBuf>], prepend: bool) -> Checked<(
                 kind.field
             ));
         } else {
-            return Err(format!("{}: {n} file(s) but {count} `{ph}` placeholder(s) in the conversation", kind.field));
+            return Err(format!(
+                "{}: {n} file(s) but {count} `{ph}` placeholder(s) in the conversation",
+                kind.field
+            ));
         }
     }
     if let Some(first) = turns.iter_mut().find(|t| t.role == Role::User) {
@@ -156,7 +172,9 @@ fn media_path(root: &Path, name: &str, kind: &Kind) -> Checked<PathBuf> {
     match std::fs::metadata(&path) {
         Ok(m) if m.is_file() => Ok(path),
         Ok(_) => Err(format!("not a file (looked in {})", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!("file not found (looked in {})", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("file not found (looked in {})", path.display()))
+        }
         Err(e) => Err(format!("cannot be read ({e}; looked in {})", path.display())),
     }
 }
@@ -171,22 +189,43 @@ mod tests {
 
     #[test]
     fn placeholders_are_found_in_order() {
-        assert_eq!(placeholders("<imu> a <image><image>b<audio> <video> <ima"), [Modality::Imu, Modality::Image, Modality::Image, Modality::Audio]);
+        assert_eq!(
+            placeholders("<imu> a <image><image>b<audio> <video> <ima"),
+            [Modality::Imu, Modality::Image, Modality::Image, Modality::Audio]
+        );
         assert!(placeholders("").is_empty() && placeholders("é<").is_empty());
     }
 
     #[test]
     fn roles_alternate_after_an_optional_system_turn() {
-        let ok = [turn("system", "s"), turn("user", "q"), turn("assistant", "a"), turn("human", "q"), turn("gpt", "a")];
+        let ok = [
+            turn("system", "s"),
+            turn("user", "q"),
+            turn("assistant", "a"),
+            turn("human", "q"),
+            turn("gpt", "a"),
+        ];
         let roles_of: Vec<Role> = roles(&ok).unwrap().iter().map(|t| t.role).collect();
-        assert_eq!(roles_of, [Role::System, Role::User, Role::Assistant, Role::User, Role::Assistant]);
+        assert_eq!(
+            roles_of,
+            [Role::System, Role::User, Role::Assistant, Role::User, Role::Assistant]
+        );
         let bad = [
             (vec![], "conversations: empty"),
             (vec![turn("gpt", "a")], "conversations[0].from: \"gpt\": expected a human turn"),
-            (vec![turn("human", "q"), turn("human", "q")], "conversations[1].from: \"human\": expected a gpt turn"),
+            (
+                vec![turn("human", "q"), turn("human", "q")],
+                "conversations[1].from: \"human\": expected a gpt turn",
+            ),
             (vec![turn("human", "q"), turn("system", "s")], "a system turn may only come first"),
-            (vec![turn("human", "q"), turn("bot", "a")], "conversations[1].from: \"bot\" is not a role"),
-            (vec![turn("human", "q"), turn("gpt", "a"), turn("human", "q")], "conversations[2]: the conversation ends with a human turn"),
+            (
+                vec![turn("human", "q"), turn("bot", "a")],
+                "conversations[1].from: \"bot\" is not a role",
+            ),
+            (
+                vec![turn("human", "q"), turn("gpt", "a"), turn("human", "q")],
+                "conversations[2]: the conversation ends with a human turn",
+            ),
             (vec![turn("system", "s")], "only a system turn"),
         ];
         for (turns, want) in bad {

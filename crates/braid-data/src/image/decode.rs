@@ -21,7 +21,10 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     let reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?;
     let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
     if reader.format().is_none() {
-        return Err(Error::format(path, "not a recognised image (known: png, jpeg, gif, webp, bmp)"));
+        return Err(Error::format(
+            path,
+            "not a recognised image (known: png, jpeg, gif, webp, bmp)",
+        ));
     }
     let bad = |e: image::ImageError| Error::format(path, format!("cannot decode: {e}"));
     let mut decoder = reader.into_decoder().map_err(bad)?;
@@ -30,7 +33,9 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     if pixels > MAX_PIXELS {
         return Err(Error::format(
             path,
-            format!("{w}x{h} = {pixels} pixels exceeds the decompression-bomb limit of {MAX_PIXELS}"),
+            format!(
+                "{w}x{h} = {pixels} pixels exceeds the decompression-bomb limit of {MAX_PIXELS}"
+            ),
         ));
     }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
@@ -75,7 +80,10 @@ mod tests {
     #[test]
     fn bomb_directory_and_garbage_are_clear_errors() {
         let err = load_rgb(&fixture("bomb_20000x20000.png")).unwrap_err().to_string();
-        assert!(err.contains("bomb_20000x20000.png") && err.contains("decompression-bomb"), "{err}");
+        assert!(
+            err.contains("bomb_20000x20000.png") && err.contains("decompression-bomb"),
+            "{err}"
+        );
         let err = load_rgb(&fixture("")).unwrap_err().to_string();
         assert!(err.contains("directory"), "{err}");
         let dir = tempfile::tempdir().unwrap();

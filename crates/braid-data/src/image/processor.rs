@@ -96,21 +96,33 @@ impl ImageProcessor {
     pub fn new(cfg: ImageProcessorConfig) -> Result<Self> {
         let filter = Filter::from_pil(cfg.resample)?;
         if cfg.do_center_crop && cfg.crop_size.is_none() {
-            return Err(Error::config("crop_size", "do_center_crop is set but crop_size is missing"));
+            return Err(Error::config(
+                "crop_size",
+                "do_center_crop is set but crop_size is missing",
+            ));
         }
         check_size(cfg.size, "size")?;
         if let Some(crop) = cfg.crop_size {
             check_size(crop, "crop_size")?;
         }
         if cfg.do_rescale && !(cfg.rescale_factor.is_finite() && cfg.rescale_factor > 0.0) {
-            return Err(Error::config("rescale_factor", format!("must be a finite number > 0, got {}", cfg.rescale_factor)));
+            return Err(Error::config(
+                "rescale_factor",
+                format!("must be a finite number > 0, got {}", cfg.rescale_factor),
+            ));
         }
         if cfg.do_normalize {
             if let Some(m) = cfg.image_mean.iter().find(|m| !m.is_finite()) {
-                return Err(Error::config("image_mean", format!("must hold finite numbers, got {m}")));
+                return Err(Error::config(
+                    "image_mean",
+                    format!("must hold finite numbers, got {m}"),
+                ));
             }
             if let Some(s) = cfg.image_std.iter().find(|s| !(s.is_finite() && **s != 0.0)) {
-                return Err(Error::config("image_std", format!("must hold finite non-zero numbers, got {s}")));
+                return Err(Error::config(
+                    "image_std",
+                    format!("must hold finite non-zero numbers, got {s}"),
+                ));
             }
         }
         Ok(Self { cfg, filter })
@@ -189,7 +201,9 @@ fn check_size(spec: SizeSpec, field: &str) -> Result<()> {
         return Err(Error::config(field, "sizes must be at least 1 pixel"));
     }
     if let (Some(w), Some(h)) = (w, h) {
-        PIXELS.check(u64::from(w) * u64::from(h), &format!("{w}x{h}")).map_err(|m| Error::config(field, m))?;
+        PIXELS
+            .check(u64::from(w) * u64::from(h), &format!("{w}x{h}"))
+            .map_err(|m| Error::config(field, m))?;
     }
     Ok(())
 }
@@ -199,7 +213,9 @@ fn fixed_size(spec: SizeSpec, field: &str) -> Result<(u32, u32)> {
     match spec {
         SizeSpec::Int(s) => Ok((s, s)),
         SizeSpec::Dict { height: Some(h), width: Some(w), .. } => Ok((w, h)),
-        SizeSpec::Dict { .. } => Err(Error::config(field, "expected an integer or {height, width}")),
+        SizeSpec::Dict { .. } => {
+            Err(Error::config(field, "expected an integer or {height, width}"))
+        }
     }
 }
 
@@ -228,12 +244,17 @@ mod tests {
 
     /// Mean and max |ours - HF| in 0..255 units, before normalisation.
     fn diff(file: &str, kind: &str) -> (f64, u8) {
-        let proc = ImageProcessor::from_json_file(&fixture(&format!("preprocessor_{kind}.json"))).unwrap();
+        let proc =
+            ImageProcessor::from_json_file(&fixture(&format!("preprocessor_{kind}.json"))).unwrap();
         let ours = proc.resize_and_crop(&load_rgb(&fixture(file)).unwrap()).unwrap();
-        let expected = candle_core::safetensors::load(fixture("expected.safetensors"), &Device::Cpu).unwrap();
+        let expected =
+            candle_core::safetensors::load(fixture("expected.safetensors"), &Device::Cpu).unwrap();
         let stem = file.split('.').next().unwrap();
         let want = expected[&format!("{stem}.{kind}")].to_vec3::<u8>().unwrap();
-        assert_eq!((want.len(), want[0].len(), want[0][0].len()), (3, ours.height() as usize, ours.width() as usize));
+        assert_eq!(
+            (want.len(), want[0].len(), want[0][0].len()),
+            (3, ours.height() as usize, ours.width() as usize)
+        );
         let (mut sum, mut max) = (0u64, 0u8);
         for (x, y, p) in ours.enumerate_pixels() {
             for (c, plane) in want.iter().enumerate() {
@@ -247,7 +268,9 @@ mod tests {
 
     #[test]
     fn matches_hf_clip_and_vit_processors_on_real_photos() {
-        for file in ["china.jpg", "flower.jpg", "gray.png", "rgba.png", "palette.gif", "exif_rot6.jpg"] {
+        for file in
+            ["china.jpg", "flower.jpg", "gray.png", "rgba.png", "palette.gif", "exif_rot6.jpg"]
+        {
             for kind in ["clip", "vit"] {
                 let (mean, max) = diff(file, kind);
                 eprintln!("{file} {kind}: mean abs diff {mean:.4}/255, max {max}/255");
@@ -280,11 +303,21 @@ mod tests {
             let p = dir.path().join(format!("preprocessor_config_{i}.json"));
             std::fs::write(&p, json).unwrap();
             let e = ImageProcessor::from_json_file(&p).unwrap_err().to_string();
-            assert!(e.contains(&format!("preprocessor_config_{i}.json")) && e.contains(want) && !e.contains('\n'), "{e}");
+            assert!(
+                e.contains(&format!("preprocessor_config_{i}.json"))
+                    && e.contains(want)
+                    && !e.contains('\n'),
+                "{e}"
+            );
         }
         // A shortest edge that is fine for photos but not for a 1x100000 strip.
-        let cfg: ImageProcessorConfig = serde_json::from_str(r#"{"size": {"shortest_edge": 4096}}"#).unwrap();
-        let e = ImageProcessor::new(cfg).unwrap().resize_and_crop(&RgbImage::new(1, 100_000)).unwrap_err().to_string();
+        let cfg: ImageProcessorConfig =
+            serde_json::from_str(r#"{"size": {"shortest_edge": 4096}}"#).unwrap();
+        let e = ImageProcessor::new(cfg)
+            .unwrap()
+            .resize_and_crop(&RgbImage::new(1, 100_000))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`size`: shortest edge 4096 resizes a 1x100000 image to 4096x409600000, which needs"), "{e}");
     }
 
@@ -292,7 +325,10 @@ mod tests {
     fn nan_image_processor_std_and_mean() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
-            (r#"{"image_std": [0.5, 0.0, 0.5]}"#, "`image_std`: must hold finite non-zero numbers, got 0"),
+            (
+                r#"{"image_std": [0.5, 0.0, 0.5]}"#,
+                "`image_std`: must hold finite non-zero numbers, got 0",
+            ),
             (r#"{"image_std": [0.5, -0.0, 0.5]}"#, "`image_std`"),
             (r#"{"rescale_factor": 0}"#, "`rescale_factor`"),
         ];
@@ -316,7 +352,8 @@ mod tests {
     #[test]
     fn old_integer_sizes_are_read() {
         let cfg: ImageProcessorConfig =
-            serde_json::from_str(r#"{"size": 224, "crop_size": 224, "do_center_crop": true}"#).unwrap();
+            serde_json::from_str(r#"{"size": 224, "crop_size": 224, "do_center_crop": true}"#)
+                .unwrap();
         let proc = ImageProcessor::new(cfg).unwrap();
         assert_eq!(proc.resize_target(640, 427).unwrap(), (335, 224));
     }

@@ -181,7 +181,8 @@ pub fn resize_rgb(img: &RgbImage, width: u32, height: u32, filter: Filter) -> Re
         }
         buf = out;
     }
-    RgbImage::from_raw(width, height, buf).ok_or_else(|| Error::Invalid("resize buffer size".into()))
+    RgbImage::from_raw(width, height, buf)
+        .ok_or_else(|| Error::Invalid("resize buffer size".into()))
 }
 
 #[cfg(test)]
@@ -190,7 +191,8 @@ mod tests {
 
     #[test]
     fn weights_sum_to_one_in_fixed_point() {
-        for f in [Filter::Bicubic, Filter::Bilinear, Filter::Lanczos, Filter::Box, Filter::Hamming] {
+        for f in [Filter::Bicubic, Filter::Bilinear, Filter::Lanczos, Filter::Box, Filter::Hamming]
+        {
             let c = coeffs(427, 72, f);
             for w in &c.weights {
                 let s: i64 = w.iter().map(|&k| i64::from(k)).sum();
@@ -204,7 +206,9 @@ mod tests {
         let img = RgbImage::from_pixel(31, 17, image::Rgb([200, 10, 77]));
         let out = resize_rgb(&img, 9, 40, Filter::Bicubic).unwrap();
         assert!(out.pixels().all(|p| p.0 == [200, 10, 77]));
-        let noisy = RgbImage::from_fn(8, 6, |x, y| image::Rgb([(x * 30) as u8, (y * 40) as u8, ((x * y) % 256) as u8]));
+        let noisy = RgbImage::from_fn(8, 6, |x, y| {
+            image::Rgb([(x * 30) as u8, (y * 40) as u8, ((x * y) % 256) as u8])
+        });
         assert_eq!(resize_rgb(&noisy, 8, 6, Filter::Bicubic).unwrap(), noisy);
     }
 
@@ -212,7 +216,11 @@ mod tests {
     fn alloc_resize_to_a_huge_size() {
         let img = RgbImage::from_pixel(4, 4, image::Rgb([1, 2, 3]));
         let e = resize_rgb(&img, 100_000, 100_000, Filter::Bicubic).unwrap_err().to_string();
-        assert!(e.contains("resizing a 4x4 image to 100000x100000 needs 10000000000 pixels") && e.contains("BRAID_MAX_PIXELS"), "{e}");
+        assert!(
+            e.contains("resizing a 4x4 image to 100000x100000 needs 10000000000 pixels")
+                && e.contains("BRAID_MAX_PIXELS"),
+            "{e}"
+        );
         // Tall input, wide output: the intermediate image counts too.
         let tall = RgbImage::new(1, 200_000);
         assert!(resize_rgb(&tall, 20_000, 1, Filter::Bilinear).is_err());

@@ -36,13 +36,19 @@ pub fn read_csv(path: impl AsRef<Path>, opts: &CsvOptions) -> Result<ImuDataset>
     let names: Vec<&str> = header.split(',').map(str::trim).collect();
     let find = |col: &Option<String>| -> Result<Option<usize>> {
         let Some(c) = col else { return Ok(None) };
-        names.iter().position(|n| n == c).map(Some).ok_or_else(|| {
-            Error::format(path, format!("no column `{c}` in header {names:?}"))
-        })
+        names
+            .iter()
+            .position(|n| n == c)
+            .map(Some)
+            .ok_or_else(|| Error::format(path, format!("no column `{c}` in header {names:?}")))
     };
     let (label_col, subject_col) = (find(&opts.label_column)?, find(&opts.subject_column)?);
     let channel_cols: Vec<usize> = (0..names.len())
-        .filter(|&i| Some(i) != label_col && Some(i) != subject_col && !opts.ignore.iter().any(|c| c == names[i]))
+        .filter(|&i| {
+            Some(i) != label_col
+                && Some(i) != subject_col
+                && !opts.ignore.iter().any(|c| c == names[i])
+        })
         .collect();
     let mut rows = Vec::new();
     for (i, line) in lines {
@@ -55,27 +61,42 @@ pub fn read_csv(path: impl AsRef<Path>, opts: &CsvOptions) -> Result<ImuDataset>
             .iter()
             .map(|&c| match cells[c] {
                 "" => Ok(f32::NAN),
-                s => s.parse::<f32>().map_err(|_| bad(format!("column `{}`: `{s}` is not a number", names[c]))),
+                s => s
+                    .parse::<f32>()
+                    .map_err(|_| bad(format!("column `{}`: `{s}` is not a number", names[c]))),
             })
             .collect::<Result<Vec<f32>>>()?;
         let label = label_col.map(|c| cells[c].to_string()).filter(|s| !s.is_empty());
         let subject = match subject_col {
-            Some(c) => Some(cells[c].parse().map_err(|_| bad(format!("subject `{}` is not an integer", cells[c])))?),
+            Some(c) => Some(
+                cells[c]
+                    .parse()
+                    .map_err(|_| bad(format!("subject `{}` is not an integer", cells[c])))?,
+            ),
             None => None,
         };
         rows.push(Row { values, label, subject });
     }
-    let classes: Vec<String> = rows.iter().filter_map(|r| r.label.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let classes: Vec<String> =
+        rows.iter().filter_map(|r| r.label.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     let channels: Vec<String> = channel_cols.iter().map(|&c| names[c].to_string()).collect();
     let recordings = group(path, rows, &classes, channels.len())?;
     Ok(ImuDataset { recordings, channels, classes })
 }
 
 /// Consecutive rows of one subject -> one recording.
-fn group(path: &Path, rows: Vec<Row>, classes: &[String], channels: usize) -> Result<Vec<Recording>> {
+fn group(
+    path: &Path,
+    rows: Vec<Row>,
+    classes: &[String],
+    channels: usize,
+) -> Result<Vec<Recording>> {
     let mut out: Vec<Recording> = Vec::new();
     for row in rows {
-        let label = row.label.and_then(|l| classes.iter().position(|c| *c == l)).map_or(UNLABELLED, |k| k as i32);
+        let label = row
+            .label
+            .and_then(|l| classes.iter().position(|c| *c == l))
+            .map_or(UNLABELLED, |k| k as i32);
         match out.last_mut() {
             Some(rec) if rec.subject == row.subject => {
                 rec.values.extend(row.values);
@@ -86,7 +107,12 @@ fn group(path: &Path, rows: Vec<Row>, classes: &[String], channels: usize) -> Re
                     Some(s) => format!("subject {s} (recording {})", out.len()),
                     None => format!("recording {}", out.len()),
                 };
-                out.push(Recording { name, values: row.values, labels: vec![label], subject: row.subject });
+                out.push(Recording {
+                    name,
+                    values: row.values,
+                    labels: vec![label],
+                    subject: row.subject,
+                });
             }
         }
     }
@@ -108,7 +134,11 @@ mod tests {
     }
 
     fn opts() -> CsvOptions {
-        CsvOptions { label_column: Some("activity".into()), subject_column: Some("user".into()), ignore: vec!["t".into()] }
+        CsvOptions {
+            label_column: Some("activity".into()),
+            subject_column: Some("user".into()),
+            ignore: vec!["t".into()],
+        }
     }
 
     #[test]

@@ -118,7 +118,12 @@ mod tests {
     #[test]
     fn slices_a_window() {
         let ds = ImuDataset {
-            recordings: vec![Recording { name: "r".into(), values: (0..6).map(|v| v as f32).collect(), labels: vec![0; 3], subject: None }],
+            recordings: vec![Recording {
+                name: "r".into(),
+                values: (0..6).map(|v| v as f32).collect(),
+                labels: vec![0; 3],
+                subject: None,
+            }],
             channels: vec!["a".into(), "b".into()],
             classes: vec!["c".into()],
         };

@@ -37,7 +37,10 @@ pub fn read_hapt(path: impl AsRef<Path>) -> Result<ImuDataset> {
     let mut labels = BTreeMap::new();
     for (name, array) in read_npz(path)? {
         let Some((user, rec, kind)) = parse_key(&name) else {
-            return Err(Error::format(path, format!("unexpected array `{name}` (want uNN_rK_imu / uNN_rK_label)")));
+            return Err(Error::format(
+                path,
+                format!("unexpected array `{name}` (want uNN_rK_imu / uNN_rK_label)"),
+            ));
         };
         match kind {
             "imu" => imu.insert((user, rec), array),
@@ -53,7 +56,10 @@ pub fn read_hapt(path: impl AsRef<Path>) -> Result<ImuDataset> {
         recordings.push(recording(path, name, user, array, label)?);
     }
     if let Some((user, rec)) = labels.keys().next() {
-        return Err(Error::format(path, format!("u{user:02}_r{rec}_label has no matching _imu array")));
+        return Err(Error::format(
+            path,
+            format!("u{user:02}_r{rec}_label has no matching _imu array"),
+        ));
     }
     Ok(ImuDataset {
         recordings,
@@ -71,7 +77,13 @@ fn parse_key(name: &str) -> Option<(u32, u32, &str)> {
     Some((user.parse().ok()?, rec.parse().ok()?, kind))
 }
 
-fn recording(path: &Path, name: String, user: u32, imu: NpyArray, label: NpyArray) -> Result<Recording> {
+fn recording(
+    path: &Path,
+    name: String,
+    user: u32,
+    imu: NpyArray,
+    label: NpyArray,
+) -> Result<Recording> {
     let bad = |msg: String| Error::format(path, format!("{name}: {msg}"));
     let (NpyData::F32(values), [t, 6]) = (imu.data, imu.shape.as_slice()) else {
         return Err(bad(format!("imu must be f32 [T, 6], got shape {:?}", imu.shape)));
@@ -143,7 +155,8 @@ mod tests {
         let Some(dir) = crate::imu::fetched_dataset("hapt") else { return };
         let ds = read_hapt(dir.join("hapt.npz")).unwrap();
         assert_eq!(ds.recordings.len(), 61);
-        let subjects: std::collections::BTreeSet<_> = ds.recordings.iter().filter_map(|r| r.subject).collect();
+        let subjects: std::collections::BTreeSet<_> =
+            ds.recordings.iter().filter_map(|r| r.subject).collect();
         assert_eq!(subjects.len(), 30);
     }
 }

@@ -29,9 +29,9 @@ pub use window::{sliding_windows, whole_recordings, window_batch, Window, Window
 #[cfg(test)]
 pub(crate) fn fetched_dataset(name: &str) -> Option<std::path::PathBuf> {
     use std::path::PathBuf;
-    let home = std::env::var_os("BRAID_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/braid"));
+    let home = std::env::var_os("BRAID_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/braid")
+    });
     let dir = home.join("datasets").join(name);
     if dir.join(".braid-fetched.json").exists() {
         return Some(dir);

@@ -28,7 +28,10 @@ pub struct ChannelStats {
 
 impl ChannelStats {
     /// Fits on every sample of `recordings` (accumulated in f64).
-    pub fn fit<'a>(recordings: impl IntoIterator<Item = &'a Recording>, channels: &[String]) -> Result<Self> {
+    pub fn fit<'a>(
+        recordings: impl IntoIterator<Item = &'a Recording>,
+        channels: &[String],
+    ) -> Result<Self> {
         let c = channels.len();
         let (mut n, mut sum, mut sq) = (0usize, vec![0f64; c], vec![0f64; c]);
         for rec in recordings {
@@ -46,9 +49,17 @@ impl ChannelStats {
         let mean: Vec<f64> = sum.iter().map(|s| s / n as f64).collect();
         let std = sq.iter().zip(&mean).map(|(q, m)| {
             let s = (q / n as f64 - m * m).max(0.0).sqrt();
-            if s < MIN_STD { 1.0 } else { s as f32 }
+            if s < MIN_STD {
+                1.0
+            } else {
+                s as f32
+            }
         });
-        Ok(Self { channels: channels.to_vec(), mean: mean.iter().map(|&m| m as f32).collect(), std: std.collect() })
+        Ok(Self {
+            channels: channels.to_vec(),
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            std: std.collect(),
+        })
     }
 
     /// x: [..., channels] -> [..., channels], standardised.
@@ -58,15 +69,20 @@ impl ChannelStats {
         if last != c {
             return Err(Error::shape("IMU input channels", &[c], &[last]));
         }
-        let mean = Tensor::from_slice(&self.mean, c, &Device::Cpu)?.to_dtype(x.dtype())?.to_device(x.device())?;
-        let std = Tensor::from_slice(&self.std, c, &Device::Cpu)?.to_dtype(x.dtype())?.to_device(x.device())?;
+        let mean = Tensor::from_slice(&self.mean, c, &Device::Cpu)?
+            .to_dtype(x.dtype())?
+            .to_device(x.device())?;
+        let std = Tensor::from_slice(&self.std, c, &Device::Cpu)?
+            .to_dtype(x.dtype())?
+            .to_device(x.device())?;
         Ok(x.broadcast_sub(&mean)?.broadcast_div(&std)?)
     }
 
     /// Writes the statistics as JSON.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let json = serde_json::to_string_pretty(self).map_err(|e| Error::format(path, e.to_string()))?;
+        let json =
+            serde_json::to_string_pretty(self).map_err(|e| Error::format(path, e.to_string()))?;
         std::fs::write(path, json).map_err(|e| Error::io(path, e))
     }
 
@@ -74,7 +90,8 @@ impl ChannelStats {
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let stats: Self = serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
+        let stats: Self =
+            serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
         if stats.mean.len() != stats.channels.len() || stats.std.len() != stats.channels.len() {
             return Err(Error::format(path, "mean, std and channels differ in length"));
         }
@@ -88,7 +105,12 @@ mod tests {
 
     #[test]
     fn standardises_each_channel_and_round_trips() {
-        let rec = Recording { name: "r".into(), values: vec![1.0, 5.0, 3.0, 5.0], labels: vec![0, 0], subject: None };
+        let rec = Recording {
+            name: "r".into(),
+            values: vec![1.0, 5.0, 3.0, 5.0],
+            labels: vec![0, 0],
+            subject: None,
+        };
         let names = vec!["a".to_string(), "b".to_string()];
         let stats = ChannelStats::fit([&rec], &names).unwrap();
         assert_eq!(stats.mean, [2.0, 5.0]);
@@ -100,6 +122,8 @@ mod tests {
         let path = dir.path().join(STATS_FILE);
         stats.save(&path).unwrap();
         assert_eq!(ChannelStats::load(&path).unwrap(), stats);
-        assert!(stats.apply(&Tensor::zeros((2, 3), candle_core::DType::F32, &Device::Cpu).unwrap()).is_err());
+        assert!(stats
+            .apply(&Tensor::zeros((2, 3), candle_core::DType::F32, &Device::Cpu).unwrap())
+            .is_err());
     }
 }

@@ -21,7 +21,8 @@ impl WindowStats {
     pub fn new(ds: &ImuDataset, windows: &[Window]) -> Self {
         let mut s = Self { windows: windows.len(), ..Self::default() };
         for w in windows {
-            let class = w.label.and_then(|k| ds.classes.get(k)).map_or("unlabelled", String::as_str);
+            let class =
+                w.label.and_then(|k| ds.classes.get(k)).map_or("unlabelled", String::as_str);
             *s.per_class.entry(class.to_string()).or_default() += 1;
             *s.per_subject.entry(w.subject).or_default() += 1;
         }
@@ -56,7 +57,8 @@ mod tests {
     fn counts_by_class_and_subject() {
         let ds = ImuDataset { classes: vec!["walk".into(), "sit".into()], ..ImuDataset::default() };
         let w = |label, subject| Window { recording: 0, start: 0, label, subject };
-        let s = WindowStats::new(&ds, &[w(Some(0), Some(1)), w(Some(1), Some(1)), w(None, Some(2))]);
+        let s =
+            WindowStats::new(&ds, &[w(Some(0), Some(1)), w(Some(1), Some(1)), w(None, Some(2))]);
         assert_eq!(s.per_class["walk"], 1);
         assert_eq!(s.per_class["unlabelled"], 1);
         assert_eq!(s.per_subject[&Some(1)], 2);

@@ -44,7 +44,8 @@ pub fn read_ts(path: impl AsRef<Path>) -> Result<ImuDataset> {
     if !saw_data {
         return Err(Error::format(path, "no @data line: not a .ts file"));
     }
-    let mut ds = ImuDataset { classes: header.classes.clone().unwrap_or_default(), ..ImuDataset::default() };
+    let mut ds =
+        ImuDataset { classes: header.classes.clone().unwrap_or_default(), ..ImuDataset::default() };
     for (i, raw) in lines {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -73,20 +74,38 @@ fn parse_tag(path: &Path, line_no: usize, line: &str, h: &mut Header) -> Result<
         other => Err(bad(format!("{tag} must be true or false, got `{other}`"))),
     };
     match tag.as_str() {
-        "@timestamps" if flag(value)? => return Err(bad("time-stamped series are not supported".into())),
-        "@targetlabel" if flag(value)? => return Err(bad("regression targets are not supported".into())),
-        "@dimensions" => h.dimensions = Some(value.parse().map_err(|_| bad(format!("bad @dimensions `{value}`")))?),
+        "@timestamps" if flag(value)? => {
+            return Err(bad("time-stamped series are not supported".into()))
+        }
+        "@targetlabel" if flag(value)? => {
+            return Err(bad("regression targets are not supported".into()))
+        }
+        "@dimensions" => {
+            h.dimensions =
+                Some(value.parse().map_err(|_| bad(format!("bad @dimensions `{value}`")))?)
+        }
         "@equallength" => h.equal_length = flag(value)?,
-        "@serieslength" => h.series_length = Some(value.parse().map_err(|_| bad(format!("bad @seriesLength `{value}`")))?),
+        "@serieslength" => {
+            h.series_length =
+                Some(value.parse().map_err(|_| bad(format!("bad @seriesLength `{value}`")))?)
+        }
         "@univariate" if flag(value)? => h.dimensions = h.dimensions.or(Some(1)),
-        "@classlabel" if flag(value)? => h.classes = Some(rest[1..].iter().map(|s| s.to_string()).collect()),
+        "@classlabel" if flag(value)? => {
+            h.classes = Some(rest[1..].iter().map(|s| s.to_string()).collect())
+        }
         _ => {}
     }
     Ok(())
 }
 
 /// One `@data` line -> a recording `[len, dims]`.
-fn parse_case(path: &Path, line_no: usize, case: usize, line: &str, h: &mut Header) -> Result<Recording> {
+fn parse_case(
+    path: &Path,
+    line_no: usize,
+    case: usize,
+    line: &str,
+    h: &mut Header,
+) -> Result<Recording> {
     let bad = |msg: String| Error::format(path, format!("line {line_no} (case {case}): {msg}"));
     let mut fields: Vec<&str> = line.split(':').collect();
     let label = match &h.classes {
@@ -94,14 +113,19 @@ fn parse_case(path: &Path, line_no: usize, case: usize, line: &str, h: &mut Head
             let name = fields.pop().unwrap_or("").trim();
             match classes.iter().position(|c| c == name) {
                 Some(k) => k as i32,
-                None => return Err(bad(format!("class `{name}` is not in @classLabel {classes:?}"))),
+                None => {
+                    return Err(bad(format!("class `{name}` is not in @classLabel {classes:?}")))
+                }
             }
         }
         None => UNLABELLED,
     };
     let dims = *h.dimensions.get_or_insert(fields.len());
     if fields.len() != dims {
-        return Err(bad(format!("{} dimensions, expected {dims} (ragged dimensions)", fields.len())));
+        return Err(bad(format!(
+            "{} dimensions, expected {dims} (ragged dimensions)",
+            fields.len()
+        )));
     }
     let mut series: Vec<Vec<f32>> = Vec::with_capacity(dims);
     for (d, field) in fields.iter().enumerate() {
@@ -112,7 +136,9 @@ fn parse_case(path: &Path, line_no: usize, case: usize, line: &str, h: &mut Head
             .split(',')
             .map(|v| match v.trim() {
                 "?" => Ok(f32::NAN),
-                t => t.parse::<f32>().map_err(|_| bad(format!("dimension {d}: `{t}` is not a number"))),
+                t => t
+                    .parse::<f32>()
+                    .map_err(|_| bad(format!("dimension {d}: `{t}` is not a number"))),
             })
             .collect::<Result<Vec<f32>>>()?;
         if let Some(first) = series.first() {

@@ -45,7 +45,10 @@ pub struct Window {
 /// lower class index), or `None` when unlabelled samples are more frequent than it.
 pub fn sliding_windows(ds: &ImuDataset, cfg: &WindowConfig) -> Result<Vec<Window>> {
     if cfg.length == 0 || cfg.stride == 0 {
-        return Err(Error::config("window", format!("length and stride must be positive, got {cfg:?}")));
+        return Err(Error::config(
+            "window",
+            format!("length and stride must be positive, got {cfg:?}"),
+        ));
     }
     let mut out = Vec::new();
     let mut counts = vec![0usize; ds.classes.len()];
@@ -83,13 +86,23 @@ pub fn whole_recordings(ds: &ImuDataset) -> Result<Vec<Window>> {
     ds.recordings
         .iter()
         .enumerate()
-        .map(|(r, rec)| Ok(Window { recording: r, start: 0, label: majority(&rec.labels, &mut counts)?, subject: rec.subject }))
+        .map(|(r, rec)| {
+            Ok(Window {
+                recording: r,
+                start: 0,
+                label: majority(&rec.labels, &mut counts)?,
+                subject: rec.subject,
+            })
+        })
         .collect()
 }
 
 /// The windows' samples stacked: `[n, length, channels]`.
 pub fn window_batch(ds: &ImuDataset, windows: &[Window], length: usize) -> Result<Tensor> {
-    let parts = windows.iter().map(|w| ds.slice(w.recording, w.start, length)).collect::<Result<Vec<_>>>()?;
+    let parts = windows
+        .iter()
+        .map(|w| ds.slice(w.recording, w.start, length))
+        .collect::<Result<Vec<_>>>()?;
     if parts.is_empty() {
         return Err(Error::Invalid("no windows to batch".into()));
     }
@@ -105,8 +118,18 @@ mod tests {
         let labels = vec![0, 0, 1, 1, 1, -1, -1, -1, -1, 0];
         ImuDataset {
             recordings: vec![
-                Recording { name: "a".into(), values: (0..10).map(|v| v as f32).collect(), labels, subject: Some(7) },
-                Recording { name: "b".into(), values: vec![0.0; 3], labels: vec![0; 3], subject: Some(8) },
+                Recording {
+                    name: "a".into(),
+                    values: (0..10).map(|v| v as f32).collect(),
+                    labels,
+                    subject: Some(7),
+                },
+                Recording {
+                    name: "b".into(),
+                    values: vec![0.0; 3],
+                    labels: vec![0; 3],
+                    subject: Some(8),
+                },
             ],
             channels: vec!["x".into()],
             classes: vec!["p".into(), "q".into()],
@@ -119,17 +142,25 @@ mod tests {
         let w = sliding_windows(&ds(), &cfg).unwrap();
         let got: Vec<_> = w.iter().map(|w| (w.start, w.label, w.subject)).collect();
         // [0,0,1,1] tie -> 0; [1,1,1,-1] -> 1; [1,-1,-1,-1] -> none; the 3-sample recording is too short.
-        assert_eq!(got, [(0, Some(0), Some(7)), (2, Some(1), Some(7)), (4, None, Some(7)), (6, None, Some(7))]);
+        assert_eq!(
+            got,
+            [(0, Some(0), Some(7)), (2, Some(1), Some(7)), (4, None, Some(7)), (6, None, Some(7))]
+        );
         let kept = sliding_windows(&ds(), &WindowConfig { drop_unlabelled: true, ..cfg }).unwrap();
         assert_eq!(kept.len(), 2);
         let batch = window_batch(&ds(), &kept, 4).unwrap();
         assert_eq!(batch.dims(), [2, 4, 1]);
-        assert_eq!(batch.flatten_all().unwrap().to_vec1::<f32>().unwrap()[4..], [2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(
+            batch.flatten_all().unwrap().to_vec1::<f32>().unwrap()[4..],
+            [2.0, 3.0, 4.0, 5.0]
+        );
     }
 
     #[test]
     fn zero_stride_is_a_config_error() {
-        let e = sliding_windows(&ds(), &WindowConfig { length: 4, stride: 0, drop_unlabelled: true }).unwrap_err();
+        let e =
+            sliding_windows(&ds(), &WindowConfig { length: 4, stride: 0, drop_unlabelled: true })
+                .unwrap_err();
         let whole = whole_recordings(&ds()).unwrap();
         assert_eq!((whole.len(), whole[0].label, whole[1].label), (2, None, Some(0)));
         assert!(e.to_string().starts_with("config field `window`"), "{e}");

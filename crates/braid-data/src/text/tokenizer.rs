@@ -48,9 +48,13 @@ impl TextTokenizer {
     /// padded to the longest in each batch.
     pub fn from_file(path: &Path, max_length: usize) -> Result<Self> {
         if max_length < 2 {
-            return Err(Error::config("max_length", format!("{max_length} leaves no room for a token")));
+            return Err(Error::config(
+                "max_length",
+                format!("{max_length} leaves no room for a token"),
+            ));
         }
-        let mut inner = Tokenizer::from_file(path).map_err(|e| Error::format(path, e.to_string()))?;
+        let mut inner =
+            Tokenizer::from_file(path).map_err(|e| Error::format(path, e.to_string()))?;
         let pad_id = inner
             .get_padding()
             .map(|p| p.pad_id)
@@ -84,7 +88,10 @@ impl TextTokenizer {
 
     /// Tokenizes one text with the model's special tokens.
     pub fn encode(&self, text: &str) -> Result<Encoded> {
-        let enc = self.inner.encode_fast(text, true).map_err(|e| Error::Invalid(format!("tokenizer: {e}")))?;
+        let enc = self
+            .inner
+            .encode_fast(text, true)
+            .map_err(|e| Error::Invalid(format!("tokenizer: {e}")))?;
         // With stride 0, truncation moves the dropped tail into `overflowing`.
         Ok(Encoded { ids: enc.get_ids().to_vec(), truncated: !enc.get_overflowing().is_empty() })
     }
@@ -132,7 +139,8 @@ mod tests {
     fn byte_level_bpe_matches_python_tokenizers() {
         let tok = TextTokenizer::from_file(&clip_tokenizer(), 77).unwrap();
         let text = std::fs::read_to_string(clip_dir().join("tokenizer_expected.json")).unwrap();
-        let expected: std::collections::BTreeMap<String, Vec<u32>> = serde_json::from_str(&text).unwrap();
+        let expected: std::collections::BTreeMap<String, Vec<u32>> =
+            serde_json::from_str(&text).unwrap();
         for (prompt, ids) in expected {
             assert_eq!(tok.encode(&prompt).unwrap(), Encoded { ids, truncated: false }, "{prompt}");
         }
@@ -141,7 +149,12 @@ mod tests {
     #[test]
     fn truncation_is_counted_and_rows_are_padded() {
         let tok = TextTokenizer::from_file(&clip_tokenizer(), 7).unwrap();
-        let batch = tok.encode_batch(&["a photo of a dog", "a photo of a very very very large cat"], &Device::Cpu).unwrap();
+        let batch = tok
+            .encode_batch(
+                &["a photo of a dog", "a photo of a very very very large cat"],
+                &Device::Cpu,
+            )
+            .unwrap();
         assert_eq!(batch.ids.dims(), &[2, 7]);
         assert_eq!(batch.truncated, 1);
         let mask = batch.mask.to_vec2::<f32>().unwrap();
@@ -151,7 +164,9 @@ mod tests {
 
     #[test]
     fn missing_file_names_the_path() {
-        let err = TextTokenizer::from_file(Path::new("/no/such/tokenizer.json"), 8).unwrap_err().to_string();
+        let err = TextTokenizer::from_file(Path::new("/no/such/tokenizer.json"), 8)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/no/such/tokenizer.json"), "{err}");
     }
 }

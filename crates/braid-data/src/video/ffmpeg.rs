@@ -67,13 +67,23 @@ fn parse_ppm_stream(mut bytes: &[u8]) -> std::result::Result<Vec<RgbImage>, Stri
             }
             fields.push(String::from_utf8_lossy(&bytes[start..pos]).into_owned());
         }
-        let parse = |s: &str| s.parse::<u32>().map_err(|_| format!("frame {}: bad PPM header field `{s}`", frames.len()));
+        let parse = |s: &str| {
+            s.parse::<u32>()
+                .map_err(|_| format!("frame {}: bad PPM header field `{s}`", frames.len()))
+        };
         if fields[0] != "P6" || fields[3] != "255" {
-            return Err(format!("frame {}: expected an 8-bit P6 PPM, got {} / {}", frames.len(), fields[0], fields[3]));
+            return Err(format!(
+                "frame {}: expected an 8-bit P6 PPM, got {} / {}",
+                frames.len(),
+                fields[0],
+                fields[3]
+            ));
         }
         let (w, h) = (parse(&fields[1])?, parse(&fields[2])?);
         let len = w as usize * h as usize * 3;
-        let data = bytes.get(pos + 1..pos + 1 + len).ok_or_else(|| format!("frame {}: truncated pixels", frames.len()))?;
+        let data = bytes
+            .get(pos + 1..pos + 1 + len)
+            .ok_or_else(|| format!("frame {}: truncated pixels", frames.len()))?;
         frames.push(RgbImage::from_raw(w, h, data.to_vec()).ok_or("bad frame size")?);
         bytes = &bytes[pos + 1 + len..];
     }
@@ -91,7 +101,10 @@ mod tests {
         s.extend_from_slice(b"P6\n1 1\n255\n");
         s.extend_from_slice(&[7, 8, 9]);
         let f = parse_ppm_stream(&s).unwrap();
-        assert_eq!((f.len(), f[0].get_pixel(1, 0).0, f[1].get_pixel(0, 0).0), (2, [4, 5, 6], [7, 8, 9]));
+        assert_eq!(
+            (f.len(), f[0].get_pixel(1, 0).0, f[1].get_pixel(0, 0).0),
+            (2, [4, 5, 6], [7, 8, 9])
+        );
         assert!(parse_ppm_stream(&s[..s.len() - 1]).unwrap_err().contains("truncated pixels"));
         let log = "  Stream #0:0(und): Video: h264 (High), yuv420p(progressive), 64x64, 12 kb/s, 12.5 fps, 12.5 tbr";
         assert_eq!(stream_fps(log), Some(12.5));
@@ -102,7 +115,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let clip = dir.path().join("clip.mp4");
         std::fs::write(&clip, b"not really").unwrap();
-        let e = decode_with_ffmpeg(&clip, Path::new("/nonexistent/ffmpeg")).unwrap_err().to_string();
-        assert!(e.contains("`/nonexistent/ffmpeg` not found: reading") && e.contains("needs ffmpeg"), "{e}");
+        let e =
+            decode_with_ffmpeg(&clip, Path::new("/nonexistent/ffmpeg")).unwrap_err().to_string();
+        assert!(
+            e.contains("`/nonexistent/ffmpeg` not found: reading") && e.contains("needs ffmpeg"),
+            "{e}"
+        );
     }
 }

@@ -20,7 +20,9 @@ pub fn frame_paths(dir: &Path) -> Result<Vec<PathBuf>> {
     if paths.is_empty() {
         return Err(Error::format(dir, "no frame images (png, jpg, bmp, webp) in this folder"));
     }
-    paths.sort_by_key(|p| natural_key(&p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
+    paths.sort_by_key(|p| {
+        natural_key(&p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+    });
     Ok(paths)
 }
 
@@ -55,7 +57,11 @@ mod tests {
         for n in ["f10.png", "f2.png", "f1.png", "notes.txt"] {
             std::fs::write(dir.path().join(n), b"").unwrap();
         }
-        let names: Vec<_> = frame_paths(dir.path()).unwrap().iter().map(|p| p.file_name().unwrap().to_owned()).collect();
+        let names: Vec<_> = frame_paths(dir.path())
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_owned())
+            .collect();
         assert_eq!(names, ["f1.png", "f2.png", "f10.png"]);
         let empty = tempfile::tempdir().unwrap();
         assert!(frame_paths(empty.path()).unwrap_err().to_string().contains("no frame images"));

@@ -12,7 +12,11 @@ use image::{AnimationDecoder, DynamicImage, RgbImage};
 pub fn decode_gif(path: &Path) -> Result<(Vec<RgbImage>, Option<f64>)> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let bad = |e: image::ImageError| Error::format(path, format!("not a readable GIF: {e}"));
-    let frames = GifDecoder::new(BufReader::new(file)).map_err(bad)?.into_frames().collect_frames().map_err(bad)?;
+    let frames = GifDecoder::new(BufReader::new(file))
+        .map_err(bad)?
+        .into_frames()
+        .collect_frames()
+        .map_err(bad)?;
     if frames.is_empty() {
         return Err(Error::format(path, "the GIF has no frames"));
     }
@@ -24,6 +28,7 @@ pub fn decode_gif(path: &Path) -> Result<(Vec<RgbImage>, Option<f64>)> {
         })
         .sum();
     let fps = (total_ms > 0.0).then(|| frames.len() as f64 * 1000.0 / total_ms);
-    let rgb = frames.into_iter().map(|f| DynamicImage::ImageRgba8(f.into_buffer()).to_rgb8()).collect();
+    let rgb =
+        frames.into_iter().map(|f| DynamicImage::ImageRgba8(f.into_buffer()).to_rgb8()).collect();
     Ok((rgb, fps))
 }

@@ -33,7 +33,11 @@ pub struct VideoOptions {
 
 impl Default for VideoOptions {
     fn default() -> Self {
-        Self { sampling: FrameSampling::default(), ffmpeg: PathBuf::from("ffmpeg"), folder_fps: None }
+        Self {
+            sampling: FrameSampling::default(),
+            ffmpeg: PathBuf::from("ffmpeg"),
+            folder_fps: None,
+        }
     }
 }
 
@@ -46,15 +50,22 @@ pub fn load_video(path: &Path, opts: &VideoOptions) -> Result<Video> {
         let frames = indices.iter().map(|&i| load_rgb(&paths[i])).collect::<Result<Vec<_>>>()?;
         return Ok(Video { frames, indices, fps: opts.folder_fps });
     }
-    let is_gif = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("gif"));
-    let (all, fps) = if is_gif { decode_gif(path)? } else { decode_with_ffmpeg(path, &opts.ffmpeg)? };
-    let indices = opts.sampling.indices(all.len(), fps).map_err(|e| Error::format(path, e.to_string()))?;
+    let is_gif =
+        path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("gif"));
+    let (all, fps) =
+        if is_gif { decode_gif(path)? } else { decode_with_ffmpeg(path, &opts.ffmpeg)? };
+    let indices =
+        opts.sampling.indices(all.len(), fps).map_err(|e| Error::format(path, e.to_string()))?;
     let frames = indices.iter().map(|&i| all[i].clone()).collect();
     Ok(Video { frames, indices, fps })
 }
 
 /// Preprocessed frames: `[T, 3, H, W]`.
-pub fn frames_tensor(frames: &[RgbImage], proc: &ImageProcessor, device: &Device) -> Result<Tensor> {
+pub fn frames_tensor(
+    frames: &[RgbImage],
+    proc: &ImageProcessor,
+    device: &Device,
+) -> Result<Tensor> {
     let t = frames.iter().map(|f| proc.preprocess(f, device)).collect::<Result<Vec<_>>>()?;
     if t.is_empty() {
         return Err(Error::Invalid("no frames".into()));

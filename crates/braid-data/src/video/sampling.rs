@@ -38,16 +38,27 @@ impl FrameSampling {
             Self::Uniform { frames: 0 } | Self::FixedRate { max_frames: 0, .. } => {
                 Err(Error::config("sampling", "at least one frame must be sampled"))
             }
-            Self::Uniform { frames } => Ok((0..frames).map(|i| ((2 * i + 1) * total / (2 * frames)).min(total - 1)).collect()),
+            Self::Uniform { frames } => Ok((0..frames)
+                .map(|i| ((2 * i + 1) * total / (2 * frames)).min(total - 1))
+                .collect()),
             Self::FixedRate { fps, max_frames } => {
                 let src = source_fps.filter(|f| *f > 0.0).ok_or_else(|| {
-                    Error::config("sampling", "fixed-rate sampling needs the source frame rate (unknown for this input)")
+                    Error::config(
+                        "sampling",
+                        "fixed-rate sampling needs the source frame rate (unknown for this input)",
+                    )
                 })?;
                 if fps <= 0.0 {
-                    return Err(Error::config("sampling.fps", format!("must be positive, got {fps}")));
+                    return Err(Error::config(
+                        "sampling.fps",
+                        format!("must be positive, got {fps}"),
+                    ));
                 }
                 let step = src / fps;
-                Ok((0..max_frames).map(|k| (k as f64 * step).round() as usize).take_while(|&i| i < total).collect())
+                Ok((0..max_frames)
+                    .map(|k| (k as f64 * step).round() as usize)
+                    .take_while(|&i| i < total)
+                    .collect())
             }
         }
     }
@@ -70,6 +81,10 @@ mod tests {
         let s = FrameSampling::FixedRate { fps: 2.0, max_frames: 10 };
         assert_eq!(s.indices(50, Some(10.0)).unwrap(), [0, 5, 10, 15, 20, 25, 30, 35, 40, 45]);
         assert_eq!(s.indices(12, Some(10.0)).unwrap(), [0, 5, 10]);
-        assert!(s.indices(12, None).unwrap_err().to_string().contains("needs the source frame rate"));
+        assert!(s
+            .indices(12, None)
+            .unwrap_err()
+            .to_string()
+            .contains("needs the source frame rate"));
     }
 }

@@ -92,7 +92,8 @@ impl ImageFacts {
     /// Adds what `question` answered by `answer` says about the image.
     pub(crate) fn add(&mut self, question: &str, answer: &str) {
         let q = question.to_lowercase();
-        let words: Vec<&str> = q.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| !w.is_empty()).collect();
+        let words: Vec<&str> =
+            q.split(|c: char| !c.is_ascii_alphabetic()).filter(|w| !w.is_empty()).collect();
         let color = word_in(&words, &COLORS);
         let shape = word_in(&words, &SHAPES);
         let answer = answer.trim().to_lowercase();
@@ -161,14 +162,29 @@ mod tests {
 
     #[test]
     fn attributes_from_open_questions() {
-        assert_eq!(facts(&[("what is the blue shape?", "rectangle")]), (Some("blue"), Some("rectangle")));
-        assert_eq!(facts(&[("what color is the triangle?", "red")]), (Some("red"), Some("triangle")));
-        assert_eq!(facts(&[("what color is the shape?", "gray"), ("what shape is present?", "circle")]), (Some("gray"), Some("circle")));
+        assert_eq!(
+            facts(&[("what is the blue shape?", "rectangle")]),
+            (Some("blue"), Some("rectangle"))
+        );
+        assert_eq!(
+            facts(&[("what color is the triangle?", "red")]),
+            (Some("red"), Some("triangle"))
+        );
+        assert_eq!(
+            facts(&[("what color is the shape?", "gray"), ("what shape is present?", "circle")]),
+            (Some("gray"), Some("circle"))
+        );
     }
 
     #[test]
     fn yes_no_questions_assert_or_exclude_with_negation() {
-        assert_eq!(facts(&[("is there not a teal shape?", "no"), ("does the image contain a circle?", "yes")]), (Some("teal"), Some("circle")));
+        assert_eq!(
+            facts(&[
+                ("is there not a teal shape?", "no"),
+                ("does the image contain a circle?", "yes")
+            ]),
+            (Some("teal"), Some("circle"))
+        );
         let excluded = [("is no circle present?", "yes"), ("is there a triangle?", "no")];
         assert_eq!(facts(&excluded), (None, Some("rectangle")));
         assert_eq!(facts(&[("is there a red shape?", "no")]), (None, None));

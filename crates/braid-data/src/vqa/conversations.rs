@@ -63,7 +63,8 @@ impl EasyVqa {
     pub fn names_own_attribute(&self, q: &Question) -> bool {
         let Some((colour, shape)) = self.image_attributes(q.image_id) else { return false };
         let words: Vec<&str> = q.question.trim_end_matches('?').split_whitespace().collect();
-        q.answer_type() == Some(AnswerType::YesNo) && (words.contains(&colour) || words.contains(&shape))
+        q.answer_type() == Some(AnswerType::YesNo)
+            && (words.contains(&colour) || words.contains(&shape))
     }
 
     /// Writes `dir/<split>.json`: per image, its questions in file order cut into
@@ -71,10 +72,16 @@ impl EasyVqa {
     /// `<image>\n` before the first question. Returns the file.
     pub fn write_conversations(&self, dir: &Path, options: &ExportOptions) -> Result<PathBuf> {
         if options.present_repeat > MAX_WEIGHT {
-            return Err(Error::config("present_repeat", format!("{} is over {MAX_WEIGHT}", options.present_repeat)));
+            return Err(Error::config(
+                "present_repeat",
+                format!("{} is over {MAX_WEIGHT}", options.present_repeat),
+            ));
         }
         if options.present_repeat > 1 && options.turns != 1 {
-            return Err(Error::config("present_repeat", "repeats single questions: it needs `turns = 1`"));
+            return Err(Error::config(
+                "present_repeat",
+                "repeats single questions: it needs `turns = 1`",
+            ));
         }
         let ids = select(self.image_ids(), options)?;
         let mut samples = Vec::new();
@@ -87,12 +94,17 @@ impl EasyVqa {
                     .iter()
                     .enumerate()
                     .flat_map(|(j, q)| {
-                        let value = if j == 0 { format!("<image>\n{}", q.question).into() } else { q.question.as_str().into() };
+                        let value = if j == 0 {
+                            format!("<image>\n{}", q.question).into()
+                        } else {
+                            q.question.as_str().into()
+                        };
                         let answer = q.answer.as_str().into();
                         [OutTurn { from: "human", value }, OutTurn { from: "gpt", value: answer }]
                     })
                     .collect();
-                let present = options.present_repeat > 1 && chunk.first().is_some_and(|q| self.names_own_attribute(q));
+                let present = options.present_repeat > 1
+                    && chunk.first().is_some_and(|q| self.names_own_attribute(q));
                 let weight = present.then_some(options.present_repeat);
                 let id = if options.turns == 0 { id.to_string() } else { format!("{id}-{k}") };
                 samples.push(OutSample { id, image: path.clone(), conversations, weight });
@@ -105,7 +117,8 @@ impl EasyVqa {
     /// after `<image>\n` and the caption ("a blue rectangle") as the answer. `turns` and
     /// `present_repeat` do not apply. Returns the file.
     pub fn write_captions(&self, dir: &Path, options: &ExportOptions) -> Result<PathBuf> {
-        let captioned = self.image_ids().into_iter().filter(|&id| self.caption(id).is_some()).collect();
+        let captioned =
+            self.image_ids().into_iter().filter(|&id| self.caption(id).is_some()).collect();
         let mut samples = Vec::new();
         for id in select(captioned, options)? {
             let Some(caption) = self.caption(id) else { continue };
@@ -129,7 +142,10 @@ fn select(mut ids: Vec<u32>, options: &ExportOptions) -> Result<Vec<u32>> {
     }
     if ids.is_empty() {
         let (skip, max) = (options.skip_images, options.max_images);
-        return Err(Error::config("skip_images", format!("no images left of {n} after skipping {skip} (max_images {max})")));
+        return Err(Error::config(
+            "skip_images",
+            format!("no images left of {n} after skipping {skip} (max_images {max})"),
+        ));
     }
     Ok(ids)
 }
@@ -140,7 +156,9 @@ fn image_name(image: &Path, dir: &Path) -> Result<String> {
     let image = std::path::absolute(image).map_err(|e| Error::io(image, e))?;
     let dir = std::path::absolute(dir).map_err(|e| Error::io(dir, e))?;
     let name = image.strip_prefix(&dir).unwrap_or(&image);
-    name.to_str().map(String::from).ok_or_else(|| Error::format(&image, "the path is not UTF-8, so a JSON dataset cannot name it"))
+    name.to_str().map(String::from).ok_or_else(|| {
+        Error::format(&image, "the path is not UTF-8, so a JSON dataset cannot name it")
+    })
 }
 
 /// Writes `samples` as a JSON array, one sample a line, through `path.tmp` renamed into
@@ -186,7 +204,10 @@ mod tests {
         let easy = super::super::tests::fixture();
         let data = EasyVqa::open(easy.path(), Split::Train).unwrap();
         // Image 1's first question, "is there not a blue shape?", names its own colour.
-        assert!(data.names_own_attribute(&data.questions()[2]) && !data.names_own_attribute(&data.questions()[4]));
+        assert!(
+            data.names_own_attribute(&data.questions()[2])
+                && !data.names_own_attribute(&data.questions()[4])
+        );
         let out = tempfile::tempdir().unwrap();
         let options = ExportOptions { turns: 1, present_repeat: 3, ..ExportOptions::default() };
         let file = data.write_conversations(out.path(), &options).unwrap();
@@ -197,7 +218,10 @@ mod tests {
         let s = &read.samples[2];
         assert_eq!(s.media.len(), 1);
         assert_eq!(s.media[0].path, std::path::absolute(data.image_path(1)).unwrap());
-        assert_eq!((s.turns[0].role, s.turns[0].text.as_str()), (Role::User, "<image>\nis there not a blue shape?"));
+        assert_eq!(
+            (s.turns[0].role, s.turns[0].text.as_str()),
+            (Role::User, "<image>\nis there not a blue shape?")
+        );
         assert_eq!((s.turns[1].role, s.turns[1].text.as_str()), (Role::Assistant, "no"));
         let unweighted = ConversationOptions { use_weights: false, ..Default::default() };
         assert_eq!(ConversationDataset::open(&file, &unweighted).unwrap().len(), 5);
@@ -217,12 +241,30 @@ mod tests {
         assert_eq!(read.samples[0].turns.len(), 6);
         assert_eq!(read.samples[0].turns[2].text, "what is the blue shape?");
         let none = ExportOptions { skip_images: 2, ..ExportOptions::default() };
-        assert!(data.write_conversations(easy.path(), &none).unwrap_err().to_string().contains("skip_images"));
-        let big = ExportOptions { turns: 1, present_repeat: MAX_WEIGHT + 1, ..ExportOptions::default() };
-        assert!(data.write_conversations(easy.path(), &big).unwrap_err().to_string().contains("present_repeat"));
+        assert!(data
+            .write_conversations(easy.path(), &none)
+            .unwrap_err()
+            .to_string()
+            .contains("skip_images"));
+        let big =
+            ExportOptions { turns: 1, present_repeat: MAX_WEIGHT + 1, ..ExportOptions::default() };
+        assert!(data
+            .write_conversations(easy.path(), &big)
+            .unwrap_err()
+            .to_string()
+            .contains("present_repeat"));
         let multi = ExportOptions { turns: 2, present_repeat: 2, ..ExportOptions::default() };
-        assert!(data.write_conversations(easy.path(), &multi).unwrap_err().to_string().contains("turns = 1"));
-        let pairs = data.write_conversations(easy.path(), &ExportOptions { turns: 2, ..ExportOptions::default() }).unwrap();
+        assert!(data
+            .write_conversations(easy.path(), &multi)
+            .unwrap_err()
+            .to_string()
+            .contains("turns = 1"));
+        let pairs = data
+            .write_conversations(
+                easy.path(),
+                &ExportOptions { turns: 2, ..ExportOptions::default() },
+            )
+            .unwrap();
         let read = ConversationDataset::open(&pairs, &ConversationOptions::default()).unwrap();
         assert_eq!(ids(&read), ["0-0", "1-0", "1-1"]);
         assert_eq!(read.samples[1].turns[2].text, "what is the blue shape?");
@@ -233,7 +275,12 @@ mod tests {
         let easy = super::super::tests::fixture();
         let data = EasyVqa::open(easy.path(), Split::Train).unwrap();
         let out = tempfile::tempdir().unwrap();
-        let file = data.write_captions(&out.path().join("new"), &ExportOptions { max_images: 1, ..ExportOptions::default() }).unwrap();
+        let file = data
+            .write_captions(
+                &out.path().join("new"),
+                &ExportOptions { max_images: 1, ..ExportOptions::default() },
+            )
+            .unwrap();
         assert_eq!(file, out.path().join("new/train-captions.json"));
         let read = ConversationDataset::open(&file, &ConversationOptions::default()).unwrap();
         assert_eq!(ids(&read), ["0"]);
@@ -248,18 +295,30 @@ mod tests {
         let Some(dir) = crate::imu::fetched_dataset("easy-vqa") else { return };
         let data = EasyVqa::open(&dir, Split::Train).unwrap();
         let out = tempfile::tempdir().unwrap();
-        let options = ExportOptions { skip_images: 900, max_images: 900, turns: 1, present_repeat: 4 };
-        let read = ConversationDataset::open(data.write_conversations(out.path(), &options).unwrap(), &ConversationOptions::default()).unwrap();
+        let options =
+            ExportOptions { skip_images: 900, max_images: 900, turns: 1, present_repeat: 4 };
+        let read = ConversationDataset::open(
+            data.write_conversations(out.path(), &options).unwrap(),
+            &ConversationOptions::default(),
+        )
+        .unwrap();
         let mut expected = Vec::new();
         for id in data.image_ids().into_iter().skip(900).take(900) {
             let image = std::path::absolute(data.image_path(id)).unwrap();
             for q in data.questions_of(id) {
                 let copies = if data.names_own_attribute(q) { 4 } else { 1 };
-                expected.extend(std::iter::repeat_n((image.clone(), format!("<image>\n{}", q.question), q.answer.clone()), copies));
+                expected.extend(std::iter::repeat_n(
+                    (image.clone(), format!("<image>\n{}", q.question), q.answer.clone()),
+                    copies,
+                ));
             }
         }
-        let got: Vec<_> = read.iter().map(|s| (s.media[0].path.clone(), s.turns[0].text.clone(), s.turns[1].text.clone())).collect();
-        let questions: std::collections::BTreeSet<&str> = read.iter().map(|s| s.id.as_str()).collect();
+        let got: Vec<_> = read
+            .iter()
+            .map(|s| (s.media[0].path.clone(), s.turns[0].text.clone(), s.turns[1].text.clone()))
+            .collect();
+        let questions: std::collections::BTreeSet<&str> =
+            read.iter().map(|s| s.id.as_str()).collect();
         eprintln!("{} samples of {} questions", got.len(), questions.len());
         assert_eq!(got, expected);
     }

@@ -16,8 +16,8 @@ use std::str::FromStr;
 use braid_core::{Error, Result};
 use candle_core::{Device, Tensor};
 
-pub use attributes::{AnswerType, COLORS, SHAPES};
 use attributes::ImageFacts;
+pub use attributes::{AnswerType, COLORS, SHAPES};
 pub use conversations::{ExportOptions, CAPTION_PROMPT};
 
 /// Which half of easy-VQA.
@@ -45,7 +45,10 @@ impl FromStr for Split {
         match s {
             "train" => Ok(Self::Train),
             "test" => Ok(Self::Test),
-            other => Err(Error::config("split", format!("`{other}` is not an easy-VQA split (train, test)"))),
+            other => Err(Error::config(
+                "split",
+                format!("`{other}` is not an easy-VQA split (train, test)"),
+            )),
         }
     }
 }
@@ -103,20 +106,33 @@ impl EasyVqa {
     /// the entry) that is missing or malformed, and any answer outside `answers.txt`.
     pub fn open(dir: &Path, split: Split) -> Result<Self> {
         let answers_path = dir.join("answers.txt");
-        let answers: Vec<String> = read(&answers_path)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+        let answers: Vec<String> = read(&answers_path)?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
         if answers.is_empty() {
             return Err(Error::format(&answers_path, "no answers"));
         }
         let split_dir = dir.join(split.as_str());
         let qpath = split_dir.join("questions.json");
-        let raw: Vec<(String, String, u32)> = serde_json::from_str(&read(&qpath)?)
-            .map_err(|e| Error::format(&qpath, format!("expected a list of [question, answer, image_id]: {e}")))?;
+        let raw: Vec<(String, String, u32)> =
+            serde_json::from_str(&read(&qpath)?).map_err(|e| {
+                Error::format(
+                    &qpath,
+                    format!("expected a list of [question, answer, image_id]: {e}"),
+                )
+            })?;
         let mut by_image: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
         let mut facts: BTreeMap<u32, ImageFacts> = BTreeMap::new();
         let mut questions = Vec::with_capacity(raw.len());
         for (i, (question, answer, image_id)) in raw.into_iter().enumerate() {
             if !answers.contains(&answer) {
-                return Err(Error::format(&qpath, format!("entry {i}: answer `{answer}` is not in {}", answers_path.display())));
+                return Err(Error::format(
+                    &qpath,
+                    format!("entry {i}: answer `{answer}` is not in {}", answers_path.display()),
+                ));
             }
             by_image.entry(image_id).or_default().push(i);
             facts.entry(image_id).or_default().add(&question, &answer);
@@ -147,7 +163,10 @@ impl EasyVqa {
 
     /// The questions about image `id`, in file order (empty for an unknown id).
     pub fn questions_of(&self, id: u32) -> Vec<&Question> {
-        self.by_image.get(&id).map(|ix| ix.iter().map(|&i| &self.questions[i]).collect()).unwrap_or_default()
+        self.by_image
+            .get(&id)
+            .map(|ix| ix.iter().map(|&i| &self.questions[i]).collect())
+            .unwrap_or_default()
     }
 
     /// `<dir>/<split>/images/<id>.png`.
@@ -161,7 +180,9 @@ impl EasyVqa {
         let img = crate::image::load_rgb(&self.image_path(id))?;
         let (w, h) = img.dimensions();
         let data: Vec<f32> = img.into_raw().into_iter().map(|v| f32::from(v) / 255.0).collect();
-        Ok(Tensor::from_vec(data, (h as usize, w as usize, 3), device)?.permute((2, 0, 1))?.contiguous()?)
+        Ok(Tensor::from_vec(data, (h as usize, w as usize, 3), device)?
+            .permute((2, 0, 1))?
+            .contiguous()?)
     }
 
     /// (colour, shape) of image `id` read from its questions; `None` when either is unknown

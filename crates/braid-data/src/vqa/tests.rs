@@ -63,7 +63,10 @@ fn errors_name_the_file() {
     assert!(err.contains("test/questions.json"), "{err}");
     std::fs::write(dir.path().join("train/questions.json"), r#"[["q", "purple", 0]]"#).unwrap();
     let err = EasyVqa::open(dir.path(), Split::Train).unwrap_err().to_string();
-    assert!(err.contains("questions.json") && err.contains("purple") && err.contains("answers.txt"), "{err}");
+    assert!(
+        err.contains("questions.json") && err.contains("purple") && err.contains("answers.txt"),
+        "{err}"
+    );
     std::fs::write(dir.path().join("train/questions.json"), r#"{"q": 1}"#).unwrap();
     let err = EasyVqa::open(dir.path(), Split::Train).unwrap_err().to_string();
     assert!(err.contains("questions.json"), "{err}");
@@ -79,7 +82,9 @@ fn errors_name_the_file() {
 #[test]
 fn real_easy_vqa_counts_and_captions() {
     let Some(dir) = crate::imu::fetched_dataset("easy-vqa") else { return };
-    for (split, questions, images, both) in [(Split::Train, 38_575, 4_000, 3_578), (Split::Test, 9_673, 1_000, 888)] {
+    for (split, questions, images, both) in
+        [(Split::Train, 38_575, 4_000, 3_578), (Split::Test, 9_673, 1_000, 888)]
+    {
         let data = EasyVqa::open(&dir, split).unwrap();
         assert_eq!(data.questions().len(), questions);
         assert_eq!(data.image_ids().len(), images);

@@ -27,7 +27,8 @@ pub struct SpectrogramPatchConfig {
 
 impl Default for SpectrogramPatchConfig {
     fn default() -> Self {
-        let transformer = TokenTransformerConfig { max_positions: 1213, ..TokenTransformerConfig::default() };
+        let transformer =
+            TokenTransformerConfig { max_positions: 1213, ..TokenTransformerConfig::default() };
         Self { mels: 128, patch_size: 16, stride: 10, transformer }
     }
 }
@@ -44,7 +45,10 @@ impl SpectrogramPatchEncoder {
     /// Builds under `vb`.
     pub fn new(cfg: SpectrogramPatchConfig, vb: VarBuilder) -> Result<Self> {
         if cfg.patch_size == 0 || cfg.stride == 0 || cfg.mels < cfg.patch_size {
-            return Err(Error::config("patch_size", format!("need 0 < patch <= mels and a positive stride: {cfg:?}")));
+            return Err(Error::config(
+                "patch_size",
+                format!("need 0 < patch <= mels and a positive stride: {cfg:?}"),
+            ));
         }
         let conv = Conv2dConfig { stride: cfg.stride, ..Default::default() };
         let d = cfg.transformer.hidden_size;
@@ -77,7 +81,11 @@ impl Encoder for SpectrogramPatchEncoder {
     fn encode(&self, input: &Tensor, mask: Option<&Tensor>) -> Result<Features> {
         let (b, mels, frames) = input.dims3()?;
         if mels != self.cfg.mels || frames < self.cfg.patch_size {
-            return Err(Error::shape("log-mel [batch, mels, frames >= patch]", &[self.cfg.mels, self.cfg.patch_size], &[mels, frames]));
+            return Err(Error::shape(
+                "log-mel [batch, mels, frames >= patch]",
+                &[self.cfg.mels, self.cfg.patch_size],
+                &[mels, frames],
+            ));
         }
         let grid = self.patch_embed.forward(&input.unsqueeze(1)?)?; // [b, D, f, t]
         let (_, d, f, t) = grid.dims4()?;
@@ -102,14 +110,24 @@ mod tests {
     use candle_nn::VarMap;
 
     fn cfg() -> SpectrogramPatchConfig {
-        let transformer = TokenTransformerConfig { hidden_size: 8, intermediate_size: 16, num_layers: 1, num_heads: 2, max_positions: 32, ..Default::default() };
+        let transformer = TokenTransformerConfig {
+            hidden_size: 8,
+            intermediate_size: 16,
+            num_layers: 1,
+            num_heads: 2,
+            max_positions: 32,
+            ..Default::default()
+        };
         SpectrogramPatchConfig { mels: 8, patch_size: 4, stride: 2, transformer }
     }
 
     #[test]
     fn shapes_and_masks() -> Result<()> {
         let vm = VarMap::new();
-        let enc = SpectrogramPatchEncoder::new(cfg(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+        let enc = SpectrogramPatchEncoder::new(
+            cfg(),
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )?;
         let x = Tensor::randn(0f32, 1., (2, 8, 10), &Device::Cpu)?;
         let f = enc.encode(&x, Some(&Tensor::ones((2, 10), DType::F32, &Device::Cpu)?))?;
         assert_eq!(enc.num_tokens(10), 12); // 3 frequency x 4 time patches
@@ -122,7 +140,10 @@ mod tests {
     #[test]
     fn every_variable_gets_a_gradient() -> Result<()> {
         let vm = VarMap::new();
-        let enc = SpectrogramPatchEncoder::new(cfg(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+        let enc = SpectrogramPatchEncoder::new(
+            cfg(),
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )?;
         let x = Tensor::randn(0f32, 1., (2, 8, 10), &Device::Cpu)?;
         check_all_vars_get_grad(&vm, &enc.encode(&x, None)?.tokens.sqr()?.sum_all()?)
     }

@@ -6,7 +6,10 @@
 //! Reference: `transformers.models.whisper.modeling_whisper.WhisperEncoder`.
 
 use braid_core::{Error, Features, Modality, Result};
-use braid_nn::{Activation, AttentionConfig, AttentionNames, BlockConfig, BlockNames, LayerNorm, MlpConfig, MlpNames};
+use braid_nn::{
+    Activation, AttentionConfig, AttentionNames, BlockConfig, BlockNames, LayerNorm, MlpConfig,
+    MlpNames,
+};
 use braid_nn::{NormConfig, PreNormBlock};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, VarBuilder};
@@ -79,7 +82,13 @@ impl WhisperEncoder {
     /// stored `embed_positions.weight` the positions are Whisper's fixed sinusoids.
     pub fn new(cfg: &WhisperConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.d_model;
-        let conv1 = candle_nn::conv1d(cfg.num_mel_bins, d, 3, Conv1dConfig { padding: 1, ..Default::default() }, vb.pp("conv1"))?;
+        let conv1 = candle_nn::conv1d(
+            cfg.num_mel_bins,
+            d,
+            3,
+            Conv1dConfig { padding: 1, ..Default::default() },
+            vb.pp("conv1"),
+        )?;
         let stride2 = Conv1dConfig { padding: 1, stride: 2, ..Default::default() };
         let conv2 = candle_nn::conv1d(d, d, 3, stride2, vb.pp("conv2"))?;
         let embed_positions = match vb.contains_tensor("embed_positions.weight") {
@@ -88,11 +97,23 @@ impl WhisperEncoder {
         };
         let block = BlockConfig {
             attention: AttentionConfig::new(d, cfg.encoder_attention_heads),
-            mlp: MlpConfig { hidden: d, intermediate: cfg.encoder_ffn_dim, activation: cfg.activation_function, gated: false, bias: true },
+            mlp: MlpConfig {
+                hidden: d,
+                intermediate: cfg.encoder_ffn_dim,
+                activation: cfg.activation_function,
+                gated: false,
+                bias: true,
+            },
             norm: NormConfig { eps: EPS, ..NormConfig::default() },
         };
         let layers = (0..cfg.encoder_layers)
-            .map(|i| PreNormBlock::new(block, WHISPER_BLOCK, without_key_bias(vb.pp(format!("layers.{i}")))))
+            .map(|i| {
+                PreNormBlock::new(
+                    block,
+                    WHISPER_BLOCK,
+                    without_key_bias(vb.pp(format!("layers.{i}"))),
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         let layer_norm = LayerNorm::new(d, EPS, vb.pp("layer_norm"))?;
         Ok(Self { conv1, conv2, embed_positions, layers, layer_norm, cfg: cfg.clone(), layer: -1 })
@@ -116,7 +137,10 @@ impl WhisperEncoder {
         let n = self.layers.len() as isize + 1;
         let k = if layer < 0 { n + layer } else { layer };
         if !(0..n).contains(&k) {
-            return Err(Error::config("layer", format!("{layer} is outside the {n} hidden states")));
+            return Err(Error::config(
+                "layer",
+                format!("{layer} is outside the {n} hidden states"),
+            ));
         }
         Ok(k as usize)
     }
@@ -126,7 +150,11 @@ impl WhisperEncoder {
         let (_, mels, frames) = x.dims3()?;
         let want = [self.cfg.num_mel_bins, 2 * self.cfg.max_source_positions];
         if [mels, frames] != want {
-            return Err(Error::shape("Whisper input features [batch, mels, frames]", &want, &[mels, frames]));
+            return Err(Error::shape(
+                "Whisper input features [batch, mels, frames]",
+                &want,
+                &[mels, frames],
+            ));
         }
         let h = self.conv2.forward(&self.conv1.forward(x)?.gelu_erf()?)?.gelu_erf()?;
         Ok(h.transpose(1, 2)?.broadcast_add(&self.embed_positions)?)

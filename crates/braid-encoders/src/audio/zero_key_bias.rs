@@ -13,14 +13,26 @@ const KEY_BIAS: &str = "self_attn.k_proj.bias";
 struct ZeroKeyBias<'a>(VarBuilder<'a>);
 
 impl SimpleBackend for ZeroKeyBias<'_> {
-    fn get(&self, s: Shape, name: &str, h: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        h: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         if name == KEY_BIAS {
             return Tensor::zeros(s, dtype, dev);
         }
         self.0.get_with_hints_dtype(s, name, h, dtype)
     }
 
-    fn get_unchecked(&self, name: &str, dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
+    fn get_unchecked(
+        &self,
+        name: &str,
+        dtype: DType,
+        _dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         self.0.get_unchecked_dtype(name, dtype)
     }
 

@@ -69,8 +69,18 @@ impl Clip {
         Ok(Self {
             vision: Vit::new(&cfg.vision_config, vb.pp("vision_model"))?,
             text: ClipText::new(&cfg.text_config, vb.pp("text_model"))?,
-            visual_projection: Linear::new(cfg.vision_config.hidden_size, p, false, vb.pp("visual_projection"))?,
-            text_projection: Linear::new(cfg.text_config.hidden_size, p, false, vb.pp("text_projection"))?,
+            visual_projection: Linear::new(
+                cfg.vision_config.hidden_size,
+                p,
+                false,
+                vb.pp("visual_projection"),
+            )?,
+            text_projection: Linear::new(
+                cfg.text_config.hidden_size,
+                p,
+                false,
+                vb.pp("text_projection"),
+            )?,
             logit_scale: vb.get_with_hints((), "logit_scale", scale)?,
             cfg: cfg.clone(),
         })
@@ -119,7 +129,11 @@ impl Clip {
     /// Scaled cosine similarities `exp(logit_scale) * norm(img) norm(txt)^T`.
     ///
     /// image_features: [n_img, P]; text_features: [n_txt, P] -> [n_img, n_txt]
-    pub fn logits_per_image(&self, image_features: &Tensor, text_features: &Tensor) -> Result<Tensor> {
+    pub fn logits_per_image(
+        &self,
+        image_features: &Tensor,
+        text_features: &Tensor,
+    ) -> Result<Tensor> {
         let img = l2_normalize(image_features)?;
         let txt = l2_normalize(text_features)?;
         Ok(img.matmul(&txt.t()?)?.broadcast_mul(&self.logit_scale.exp()?)?)

@@ -23,13 +23,24 @@ pub struct VisionEmbeddings {
 
 impl VisionEmbeddings {
     /// Builds for `image_size` / `patch_size` (square training resolution).
-    pub fn new(channels: usize, image_size: usize, patch_size: usize, dim: usize, vb: VarBuilder) -> Result<Self> {
-        let patch = PatchEmbedding::new(channels, patch_size, dim, false, vb.pp("patch_embedding"))?;
+    pub fn new(
+        channels: usize,
+        image_size: usize,
+        patch_size: usize,
+        dim: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let patch =
+            PatchEmbedding::new(channels, patch_size, dim, false, vb.pp("patch_embedding"))?;
         let (grid, _) = patch
             .grid(image_size, image_size)
             .map_err(|e| Error::config("vision_config.image_size", e.to_string()))?;
         Ok(Self {
-            class: vb.get_with_hints(dim, "class_embedding", Init::Randn { mean: 0., stdev: 1. })?,
+            class: vb.get_with_hints(
+                dim,
+                "class_embedding",
+                Init::Randn { mean: 0., stdev: 1. },
+            )?,
             patch,
             position: Embedding::new(grid * grid + 1, dim, vb.pp("position_embedding"))?,
             grid,
@@ -51,7 +62,8 @@ impl VisionEmbeddings {
             return Ok(table.clone());
         }
         let dim = table.dim(1)?;
-        let grid = table.narrow(0, 1, self.grid * self.grid)?.reshape((self.grid, self.grid, dim))?;
+        let grid =
+            table.narrow(0, 1, self.grid * self.grid)?.reshape((self.grid, self.grid, dim))?;
         let resized = resize_grid(&grid, gh, gw)?.reshape((gh * gw, dim))?;
         Ok(Tensor::cat(&[&table.narrow(0, 0, 1)?, &resized], 0)?)
     }

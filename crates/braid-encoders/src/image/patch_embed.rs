@@ -22,14 +22,22 @@ pub struct PatchEmbedding {
 impl PatchEmbedding {
     /// Builds from `vb` (`weight`, and `bias` when `bias`); a fresh weight is uniform in
     /// `±1/sqrt(C p p)` like PyTorch's `Conv2d`.
-    pub fn new(channels: usize, patch: usize, dim: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        channels: usize,
+        patch: usize,
+        dim: usize,
+        bias: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         if patch == 0 {
             return Err(Error::config("patch_size", "must be positive"));
         }
         let fan_in = channels * patch * patch;
         let bound = 1.0 / (fan_in as f64).sqrt();
         let init = Init::Uniform { lo: -bound, up: bound };
-        let weight = vb.get_with_hints((dim, channels, patch, patch), "weight", init)?.reshape((dim, fan_in))?;
+        let weight = vb
+            .get_with_hints((dim, channels, patch, patch), "weight", init)?
+            .reshape((dim, fan_in))?;
         let bias = if bias { Some(vb.get_with_hints(dim, "bias", init)?) } else { None };
         Ok(Self { weight, bias, channels, patch })
     }
@@ -80,7 +88,14 @@ mod tests {
     #[test]
     fn vit_l14_example_224_gives_256_tokens_of_588_values_to_768() {
         let vm = VarMap::new();
-        let pe = PatchEmbedding::new(3, 14, 768, false, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        let pe = PatchEmbedding::new(
+            3,
+            14,
+            768,
+            false,
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
         assert_eq!(pe.weight.dims(), &[768, 588]);
         let x = Tensor::zeros((1, 3, 224, 224), DType::F32, &Device::Cpu).unwrap();
         assert_eq!(pe.forward(&x).unwrap().dims(), &[1, 256, 768]);
@@ -90,11 +105,13 @@ mod tests {
     fn equals_a_strided_convolution() {
         let dev = Device::Cpu;
         let vm = VarMap::new();
-        let pe = PatchEmbedding::new(3, 4, 5, true, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+        let pe = PatchEmbedding::new(3, 4, 5, true, VarBuilder::from_varmap(&vm, DType::F32, &dev))
+            .unwrap();
         let x = Tensor::randn(0f32, 1., (2, 3, 8, 12), &dev).unwrap();
         let kernel = pe.weight.reshape((5, 3, 4, 4)).unwrap();
         let conv = x.conv2d(&kernel, 0, 4, 1, 1).unwrap(); // [2, 5, 2, 3]
-        let conv = conv.broadcast_add(&pe.bias.clone().unwrap().reshape((1, 5, 1, 1)).unwrap()).unwrap();
+        let conv =
+            conv.broadcast_add(&pe.bias.clone().unwrap().reshape((1, 5, 1, 1)).unwrap()).unwrap();
         let conv = conv.flatten_from(2).unwrap().transpose(1, 2).unwrap();
         let ours = pe.forward(&x).unwrap();
         braid_core::testing::assert_close(&ours, &conv, 1e-5, "patches").unwrap();
@@ -104,7 +121,14 @@ mod tests {
     #[test]
     fn indivisible_size_is_a_clear_error() {
         let vm = VarMap::new();
-        let pe = PatchEmbedding::new(3, 14, 8, false, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        let pe = PatchEmbedding::new(
+            3,
+            14,
+            8,
+            false,
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
         let x = Tensor::zeros((1, 3, 224, 230), DType::F32, &Device::Cpu).unwrap();
         let err = pe.forward(&x).unwrap_err().to_string();
         assert!(err.contains("224x230") && err.contains("patch size 14x14"), "{err}");

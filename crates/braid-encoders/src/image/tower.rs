@@ -26,7 +26,11 @@ fn pool_grid(patches: &Tensor, k: usize) -> Result<Tensor> {
     let (b, n, d) = patches.dims3()?;
     let g = (n as f64).sqrt().round() as usize;
     if g * g != n || k == 0 || g % k != 0 {
-        return Err(Error::shape("patch grid to pool (a square grid divisible by pool)", &[b, g * g, d], patches.dims()));
+        return Err(Error::shape(
+            "patch grid to pool (a square grid divisible by pool)",
+            &[b, g * g, d],
+            patches.dims(),
+        ));
     }
     let m = g / k;
     Ok(patches.reshape((b, m, k, m, k, d))?.mean(4)?.mean(2)?.reshape((b, m * m, d))?)
@@ -69,7 +73,8 @@ mod tests {
     fn pooling_averages_each_window_of_the_row_major_grid() -> Result<()> {
         // A 4x4 grid whose token (r, c) holds [r, c]: the 2x2 windows average to
         // (0.5|2.5, 0.5|2.5) in row-major order.
-        let vals: Vec<f32> = (0..4).flat_map(|r| (0..4).flat_map(move |c| [r as f32, c as f32])).collect();
+        let vals: Vec<f32> =
+            (0..4).flat_map(|r| (0..4).flat_map(move |c| [r as f32, c as f32])).collect();
         let grid = Tensor::from_vec(vals, (1, 16, 2), &Device::Cpu)?;
         let pooled = pool_grid(&grid, 2)?.squeeze(0)?.to_vec2::<f32>()?;
         assert_eq!(pooled, vec![vec![0.5, 0.5], vec![0.5, 2.5], vec![2.5, 0.5], vec![2.5, 2.5]]);

@@ -5,8 +5,11 @@
 //! Reference: `transformers.models.clip.modeling_clip.CLIPVisionTransformer`.
 
 use braid_core::{Error, Features, Modality, Result};
-use braid_nn::{Activation, AttentionConfig, BlockConfig, BlockNames, LayerNorm, MlpConfig, NormConfig, NormKind};
 use braid_nn::PreNormBlock;
+use braid_nn::{
+    Activation, AttentionConfig, BlockConfig, BlockNames, LayerNorm, MlpConfig, NormConfig,
+    NormKind,
+};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -55,7 +58,13 @@ impl Default for VitConfig {
 }
 
 /// A pre-norm encoder block of width `hidden` in CLIP's layout (shared with the text tower).
-pub(crate) fn clip_block(hidden: usize, heads: usize, inter: usize, act: Activation, eps: f64) -> BlockConfig {
+pub(crate) fn clip_block(
+    hidden: usize,
+    heads: usize,
+    inter: usize,
+    act: Activation,
+    eps: f64,
+) -> BlockConfig {
     BlockConfig {
         attention: AttentionConfig::new(hidden, heads),
         mlp: MlpConfig { hidden, intermediate: inter, activation: act, gated: false, bias: true },
@@ -88,12 +97,26 @@ impl Vit {
     /// `encoder.layers.N.*`, `post_layernorm.*`).
     pub fn new(cfg: &VitConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.hidden_size;
-        let block = clip_block(d, cfg.num_attention_heads, cfg.intermediate_size, cfg.hidden_act, cfg.layer_norm_eps);
+        let block = clip_block(
+            d,
+            cfg.num_attention_heads,
+            cfg.intermediate_size,
+            cfg.hidden_act,
+            cfg.layer_norm_eps,
+        );
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| PreNormBlock::new(block, BlockNames::CLIP, vb.pp(format!("encoder.layers.{i}"))))
+            .map(|i| {
+                PreNormBlock::new(block, BlockNames::CLIP, vb.pp(format!("encoder.layers.{i}")))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            embeddings: VisionEmbeddings::new(cfg.num_channels, cfg.image_size, cfg.patch_size, d, vb.pp("embeddings"))?,
+            embeddings: VisionEmbeddings::new(
+                cfg.num_channels,
+                cfg.image_size,
+                cfg.patch_size,
+                d,
+                vb.pp("embeddings"),
+            )?,
             pre_norm: LayerNorm::new(d, cfg.layer_norm_eps, vb.pp("pre_layrnorm"))?,
             layers,
             post_norm: LayerNorm::new(d, cfg.layer_norm_eps, vb.pp("post_layernorm"))?,
@@ -120,7 +143,9 @@ impl Vit {
         let n = self.layers.len() as isize + 1;
         let i = if index < 0 { n + index } else { index };
         if !(0..n).contains(&i) {
-            return Err(Error::Invalid(format!("hidden layer {index} does not exist: the model has {n} hidden states")));
+            return Err(Error::Invalid(format!(
+                "hidden layer {index} does not exist: the model has {n} hidden states"
+            )));
         }
         Ok(i as usize)
     }
@@ -169,28 +194,51 @@ mod tests {
     use candle_nn::VarMap;
 
     fn tiny() -> VitConfig {
-        VitConfig { hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, image_size: 16, patch_size: 4, ..Default::default() }
+        VitConfig {
+            hidden_size: 16,
+            intermediate_size: 24,
+            num_hidden_layers: 2,
+            num_attention_heads: 2,
+            image_size: 16,
+            patch_size: 4,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn every_weight_gets_gradient() {
         let vm = VarMap::new();
-        let vit = Vit::new(&tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        let vit =
+            Vit::new(&tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
         let px = Tensor::randn(0f32, 1., (2, 3, 16, 16), &Device::Cpu).unwrap();
         let out = vit.forward(&px).unwrap();
-        let loss = (out.last_hidden_state.sqr().unwrap().mean_all().unwrap() + out.pooled.sum_all().unwrap()).unwrap();
+        let loss = (out.last_hidden_state.sqr().unwrap().mean_all().unwrap()
+            + out.pooled.sum_all().unwrap())
+        .unwrap();
         check_all_vars_get_grad(&vm, &loss).unwrap();
     }
 
     #[test]
     fn feature_layer_is_checked_and_used() {
         let vm = VarMap::new();
-        let vit = Vit::new(&tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
-        assert!(vit.clone().with_feature_layer(3).unwrap_err().to_string().contains("3 hidden states"));
+        let vit =
+            Vit::new(&tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        assert!(vit
+            .clone()
+            .with_feature_layer(3)
+            .unwrap_err()
+            .to_string()
+            .contains("3 hidden states"));
         let vit = vit.with_feature_layer(-2).unwrap();
         let px = Tensor::randn(0f32, 1., (1, 3, 16, 16), &Device::Cpu).unwrap();
         let f = vit.encode(&px, None).unwrap();
-        braid_core::testing::assert_close(&f.tokens, &vit.hidden_state(&px, 1).unwrap(), 0.0, "layer -2").unwrap();
+        braid_core::testing::assert_close(
+            &f.tokens,
+            &vit.hidden_state(&px, 1).unwrap(),
+            0.0,
+            "layer -2",
+        )
+        .unwrap();
         // Other resolutions interpolate the position embeddings.
         let px = Tensor::randn(0f32, 1., (1, 3, 24, 20), &Device::Cpu).unwrap();
         assert_eq!(vit.encode(&px, None).unwrap().tokens.dims(), &[1, 1 + 6 * 5, 16]);

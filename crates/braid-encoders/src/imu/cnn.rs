@@ -43,12 +43,22 @@ impl Cnn1d {
     /// Builds under `vb`.
     pub fn new(cfg: Cnn1dConfig, vb: VarBuilder) -> Result<Self> {
         if cfg.widths.is_empty() || cfg.kernel_size % 2 == 0 || cfg.stride == 0 {
-            return Err(Error::config("cnn", format!("need widths, an odd kernel and a positive stride: {cfg:?}")));
+            return Err(Error::config(
+                "cnn",
+                format!("need widths, an odd kernel and a positive stride: {cfg:?}"),
+            ));
         }
         let mut input = cfg.channels;
         let mut convs = Vec::with_capacity(cfg.widths.len());
         for (k, &w) in cfg.widths.iter().enumerate() {
-            let conv = Conv1dConfig { in_channels: input, out_channels: w, kernel: cfg.kernel_size, stride: cfg.stride, padding: cfg.kernel_size / 2, bias: true };
+            let conv = Conv1dConfig {
+                in_channels: input,
+                out_channels: w,
+                kernel: cfg.kernel_size,
+                stride: cfg.stride,
+                padding: cfg.kernel_size / 2,
+                bias: true,
+            };
             convs.push(Conv1d::new(conv, vb.pp(format!("convs.{k}")))?);
             input = w;
         }
@@ -70,7 +80,11 @@ impl Encoder for Cnn1d {
     fn encode(&self, input: &Tensor, mask: Option<&Tensor>) -> Result<Features> {
         let c = input.dim(2)?;
         if c != self.cfg.channels {
-            return Err(Error::shape("IMU input [batch, time, channels]", &[self.cfg.channels], &[c]));
+            return Err(Error::shape(
+                "IMU input [batch, time, channels]",
+                &[self.cfg.channels],
+                &[c],
+            ));
         }
         let mut h = input.clone();
         let mut mask = mask.cloned();
@@ -103,7 +117,11 @@ mod tests {
         let f = enc.encode(&x, Some(&mask))?;
         assert_eq!(f.tokens.dims(), [3, 3, 8]); // 9 -> 5 -> 3
         assert_eq!(f.mask_or_ones()?.dims(), [3, 3]);
-        assert!(Cnn1d::new(Cnn1dConfig { kernel_size: 4, ..cfg() }, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).is_err());
+        assert!(Cnn1d::new(
+            Cnn1dConfig { kernel_size: 4, ..cfg() },
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)
+        )
+        .is_err());
         Ok(())
     }
 
@@ -113,7 +131,13 @@ mod tests {
         Cnn1d::new(cfg(), VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu))?;
         let x = Tensor::randn(0f64, 1., (2, 11, 6), &Device::Cpu)?;
         let params = braid_nn::gradcheck::varmap_tensors(&vm)?;
-        braid_nn::gradcheck::check_param_grads(&params, |vb| Cnn1d::new(cfg(), vb), |m| Ok(m.encode(&x, None)?.tokens), 1e-6, 1e-5)
+        braid_nn::gradcheck::check_param_grads(
+            &params,
+            |vb| Cnn1d::new(cfg(), vb),
+            |m| Ok(m.encode(&x, None)?.tokens),
+            1e-6,
+            1e-5,
+        )
     }
 
     #[test]

@@ -20,7 +20,13 @@ pub(crate) struct GruLayer {
 
 impl GruLayer {
     /// Layer `layer` of a stack, its variables directly under `vb`.
-    pub(crate) fn new(input: usize, hidden: usize, bias: bool, layer: usize, vb: &VarBuilder) -> Result<Self> {
+    pub(crate) fn new(
+        input: usize,
+        hidden: usize,
+        bias: bool,
+        layer: usize,
+        vb: &VarBuilder,
+    ) -> Result<Self> {
         Ok(Self {
             ih: rnn_linear(input, 3 * hidden, hidden, bias, &format!("ih_l{layer}"), vb)?,
             hh: rnn_linear(hidden, 3 * hidden, hidden, bias, &format!("hh_l{layer}"), vb)?,

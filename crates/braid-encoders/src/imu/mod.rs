@@ -16,5 +16,5 @@ pub(crate) mod fixture;
 pub use cnn::{Cnn1d, Cnn1dConfig};
 pub use patch::{PatchTransformer, PatchTransformerConfig};
 pub use recurrent::{Recurrent, RecurrentConfig, RecurrentEncoder, RnnKind};
-pub use transformer::{TokenTransformer, TokenTransformerConfig};
 pub(crate) use transformer::token_mask;
+pub use transformer::{TokenTransformer, TokenTransformerConfig};

@@ -4,8 +4,8 @@
 //! 2023) do. Reference code: github.com/csuhan/OneLLM `model/meta.py`.
 
 use braid_core::{Error, Features, Modality, Result};
-use candle_core::Tensor;
 use braid_nn::{Conv1d, Conv1dConfig};
+use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +31,13 @@ pub struct PatchTransformerConfig {
 
 impl Default for PatchTransformerConfig {
     fn default() -> Self {
-        Self { channels: 6, patch_size: 8, stride: 8, patch_bias: false, transformer: TokenTransformerConfig::default() }
+        Self {
+            channels: 6,
+            patch_size: 8,
+            stride: 8,
+            patch_bias: false,
+            transformer: TokenTransformerConfig::default(),
+        }
     }
 }
 
@@ -58,17 +64,28 @@ impl PatchTransformer {
             bias: cfg.patch_bias,
         };
         let patch_embed = Conv1d::new(conv_cfg, vb.pp("patch_embed"))?;
-        Ok(Self { patch_embed, transformer: TokenTransformer::new(cfg.transformer, vb.pp("transformer"))?, cfg })
+        Ok(Self {
+            patch_embed,
+            transformer: TokenTransformer::new(cfg.transformer, vb.pp("transformer"))?,
+            cfg,
+        })
     }
 
     /// Patch tokens before the transformer. x: [batch, time, channels] -> [batch, n, D]
     pub fn tokenize(&self, x: &Tensor) -> Result<Tensor> {
         let (_, t, c) = x.dims3()?;
         if c != self.cfg.channels {
-            return Err(Error::shape("IMU input [batch, time, channels]", &[self.cfg.channels], &[c]));
+            return Err(Error::shape(
+                "IMU input [batch, time, channels]",
+                &[self.cfg.channels],
+                &[c],
+            ));
         }
         if t < self.cfg.patch_size {
-            return Err(Error::Invalid(format!("{t} time steps is shorter than one patch ({})", self.cfg.patch_size)));
+            return Err(Error::Invalid(format!(
+                "{t} time steps is shorter than one patch ({})",
+                self.cfg.patch_size
+            )));
         }
         self.patch_embed.forward_tokens(x)
     }
@@ -88,7 +105,8 @@ impl Encoder for PatchTransformer {
     fn encode(&self, input: &Tensor, mask: Option<&Tensor>) -> Result<Features> {
         let tokens = self.tokenize(input)?;
         let n = tokens.dim(1)?;
-        let mask = mask.map(|m| token_mask(m, n, self.cfg.patch_size, self.cfg.stride)).transpose()?;
+        let mask =
+            mask.map(|m| token_mask(m, n, self.cfg.patch_size, self.cfg.stride)).transpose()?;
         let (h, mask) = self.transformer.forward(&tokens, mask.as_ref())?;
         Features::new(h, mask)
     }
@@ -102,17 +120,34 @@ mod tests {
     use candle_nn::VarMap;
 
     fn cfg() -> PatchTransformerConfig {
-        let transformer = TokenTransformerConfig { hidden_size: 8, intermediate_size: 16, num_layers: 2, num_heads: 2, max_positions: 16, ..Default::default() };
-        PatchTransformerConfig { channels: 6, patch_size: 4, stride: 4, patch_bias: false, transformer }
+        let transformer = TokenTransformerConfig {
+            hidden_size: 8,
+            intermediate_size: 16,
+            num_layers: 2,
+            num_heads: 2,
+            max_positions: 16,
+            ..Default::default()
+        };
+        PatchTransformerConfig {
+            channels: 6,
+            patch_size: 4,
+            stride: 4,
+            patch_bias: false,
+            transformer,
+        }
     }
 
     #[test]
     fn shapes_and_masks() -> Result<()> {
         let vm = VarMap::new();
-        let enc = PatchTransformer::new(cfg(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+        let enc =
+            PatchTransformer::new(cfg(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
         let x = Tensor::randn(0f32, 1., (2, 18, 6), &Device::Cpu)?;
         let second: Vec<f32> = (0..18).map(|t| if t < 9 { 1. } else { 0. }).collect();
-        let mask = Tensor::stack(&[Tensor::ones(18, DType::F32, &Device::Cpu)?, Tensor::new(second, &Device::Cpu)?], 0)?;
+        let mask = Tensor::stack(
+            &[Tensor::ones(18, DType::F32, &Device::Cpu)?, Tensor::new(second, &Device::Cpu)?],
+            0,
+        )?;
         let f = enc.encode(&x, Some(&mask))?;
         assert_eq!(f.tokens.dims(), [2, 5, 8]);
         assert_eq!(f.mask_or_ones()?.to_vec2::<f32>()?[1], [1., 1., 1., 0., 0.]);
@@ -124,7 +159,8 @@ mod tests {
     #[test]
     fn every_variable_gets_a_gradient() -> Result<()> {
         let vm = VarMap::new();
-        let enc = PatchTransformer::new(cfg(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+        let enc =
+            PatchTransformer::new(cfg(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
         let x = Tensor::randn(0f32, 1., (2, 16, 6), &Device::Cpu)?;
         check_all_vars_get_grad(&vm, &enc.encode(&x, None)?.tokens.sqr()?.sum_all()?)
     }

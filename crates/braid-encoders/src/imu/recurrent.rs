@@ -68,8 +68,12 @@ impl Recurrent {
             .map(|k| {
                 let input = if k == 0 { cfg.input_size } else { cfg.hidden_size };
                 Ok(match cfg.kind {
-                    RnnKind::Gru => Layer::Gru(GruLayer::new(input, cfg.hidden_size, cfg.bias, k, &vb)?),
-                    RnnKind::Lstm => Layer::Lstm(LstmLayer::new(input, cfg.hidden_size, cfg.bias, k, &vb)?),
+                    RnnKind::Gru => {
+                        Layer::Gru(GruLayer::new(input, cfg.hidden_size, cfg.bias, k, &vb)?)
+                    }
+                    RnnKind::Lstm => {
+                        Layer::Lstm(LstmLayer::new(input, cfg.hidden_size, cfg.bias, k, &vb)?)
+                    }
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -139,11 +143,19 @@ impl Encoder for RecurrentEncoder {
 
 /// `weight_{suffix} [out, in]` and `bias_{suffix} [out]` under `vb`, initialised like
 /// PyTorch's RNNs (uniform in ±1/sqrt(hidden)).
-pub(crate) fn rnn_linear(input: usize, out: usize, hidden: usize, bias: bool, suffix: &str, vb: &VarBuilder) -> Result<Linear> {
+pub(crate) fn rnn_linear(
+    input: usize,
+    out: usize,
+    hidden: usize,
+    bias: bool,
+    suffix: &str,
+    vb: &VarBuilder,
+) -> Result<Linear> {
     let bound = 1.0 / (hidden.max(1) as f64).sqrt();
     let init = Init::Uniform { lo: -bound, up: bound };
     let w = vb.get_with_hints((out, input), &format!("weight_{suffix}"), init)?;
-    let b = if bias { Some(vb.get_with_hints(out, &format!("bias_{suffix}"), init)?) } else { None };
+    let b =
+        if bias { Some(vb.get_with_hints(out, &format!("bias_{suffix}"), init)?) } else { None };
     Linear::from_weights(w, b)
 }
 
@@ -153,7 +165,12 @@ pub(crate) fn sigmoid(x: &Tensor) -> Result<Tensor> {
 }
 
 /// The mask column of each step, `[batch, 1]` in `like`'s dtype; `None`s without a mask.
-pub(crate) fn step_masks(mask: Option<&Tensor>, b: usize, t: usize, like: &Tensor) -> Result<Vec<Option<Tensor>>> {
+pub(crate) fn step_masks(
+    mask: Option<&Tensor>,
+    b: usize,
+    t: usize,
+    like: &Tensor,
+) -> Result<Vec<Option<Tensor>>> {
     match mask {
         None => Ok(vec![None; t]),
         Some(m) => {
@@ -169,7 +186,11 @@ pub(crate) fn step_masks(mask: Option<&Tensor>, b: usize, t: usize, like: &Tenso
 /// Keeps `old` where the step is padding: returns (next state, output zeroed on padding).
 ///
 /// old, new: [batch, hidden]; m: [batch, 1] -> ([batch, hidden], [batch, hidden])
-pub(crate) fn masked_update(old: &Tensor, new: &Tensor, m: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+pub(crate) fn masked_update(
+    old: &Tensor,
+    new: &Tensor,
+    m: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
     match m {
         None => Ok((new.clone(), new.clone())),
         Some(m) => {
@@ -179,7 +200,6 @@ pub(crate) fn masked_update(old: &Tensor, new: &Tensor, m: Option<&Tensor>) -> R
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,10 @@
 //! Reference: `transformers.models.clip.modeling_clip.CLIPEncoder`.
 
 use braid_core::{Error, Result};
-use braid_nn::{Activation, AttentionConfig, BlockConfig, BlockNames, LayerNorm, MlpConfig, NormConfig, PreNormBlock};
+use braid_nn::{
+    Activation, AttentionConfig, BlockConfig, BlockNames, LayerNorm, MlpConfig, NormConfig,
+    PreNormBlock,
+};
 use candle_core::{Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -69,7 +72,13 @@ impl TokenTransformer {
         };
         let block = BlockConfig {
             attention: AttentionConfig::new(d, cfg.num_heads),
-            mlp: MlpConfig { hidden: d, intermediate: cfg.intermediate_size, activation: cfg.activation, gated: false, bias: true },
+            mlp: MlpConfig {
+                hidden: d,
+                intermediate: cfg.intermediate_size,
+                activation: cfg.activation,
+                gated: false,
+                bias: true,
+            },
             norm: NormConfig { eps: cfg.layer_norm_eps, ..NormConfig::default() },
         };
         let layers = (0..cfg.num_layers)
@@ -95,14 +104,18 @@ impl TokenTransformer {
         let (b, n, d) = x.dims3()?;
         let (mut h, mut mask) = (x.clone(), mask.cloned());
         if let Some(cls) = &self.class_embedding {
-            h = Tensor::cat(&[&cls.reshape((1, 1, d))?.broadcast_as((b, 1, d))?.to_dtype(x.dtype())?, &h], 1)?;
+            h = Tensor::cat(
+                &[&cls.reshape((1, 1, d))?.broadcast_as((b, 1, d))?.to_dtype(x.dtype())?, &h],
+                1,
+            )?;
             if let Some(m) = &mask {
                 mask = Some(Tensor::cat(&[&Tensor::ones((b, 1), m.dtype(), m.device())?, m], 1)?);
             }
         }
         let len = h.dim(1)?;
         if len > self.cfg.max_positions {
-            let msg = format!("{n} tokens (+ class token) exceed {} positions", self.cfg.max_positions);
+            let msg =
+                format!("{n} tokens (+ class token) exceed {} positions", self.cfg.max_positions);
             return Err(Error::config("max_positions", msg));
         }
         h = h.broadcast_add(&self.positions.narrow(0, 0, len)?.to_dtype(x.dtype())?)?;
@@ -117,7 +130,12 @@ impl TokenTransformer {
 /// `j * stride .. j * stride + kernel` (clamped) and is real when they all are.
 ///
 /// mask: [batch, time] -> [batch, tokens]
-pub(crate) fn token_mask(mask: &Tensor, tokens: usize, kernel: usize, stride: usize) -> Result<Tensor> {
+pub(crate) fn token_mask(
+    mask: &Tensor,
+    tokens: usize,
+    kernel: usize,
+    stride: usize,
+) -> Result<Tensor> {
     let t = mask.dim(D::Minus1)?;
     let rows = mask.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
     let out: Vec<f32> = rows
@@ -125,7 +143,11 @@ pub(crate) fn token_mask(mask: &Tensor, tokens: usize, kernel: usize, stride: us
         .flat_map(|row| {
             (0..tokens).map(move |j| {
                 let (a, e) = ((j * stride).min(t), (j * stride + kernel).min(t));
-                if row[a..e].iter().all(|&v| v > 0.0) && a < e { 1.0 } else { 0.0 }
+                if row[a..e].iter().all(|&v| v > 0.0) && a < e {
+                    1.0
+                } else {
+                    0.0
+                }
             })
         })
         .collect();
@@ -147,9 +169,19 @@ mod tests {
     #[test]
     fn too_many_tokens_is_a_config_error() -> Result<()> {
         let vm = candle_nn::VarMap::new();
-        let cfg = TokenTransformerConfig { hidden_size: 8, intermediate_size: 16, num_layers: 1, num_heads: 2, max_positions: 4, ..Default::default() };
+        let cfg = TokenTransformerConfig {
+            hidden_size: 8,
+            intermediate_size: 16,
+            num_layers: 1,
+            num_heads: 2,
+            max_positions: 4,
+            ..Default::default()
+        };
         let t = TokenTransformer::new(cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
-        let (y, m) = t.forward(&Tensor::zeros((2, 3, 8), DType::F32, &Device::Cpu)?, Some(&Tensor::ones((2, 3), DType::F32, &Device::Cpu)?))?;
+        let (y, m) = t.forward(
+            &Tensor::zeros((2, 3, 8), DType::F32, &Device::Cpu)?,
+            Some(&Tensor::ones((2, 3), DType::F32, &Device::Cpu)?),
+        )?;
         assert_eq!((y.dims(), m.map(|m| m.dims().to_vec())), (&[2, 4, 8][..], Some(vec![2, 4])));
         assert!(t.forward(&Tensor::zeros((1, 4, 8), DType::F32, &Device::Cpu)?, None).is_err());
         Ok(())

@@ -5,7 +5,9 @@
 use std::path::Path;
 
 use braid_core::{Error, Features, Modality, Result};
-use braid_nn::{Activation, AttentionConfig, BlockConfig, BlockNames, Embedding, LayerNorm, Linear, MlpConfig};
+use braid_nn::{
+    Activation, AttentionConfig, BlockConfig, BlockNames, Embedding, LayerNorm, Linear, MlpConfig,
+};
 use braid_nn::{NormConfig, NormKind, PostNormBlock};
 use candle_core::{DType, Module, Tensor};
 use candle_nn::VarBuilder;
@@ -56,9 +58,13 @@ impl BertConfig {
     /// Reads a Hugging Face `config.json`.
     pub fn from_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let cfg: Self = serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
+        let cfg: Self =
+            serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
         if let Some(kind) = cfg.position_embedding_type.as_deref().filter(|k| *k != "absolute") {
-            return Err(Error::config("position_embedding_type", format!("`{kind}` is not supported; known: absolute")));
+            return Err(Error::config(
+                "position_embedding_type",
+                format!("`{kind}` is not supported; known: absolute"),
+            ));
         }
         Ok(cfg)
     }
@@ -91,8 +97,16 @@ impl BertEmbeddings {
     fn new(cfg: &BertConfig, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             word: Embedding::new(cfg.vocab_size, cfg.hidden_size, vb.pp("word_embeddings"))?,
-            position: Embedding::new(cfg.max_position_embeddings, cfg.hidden_size, vb.pp("position_embeddings"))?,
-            token_type: Embedding::new(cfg.type_vocab_size, cfg.hidden_size, vb.pp("token_type_embeddings"))?,
+            position: Embedding::new(
+                cfg.max_position_embeddings,
+                cfg.hidden_size,
+                vb.pp("position_embeddings"),
+            )?,
+            token_type: Embedding::new(
+                cfg.type_vocab_size,
+                cfg.hidden_size,
+                vb.pp("token_type_embeddings"),
+            )?,
             norm: LayerNorm::new(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("LayerNorm"))?,
         })
     }
@@ -121,7 +135,9 @@ impl Bert {
     pub fn new(cfg: &BertConfig, vb: VarBuilder) -> Result<Self> {
         let block = cfg.block_config();
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| PostNormBlock::new(block, BlockNames::BERT, vb.pp(format!("encoder.layer.{i}"))))
+            .map(|i| {
+                PostNormBlock::new(block, BlockNames::BERT, vb.pp(format!("encoder.layer.{i}")))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             embeddings: BertEmbeddings::new(cfg, vb.pp("embeddings"))?,
@@ -138,7 +154,12 @@ impl Bert {
 
     /// ids: [batch, seq] (u32); mask: [batch, seq] of 1/0; token_types: [batch, seq] or
     /// all zeros -> last hidden state [batch, seq, hidden]
-    pub fn forward(&self, ids: &Tensor, mask: Option<&Tensor>, token_types: Option<&Tensor>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        mask: Option<&Tensor>,
+        token_types: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let seq = ids.dim(1)?;
         if seq > self.cfg.max_position_embeddings {
             return Err(Error::Invalid(format!(

@@ -4,7 +4,7 @@
 //! Reference: `transformers.models.clip.modeling_clip.CLIPTextTransformer`.
 
 use braid_core::{Error, Features, Modality, Result};
-use braid_nn::{Activation, Embedding, LayerNorm, PreNormBlock, BlockNames};
+use braid_nn::{Activation, BlockNames, Embedding, LayerNorm, PreNormBlock};
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -68,14 +68,26 @@ impl ClipText {
     /// `embeddings.position_embedding`, `encoder.layers.N.*`, `final_layer_norm`).
     pub fn new(cfg: &ClipTextConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.hidden_size;
-        let mut block = clip_block(d, cfg.num_attention_heads, cfg.intermediate_size, cfg.hidden_act, cfg.layer_norm_eps);
+        let mut block = clip_block(
+            d,
+            cfg.num_attention_heads,
+            cfg.intermediate_size,
+            cfg.hidden_act,
+            cfg.layer_norm_eps,
+        );
         block.attention.causal = true;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| PreNormBlock::new(block, BlockNames::CLIP, vb.pp(format!("encoder.layers.{i}"))))
+            .map(|i| {
+                PreNormBlock::new(block, BlockNames::CLIP, vb.pp(format!("encoder.layers.{i}")))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             token: Embedding::new(cfg.vocab_size, d, vb.pp("embeddings.token_embedding"))?,
-            position: Embedding::new(cfg.max_position_embeddings, d, vb.pp("embeddings.position_embedding"))?,
+            position: Embedding::new(
+                cfg.max_position_embeddings,
+                d,
+                vb.pp("embeddings.position_embedding"),
+            )?,
             layers,
             final_norm: LayerNorm::new(d, cfg.layer_norm_eps, vb.pp("final_layer_norm"))?,
             cfg: cfg.clone(),
@@ -119,7 +131,10 @@ impl ClipText {
                 row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
             } else {
                 row.iter().position(|&t| t == self.cfg.eos_token_id).ok_or_else(|| {
-                    Error::Invalid(format!("text {r} has no end-of-text token {}", self.cfg.eos_token_id))
+                    Error::Invalid(format!(
+                        "text {r} has no end-of-text token {}",
+                        self.cfg.eos_token_id
+                    ))
                 })?
             };
             index.push((r * seq + pos) as u32);
@@ -152,27 +167,45 @@ mod tests {
     use candle_nn::VarMap;
 
     fn tiny() -> ClipTextConfig {
-        ClipTextConfig { vocab_size: 20, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, max_position_embeddings: 8, eos_token_id: 19, ..Default::default() }
+        ClipTextConfig {
+            vocab_size: 20,
+            hidden_size: 16,
+            intermediate_size: 24,
+            num_hidden_layers: 2,
+            num_attention_heads: 2,
+            max_position_embeddings: 8,
+            eos_token_id: 19,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn every_weight_gets_gradient() {
         let vm = VarMap::new();
-        let text = ClipText::new(&tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        let text =
+            ClipText::new(&tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
         let ids = Tensor::new(&[[0u32, 5, 7, 19, 3], [0, 4, 19, 0, 0]], &Device::Cpu).unwrap();
-        let mask = Tensor::new(&[[1f32, 1., 1., 1., 1.], [1., 1., 1., 0., 0.]], &Device::Cpu).unwrap();
+        let mask =
+            Tensor::new(&[[1f32, 1., 1., 1., 1.], [1., 1., 1., 0., 0.]], &Device::Cpu).unwrap();
         let hidden = text.forward(&ids, Some(&mask)).unwrap();
-        let loss = (hidden.sqr().unwrap().mean_all().unwrap() + text.pool(&hidden, &ids).unwrap().sum_all().unwrap()).unwrap();
+        let loss = (hidden.sqr().unwrap().mean_all().unwrap()
+            + text.pool(&hidden, &ids).unwrap().sum_all().unwrap())
+        .unwrap();
         check_all_vars_get_grad(&vm, &loss).unwrap();
     }
 
     #[test]
     fn missing_eos_and_too_long_are_clear_errors() {
         let vm = VarMap::new();
-        let text = ClipText::new(&tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        let text =
+            ClipText::new(&tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
         let ids = Tensor::new(&[[0u32, 5, 7]], &Device::Cpu).unwrap();
         let hidden = text.forward(&ids, None).unwrap();
-        assert!(text.pool(&hidden, &ids).unwrap_err().to_string().contains("no end-of-text token 19"));
+        assert!(text
+            .pool(&hidden, &ids)
+            .unwrap_err()
+            .to_string()
+            .contains("no end-of-text token 19"));
         let long = Tensor::zeros((1, 9), DType::U32, &Device::Cpu).unwrap();
         assert!(text.forward(&long, None).unwrap_err().to_string().contains("9 tokens"));
     }

@@ -61,7 +61,9 @@ fn read_modules(dir: &Path) -> Result<(Pooling, bool)> {
             "Transformer" => {}
             "Pooling" => pooling = Some(read_pooling(&dir.join(&m.path).join("config.json"))?),
             "Normalize" => normalize = true,
-            other => return Err(Error::unknown("sentence-transformers module", other, KNOWN_MODULES)),
+            other => {
+                return Err(Error::unknown("sentence-transformers module", other, KNOWN_MODULES))
+            }
         }
     }
     let pooling = pooling.ok_or_else(|| Error::format(&modules_path, "no Pooling module"))?;
@@ -80,7 +82,10 @@ fn read_pooling(path: &Path) -> Result<Pooling> {
     let on: Vec<_> = modes.iter().filter(|m| m.0).collect();
     match on.as_slice() {
         [(_, Some(p), _)] => Ok(*p),
-        [(_, None, name)] => Err(Error::format(path, format!("pooling mode `{name}` is not supported; known: mean, cls, lasttoken"))),
+        [(_, None, name)] => Err(Error::format(
+            path,
+            format!("pooling mode `{name}` is not supported; known: mean, cls, lasttoken"),
+        )),
         _ => Err(Error::format(path, "exactly one pooling mode must be set")),
     }
 }
@@ -98,15 +103,23 @@ impl SentenceEncoder {
     /// Loads a sentence-transformers (or plain BERT) folder. Texts are truncated to
     /// `max_length` tokens, default `max_seq_length` of `sentence_bert_config.json`, else
     /// the model's position limit. Every checkpoint tensor must be used.
-    pub fn load(dir: &Path, max_length: Option<usize>, device: &Device) -> Result<(Self, LoadReport)> {
+    pub fn load(
+        dir: &Path,
+        max_length: Option<usize>,
+        device: &Device,
+    ) -> Result<(Self, LoadReport)> {
         let cfg = BertConfig::from_json_file(&dir.join("config.json"))?;
         let st_path = dir.join("sentence_bert_config.json");
-        let st: SentenceBertConfig = if st_path.exists() { read_json(&st_path)? } else { Default::default() };
+        let st: SentenceBertConfig =
+            if st_path.exists() { read_json(&st_path)? } else { Default::default() };
         let limit = max_length.or(st.max_seq_length).unwrap_or(cfg.max_position_embeddings);
         if limit > cfg.max_position_embeddings {
             return Err(Error::config(
                 "max_length",
-                format!("{limit} exceeds the model's max_position_embeddings {}", cfg.max_position_embeddings),
+                format!(
+                    "{limit} exceeds the model's max_position_embeddings {}",
+                    cfg.max_position_embeddings
+                ),
             ));
         }
         let (pooling, normalize) = read_modules(dir)?;

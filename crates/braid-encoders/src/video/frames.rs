@@ -33,9 +33,17 @@ pub struct VideoEncoder<E> {
 
 impl<E: Encoder> VideoEncoder<E> {
     /// Wraps `image`, pooling frames by `pooling` (its variables from `vb.pp("pool")`).
-    pub fn new(image: E, frame_token: FrameToken, pooling: TemporalPoolingConfig, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        image: E,
+        frame_token: FrameToken,
+        pooling: TemporalPoolingConfig,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         if image.modality() != Modality::Image {
-            return Err(Error::config("video.image_encoder", format!("needs an image encoder, got {:?}", image.modality())));
+            return Err(Error::config(
+                "video.image_encoder",
+                format!("needs an image encoder, got {:?}", image.modality()),
+            ));
         }
         let pool = TemporalPool::new(pooling, image.output_dim(), vb.pp("pool"))?;
         Ok(Self { image, frame_token, pool })

@@ -36,10 +36,20 @@ impl AttentionPool {
     /// Builds under `vb` for width `dim`.
     pub fn new(dim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
         if heads == 0 || dim % heads != 0 {
-            return Err(Error::config("pooling.heads", format!("{heads} heads do not divide width {dim}")));
+            return Err(Error::config(
+                "pooling.heads",
+                format!("{heads} heads do not divide width {dim}"),
+            ));
         }
         let query = vb.get_with_hints(dim, "query", Init::Randn { mean: 0.0, stdev: 0.02 })?;
-        Ok(Self { query, attn: Attention::new(AttentionConfig::new(dim, heads), AttentionNames::CLIP, vb.pp("attn"))? })
+        Ok(Self {
+            query,
+            attn: Attention::new(
+                AttentionConfig::new(dim, heads),
+                AttentionNames::CLIP,
+                vb.pp("attn"),
+            )?,
+        })
     }
 
     /// x: [batch, T, D]; mask: [batch, T] of 1/0 -> [batch, D]
@@ -67,7 +77,9 @@ impl TemporalPool {
         Ok(match cfg {
             TemporalPoolingConfig::None => Self::None,
             TemporalPoolingConfig::Mean => Self::Mean,
-            TemporalPoolingConfig::Attention { heads } => Self::Attention(Box::new(AttentionPool::new(dim, heads, vb)?)),
+            TemporalPoolingConfig::Attention { heads } => {
+                Self::Attention(Box::new(AttentionPool::new(dim, heads, vb)?))
+            }
         })
     }
 
@@ -103,11 +115,13 @@ mod tests {
         let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
         let x = Tensor::new(&[[[1f32, 1.], [3., 3.], [100., 100.]]], &Device::Cpu)?;
         let mask = Tensor::new(&[[1f32, 1., 0.]], &Device::Cpu)?;
-        let (y, m) = TemporalPool::new(TemporalPoolingConfig::Mean, 2, vb.clone())?.forward(&x, Some(&mask))?;
+        let (y, m) = TemporalPool::new(TemporalPoolingConfig::Mean, 2, vb.clone())?
+            .forward(&x, Some(&mask))?;
         assert_eq!((y.to_vec3::<f32>()?, m.is_none()), (vec![vec![vec![2f32, 2.]]], true));
         let attn = TemporalPool::new(TemporalPoolingConfig::Attention { heads: 2 }, 2, vb.clone())?;
         assert_eq!(attn.forward(&x, Some(&mask))?.0.dims(), [1, 1, 2]);
-        let (same, m) = TemporalPool::new(TemporalPoolingConfig::None, 2, vb.clone())?.forward(&x, Some(&mask))?;
+        let (same, m) = TemporalPool::new(TemporalPoolingConfig::None, 2, vb.clone())?
+            .forward(&x, Some(&mask))?;
         assert_eq!((same.dims(), m.map(|m| m.dims().to_vec())), (&[1, 3, 2][..], Some(vec![1, 3])));
         assert!(AttentionPool::new(6, 4, vb).is_err());
         Ok(())
@@ -116,10 +130,14 @@ mod tests {
     #[test]
     fn attention_pooling_ignores_masked_frames_and_every_variable_gets_a_gradient() -> Result<()> {
         let vm = VarMap::new();
-        let pool = AttentionPool::new(8, 2, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+        let pool =
+            AttentionPool::new(8, 2, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
         let x = Tensor::randn(0f32, 1., (2, 5, 8), &Device::Cpu)?;
         let mask = Tensor::new(&[[1f32, 1., 1., 0., 0.], [1., 1., 1., 1., 1.]], &Device::Cpu)?;
-        let changed = x.slice_assign(&[0..1, 3..5, 0..8], &Tensor::ones((1, 2, 8), DType::F32, &Device::Cpu)?)?;
+        let changed = x.slice_assign(
+            &[0..1, 3..5, 0..8],
+            &Tensor::ones((1, 2, 8), DType::F32, &Device::Cpu)?,
+        )?;
         let (a, b) = (pool.forward(&x, Some(&mask))?, pool.forward(&changed, Some(&mask))?);
         braid_core::testing::assert_close(&a.get(0)?, &b.get(0)?, 1e-6, "masked frames")?;
         check_all_vars_get_grad(&vm, &pool.forward(&x, Some(&mask))?.sqr()?.sum_all()?)

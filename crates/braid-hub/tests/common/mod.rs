@@ -77,14 +77,20 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     };
     let mut out = stream;
     let Some(r) = reply else {
-        return out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return out.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
     };
     let start = range
         .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse::<usize>().ok())
         .filter(|&s| s < r.body.len());
     let total = r.body.len();
     let (status, body, range) = match start {
-        Some(s) => ("206 Partial Content", &r.body[s..], format!("Content-Range: bytes {s}-{}/{total}\r\n", total - 1)),
+        Some(s) => (
+            "206 Partial Content",
+            &r.body[s..],
+            format!("Content-Range: bytes {s}-{}/{total}\r\n", total - 1),
+        ),
         None => ("200 OK", &r.body[..], String::new()),
     };
     let head = format!(

@@ -54,7 +54,12 @@ impl ChatTemplate {
     }
 
     /// Like [`ChatTemplate::new`], errors naming `origin` (the file the template came from).
-    pub fn with_origin(source: &str, bos_token: &str, eos_token: &str, origin: &str) -> Result<Self> {
+    pub fn with_origin(
+        source: &str,
+        bos_token: &str,
+        eos_token: &str,
+        origin: &str,
+    ) -> Result<Self> {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -63,19 +68,29 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime::strftime_now);
         env.set_fuel(Some(TEMPLATE_FUEL.get()));
-        env.add_template_owned("chat", source.to_string())
-            .map_err(|e| Error::Invalid(format!("{origin}: the chat template does not compile: {e}")))?;
-        Ok(Self { env, origin: origin.to_string(), bos_token: bos_token.to_string(), eos_token: eos_token.to_string() })
+        env.add_template_owned("chat", source.to_string()).map_err(|e| {
+            Error::Invalid(format!("{origin}: the chat template does not compile: {e}"))
+        })?;
+        Ok(Self {
+            env,
+            origin: origin.to_string(),
+            bos_token: bos_token.to_string(),
+            eos_token: eos_token.to_string(),
+        })
     }
 
     /// The template of a tokenizer, or an error saying the model has none.
     pub fn from_config(cfg: &TokenizerConfig) -> Result<Self> {
-        let source = cfg
-            .chat_template
-            .as_deref()
-            .ok_or_else(|| Error::config("chat_template", "this model's tokenizer has no chat template"))?;
+        let source = cfg.chat_template.as_deref().ok_or_else(|| {
+            Error::config("chat_template", "this model's tokenizer has no chat template")
+        })?;
         let origin = cfg.chat_template_origin.as_deref().unwrap_or("chat template");
-        Self::with_origin(source, cfg.bos_token.as_deref().unwrap_or(""), cfg.eos_token.as_deref().unwrap_or(""), origin)
+        Self::with_origin(
+            source,
+            cfg.bos_token.as_deref().unwrap_or(""),
+            cfg.eos_token.as_deref().unwrap_or(""),
+            origin,
+        )
     }
 
     /// The prompt text for `messages`; `add_generation_prompt` opens the assistant's turn.
@@ -137,17 +152,30 @@ mod tests {
         let start = std::time::Instant::now();
         let err = t.render(&[Message::new("user", "Hi")], true).unwrap_err().to_string();
         assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
-        assert!(err.contains("/m/model.gguf (tokenizer.chat_template)") && err.contains("BRAID_MAX_TEMPLATE_FUEL"), "{err}");
-        assert!(err.contains(&format!("limit of {}", TEMPLATE_FUEL.get())) && !err.contains('\n'), "{err}");
+        assert!(
+            err.contains("/m/model.gguf (tokenizer.chat_template)")
+                && err.contains("BRAID_MAX_TEMPLATE_FUEL"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("limit of {}", TEMPLATE_FUEL.get())) && !err.contains('\n'),
+            "{err}"
+        );
         // An ordinary conversation stays far below the limit.
         let chat = ChatTemplate::new(CHATML, "", "").unwrap();
-        let long: Vec<Message> = (0..2000).map(|i| Message::new("user", format!("turn {i}"))).collect();
+        let long: Vec<Message> =
+            (0..2000).map(|i| Message::new("user", format!("turn {i}"))).collect();
         assert!(chat.render(&long, true).is_ok());
     }
 
     #[test]
     fn python_string_methods_work() {
-        let t = ChatTemplate::new("{{ messages[0]['content'].strip().upper() }}{{ bos_token }}", "<s>", "").unwrap();
+        let t = ChatTemplate::new(
+            "{{ messages[0]['content'].strip().upper() }}{{ bos_token }}",
+            "<s>",
+            "",
+        )
+        .unwrap();
         assert_eq!(t.render(&[Message::new("user", "  hi ")], false).unwrap(), "HI<s>");
     }
 }

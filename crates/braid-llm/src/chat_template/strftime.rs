@@ -9,8 +9,20 @@ pub(super) fn strftime_now(format: String) -> String {
     format_utc(secs, &format)
 }
 
-const MONTHS: [&str; 12] =
-    ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
 
 /// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (Hinnant's `civil_from_days`).
 fn civil_from_days(days: i64) -> (i64, usize, i64) {

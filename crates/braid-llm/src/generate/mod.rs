@@ -36,7 +36,13 @@ pub struct GenerateConfig {
 
 impl Default for GenerateConfig {
     fn default() -> Self {
-        Self { max_new_tokens: 128, sampling: SamplingConfig::default(), stop: Vec::new(), ignore_eos: false, truncate: false }
+        Self {
+            max_new_tokens: 128,
+            sampling: SamplingConfig::default(),
+            stop: Vec::new(),
+            ignore_eos: false,
+            truncate: false,
+        }
     }
 }
 
@@ -87,7 +93,12 @@ pub struct Timing {
 
 /// Checks every prompt fits `max_pos` with room for `max_new` tokens; with `truncate`,
 /// keeps the end of a prompt that does not.
-fn fit(prompts: &[Vec<u32>], max_new: usize, max_pos: usize, truncate: bool) -> Result<Vec<Vec<u32>>> {
+fn fit(
+    prompts: &[Vec<u32>],
+    max_new: usize,
+    max_pos: usize,
+    truncate: bool,
+) -> Result<Vec<Vec<u32>>> {
     let room = max_pos.saturating_sub(max_new);
     prompts
         .iter()
@@ -121,7 +132,8 @@ fn left_pad(prompts: &[Vec<u32>], pad: u32, device: &Device) -> Result<(Tensor, 
     }
     let ids = Tensor::from_vec(ids, (prompts.len(), longest), device)?;
     let padded = prompts.iter().any(|p| p.len() != longest);
-    let mask = if padded { Some(Tensor::from_vec(mask, (prompts.len(), longest), device)?) } else { None };
+    let mask =
+        if padded { Some(Tensor::from_vec(mask, (prompts.len(), longest), device)?) } else { None };
     Ok((ids, mask))
 }
 
@@ -155,7 +167,16 @@ pub fn generate_embeds<M: LanguageModel + ?Sized>(
     cfg: &GenerateConfig,
     on_text: &mut dyn FnMut(usize, &str) -> Result<()>,
 ) -> Result<(Vec<Generation>, Timing)> {
-    generate_cached(model, tokenizer, embeds, mask, &mut crate::DecodeCache::default(), histories, cfg, on_text)
+    generate_cached(
+        model,
+        tokenizer,
+        embeds,
+        mask,
+        &mut crate::DecodeCache::default(),
+        histories,
+        cfg,
+        on_text,
+    )
 }
 
 /// Like [`generate_embeds`], continuing from what `cache` already holds (e.g. a shared
@@ -177,9 +198,13 @@ pub fn generate_cached<M: LanguageModel + ?Sized>(
     let device = embeds.device().clone();
     let stops = StopStrings::new(&cfg.stop);
     let eos: &[u32] = if cfg.ignore_eos { &[] } else { tokenizer.eos_ids() };
-    let mut rows: Vec<Row> =
-        histories.iter().enumerate().map(|(i, h)| Row::new(tokenizer, h.clone(), Sampler::new(&cfg.sampling, i as u64))).collect();
-    let mut timing = Timing { prompt_tokens: histories.iter().map(Vec::len).sum(), ..Timing::default() };
+    let mut rows: Vec<Row> = histories
+        .iter()
+        .enumerate()
+        .map(|(i, h)| Row::new(tokenizer, h.clone(), Sampler::new(&cfg.sampling, i as u64)))
+        .collect();
+    let mut timing =
+        Timing { prompt_tokens: histories.iter().map(Vec::len).sum(), ..Timing::default() };
     let start = Instant::now();
     let mut logits = model.forward_last(embeds, mask.as_ref(), Some(&mut *cache))?;
     timing.prompt_seconds = start.elapsed().as_secs_f64();
@@ -188,7 +213,9 @@ pub fn generate_cached<M: LanguageModel + ?Sized>(
         let rows_logits = logits.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
         let mut next = Vec::with_capacity(rows.len());
         for (i, (row, mut l)) in rows.iter_mut().zip(rows_logits).enumerate() {
-            next.push(row.step(&mut l, eos, &stops, step + 1 == cfg.max_new_tokens, &mut |s| on_text(i, s))?);
+            next.push(row.step(&mut l, eos, &stops, step + 1 == cfg.max_new_tokens, &mut |s| {
+                on_text(i, s)
+            })?);
         }
         if rows.iter().all(Row::is_done) {
             break;
@@ -197,7 +224,8 @@ pub fn generate_cached<M: LanguageModel + ?Sized>(
         if let Some(m) = &mask {
             mask = Some(Tensor::cat(&[m, &Tensor::ones((rows.len(), 1), m.dtype(), &device)?], 1)?);
         }
-        logits = model.forward_last(&model.embed_tokens(&ids)?, mask.as_ref(), Some(&mut *cache))?;
+        logits =
+            model.forward_last(&model.embed_tokens(&ids)?, mask.as_ref(), Some(&mut *cache))?;
         timing.decode_tokens += rows.len();
     }
     timing.decode_seconds = start.elapsed().as_secs_f64();

@@ -36,7 +36,10 @@ impl SamplingConfig {
     pub fn validate(&self) -> Result<()> {
         let t = self.temperature;
         if !(t.is_finite() && t >= 0.0) {
-            return Err(Error::config("temperature", format!("must be a finite number >= 0 (0: greedy), got {t}")));
+            return Err(Error::config(
+                "temperature",
+                format!("must be a finite number >= 0 (0: greedy), got {t}"),
+            ));
         }
         let p = self.top_p;
         if !(p > 0.0 && p <= 1.0) {
@@ -44,7 +47,10 @@ impl SamplingConfig {
         }
         let r = self.repetition_penalty;
         if !(r.is_finite() && r > 0.0) {
-            return Err(Error::config("repetition_penalty", format!("must be a finite number > 0 (1: off), got {r}")));
+            return Err(Error::config(
+                "repetition_penalty",
+                format!("must be a finite number > 0 (1: off), got {r}"),
+            ));
         }
         Ok(())
     }
@@ -83,7 +89,8 @@ impl Sampler {
             return argmax(logits);
         }
         let t = self.cfg.temperature as f32;
-        let mut order: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l / t)).collect();
+        let mut order: Vec<(u32, f32)> =
+            logits.iter().enumerate().map(|(i, &l)| (i as u32, l / t)).collect();
         // Stable: ties keep ascending ids, so top-k 1 equals argmax.
         order.sort_by(|a, b| b.1.total_cmp(&a.1));
         if self.cfg.top_k > 0 {
@@ -143,7 +150,8 @@ mod tests {
 
     #[test]
     fn repetition_penalty_divides_positive_and_multiplies_negative_logits() {
-        let mut s = Sampler::new(&SamplingConfig { repetition_penalty: 2.0, ..Default::default() }, 0);
+        let mut s =
+            Sampler::new(&SamplingConfig { repetition_penalty: 2.0, ..Default::default() }, 0);
         let mut logits = [2.0, 1.5, -1.0];
         assert_eq!(s.sample(&mut logits, &[0, 2, 0]), 1);
         assert_eq!(logits, [1.0, 1.5, -2.0]);
@@ -167,15 +175,27 @@ mod tests {
         assert!(SamplingConfig::default().validate().is_ok());
         assert!(cfg(0.7, 40, 0.9).validate().is_ok());
         let cases = [
-            (cfg(f64::NAN, 0, 1.0), "`temperature`: must be a finite number >= 0 (0: greedy), got NaN"),
+            (
+                cfg(f64::NAN, 0, 1.0),
+                "`temperature`: must be a finite number >= 0 (0: greedy), got NaN",
+            ),
             (cfg(f64::INFINITY, 0, 1.0), "`temperature`"),
             (cfg(-0.5, 0, 1.0), "`temperature`"),
             (cfg(1.0, 0, f64::NAN), "`top_p`: must be in (0, 1] (1: off), got NaN"),
             (cfg(1.0, 0, 0.0), "`top_p`"),
             (cfg(1.0, 0, 1.5), "`top_p`"),
-            (SamplingConfig { repetition_penalty: f32::NAN, ..Default::default() }, "`repetition_penalty`: must be a finite number > 0"),
-            (SamplingConfig { repetition_penalty: 0.0, ..Default::default() }, "`repetition_penalty`"),
-            (SamplingConfig { repetition_penalty: f32::INFINITY, ..Default::default() }, "`repetition_penalty`"),
+            (
+                SamplingConfig { repetition_penalty: f32::NAN, ..Default::default() },
+                "`repetition_penalty`: must be a finite number > 0",
+            ),
+            (
+                SamplingConfig { repetition_penalty: 0.0, ..Default::default() },
+                "`repetition_penalty`",
+            ),
+            (
+                SamplingConfig { repetition_penalty: f32::INFINITY, ..Default::default() },
+                "`repetition_penalty`",
+            ),
         ];
         for (c, want) in cases {
             let e = c.validate().err().map(|e| e.to_string()).unwrap_or_default();

@@ -16,7 +16,10 @@ impl StopStrings {
 
     /// The earliest stop string in `text`: (byte offset, the string).
     pub fn find(&self, text: &str) -> Option<(usize, &str)> {
-        self.stops.iter().filter_map(|s| text.find(s.as_str()).map(|i| (i, s.as_str()))).min_by_key(|&(i, _)| i)
+        self.stops
+            .iter()
+            .filter_map(|s| text.find(s.as_str()).map(|i| (i, s.as_str())))
+            .min_by_key(|&(i, _)| i)
     }
 
     /// How much of `text` can be shown: all but the longest tail that begins a stop string.
@@ -24,7 +27,9 @@ impl StopStrings {
         let held = self
             .stops
             .iter()
-            .flat_map(|s| (1..s.len()).rev().filter(|&n| s.is_char_boundary(n)).map(move |n| &s[..n]))
+            .flat_map(|s| {
+                (1..s.len()).rev().filter(|&n| s.is_char_boundary(n)).map(move |n| &s[..n])
+            })
             .filter(|prefix| text.ends_with(prefix))
             .map(str::len)
             .max()

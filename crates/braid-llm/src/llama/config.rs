@@ -99,7 +99,8 @@ impl LlamaConfig {
     /// Reads a Hugging Face `config.json`.
     pub fn from_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let cfg: Self = serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
+        let cfg: Self =
+            serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
         if let Some((field, msg)) = cfg.problem(&|f| f.to_string()) {
             return Err(Error::format(path, format!("`{field}`: {msg}")));
         }
@@ -142,12 +143,17 @@ impl LlamaConfig {
     /// The first field that cannot describe a model, and why, every field named by
     /// `name(its config.json name)` (GGUF files name them otherwise). Upper bounds sit far
     /// above every published model, so that nothing is sized from an absurd value.
-    pub(crate) fn problem(&self, name: &dyn Fn(&'static str) -> String) -> Option<(String, String)> {
+    pub(crate) fn problem(
+        &self,
+        name: &dyn Fn(&'static str) -> String,
+    ) -> Option<(String, String)> {
         self.problem_json().map(|(field, msg)| {
-            let msg = msg.split('`').enumerate().map(|(i, part)| match QUOTED.iter().find(|k| **k == part) {
-                Some(k) if i % 2 == 1 => format!("`{}`", name(k)),
-                _ if i % 2 == 1 => format!("`{part}`"),
-                _ => part.to_string(),
+            let msg = msg.split('`').enumerate().map(|(i, part)| {
+                match QUOTED.iter().find(|k| **k == part) {
+                    Some(k) if i % 2 == 1 => format!("`{}`", name(k)),
+                    _ if i % 2 == 1 => format!("`{part}`"),
+                    _ => part.to_string(),
+                }
             });
             (name(field), msg.collect())
         })
@@ -172,21 +178,35 @@ impl LlamaConfig {
         }
         let (heads, kv) = (self.num_attention_heads, self.kv_heads());
         if kv > heads || heads % kv != 0 {
-            return Some(("num_key_value_heads", format!("{kv} does not divide the {heads} query heads of `num_attention_heads`")));
+            return Some((
+                "num_key_value_heads",
+                format!("{kv} does not divide the {heads} query heads of `num_attention_heads`"),
+            ));
         }
         match self.head_dim {
-            Some(d) if d == 0 || d > MAX_HEAD_DIM => return Some(("head_dim", format!("must be in 1..={MAX_HEAD_DIM}, got {d}"))),
+            Some(d) if d == 0 || d > MAX_HEAD_DIM => {
+                return Some(("head_dim", format!("must be in 1..={MAX_HEAD_DIM}, got {d}")))
+            }
             None if self.hidden_size % heads != 0 => {
-                let msg = format!("{heads} does not divide `hidden_size` {} (or set `head_dim`)", self.hidden_size);
+                let msg = format!(
+                    "{heads} does not divide `hidden_size` {} (or set `head_dim`)",
+                    self.hidden_size
+                );
                 return Some(("num_attention_heads", msg));
             }
             None if self.head_dim() > MAX_HEAD_DIM => {
-                return Some(("num_attention_heads", format!("gives heads {} wide, over {MAX_HEAD_DIM}", self.head_dim())));
+                return Some((
+                    "num_attention_heads",
+                    format!("gives heads {} wide, over {MAX_HEAD_DIM}", self.head_dim()),
+                ));
             }
             _ => {}
         }
         if self.head_dim() % 2 != 0 {
-            return Some(("head_dim", format!("RoPE needs an even head width, got {}", self.head_dim())));
+            return Some((
+                "head_dim",
+                format!("RoPE needs an even head width, got {}", self.head_dim()),
+            ));
         }
         let table = self.max_position_embeddings.saturating_mul(self.head_dim());
         if table > MAX_ROPE_TABLE {
@@ -198,15 +218,24 @@ impl LlamaConfig {
             return Some(("max_position_embeddings", msg));
         }
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0 && self.rms_norm_eps <= 1.0) {
-            return Some(("rms_norm_eps", format!("must be a number in (0, 1], got {}", self.rms_norm_eps)));
+            return Some((
+                "rms_norm_eps",
+                format!("must be a number in (0, 1], got {}", self.rms_norm_eps),
+            ));
         }
         let base = self.rope_base();
         if !(base.is_finite() && base > 0.0) {
-            return Some((self.rope_base_field(), format!("the RoPE base must be a finite positive number, got {base}")));
+            return Some((
+                self.rope_base_field(),
+                format!("the RoPE base must be a finite positive number, got {base}"),
+            ));
         }
         if let Some(kind) = self.rope_parameters.as_ref().and_then(|p| p.rope_type.as_deref()) {
             if kind != "default" {
-                return Some(("rope_parameters.rope_type", format!("`{kind}` is not supported; known: default")));
+                return Some((
+                    "rope_parameters.rope_type",
+                    format!("`{kind}` is not supported; known: default"),
+                ));
             }
         }
         None
@@ -239,7 +268,11 @@ impl LlamaConfig {
             gated: true,
             bias: false,
         };
-        BlockConfig { attention, mlp, norm: NormConfig { kind: NormKind::RmsNorm, eps: self.rms_norm_eps } }
+        BlockConfig {
+            attention,
+            mlp,
+            norm: NormConfig { kind: NormKind::RmsNorm, eps: self.rms_norm_eps },
+        }
     }
 }
 
@@ -259,8 +292,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("braid-llm-config-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("config.json");
-        let mut cfg: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&format!("{TINY}}}")).unwrap();
-        let extra: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&format!("{{{}}}", extra.trim_start_matches(','))).unwrap();
+        let mut cfg: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&format!("{TINY}}}")).unwrap();
+        let extra: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&format!("{{{}}}", extra.trim_start_matches(','))).unwrap();
         cfg.extend(extra);
         std::fs::write(&p, serde_json::to_string(&cfg).unwrap()).unwrap();
         let e = LlamaConfig::from_json_file(&p).err().map(|e| e.to_string()).unwrap_or_default();
@@ -287,19 +322,31 @@ mod tests {
         ];
         for (extra, want) in cases {
             let e = json_error(extra);
-            assert!(e.contains("config.json") && e.contains(want) && !e.contains('\n'), "{extra}: {e}");
+            assert!(
+                e.contains("config.json") && e.contains(want) && !e.contains('\n'),
+                "{extra}: {e}"
+            );
         }
     }
 
     #[test]
     fn alloc_llama_config_absurd_sizes() {
         let cases = [
-            (r#", "num_hidden_layers": 1000000"#, "`num_hidden_layers`: must be in 1..=1024, got 1000000"),
+            (
+                r#", "num_hidden_layers": 1000000"#,
+                "`num_hidden_layers`: must be in 1..=1024, got 1000000",
+            ),
             (r#", "vocab_size": 10000000000"#, "`vocab_size`: must be in 1..=4194304"),
             (r#", "hidden_size": 1048576, "head_dim": 4"#, "`hidden_size`: must be in 1..=65536"),
             (r#", "intermediate_size": 4294967296"#, "`intermediate_size`"),
-            (r#", "max_position_embeddings": 4294967296"#, "`max_position_embeddings`: must be in 1..=16777216"),
-            (r#", "max_position_embeddings": 16777216, "head_dim": 1024"#, "RoPE table of 17179869184 values"),
+            (
+                r#", "max_position_embeddings": 4294967296"#,
+                "`max_position_embeddings`: must be in 1..=16777216",
+            ),
+            (
+                r#", "max_position_embeddings": 16777216, "head_dim": 1024"#,
+                "RoPE table of 17179869184 values",
+            ),
         ];
         for (extra, want) in cases {
             let e = json_error(extra);

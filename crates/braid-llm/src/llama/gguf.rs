@@ -32,14 +32,20 @@ impl LlamaConfig {
         if !GGUF_ARCHITECTURES.contains(&arch) {
             return Err(Error::format(
                 gguf.path(),
-                format!("architecture `{arch}` is not supported; known: {}", GGUF_ARCHITECTURES.join(", ")),
+                format!(
+                    "architecture `{arch}` is not supported; known: {}",
+                    GGUF_ARCHITECTURES.join(", ")
+                ),
             ));
         }
         let key = |k: &str| format!("{arch}.{k}");
         let heads = gguf.get_usize(&key("attention.head_count"))?;
         let (vocab_size, vocab_key) = match gguf.get_usize(&key("vocab_size")) {
             Ok(v) => (v, key("vocab_size")),
-            Err(_) => (gguf.get_str_array("tokenizer.ggml.tokens")?.len(), "tokenizer.ggml.tokens (its length)".to_string()),
+            Err(_) => (
+                gguf.get_str_array("tokenizer.ggml.tokens")?.len(),
+                "tokenizer.ggml.tokens (its length)".to_string(),
+            ),
         };
         let cfg = Self {
             vocab_size,
@@ -47,7 +53,9 @@ impl LlamaConfig {
             intermediate_size: gguf.get_usize(&key("feed_forward_length"))?,
             num_hidden_layers: gguf.get_usize(&key("block_count"))?,
             num_attention_heads: heads,
-            num_key_value_heads: Some(gguf.get_usize(&key("attention.head_count_kv")).unwrap_or(heads)),
+            num_key_value_heads: Some(
+                gguf.get_usize(&key("attention.head_count_kv")).unwrap_or(heads),
+            ),
             head_dim: gguf.get_usize(&key("attention.key_length")).ok(),
             rms_norm_eps: f64::from(gguf.get_f32(&key("attention.layer_norm_rms_epsilon"))?),
             rope_theta: Some(gguf.get_f32(&key("rope.freq_base")).map_or(10_000.0, f64::from)),
@@ -60,7 +68,10 @@ impl LlamaConfig {
         };
         let name = |field: &'static str| match field {
             "vocab_size" => vocab_key.clone(),
-            f => GGUF_KEYS.iter().find(|(json, _)| *json == f).map_or_else(|| f.to_string(), |(_, k)| key(k)),
+            f => GGUF_KEYS
+                .iter()
+                .find(|(json, _)| *json == f)
+                .map_or_else(|| f.to_string(), |(_, k)| key(k)),
         };
         if let Some((field, msg)) = cfg.problem(&name) {
             return Err(Error::format(gguf.path(), format!("metadata key `{field}`: {msg}")));
@@ -85,7 +96,8 @@ mod tests {
     /// The config error of a llama GGUF (header only) whose metadata is a valid tiny
     /// model's with `over` replacing or adding keys.
     fn gguf_error(name: &str, over: &[(&str, Value)]) -> String {
-        let dir = std::env::temp_dir().join(format!("braid-llm-gguf-cfg-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("braid-llm-gguf-cfg-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{name}.gguf"));
         let mut meta: Vec<(String, Value)> = vec![
@@ -103,12 +115,19 @@ mod tests {
             meta.retain(|(m, _)| m != k);
             meta.push((k.to_string(), v.clone()));
         }
-        let w = QTensor::quantize(&Tensor::zeros((40, 16), DType::F32, &Device::Cpu).unwrap(), GgmlDType::F32).unwrap();
+        let w = QTensor::quantize(
+            &Tensor::zeros((40, 16), DType::F32, &Device::Cpu).unwrap(),
+            GgmlDType::F32,
+        )
+        .unwrap();
         let refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
         let mut f = std::fs::File::create(&path).unwrap();
         gguf_file::write(&mut f, &refs, &[("token_embd.weight", &w)]).unwrap();
         drop(f);
-        let e = LlamaConfig::from_gguf(&Gguf::open(&path).unwrap()).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = LlamaConfig::from_gguf(&Gguf::open(&path).unwrap())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         std::fs::remove_dir_all(&dir).ok();
         e
     }
@@ -128,7 +147,10 @@ mod tests {
         ];
         for (name, over, want) in cases {
             let e = gguf_error(name, &over);
-            assert!(e.contains(&format!("{name}.gguf")) && e.contains(want) && !e.contains('\n'), "{name}: {e}");
+            assert!(
+                e.contains(&format!("{name}.gguf")) && e.contains(want) && !e.contains('\n'),
+                "{name}: {e}"
+            );
         }
     }
 
@@ -138,7 +160,8 @@ mod tests {
             let e = gguf_error(name, &[("llama.rope.freq_base", Value::F32(v))]);
             assert!(e.contains("metadata key `llama.rope.freq_base`: the RoPE base must be a finite positive number"), "{e}");
         }
-        let e = gguf_error("eps", &[("llama.attention.layer_norm_rms_epsilon", Value::F32(f32::NAN))]);
+        let e =
+            gguf_error("eps", &[("llama.attention.layer_norm_rms_epsilon", Value::F32(f32::NAN))]);
         assert!(e.contains("`llama.attention.layer_norm_rms_epsilon`"), "{e}");
     }
 }

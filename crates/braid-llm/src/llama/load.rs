@@ -44,7 +44,12 @@ pub(super) fn weights_file(dir: &Path) -> Result<PathBuf> {
         .into_iter()
         .map(|f| dir.join(f))
         .find(|p| p.is_file())
-        .ok_or_else(|| Error::format(dir, "no model.safetensors or model.safetensors.index.json in this folder"))
+        .ok_or_else(|| {
+            Error::format(
+                dir,
+                "no model.safetensors or model.safetensors.index.json in this folder",
+            )
+        })
 }
 
 impl Llama {
@@ -60,7 +65,11 @@ impl Llama {
     /// Loads a GGUF file or a Hugging Face folder for inference only, weights in their
     /// stored types (quantized GGUF weights are multiplied quantized) or, with
     /// `dequantize`, in f32.
-    pub fn load_frozen(path: &Path, dequantize: bool, device: &Device) -> Result<(Self, LoadReport)> {
+    pub fn load_frozen(
+        path: &Path,
+        dequantize: bool,
+        device: &Device,
+    ) -> Result<(Self, LoadReport)> {
         let (cfg, ckpt) = open(path)?;
         let (body, report) = FrozenLlama::load(&ckpt, &cfg, device, dequantize, None)?;
         Ok((Self { body: Body::Frozen(body), cfg }, report))

@@ -99,7 +99,8 @@ impl AdapterConfig {
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(ADAPTER_CONFIG);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let cfg: Self = serde_json::from_str(&text).map_err(|e| Error::format(&path, e.to_string()))?;
+        let cfg: Self =
+            serde_json::from_str(&text).map_err(|e| Error::format(&path, e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -116,7 +117,10 @@ impl AdapterConfig {
             ("alpha_pattern", !self.alpha_pattern.is_empty()),
         ];
         match unsupported.iter().find(|(_, bad)| *bad) {
-            Some((field, _)) => Err(Error::config(*field, "this PEFT adapter setting is not supported (plain LoRA only)")),
+            Some((field, _)) => Err(Error::config(
+                *field,
+                "this PEFT adapter setting is not supported (plain LoRA only)",
+            )),
             None => Ok(()),
         }
     }
@@ -146,7 +150,8 @@ fn save_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()
 }
 
 fn save_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::format(path, e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| Error::format(path, e.to_string()))?;
     write_atomic(path, |tmp| std::fs::write(tmp, text).map_err(|e| Error::io(tmp, e)))
 }
 
@@ -155,7 +160,10 @@ fn read_adapter_weights(dir: &Path) -> Result<(PathBuf, HashMap<String, Tensor>)
     let path = dir.join(ADAPTER_WEIGHTS);
     let file = candle_core::safetensors::load(&path, &Device::Cpu)?;
     let prefix = format!("{PEFT_PREFIX}.");
-    let stored = file.into_iter().map(|(k, v)| (k.strip_prefix(&prefix).map_or(k.clone(), str::to_string), v)).collect();
+    let stored = file
+        .into_iter()
+        .map(|(k, v)| (k.strip_prefix(&prefix).map_or(k.clone(), str::to_string), v))
+        .collect();
     Ok((path, stored))
 }
 
@@ -176,7 +184,9 @@ pub fn load_adapter(varmap: &VarMap, dir: &Path) -> Result<LoadReport> {
     for (name, var) in data.iter() {
         match stored.remove(name) {
             None => report.missing.push(name.clone()),
-            Some(t) if t.dims() != var.dims() => report.mismatched.push((name.clone(), var.dims().to_vec(), t.dims().to_vec())),
+            Some(t) if t.dims() != var.dims() => {
+                report.mismatched.push((name.clone(), var.dims().to_vec(), t.dims().to_vec()))
+            }
             Some(t) => {
                 var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
                 report.used += 1;
@@ -202,7 +212,14 @@ impl Llama {
     /// The base model in `path` (a Hugging Face folder or GGUF file, dequantized to
     /// `dtype`, its weights constants) with fresh LoRA on `targets`, the LoRA variables
     /// created in `varmap` (the trainable map of an `instruct` stage).
-    pub fn load_with_lora(path: &Path, dtype: DType, device: &Device, lora: LoraConfig, targets: &[&str], varmap: &VarMap) -> Result<(Self, LoadReport)> {
+    pub fn load_with_lora(
+        path: &Path,
+        dtype: DType,
+        device: &Device,
+        lora: LoraConfig,
+        targets: &[&str],
+        varmap: &VarMap,
+    ) -> Result<(Self, LoadReport)> {
         let (cfg, ckpt) = open(path)?;
         let (vb, tracker) = ckpt.var_builder(dtype, device);
         let spec = LoraSpec::new(lora, targets, VarBuilder::from_varmap(varmap, dtype, device));
@@ -215,7 +232,12 @@ impl Llama {
     /// the PEFT adapter in `adapter_dir` applied, for inference or merging (A and B are
     /// constants here; to train them, build with [`Llama::with_lora`] over a VarMap and
     /// call [`load_adapter`]). Fails unless every base and adapter tensor fits.
-    pub fn load_with_adapter(base: &Path, adapter_dir: &Path, dtype: DType, device: &Device) -> Result<(Self, LoadReport)> {
+    pub fn load_with_adapter(
+        base: &Path,
+        adapter_dir: &Path,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(Self, LoadReport)> {
         let adapter = AdapterConfig::read(adapter_dir)?;
         let (cfg, ckpt) = open(base)?;
         let (vb, tracker) = ckpt.var_builder(dtype, device);
@@ -253,7 +275,11 @@ impl Llama {
     /// with the PEFT adapter in `adapter_dir` on it ([`Llama::load_frozen_with_lora`]): fast
     /// inference of an adapter without merging it. Fails unless every base and adapter
     /// tensor fits.
-    pub fn load_frozen_with_adapter(base: &Path, adapter_dir: &Path, device: &Device) -> Result<(Self, LoadReport)> {
+    pub fn load_frozen_with_adapter(
+        base: &Path,
+        adapter_dir: &Path,
+        device: &Device,
+    ) -> Result<(Self, LoadReport)> {
         let adapter = AdapterConfig::read(adapter_dir)?;
         let (_, tensors) = read_adapter_weights(adapter_dir)?;
         let targets: Vec<&str> = adapter.target_modules.iter().map(String::as_str).collect();
@@ -263,7 +289,9 @@ impl Llama {
     fn trainable(&self, what: &str) -> Result<&Trainable> {
         match &self.body {
             Body::Trainable(t) => Ok(t),
-            Body::Frozen(_) => Err(Error::Invalid(format!("llama: {what} needs the trainable body, this model is frozen"))),
+            Body::Frozen(_) => Err(Error::Invalid(format!(
+                "llama: {what} needs the trainable body, this model is frozen"
+            ))),
         }
     }
 
@@ -296,9 +324,16 @@ impl Llama {
         let Some((cfg, targets)) = body.lora() else {
             return Err(Error::Invalid("llama: save_adapter on a model built without LoRA".into()));
         };
-        let tensors = body.lora_tensors()?.into_iter().map(|(k, v)| (format!("{PEFT_PREFIX}.{k}"), v)).collect();
+        let tensors = body
+            .lora_tensors()?
+            .into_iter()
+            .map(|(k, v)| (format!("{PEFT_PREFIX}.{k}"), v))
+            .collect();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         save_safetensors(&dir.join(ADAPTER_WEIGHTS), &tensors)?;
-        save_json(&dir.join(ADAPTER_CONFIG), &AdapterConfig::new(*cfg, targets, base_model_name_or_path))
+        save_json(
+            &dir.join(ADAPTER_CONFIG),
+            &AdapterConfig::new(*cfg, targets, base_model_name_or_path),
+        )
     }
 }

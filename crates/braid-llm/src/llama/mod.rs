@@ -79,7 +79,9 @@ impl Llama {
     pub fn logits_at(&self, embeds: &Tensor, positions: &[u32]) -> Result<Tensor> {
         let (b, seq, h) = embeds.dims3()?;
         if let Some(&p) = positions.iter().find(|&&p| p as usize >= b * seq) {
-            return Err(Error::Invalid(format!("llama logits_at: position {p} is past the batch's {b} x {seq}")));
+            return Err(Error::Invalid(format!(
+                "llama logits_at: position {p} is past the batch's {b} x {seq}"
+            )));
         }
         let rows = Tensor::new(positions, embeds.device())?;
         match &self.body {
@@ -100,10 +102,20 @@ impl Llama {
         Ok(self.forward_embeds(&self.embed_tokens(ids)?, None, None)?.logits)
     }
 
-    fn run(&self, embeds: &Tensor, mask: Option<&Tensor>, cache: Option<&mut DecodeCache>, last: bool) -> Result<LmOutput> {
+    fn run(
+        &self,
+        embeds: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<&mut DecodeCache>,
+        last: bool,
+    ) -> Result<LmOutput> {
         let (_, seq, hidden) = embeds.dims3()?;
         if hidden != self.cfg.hidden_size {
-            return Err(Error::shape("llama input embeds", &[0, 0, self.cfg.hidden_size], embeds.dims()));
+            return Err(Error::shape(
+                "llama input embeds",
+                &[0, 0, self.cfg.hidden_size],
+                embeds.dims(),
+            ));
         }
         if seq == 0 {
             return Err(Error::Invalid("llama: empty input sequence".into()));
@@ -134,11 +146,21 @@ impl LanguageModel for Llama {
         }
     }
 
-    fn forward_embeds(&self, embeds: &Tensor, mask: Option<&Tensor>, cache: Option<&mut DecodeCache>) -> Result<LmOutput> {
+    fn forward_embeds(
+        &self,
+        embeds: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<&mut DecodeCache>,
+    ) -> Result<LmOutput> {
         self.run(embeds, mask, cache, false)
     }
 
-    fn forward_last(&self, embeds: &Tensor, mask: Option<&Tensor>, cache: Option<&mut DecodeCache>) -> Result<Tensor> {
+    fn forward_last(
+        &self,
+        embeds: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<&mut DecodeCache>,
+    ) -> Result<Tensor> {
         Ok(self.run(embeds, mask, cache, true)?.logits.squeeze(1)?)
     }
 

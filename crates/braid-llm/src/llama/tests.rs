@@ -51,7 +51,8 @@ fn qwen2_with_qkv_bias_matches_transformers() {
 #[test]
 fn cached_decoding_equals_full_forward() {
     let vm = VarMap::new();
-    let model = Llama::new(&tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    let model =
+        Llama::new(&tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
     let ids = Tensor::new(&[[3u32, 7, 1, 9, 4, 2]], &Device::Cpu).unwrap();
     let full = model.forward(&ids).unwrap();
     let mut cache = model.new_cache();
@@ -69,7 +70,8 @@ fn cached_decoding_equals_full_forward() {
 #[test]
 fn every_weight_gets_gradient() {
     let vm = VarMap::new();
-    let model = Llama::new(&tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    let model =
+        Llama::new(&tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
     let ids = Tensor::new(&[[3u32, 7, 1, 9], [4, 2, 0, 5]], &Device::Cpu).unwrap();
     let logits = model.forward(&ids).unwrap();
     let targets = Tensor::new(&[[7i64, 1, 9, 4], [2, 0, 5, -100]], &Device::Cpu).unwrap();
@@ -80,7 +82,8 @@ fn every_weight_gets_gradient() {
 #[test]
 fn wrong_embedding_width_is_a_shape_error() {
     let vm = VarMap::new();
-    let model = Llama::new(&tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    let model =
+        Llama::new(&tiny(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
     let x = Tensor::zeros((1, 3, 8), DType::F32, &Device::Cpu).unwrap();
     let err = model.forward_embeds(&x, None, None).unwrap_err().to_string();
     assert!(err.contains("llama input embeds"), "{err}");
@@ -100,10 +103,15 @@ fn gguf_of_another_architecture_is_an_error_naming_it() {
     let dir = std::env::temp_dir().join(format!("braid-llm-arch-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("mamba.gguf");
-    let w = QTensor::quantize(&Tensor::zeros((4, 32), DType::F32, &Device::Cpu).unwrap(), GgmlDType::F32).unwrap();
+    let w = QTensor::quantize(
+        &Tensor::zeros((4, 32), DType::F32, &Device::Cpu).unwrap(),
+        GgmlDType::F32,
+    )
+    .unwrap();
     let meta = gguf_file::Value::String("mamba".into());
     let mut f = std::fs::File::create(&path).unwrap();
-    gguf_file::write(&mut f, &[("general.architecture", &meta)], &[("token_embd.weight", &w)]).unwrap();
+    gguf_file::write(&mut f, &[("general.architecture", &meta)], &[("token_embd.weight", &w)])
+        .unwrap();
     drop(f);
     for weights in [Weights::Frozen { dequantize: false }, Weights::Trainable(DType::F32)] {
         let err = Llama::load(&path, weights, &Device::Cpu).unwrap_err().to_string();
@@ -142,10 +150,13 @@ fn a_truncated_cache_continues_a_shared_prefix() {
     for model in [&trainable, &frozen] {
         let prefix = Tensor::new(&[[3u32, 7, 1]], &Device::Cpu).unwrap();
         let mut cache = model.new_cache();
-        model.forward_embeds(&model.embed_tokens(&prefix).unwrap(), None, Some(&mut cache)).unwrap();
+        model
+            .forward_embeds(&model.embed_tokens(&prefix).unwrap(), None, Some(&mut cache))
+            .unwrap();
         for suffix in [[9u32, 4, 2], [5, 5, 8], [2, 0, 6]] {
             cache.truncate(3).unwrap();
-            let ids = Tensor::new(&[[3u32, 7, 1, suffix[0], suffix[1], suffix[2]]], &Device::Cpu).unwrap();
+            let ids = Tensor::new(&[[3u32, 7, 1, suffix[0], suffix[1], suffix[2]]], &Device::Cpu)
+                .unwrap();
             let full = model.forward(&ids).unwrap();
             let e = model.embed_tokens(&ids.i((.., 3..)).unwrap()).unwrap();
             let got = model.forward_last(&e, None, Some(&mut cache)).unwrap();
@@ -181,12 +192,18 @@ fn a_repeated_prefix_cache_continues_a_batch_of_suffixes() {
     for model in [&trainable, &frozen] {
         let mut cache = model.new_cache();
         let prefix = Tensor::new(&[[3u32, 7, 1]], &Device::Cpu).unwrap();
-        model.forward_embeds(&model.embed_tokens(&prefix).unwrap(), None, Some(&mut cache)).unwrap();
+        model
+            .forward_embeds(&model.embed_tokens(&prefix).unwrap(), None, Some(&mut cache))
+            .unwrap();
         let mut batch = cache.repeat_batch(2).unwrap();
         let suffixes = Tensor::new(&[[9u32, 4], [5, 8]], &Device::Cpu).unwrap();
-        let got = model.forward_last(&model.embed_tokens(&suffixes).unwrap(), None, Some(&mut batch)).unwrap();
+        let got = model
+            .forward_last(&model.embed_tokens(&suffixes).unwrap(), None, Some(&mut batch))
+            .unwrap();
         for (row, s) in [[9u32, 4], [5, 8]].iter().enumerate() {
-            let full = model.forward(&Tensor::new(&[[3u32, 7, 1, s[0], s[1]]], &Device::Cpu).unwrap()).unwrap();
+            let full = model
+                .forward(&Tensor::new(&[[3u32, 7, 1, s[0], s[1]]], &Device::Cpu).unwrap())
+                .unwrap();
             assert_close(&got.i(row).unwrap(), &full.i((0, 4)).unwrap(), 1e-5, "row").unwrap();
         }
         assert_eq!((cache.len(), batch.len()), (3, 5));
@@ -211,10 +228,23 @@ fn with_config(name: &str, edit: &[(&str, serde_json::Value)]) -> PathBuf {
 #[test]
 fn alloc_frozen_placeholder_of_a_claimed_shape() {
     // 4M x 4096 embeddings: 64 GiB of placeholder zeros if they were built.
-    let dir = with_config("huge-vocab", &[("vocab_size", 4_194_304.into()), ("hidden_size", 4096.into()), ("head_dim", 1024.into())]);
+    let dir = with_config(
+        "huge-vocab",
+        &[
+            ("vocab_size", 4_194_304.into()),
+            ("hidden_size", 4096.into()),
+            ("head_dim", 1024.into()),
+        ],
+    );
     for weights in [Weights::Frozen { dequantize: false }, Weights::Trainable(DType::F32)] {
         let e = Llama::load(&dir, weights, &Device::Cpu).unwrap_err().to_string();
-        assert!(e.contains("model.safetensors") && e.contains("model.embed_tokens.weight: expected [4194304, 4096], file has [64, 32]"), "{e}");
+        assert!(
+            e.contains("model.safetensors")
+                && e.contains(
+                    "model.embed_tokens.weight: expected [4194304, 4096], file has [64, 32]"
+                ),
+            "{e}"
+        );
         assert!(!e.contains('\n'), "{e}");
     }
     std::fs::remove_dir_all(&dir).ok();

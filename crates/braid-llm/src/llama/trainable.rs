@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use braid_core::{Error, Result};
-use braid_nn::{BlockNames, Embedding, Linear, LoraConfig, LoraSpec, Norm, PreNormBlock, RmsNorm, RotaryEmbedding};
+use braid_nn::{
+    BlockNames, Embedding, Linear, LoraConfig, LoraSpec, Norm, PreNormBlock, RmsNorm,
+    RotaryEmbedding,
+};
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
@@ -41,7 +44,8 @@ impl Trainable {
         let layer = |i: usize| -> Result<PreNormBlock> {
             let name = format!("model.layers.{i}");
             let spec = lora.map(|l| l.pp(&name));
-            Ok(PreNormBlock::new_with_lora(block, BlockNames::LLAMA, vb.pp(&name), spec.as_ref())?.with_rope(rope.clone()))
+            Ok(PreNormBlock::new_with_lora(block, BlockNames::LLAMA, vb.pp(&name), spec.as_ref())?
+                .with_rope(rope.clone()))
         };
         let layers = (0..cfg.num_hidden_layers).map(layer).collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?;
@@ -71,7 +75,9 @@ impl Trainable {
         for (i, layer) in self.layers.iter().enumerate() {
             for (name, norm) in layer.norms() {
                 let Norm::RmsNorm(n) = norm else {
-                    return Err(Error::Invalid(format!("llama layer {i}: `{name}` is not an RMSNorm")));
+                    return Err(Error::Invalid(format!(
+                        "llama layer {i}: `{name}` is not an RMSNorm"
+                    )));
                 };
                 put(format!("model.layers.{i}.{name}.weight"), n.weight())?;
             }
@@ -95,9 +101,17 @@ impl Trainable {
     pub(crate) fn lora_tensors(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
         for (i, layer) in self.layers.iter().enumerate() {
-            for (name, lora) in layer.projections().into_iter().filter_map(|(n, p)| Some((n, p.lora()?))) {
-                out.insert(format!("model.layers.{i}.{name}.lora_A.weight"), lora.a().detach().contiguous()?);
-                out.insert(format!("model.layers.{i}.{name}.lora_B.weight"), lora.b().detach().contiguous()?);
+            for (name, lora) in
+                layer.projections().into_iter().filter_map(|(n, p)| Some((n, p.lora()?)))
+            {
+                out.insert(
+                    format!("model.layers.{i}.{name}.lora_A.weight"),
+                    lora.a().detach().contiguous()?,
+                );
+                out.insert(
+                    format!("model.layers.{i}.{name}.lora_B.weight"),
+                    lora.b().detach().contiguous()?,
+                );
             }
         }
         Ok(out)
@@ -132,7 +146,12 @@ impl Trainable {
     /// The final hidden states (after the last norm), without the output projection.
     ///
     /// embeds: [batch, seq, hidden] -> [batch, seq, hidden]
-    pub(crate) fn hidden(&self, embeds: &Tensor, mask: Option<&Tensor>, mut cache: Option<&mut DecodeCache>) -> Result<Tensor> {
+    pub(crate) fn hidden(
+        &self,
+        embeds: &Tensor,
+        mask: Option<&Tensor>,
+        mut cache: Option<&mut DecodeCache>,
+    ) -> Result<Tensor> {
         if let Some(c) = cache.as_deref_mut() {
             if c.layers.len() != self.layers.len() {
                 *c = DecodeCache::new(self.layers.len());

@@ -33,7 +33,8 @@ impl TokenizerConfig {
         let tokens = gguf.get_str_array("tokenizer.ggml.tokens")?;
         let id = |key: &str| gguf.get_u32(key).ok().filter(|&i| (i as usize) < tokens.len());
         let text = |i: Option<u32>| i.and_then(|i| tokens.get(i as usize)).map(|s| s.to_string());
-        let (bos_id, eos_id) = (id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id"));
+        let (bos_id, eos_id) =
+            (id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id"));
         let add_bos_token = match gguf.get("tokenizer.ggml.add_bos_token") {
             Some(candle_core::quantized::gguf_file::Value::Bool(b)) => *b,
             _ => false,
@@ -52,7 +53,10 @@ impl TokenizerConfig {
             eos_ids,
             add_bos_token,
             chat_template: gguf.get_str("tokenizer.chat_template").ok().map(str::to_string),
-            chat_template_origin: Some(format!("{} (tokenizer.chat_template)", gguf.path().display())),
+            chat_template_origin: Some(format!(
+                "{} (tokenizer.chat_template)",
+                gguf.path().display()
+            )),
         })
     }
 
@@ -66,7 +70,8 @@ impl TokenizerConfig {
         };
         let (bos_token, eos_token) = (token("bos_token"), token("eos_token"));
         let bos_id = bos_token.as_deref().and_then(|t| tok.token_to_id(t));
-        let mut eos_ids: Vec<u32> = eos_token.as_deref().and_then(|t| tok.token_to_id(t)).into_iter().collect();
+        let mut eos_ids: Vec<u32> =
+            eos_token.as_deref().and_then(|t| tok.token_to_id(t)).into_iter().collect();
         if let Some(gen) = read_json(&dir.join("generation_config.json"))? {
             let extra = match &gen["eos_token_id"] {
                 Value::Number(n) => n.as_u64().into_iter().collect(),
@@ -81,9 +86,15 @@ impl TokenizerConfig {
         }
         let jinja = dir.join("chat_template.jinja");
         let (chat_template, origin) = if jinja.is_file() {
-            (Some(std::fs::read_to_string(&jinja).map_err(|e| Error::io(&jinja, e))?), jinja.display().to_string())
+            (
+                Some(std::fs::read_to_string(&jinja).map_err(|e| Error::io(&jinja, e))?),
+                jinja.display().to_string(),
+            )
         } else {
-            (template_field(&cfg["chat_template"]), format!("{} (chat_template)", dir.join("tokenizer_config.json").display()))
+            (
+                template_field(&cfg["chat_template"]),
+                format!("{} (chat_template)", dir.join("tokenizer_config.json").display()),
+            )
         };
         Ok(Self {
             bos_token,

@@ -31,10 +31,14 @@ fn split_then_bytes(pattern: &str) -> Json {
 /// The pre-tokenizer for a `tokenizer.ggml.pre` value (llama.cpp `llm_tokenizer_bpe`).
 fn pre_tokenizer(pre: &str) -> Json {
     match pre {
-        "smollm" | "starcoder" | "refact" | "codeshell" => json!({"type": "Sequence", "pretokenizers": [
-            {"type": "Digits", "individual_digits": true}, byte_level(true),
-        ]}),
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "smaug-bpe" | "dbrx" => split_then_bytes(LLAMA3_SPLIT),
+        "smollm" | "starcoder" | "refact" | "codeshell" => {
+            json!({"type": "Sequence", "pretokenizers": [
+                {"type": "Digits", "individual_digits": true}, byte_level(true),
+            ]})
+        }
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "smaug-bpe" | "dbrx" => {
+            split_then_bytes(LLAMA3_SPLIT)
+        }
         "qwen2" | "deepseek-r1-qwen" => split_then_bytes(QWEN2_SPLIT),
         _ => byte_level(true),
     }
@@ -42,7 +46,10 @@ fn pre_tokenizer(pre: &str) -> Json {
 
 fn i64_array(gguf: &Gguf, key: &str) -> Result<Vec<i64>> {
     let Some(Value::Array(items)) = gguf.get(key) else {
-        return Err(Error::format(gguf.path(), format!("metadata key `{key}` is missing or not an array")));
+        return Err(Error::format(
+            gguf.path(),
+            format!("metadata key `{key}` is missing or not an array"),
+        ));
     };
     items
         .iter()
@@ -51,7 +58,9 @@ fn i64_array(gguf: &Gguf, key: &str) -> Result<Vec<i64>> {
             Value::U32(x) => Ok(i64::from(x)),
             Value::I8(x) => Ok(i64::from(x)),
             Value::U8(x) => Ok(i64::from(x)),
-            _ => Err(Error::format(gguf.path(), format!("metadata key `{key}` holds a non-integer"))),
+            _ => {
+                Err(Error::format(gguf.path(), format!("metadata key `{key}` holds a non-integer")))
+            }
         })
         .collect()
 }

@@ -41,7 +41,8 @@ impl Tokenizer {
     /// `chat_template.jinja` and `generation_config.json`.
     pub fn from_folder(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer.json");
-        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| Error::format(&path, e.to_string()))?;
+        let inner = tokenizers::Tokenizer::from_file(&path)
+            .map_err(|e| Error::format(&path, e.to_string()))?;
         let config = TokenizerConfig::from_folder(dir, &inner)?;
         Ok(Self { inner, config })
     }
@@ -105,8 +106,11 @@ impl Tokenizer {
         if let Some(id) = self.token_to_id(token) {
             return Ok(id);
         }
-        self.inner.add_special_tokens([tokenizers::AddedToken::from(token.to_string(), true)]).map_err(tok_err)?;
-        self.token_to_id(token).ok_or_else(|| Error::Invalid(format!("tokenizer: `{token}` could not be added")))
+        self.inner
+            .add_special_tokens([tokenizers::AddedToken::from(token.to_string(), true)])
+            .map_err(tok_err)?;
+        self.token_to_id(token)
+            .ok_or_else(|| Error::Invalid(format!("tokenizer: `{token}` could not be added")))
     }
 
     /// An incremental decoder for streaming generated tokens as text.

@@ -35,7 +35,10 @@ impl<'a> TokenStream<'a> {
         let prefix = self.decode(self.prev, self.current)?;
         self.ids.push(id);
         let text = self.decode(self.prev, self.ids.len())?;
-        if text.len() > prefix.len() && !text.ends_with('\u{fffd}') && text.is_char_boundary(prefix.len()) {
+        if text.len() > prefix.len()
+            && !text.ends_with('\u{fffd}')
+            && text.is_char_boundary(prefix.len())
+        {
             let piece = text[prefix.len()..].to_string();
             self.prev = self.current;
             self.current = self.ids.len();

@@ -33,7 +33,15 @@ impl AttentionConfig {
 
 impl Default for AttentionConfig {
     fn default() -> Self {
-        Self { hidden: 768, heads: 12, kv_heads: 12, head_dim: 64, bias: true, out_bias: true, causal: false }
+        Self {
+            hidden: 768,
+            heads: 12,
+            kv_heads: 12,
+            head_dim: 64,
+            bias: true,
+            out_bias: true,
+            causal: false,
+        }
     }
 }
 
@@ -57,5 +65,6 @@ impl AttentionNames {
     /// CLIP, SigLIP, Whisper: `q_proj`, `k_proj`, `v_proj`, `out_proj`.
     pub const CLIP: Self = Self { q: "q_proj", k: "k_proj", v: "v_proj", o: "out_proj" };
     /// BERT under `attention`: `self.query`, `self.key`, `self.value`, `output.dense`.
-    pub const BERT: Self = Self { q: "self.query", k: "self.key", v: "self.value", o: "output.dense" };
+    pub const BERT: Self =
+        Self { q: "self.query", k: "self.key", v: "self.value", o: "output.dense" };
 }

@@ -34,7 +34,11 @@ impl KvCache {
     pub fn truncate(&mut self, len: usize) -> Result<()> {
         if let Some((k, v)) = &self.kv {
             if len < k.dim(2)? {
-                self.kv = if len == 0 { None } else { Some((k.narrow(2, 0, len)?, v.narrow(2, 0, len)?)) };
+                self.kv = if len == 0 {
+                    None
+                } else {
+                    Some((k.narrow(2, 0, len)?, v.narrow(2, 0, len)?))
+                };
             }
         }
         Ok(())

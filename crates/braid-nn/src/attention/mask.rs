@@ -26,7 +26,11 @@ pub fn keep_mask(
     k_len: usize,
     device: &Device,
 ) -> Result<Option<Tensor>> {
-    let causal = if is_causal { Some(causal(q_len, k_len, device)?.reshape((1, 1, q_len, k_len))?) } else { None };
+    let causal = if is_causal {
+        Some(causal(q_len, k_len, device)?.reshape((1, 1, q_len, k_len))?)
+    } else {
+        None
+    };
     let padding = match padding {
         None => None,
         Some(p) => {
@@ -55,7 +59,9 @@ pub fn apply(scores: &Tensor, keep: &Tensor) -> Result<Tensor> {
         _ => f64::MIN,
     };
     let keep = keep.broadcast_as(scores.shape())?;
-    let fill = Tensor::full(fill, (), scores.device())?.to_dtype(scores.dtype())?.broadcast_as(scores.shape())?;
+    let fill = Tensor::full(fill, (), scores.device())?
+        .to_dtype(scores.dtype())?
+        .broadcast_as(scores.shape())?;
     Ok(keep.where_cond(scores, &fill)?)
 }
 

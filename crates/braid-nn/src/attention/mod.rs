@@ -38,7 +38,12 @@ impl Attention {
 
     /// As [`Self::new`], wrapping the projections `lora` targets with LoRA (variables under
     /// `lora.vb`, which sits at the same position as `vb`).
-    pub fn new_with_lora(cfg: AttentionConfig, names: AttentionNames, vb: VarBuilder, lora: Option<&LoraSpec>) -> Result<Self> {
+    pub fn new_with_lora(
+        cfg: AttentionConfig,
+        names: AttentionNames,
+        vb: VarBuilder,
+        lora: Option<&LoraSpec>,
+    ) -> Result<Self> {
         if cfg.heads == 0 || cfg.kv_heads == 0 || cfg.heads % cfg.kv_heads != 0 {
             return Err(Error::config(
                 "attention.kv_heads",
@@ -78,7 +83,12 @@ impl Attention {
     /// cached plus new keys; the output equals the matching rows of a full forward.
     ///
     /// x: [batch, seq, hidden]; mask: [batch, cached + seq] of 1/0 -> [batch, seq, hidden]
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, cache: Option<&mut KvCache>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
         let offset = cache.as_ref().map_or(0, |c| c.len());
         let q = self.heads(&self.q, x, self.cfg.heads)?;
         let mut k = self.heads(&self.k, x, self.cfg.kv_heads)?;
@@ -96,7 +106,12 @@ impl Attention {
     ///
     /// x: [batch, seq, hidden]; context: [batch, ctx, hidden]; mask: [batch, ctx] of 1/0
     /// -> [batch, seq, hidden]
-    pub fn forward_cross(&self, x: &Tensor, context: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    pub fn forward_cross(
+        &self,
+        x: &Tensor,
+        context: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let q = self.heads(&self.q, x, self.cfg.heads)?;
         let k = self.heads(&self.k, context, self.cfg.kv_heads)?;
         let v = self.heads(&self.v, context, self.cfg.kv_heads)?;
@@ -118,7 +133,14 @@ impl Attention {
     }
 
     /// q: [b, heads, tq, d]; k, v: [b, kv_heads, tk, d] -> [b, tq, hidden]
-    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, causal: bool) -> Result<Tensor> {
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        causal: bool,
+    ) -> Result<Tensor> {
         let (b, _, tq, _) = q.dims4()?;
         let tk = k.dim(2)?;
         let n_rep = self.cfg.heads / self.cfg.kv_heads;

@@ -5,10 +5,20 @@ use candle_nn::{VarBuilder, VarMap};
 
 use super::*;
 use crate::fixtures;
-use crate::gradcheck::{check_all_vars_get_grad, check_param_grads, finite_difference_check, varmap_tensors};
+use crate::gradcheck::{
+    check_all_vars_get_grad, check_param_grads, finite_difference_check, varmap_tensors,
+};
 
 fn gqa_cfg() -> AttentionConfig {
-    AttentionConfig { hidden: 8, heads: 4, kv_heads: 2, head_dim: 4, bias: false, out_bias: false, causal: true }
+    AttentionConfig {
+        hidden: 8,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 4,
+        bias: false,
+        out_bias: false,
+        causal: true,
+    }
 }
 
 fn rope(dtype: DType) -> Result<Arc<RotaryEmbedding>> {
@@ -20,8 +30,13 @@ fn matches_pytorch() -> Result<()> {
     let f = fixtures::load("attention")?;
     let (x, mask) = (f.get("x")?, f.get("mask")?);
     let mha = Attention::new(AttentionConfig::new(8, 2), AttentionNames::CLIP, f.vb().pp("mha"))?;
-    fixtures::check(&mha.forward(&x, Some(&mask), None)?, &f.get("mha_out")?, "padding-masked MHA")?;
-    let gqa = Attention::new(gqa_cfg(), AttentionNames::LLAMA, f.vb().pp("gqa"))?.with_rope(rope(DType::F32)?);
+    fixtures::check(
+        &mha.forward(&x, Some(&mask), None)?,
+        &f.get("mha_out")?,
+        "padding-masked MHA",
+    )?;
+    let gqa = Attention::new(gqa_cfg(), AttentionNames::LLAMA, f.vb().pp("gqa"))?
+        .with_rope(rope(DType::F32)?);
     fixtures::check(&gqa.forward(&x, Some(&mask), None)?, &f.get("gqa_out")?, "causal GQA + RoPE")?;
     f.assert_all_used()
 }
@@ -69,12 +84,20 @@ fn gradients_match_finite_differences() -> Result<()> {
     let dev = Device::Cpu;
     let vm = VarMap::new();
     let cfg = AttentionConfig { bias: true, ..gqa_cfg() };
-    let build = |vb: VarBuilder| Ok(Attention::new(cfg, AttentionNames::LLAMA, vb)?.with_rope(rope(DType::F64)?));
+    let build = |vb: VarBuilder| {
+        Ok(Attention::new(cfg, AttentionNames::LLAMA, vb)?.with_rope(rope(DType::F64)?))
+    };
     let attn = build(VarBuilder::from_varmap(&vm, DType::F64, &dev))?;
     let x = Tensor::randn(0f64, 1., (2, 3, 8), &dev)?;
     let mask = Tensor::new(&[[1u32, 1, 1], [1, 1, 0]], &dev)?;
     finite_difference_check(|x| attn.forward(x, Some(&mask), None), &x, 1e-6, 1e-5)?;
     let context = Tensor::randn(0f64, 1., (2, 4, 8), &dev)?;
     finite_difference_check(|c| attn.forward_cross(&x, c, None), &context, 1e-6, 1e-5)?;
-    check_param_grads(&varmap_tensors(&vm)?, build, |a| a.forward(&x, Some(&mask), None), 1e-6, 1e-5)
+    check_param_grads(
+        &varmap_tensors(&vm)?,
+        build,
+        |a| a.forward(&x, Some(&mask), None),
+        1e-6,
+        1e-5,
+    )
 }

@@ -26,14 +26,29 @@ impl PostNormBlock {
 
     /// As [`Self::new`], wrapping the attention and MLP projections `lora` targets with
     /// LoRA (variables under `lora.vb`, which sits at the same position as `vb`).
-    pub fn new_with_lora(cfg: BlockConfig, names: BlockNames, vb: VarBuilder, lora: Option<&LoraSpec>) -> Result<Self> {
+    pub fn new_with_lora(
+        cfg: BlockConfig,
+        names: BlockNames,
+        vb: VarBuilder,
+        lora: Option<&LoraSpec>,
+    ) -> Result<Self> {
         let hidden = cfg.attention.hidden;
         let attn_lora = lora.map(|l| l.pp(names.attn));
         let mlp_lora = lora.map(|l| l.pp(names.mlp));
         Ok(Self {
-            attn: Attention::new_with_lora(cfg.attention, names.attention, sub(&vb, names.attn), attn_lora.as_ref())?,
+            attn: Attention::new_with_lora(
+                cfg.attention,
+                names.attention,
+                sub(&vb, names.attn),
+                attn_lora.as_ref(),
+            )?,
             norm1: Norm::new(hidden, cfg.norm, sub(&vb, names.norm1))?,
-            mlp: Mlp::new_with_lora(cfg.mlp, names.mlp_names, sub(&vb, names.mlp), mlp_lora.as_ref())?,
+            mlp: Mlp::new_with_lora(
+                cfg.mlp,
+                names.mlp_names,
+                sub(&vb, names.mlp),
+                mlp_lora.as_ref(),
+            )?,
             norm2: Norm::new(hidden, cfg.norm, sub(&vb, names.norm2))?,
         })
     }
@@ -55,7 +70,12 @@ impl PostNormBlock {
     }
 
     /// x: [batch, seq, hidden]; mask: [batch, cached + seq] of 1/0 -> [batch, seq, hidden]
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, cache: Option<&mut KvCache>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
         let h = self.norm1.forward(&(x + self.attn.forward(x, mask, cache)?)?)?;
         self.norm2.forward(&(&h + self.mlp.forward(&h)?)?)
     }

@@ -28,15 +28,30 @@ impl PreNormBlock {
 
     /// As [`Self::new`], wrapping the attention and MLP projections `lora` targets with
     /// LoRA (variables under `lora.vb`, which sits at the same position as `vb`).
-    pub fn new_with_lora(cfg: BlockConfig, names: BlockNames, vb: VarBuilder, lora: Option<&LoraSpec>) -> Result<Self> {
+    pub fn new_with_lora(
+        cfg: BlockConfig,
+        names: BlockNames,
+        vb: VarBuilder,
+        lora: Option<&LoraSpec>,
+    ) -> Result<Self> {
         let hidden = cfg.attention.hidden;
         let attn_lora = lora.map(|l| l.pp(names.attn));
         let mlp_lora = lora.map(|l| l.pp(names.mlp));
         Ok(Self {
             norm1: Norm::new(hidden, cfg.norm, sub(&vb, names.norm1))?,
-            attn: Attention::new_with_lora(cfg.attention, names.attention, sub(&vb, names.attn), attn_lora.as_ref())?,
+            attn: Attention::new_with_lora(
+                cfg.attention,
+                names.attention,
+                sub(&vb, names.attn),
+                attn_lora.as_ref(),
+            )?,
             norm2: Norm::new(hidden, cfg.norm, sub(&vb, names.norm2))?,
-            mlp: Mlp::new_with_lora(cfg.mlp, names.mlp_names, sub(&vb, names.mlp), mlp_lora.as_ref())?,
+            mlp: Mlp::new_with_lora(
+                cfg.mlp,
+                names.mlp_names,
+                sub(&vb, names.mlp),
+                mlp_lora.as_ref(),
+            )?,
             names,
         })
     }
@@ -44,7 +59,13 @@ impl PreNormBlock {
     /// Every attention and MLP projection by checkpoint name relative to the block
     /// (`self_attn.q_proj`, `mlp.down_proj`), for merging and export.
     pub fn projections(&self) -> Vec<(String, &Proj)> {
-        let join = |parent: &str, name: &str| if parent.is_empty() { name.to_string() } else { format!("{parent}.{name}") };
+        let join = |parent: &str, name: &str| {
+            if parent.is_empty() {
+                name.to_string()
+            } else {
+                format!("{parent}.{name}")
+            }
+        };
         let attn = self.attn.projections().into_iter().map(|(n, p)| (join(self.names.attn, n), p));
         let mlp = self.mlp.projections().into_iter().map(|(n, p)| (join(self.names.mlp, n), p));
         attn.chain(mlp).collect()
@@ -72,7 +93,12 @@ impl PreNormBlock {
     }
 
     /// x: [batch, seq, hidden]; mask: [batch, cached + seq] of 1/0 -> [batch, seq, hidden]
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, cache: Option<&mut KvCache>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
         let h = (x + self.attn.forward(&self.norm1.forward(x)?, mask, cache)?)?;
         Ok((&h + self.mlp.forward(&self.norm2.forward(&h)?)?)?)
     }

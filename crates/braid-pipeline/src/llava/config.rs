@@ -58,7 +58,8 @@ impl LlavaConfig {
         let mut json: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
         fill_text_defaults(&mut json);
-        let cfg: Self = serde_json::from_value(json).map_err(|e| Error::format(path, e.to_string()))?;
+        let cfg: Self =
+            serde_json::from_value(json).map_err(|e| Error::format(path, e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -157,7 +158,10 @@ mod tests {
         let table = llava_remap(&names);
         let to = |n: &str| table.map(n).map(|(t, _)| t);
         assert_eq!(to(names[0]).as_deref(), Some("vision_tower.embeddings.class_embedding"));
-        assert_eq!(to(names[1]).as_deref(), Some("language_model.model.layers.0.mlp.up_proj.weight"));
+        assert_eq!(
+            to(names[1]).as_deref(),
+            Some("language_model.model.layers.0.mlp.up_proj.weight")
+        );
         assert_eq!(to(names[2]).as_deref(), Some("language_model.lm_head.weight"));
         assert_eq!(to(names[3]), None);
     }

@@ -37,9 +37,12 @@ impl Llava {
     /// `language_model.{model,lm_head}.*`; see [`llava_remap`] for other layouts).
     pub fn new(cfg: &LlavaConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
-        let vision_tower =
-            Vit::new(&cfg.vision_config, vb.pp("vision_tower"))?.with_feature_layer(cfg.vision_feature_layer)?;
-        let proj = MlpProjectorConfig { activation: cfg.projector_hidden_act, bias: cfg.multimodal_projector_bias };
+        let vision_tower = Vit::new(&cfg.vision_config, vb.pp("vision_tower"))?
+            .with_feature_layer(cfg.vision_feature_layer)?;
+        let proj = MlpProjectorConfig {
+            activation: cfg.projector_hidden_act,
+            bias: cfg.multimodal_projector_bias,
+        };
         let multi_modal_projector = MlpProjector::new(
             proj,
             cfg.vision_config.hidden_size,
@@ -60,7 +63,9 @@ impl Llava {
             .into_iter()
             .map(|f| dir.join(f))
             .find(|p| p.is_file())
-            .ok_or_else(|| Error::format(dir, "no model.safetensors or model.safetensors.index.json"))?;
+            .ok_or_else(|| {
+                Error::format(dir, "no model.safetensors or model.safetensors.index.json")
+            })?;
         let ckpt = Checkpoint::open(&path)?;
         let table = llava_remap(&ckpt.names());
         let ckpt = ckpt.with_remap(&table)?;
@@ -115,14 +120,21 @@ impl Llava {
             )));
         }
         // Text ids only: placeholder ids may lie outside the vocabulary of a checkpoint.
-        let text_ids: Vec<Vec<u32>> =
-            rows.iter().map(|r| r.iter().map(|&id| if id == token { 0 } else { id }).collect()).collect();
+        let text_ids: Vec<Vec<u32>> = rows
+            .iter()
+            .map(|r| r.iter().map(|&id| if id == token { 0 } else { id }).collect())
+            .collect();
         let embeds = self.language_model.embed_tokens(&Tensor::new(text_ids, ids.device())?)?;
         match pixels {
             Some(px) if images > 0 => {
                 let feats = self.image_features(px)?;
                 let d = feats.dim(2)?;
-                splice(&embeds, &rows, token, &feats.reshape((images * per, d))?.to_dtype(embeds.dtype())?)
+                splice(
+                    &embeds,
+                    &rows,
+                    token,
+                    &feats.reshape((images * per, d))?.to_dtype(embeds.dtype())?,
+                )
             }
             _ => Ok(embeds),
         }

@@ -50,9 +50,7 @@ impl CrossAttention {
     /// x: [b, n, d] -> [b, heads, n, head_dim]
     fn split(&self, x: &Tensor) -> Result<Tensor> {
         let (b, n, _) = x.dims3()?;
-        Ok(x.reshape((b, n, self.heads, self.head_dim))?
-            .transpose(1, 2)?
-            .contiguous()?)
+        Ok(x.reshape((b, n, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous()?)
     }
 
     /// x: [b, q, hidden]; context: [b, n, encoder_dim]; mask: [b, n] of 1/0 -> [b, q, hidden]
@@ -67,9 +65,7 @@ impl CrossAttention {
             scores = mask::apply(&scores, &keep)?;
         }
         let out = softmax_last_dim(&scores)?.matmul(&v)?;
-        let out = out
-            .transpose(1, 2)?
-            .reshape((b, tq, self.heads * self.head_dim))?;
+        let out = out.transpose(1, 2)?.reshape((b, tq, self.heads * self.head_dim))?;
         Ok(self.dense.forward(&out)?)
     }
 }
@@ -136,11 +132,7 @@ impl Layer {
         encoder: &Tensor,
         mask: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let mut a = add_norm(
-            &self.attention_norm,
-            &self.attention.forward(h, None, None)?,
-            h,
-        )?;
+        let mut a = add_norm(&self.attention_norm, &self.attention.forward(h, None, None)?, h)?;
         if let Some((cross, norm)) = &self.cross {
             a = add_norm(norm, &cross.forward(&a, encoder, mask)?, &a)?;
         }

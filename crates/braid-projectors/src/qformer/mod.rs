@@ -105,10 +105,7 @@ impl QFormerConfig {
             return Err(Error::config("projector.heads", msg));
         }
         if self.cross_attention_frequency == 0 {
-            return Err(Error::config(
-                "projector.cross_attention_frequency",
-                "must be at least 1",
-            ));
+            return Err(Error::config("projector.cross_attention_frequency", "must be at least 1"));
         }
         Ok(())
     }
@@ -127,19 +124,9 @@ impl QFormer {
     pub fn new(cfg: &QFormerConfig, encoder_dim: usize, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
         let layers = (0..cfg.layers)
-            .map(|i| {
-                Layer::new(
-                    cfg,
-                    encoder_dim,
-                    i,
-                    vb.pp("encoder.layer").pp(i.to_string()),
-                )
-            })
+            .map(|i| Layer::new(cfg, encoder_dim, i, vb.pp("encoder.layer").pp(i.to_string())))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            layernorm: LayerNorm::new(cfg.hidden, cfg.eps, vb.pp("layernorm"))?,
-            layers,
-        })
+        Ok(Self { layernorm: LayerNorm::new(cfg.hidden, cfg.eps, vb.pp("layernorm"))?, layers })
     }
 
     /// The last hidden state; padded encoder tokens (mask 0) are never attended to.
@@ -172,10 +159,7 @@ impl QFormerProjector {
     /// Builds under `vb` (the root of a `Blip2ForConditionalGeneration` checkpoint); query
     /// tokens start from N(0, 0.02).
     pub fn new(cfg: &QFormerConfig, in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
-        let init = Init::Randn {
-            mean: 0.0,
-            stdev: 0.02,
-        };
+        let init = Init::Randn { mean: 0.0, stdev: 0.02 };
         Ok(Self {
             query_tokens: vb.get_with_hints(
                 (1, cfg.num_query_tokens, cfg.hidden),
@@ -205,9 +189,7 @@ impl QFormerProjector {
 
     /// x: [b, n, in_dim]; mask: [b, n] of 1/0 -> [b, num_query_tokens, out_dim]
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        Ok(self
-            .language_projection
-            .forward(&self.query_output(x, mask)?)?)
+        Ok(self.language_projection.forward(&self.query_output(x, mask)?)?)
     }
 }
 
@@ -222,10 +204,7 @@ impl InputProjector for QFormerProjector {
 
     /// tokens [b, n, in_dim] (mask [b, n]) -> [b, num_query_tokens, out_dim], no mask.
     fn project(&self, features: &Features) -> Result<Features> {
-        Features::new(
-            self.forward(&features.tokens, features.mask.as_ref())?,
-            None,
-        )
+        Features::new(self.forward(&features.tokens, features.mask.as_ref())?, None)
     }
 }
 
@@ -266,23 +245,11 @@ mod tests {
     #[test]
     fn cross_attention_every_other_layer() -> Result<()> {
         let vm = VarMap::new();
-        let cfg = QFormerConfig {
-            layers: 3,
-            ..tiny()
-        };
-        QFormerProjector::new(
-            &cfg,
-            6,
-            10,
-            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
-        )?;
-        let data = vm
-            .data()
-            .lock()
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let cfg = QFormerConfig { layers: 3, ..tiny() };
+        QFormerProjector::new(&cfg, 6, 10, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+        let data = vm.data().lock().map_err(|e| Error::Invalid(e.to_string()))?;
         let cross = |i: usize| {
-            data.keys()
-                .any(|k| k.starts_with(&format!("qformer.encoder.layer.{i}.crossattention")))
+            data.keys().any(|k| k.starts_with(&format!("qformer.encoder.layer.{i}.crossattention")))
         };
         assert_eq!((cross(0), cross(1), cross(2)), (true, false, true));
         Ok(())

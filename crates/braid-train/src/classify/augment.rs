@@ -26,7 +26,8 @@ impl Augment {
         if self.scale == 0.0 && self.max_shift == 0 {
             return Ok(x.clone());
         }
-        let mut rng = StdRng::seed_from_u64(self.seed ^ (step as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let mut rng =
+            StdRng::seed_from_u64(self.seed ^ (step as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
         let (b, t, _) = x.dims3()?;
         let mut rows = Vec::with_capacity(b);
         for i in 0..b {

@@ -45,14 +45,22 @@ impl ClassMetrics {
                 occurring.push(k);
             }
         }
-        let macro_f1 = if occurring.is_empty() { 0.0 } else { occurring.iter().map(|&k| per_class_f1[k]).sum::<f64>() / occurring.len() as f64 };
+        let macro_f1 = if occurring.is_empty() {
+            0.0
+        } else {
+            occurring.iter().map(|&k| per_class_f1[k]).sum::<f64>() / occurring.len() as f64
+        };
         let accuracy = if n == 0 { 0.0 } else { correct as f64 / n as f64 };
         Self { n, accuracy, macro_f1, per_class_f1, confusion }
     }
 
     /// `accuracy`, `macro_f1` and `n` by name (what the training log records).
     pub fn summary(&self) -> BTreeMap<String, f64> {
-        BTreeMap::from([("accuracy".into(), self.accuracy), ("macro_f1".into(), self.macro_f1), ("n".into(), self.n as f64)])
+        BTreeMap::from([
+            ("accuracy".into(), self.accuracy),
+            ("macro_f1".into(), self.macro_f1),
+            ("n".into(), self.n as f64),
+        ])
     }
 }
 
@@ -67,7 +75,11 @@ mod tests {
         assert_eq!(m.confusion[0], vec![1, 1, 0, 0]);
         assert!((m.accuracy - 4.0 / 6.0).abs() < 1e-12);
         let want = [0.5, 0.8, 2.0 / 3.0, 0.0];
-        assert!(m.per_class_f1.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12), "{:?}", m.per_class_f1);
+        assert!(
+            m.per_class_f1.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{:?}",
+            m.per_class_f1
+        );
         assert!((m.macro_f1 - (0.5 + 0.8 + 2.0 / 3.0) / 3.0).abs() < 1e-12);
         assert_eq!(m.summary()["n"], 6.0);
     }

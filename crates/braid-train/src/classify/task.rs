@@ -64,20 +64,37 @@ pub struct ClassifyTask<'a> {
 
 impl ClassifyTask<'_> {
     /// Predicted class per example of `x` (inputs of `modality`), in batches.
-    pub fn predict(model: &Pipeline, modality: Modality, x: &Tensor, batch: usize) -> Result<Vec<usize>> {
+    pub fn predict(
+        model: &Pipeline,
+        modality: Modality,
+        x: &Tensor,
+        batch: usize,
+    ) -> Result<Vec<usize>> {
         let n = x.dim(0)?;
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(batch.max(1)) {
             let xb = x.narrow(0, start, batch.min(n - start))?;
-            let pred = model.classify(&Input { modality, data: xb, mask: None })?.detach().argmax(1)?.to_vec1::<u32>()?;
+            let pred = model
+                .classify(&Input { modality, data: xb, mask: None })?
+                .detach()
+                .argmax(1)?
+                .to_vec1::<u32>()?;
             out.extend(pred.into_iter().map(|p| p as usize));
         }
         Ok(out)
     }
 
     /// Scores the model on `examples`.
-    pub fn score(model: &Pipeline, modality: Modality, examples: &Examples, batch: usize) -> Result<ClassMetrics> {
-        let classes = model.classes().ok_or_else(|| Error::config("head", "the model has no classification head"))?.len();
+    pub fn score(
+        model: &Pipeline,
+        modality: Modality,
+        examples: &Examples,
+        batch: usize,
+    ) -> Result<ClassMetrics> {
+        let classes = model
+            .classes()
+            .ok_or_else(|| Error::config("head", "the model has no classification head"))?
+            .len();
         let pred = Self::predict(model, modality, &examples.x, batch)?;
         Ok(ClassMetrics::new(&pred, &examples.y, classes))
     }
@@ -92,7 +109,11 @@ impl Task for ClassifyTask<'_> {
     fn loss(&self, indices: &[usize], step: usize) -> Result<Tensor> {
         let (x, y) = self.train.batch(indices)?;
         let x = self.augment.apply(&x, step)?;
-        cross_entropy(&self.model.classify(&Input { modality: self.modality, data: x, mask: None })?, &y, None)
+        cross_entropy(
+            &self.model.classify(&Input { modality: self.modality, data: x, mask: None })?,
+            &y,
+            None,
+        )
     }
 
     fn evaluate(&self) -> Result<BTreeMap<String, f64>> {
@@ -107,12 +128,17 @@ impl Task for ClassifyTask<'_> {
         for (name, vm) in self.model.var_maps() {
             match name.as_str() {
                 "head" => vars.extend(prefixed_vars("head", vm)?),
-                n if n == encoder && self.train_encoder => vars.extend(prefixed_vars("encoder", vm)?),
+                n if n == encoder && self.train_encoder => {
+                    vars.extend(prefixed_vars("encoder", vm)?)
+                }
                 _ => {}
             }
         }
         if !vars.iter().any(|(n, _)| n.starts_with("head")) {
-            return Err(Error::config("model.head", "the classify stage trains a head, which this model lacks"));
+            return Err(Error::config(
+                "model.head",
+                "the classify stage trains a head, which this model lacks",
+            ));
         }
         Ok(vars)
     }

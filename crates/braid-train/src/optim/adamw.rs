@@ -80,7 +80,10 @@ pub struct AdamW {
 impl AdamW {
     /// AdamW over every variable in `varmap`, grouped by [`decays`].
     pub fn new(varmap: &VarMap, cfg: AdamWConfig) -> Result<Self> {
-        let vars = varmap.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+        let vars = varmap
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
         Ok(Self::from_vars(vars.iter().map(|(n, v)| (n.clone(), v.clone())), cfg))
     }
 
@@ -129,7 +132,11 @@ impl AdamW {
             if let Some(p) = self.params.get(name) {
                 for m in [&st.exp_avg, &st.exp_avg_sq] {
                     if m.dims() != p.var.dims() {
-                        return Err(braid_core::Error::shape(format!("optimiser state of {name}"), p.var.dims(), m.dims()));
+                        return Err(braid_core::Error::shape(
+                            format!("optimiser state of {name}"),
+                            p.var.dims(),
+                            m.dims(),
+                        ));
                     }
                 }
             }
@@ -145,7 +152,11 @@ impl AdamW {
             let g = g.detach().to_dtype(theta.dtype())?;
             let st = match self.state.remove(name) {
                 Some(st) => st,
-                None => ParamState { step: 0, exp_avg: theta.zeros_like()?, exp_avg_sq: theta.zeros_like()? },
+                None => ParamState {
+                    step: 0,
+                    exp_avg: theta.zeros_like()?,
+                    exp_avg_sq: theta.zeros_like()?,
+                },
             };
             let (next, st) = update(&self.cfg, param.weight_decay, &theta, &g, st)?;
             param.var.set(&next)?;
@@ -156,11 +167,18 @@ impl AdamW {
 }
 
 /// One AdamW update of `theta`; returns the new value and state.
-fn update(cfg: &AdamWConfig, wd: f64, theta: &Tensor, g: &Tensor, st: ParamState) -> Result<(Tensor, ParamState)> {
+fn update(
+    cfg: &AdamWConfig,
+    wd: f64,
+    theta: &Tensor,
+    g: &Tensor,
+    st: ParamState,
+) -> Result<(Tensor, ParamState)> {
     let step = st.step + 1;
     let theta = if wd != 0.0 { theta.affine(1.0 - cfg.lr * wd, 0.0)? } else { theta.clone() };
     let exp_avg = (st.exp_avg.affine(cfg.beta1, 0.0)? + g.affine(1.0 - cfg.beta1, 0.0)?)?;
-    let exp_avg_sq = (st.exp_avg_sq.affine(cfg.beta2, 0.0)? + g.sqr()?.affine(1.0 - cfg.beta2, 0.0)?)?;
+    let exp_avg_sq =
+        (st.exp_avg_sq.affine(cfg.beta2, 0.0)? + g.sqr()?.affine(1.0 - cfg.beta2, 0.0)?)?;
     let bc1 = 1.0 - cfg.beta1.powi(step as i32);
     let bc2 = 1.0 - cfg.beta2.powi(step as i32);
     let denom = exp_avg_sq.sqrt()?.affine(1.0 / bc2.sqrt(), cfg.eps)?;
@@ -210,7 +228,8 @@ mod tests {
         let vars = [("projector.w".to_string(), p.clone()), ("head.w".to_string(), h.clone())];
         let mut opt = AdamW::from_vars(vars.clone(), AdamWConfig::default());
         let loss = p.as_tensor().sqr().unwrap().sum_all().unwrap();
-        let grads = Grads::from_vars(vars.iter().map(|(n, v)| (n.as_str(), v)), &loss.backward().unwrap());
+        let grads =
+            Grads::from_vars(vars.iter().map(|(n, v)| (n.as_str(), v)), &loss.backward().unwrap());
         assert_eq!(grads.len(), 1);
         opt.step(&grads).unwrap();
         assert!(p.to_vec2::<f32>().unwrap()[0][0] < 1.0);

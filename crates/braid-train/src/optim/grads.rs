@@ -18,15 +18,23 @@ impl Grads {
     /// The gradient of every variable in `varmap` that `store` holds one for (detached);
     /// variables the loss does not reach are left out, as PyTorch leaves their `.grad` None.
     pub fn from_store(varmap: &VarMap, store: &GradStore) -> Result<Self> {
-        let vars = varmap.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+        let vars = varmap
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
         Ok(Self::from_vars(vars.iter().map(|(n, v)| (n.as_str(), v)), store))
     }
 
     /// As [`Self::from_store`], for named variables gathered from several `VarMap`s.
-    pub fn from_vars<'a>(vars: impl IntoIterator<Item = (&'a str, &'a Var)>, store: &GradStore) -> Self {
+    pub fn from_vars<'a>(
+        vars: impl IntoIterator<Item = (&'a str, &'a Var)>,
+        store: &GradStore,
+    ) -> Self {
         let map = vars
             .into_iter()
-            .filter_map(|(name, var)| store.get(var.as_tensor()).map(|g| (name.to_string(), g.detach())))
+            .filter_map(|(name, var)| {
+                store.get(var.as_tensor()).map(|g| (name.to_string(), g.detach()))
+            })
             .collect();
         Self { map }
     }
@@ -81,7 +89,9 @@ impl Grads {
 /// The variables of `varmap` named `prefix.NAME`, so that several components' maps can
 /// share one optimiser (see [`crate::AdamW::from_vars`]).
 pub fn prefixed_vars(prefix: &str, varmap: &VarMap) -> Result<Vec<(String, Var)>> {
-    let data = varmap.data().lock().map_err(|_| braid_core::Error::Invalid("a variable map's lock is poisoned".into()))?;
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| braid_core::Error::Invalid("a variable map's lock is poisoned".into()))?;
     Ok(data.iter().map(|(n, v)| (format!("{prefix}.{n}"), v.clone())).collect())
 }
-

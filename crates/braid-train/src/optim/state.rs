@@ -42,7 +42,10 @@ impl AdamW {
             state.insert(name, ParamState { step, exp_avg, exp_avg_sq });
         }
         if let Some(extra) = saved.keys().next() {
-            return Err(Error::format(path, format!("optimiser state `{extra}` names no variable of this model")));
+            return Err(Error::format(
+                path,
+                format!("optimiser state `{extra}` names no variable of this model"),
+            ));
         }
         self.check_shapes(&state)?;
         self.state = state;

@@ -82,7 +82,12 @@ impl ClassifyRecipe {
         for need in Stage::Classify.trainable() {
             if !have.contains(need) {
                 let field = format!("model.{}", component_field(*need));
-                return Err(Error::config(field, format!("stage `classify` trains the {need:?} component, which this model lacks")));
+                return Err(Error::config(
+                    field,
+                    format!(
+                        "stage `classify` trains the {need:?} component, which this model lacks"
+                    ),
+                ));
             }
         }
         self.data.validate()
@@ -118,7 +123,8 @@ mod tests {
     #[test]
     fn bad_recipes_fail_before_training_naming_the_field() {
         assert!(err(&format!("{GOOD}[train]\nlearning_rate = 1.0\n")).contains("learning_rate"));
-        assert!(err(&GOOD.replace("type = \"cnn\"\n", "type = \"cnn\"\nwidht = [4]\n")).contains("widht"));
+        assert!(err(&GOOD.replace("type = \"cnn\"\n", "type = \"cnn\"\nwidht = [4]\n"))
+            .contains("widht"));
         assert!(err(&GOOD.replace("[model.head]\n", "[model.head]\nsize = 3\n")).contains("size"));
         let e = err(&GOOD.replace("[model.head]\n", ""));
         assert!(e.contains("model.head") && e.contains("classify"), "{e}");

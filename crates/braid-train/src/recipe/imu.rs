@@ -6,7 +6,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use braid_core::{Error, Result};
-use braid_data::imu::{read_csv, read_hapt, read_ts, sliding_windows, whole_recordings, window_batch, ChannelStats, CsvOptions, ImuDataset, Window, WindowConfig};
+use braid_data::imu::{
+    read_csv, read_hapt, read_ts, sliding_windows, whole_recordings, window_batch, ChannelStats,
+    CsvOptions, ImuDataset, Window, WindowConfig,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::classify::Examples;
@@ -63,7 +66,11 @@ impl TryFrom<String> for SubjectSet {
     type Error = String;
 
     fn try_from(s: String) -> std::result::Result<Self, String> {
-        let num = |t: &str| t.trim().parse::<u32>().map_err(|_| format!("`{s}` is not a list of subject ids and ranges like \"1-21,25\""));
+        let num = |t: &str| {
+            t.trim().parse::<u32>().map_err(|_| {
+                format!("`{s}` is not a list of subject ids and ranges like \"1-21,25\"")
+            })
+        };
         let ranges = s
             .split(',')
             .map(|part| match part.split_once('-') {
@@ -83,7 +90,11 @@ impl From<SubjectSet> for String {
 
 impl fmt::Display for SubjectSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.ranges.iter().map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
+        let parts: Vec<String> = self
+            .ranges
+            .iter()
+            .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+            .collect();
         f.write_str(&parts.join(","))
     }
 }
@@ -104,16 +115,24 @@ pub struct ImuSplit {
 impl ImuData {
     /// Checks that the files exist and the settings make sense, naming the field.
     pub fn validate(&self) -> Result<()> {
-        for (field, path) in [("data.path", Some(&self.path)), ("data.test_path", self.test_path.as_ref())] {
+        for (field, path) in
+            [("data.path", Some(&self.path)), ("data.test_path", self.test_path.as_ref())]
+        {
             if let Some(p) = path.filter(|p| !p.exists()) {
                 return Err(Error::config(field, format!("{} does not exist", p.display())));
             }
         }
         if !(0.0..=1.0).contains(&self.min_purity) {
-            return Err(Error::config("data.min_purity", format!("must be in [0, 1], got {}", self.min_purity)));
+            return Err(Error::config(
+                "data.min_purity",
+                format!("must be in [0, 1], got {}", self.min_purity),
+            ));
         }
         if self.test_path.is_none() && self.test_subjects.is_none() {
-            return Err(Error::config("data.test_subjects", "set test_subjects (or test_path) so that evaluation uses held-out data"));
+            return Err(Error::config(
+                "data.test_subjects",
+                "set test_subjects (or test_path) so that evaluation uses held-out data",
+            ));
         }
         Ok(())
     }
@@ -122,8 +141,18 @@ impl ImuData {
         match path.extension().and_then(|e| e.to_str()) {
             Some("npz") => read_hapt(path),
             Some("ts") => read_ts(path),
-            Some("csv") => read_csv(path, &CsvOptions { label_column: self.label_column.clone(), subject_column: self.subject_column.clone(), ignore: vec![] }),
-            _ => Err(Error::config("data.path", format!("{}: expected .npz (HAPT layout), .ts or .csv", path.display()))),
+            Some("csv") => read_csv(
+                path,
+                &CsvOptions {
+                    label_column: self.label_column.clone(),
+                    subject_column: self.subject_column.clone(),
+                    ignore: vec![],
+                },
+            ),
+            _ => Err(Error::config(
+                "data.path",
+                format!("{}: expected .npz (HAPT layout), .ts or .csv", path.display()),
+            )),
         }
     }
 
@@ -132,9 +161,17 @@ impl ImuData {
         let ts = path.extension().is_some_and(|e| e == "ts");
         let all = if ts { whole_recordings(ds)? } else { sliding_windows(ds, &self.window)? };
         let names = self.classes.clone().unwrap_or_else(|| ds.classes.clone());
-        let map: Vec<Option<usize>> = ds.classes.iter().map(|c| names.iter().position(|n| n == c)).collect();
+        let map: Vec<Option<usize>> =
+            ds.classes.iter().map(|c| names.iter().position(|n| n == c)).collect();
         if let Some(missing) = names.iter().find(|n| !ds.classes.contains(n)) {
-            return Err(Error::config("data.classes", format!("`{missing}` is not a class of {} (classes: {})", path.display(), ds.classes.join(", "))));
+            return Err(Error::config(
+                "data.classes",
+                format!(
+                    "`{missing}` is not a class of {} (classes: {})",
+                    path.display(),
+                    ds.classes.join(", ")
+                ),
+            ));
         }
         let len = if ts { 0 } else { self.window.length };
         let kept = all
@@ -143,7 +180,9 @@ impl ImuData {
                 let label = map.get(w.label?).copied().flatten()?;
                 let labels = &ds.recordings[w.recording].labels;
                 let span = if ts { &labels[..] } else { &labels[w.start..w.start + len] };
-                let purity = span.iter().filter(|&&l| l == w.label.map_or(-2, |k| k as i32)).count() as f64 / span.len().max(1) as f64;
+                let purity = span.iter().filter(|&&l| l == w.label.map_or(-2, |k| k as i32)).count()
+                    as f64
+                    / span.len().max(1) as f64;
                 (purity >= self.min_purity).then_some(Window { label: Some(label), ..w })
             })
             .collect();
@@ -159,9 +198,13 @@ impl ImuData {
     pub fn load_with(&self, stats: Option<&ChannelStats>) -> Result<ImuSplit> {
         let ds = self.read(&self.path)?;
         let (windows, classes) = self.windows(&ds, &self.path)?;
-        let in_set = |set: &Option<SubjectSet>, w: &Window| set.as_ref().is_some_and(|s| w.subject.is_some_and(|id| s.contains(id)));
+        let in_set = |set: &Option<SubjectSet>, w: &Window| {
+            set.as_ref().is_some_and(|s| w.subject.is_some_and(|id| s.contains(id)))
+        };
         let is_test = |w: &Window| self.test_path.is_none() && in_set(&self.test_subjects, w);
-        let is_train = |w: &Window| !is_test(w) && (self.train_subjects.is_none() || in_set(&self.train_subjects, w));
+        let is_train = |w: &Window| {
+            !is_test(w) && (self.train_subjects.is_none() || in_set(&self.train_subjects, w))
+        };
         let train_w: Vec<Window> = windows.iter().copied().filter(is_train).collect();
         let mut train_recs: Vec<usize> = train_w.iter().map(|w| w.recording).collect();
         train_recs.dedup();
@@ -176,14 +219,27 @@ impl ImuData {
                 let (w, _) = self.windows(&tds, p)?;
                 self.examples(&tds, &w, &stats, "test set (data.test_path)")?
             }
-            None => self.examples(&ds, &windows.iter().copied().filter(is_test).collect::<Vec<_>>(), &stats, "test set (data.test_subjects)")?,
+            None => self.examples(
+                &ds,
+                &windows.iter().copied().filter(is_test).collect::<Vec<_>>(),
+                &stats,
+                "test set (data.test_subjects)",
+            )?,
         };
         Ok(ImuSplit { train, test, stats, classes })
     }
 
-    fn examples(&self, ds: &ImuDataset, windows: &[Window], stats: &ChannelStats, what: &str) -> Result<Examples> {
+    fn examples(
+        &self,
+        ds: &ImuDataset,
+        windows: &[Window],
+        stats: &ChannelStats,
+        what: &str,
+    ) -> Result<Examples> {
         if windows.is_empty() {
-            return Err(Error::Invalid(format!("{what}: no windows left after the class, purity and subject filters")));
+            return Err(Error::Invalid(format!(
+                "{what}: no windows left after the class, purity and subject filters"
+            )));
         }
         let len = match self.path.extension().is_some_and(|e| e == "ts") {
             true => ds.recordings[windows[0].recording].len(),

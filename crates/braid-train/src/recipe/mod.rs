@@ -32,10 +32,16 @@ use braid_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 pub use classify::{ClassifyRecipe, HeadSpec, ModelSpec};
-pub use conversation::{train_conversation, ConversationData, ConversationModel, ConversationRecipe, ConversationRun, ImageFeatures};
+pub use conversation::{
+    train_conversation, ConversationData, ConversationModel, ConversationRecipe, ConversationRun,
+    ImageFeatures,
+};
 pub use imu::{ImuData, ImuSplit, SubjectSet};
 pub use run::{evaluate_classifier, imu_stats, train_classifier, ClassifyReport};
-pub use vision::{evaluate_vision, train_vision, VisionData, VisionModel, VisionModelFile, VisionModelSpec, VisionRecipe, VisionReport, ENCODER_FILE as VISION_ENCODER_FILE};
+pub use vision::{
+    evaluate_vision, train_vision, VisionData, VisionModel, VisionModelFile, VisionModelSpec,
+    VisionRecipe, VisionReport, ENCODER_FILE as VISION_ENCODER_FILE,
+};
 
 use crate::{RunSummary, Stage, TrainConfig};
 
@@ -87,7 +93,8 @@ impl Recipe {
 
     /// Parses recipe text (`path` is for messages).
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::format(path, e.to_string().trim().replace('\n', " ")))
+        toml::from_str(text)
+            .map_err(|e| Error::format(path, e.to_string().trim().replace('\n', " ")))
     }
 
     /// The recipe as TOML.
@@ -185,7 +192,11 @@ impl Recipe {
         let trained = match self {
             Self::Classify(r) => {
                 let (report, summary) = train_classifier(r, launch)?;
-                Ok::<_, Error>(Trained { model_dir: report.model_dir.clone(), summary, report: report.line() })
+                Ok::<_, Error>(Trained {
+                    model_dir: report.model_dir.clone(),
+                    summary,
+                    report: report.line(),
+                })
             }
             Self::Contrastive(r) => {
                 let (report, summary) = train_vision(r, launch)?;

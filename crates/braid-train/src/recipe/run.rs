@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use braid_core::{Error, Modality, Result};
 use braid_data::imu::ChannelStats;
-use braid_pipeline::{EncoderSlot, HeadConfig, ImuPreprocess, Pipeline, PipelineConfig, Preprocess};
+use braid_pipeline::{
+    EncoderSlot, HeadConfig, ImuPreprocess, Pipeline, PipelineConfig, Preprocess,
+};
 use candle_core::Device;
 use serde::Serialize;
 
@@ -37,8 +39,12 @@ impl ClassifyReport {
     /// The one-line JSON `braid train` and `braid eval` print: accuracy, macro-F1, test
     /// windows, F1 per class, parameters, the model directory.
     pub fn line(&self) -> serde_json::Value {
-        let per_class: serde_json::Map<String, serde_json::Value> =
-            self.classes.iter().zip(&self.metrics.per_class_f1).map(|(c, f)| (c.clone(), (*f).into())).collect();
+        let per_class: serde_json::Map<String, serde_json::Value> = self
+            .classes
+            .iter()
+            .zip(&self.metrics.per_class_f1)
+            .map(|(c, f)| (c.clone(), (*f).into()))
+            .collect();
         serde_json::json!({
             "accuracy": self.metrics.accuracy,
             "macro_f1": self.metrics.macro_f1,
@@ -55,8 +61,13 @@ fn params(p: &Pipeline) -> usize {
 }
 
 /// The model directory's description of a classifier of IMU windows.
-fn classifier_config(recipe: &ClassifyRecipe, stats: &ChannelStats, classes: &[String]) -> Result<PipelineConfig> {
-    let encoder = recipe.model.encoder.clone().ok_or_else(|| Error::config("model.encoder", "missing"))?;
+fn classifier_config(
+    recipe: &ClassifyRecipe,
+    stats: &ChannelStats,
+    classes: &[String],
+) -> Result<PipelineConfig> {
+    let encoder =
+        recipe.model.encoder.clone().ok_or_else(|| Error::config("model.encoder", "missing"))?;
     let w = &recipe.data.window;
     let slot = EncoderSlot {
         modality: Modality::Imu,
@@ -64,14 +75,25 @@ fn classifier_config(recipe: &ClassifyRecipe, stats: &ChannelStats, classes: &[S
         placeholder: None,
         token_id: None,
         encoder: Some(encoder),
-        preprocess: Some(Preprocess::Imu(ImuPreprocess::from_stats(stats, Some(w.length), Some(w.stride)))),
+        preprocess: Some(Preprocess::Imu(ImuPreprocess::from_stats(
+            stats,
+            Some(w.length),
+            Some(w.stride),
+        ))),
         projector: None,
     };
-    Ok(PipelineConfig { encoders: vec![slot], head: Some(HeadConfig { classes: classes.to_vec() }), ..Default::default() })
+    Ok(PipelineConfig {
+        encoders: vec![slot],
+        head: Some(HeadConfig { classes: classes.to_vec() }),
+        ..Default::default()
+    })
 }
 
 /// Trains the recipe's classifier (resuming its run when asked) and saves the model.
-pub fn train_classifier(recipe: &ClassifyRecipe, launch: &Launch) -> Result<(ClassifyReport, RunSummary)> {
+pub fn train_classifier(
+    recipe: &ClassifyRecipe,
+    launch: &Launch,
+) -> Result<(ClassifyReport, RunSummary)> {
     recipe.validate()?;
     let split = recipe.data.load()?;
     let cfg = classifier_config(recipe, &split.stats, &split.classes)?;
@@ -85,16 +107,28 @@ pub fn train_classifier(recipe: &ClassifyRecipe, launch: &Launch) -> Result<(Cla
         augment: recipe.augment,
         eval_batch: EVAL_BATCH,
     };
-    let run = RunOptions { dir: recipe.out_dir.clone(), resume: launch.resume, config_toml: launch.resolved.clone(), progress: launch.progress };
+    let run = RunOptions {
+        dir: recipe.out_dir.clone(),
+        resume: launch.resume,
+        config_toml: launch.resolved.clone(),
+        progress: launch.progress,
+    };
     let summary = fit(&task, &recipe.train, &run)?;
     let model_dir = recipe.out_dir.join("model");
     braid_core::fsx::replace_dir(&model_dir, |tmp| {
         model.save(tmp)?;
         // A record of how the model was made; nothing reads it to run the model.
-        std::fs::write(tmp.join("recipe.toml"), &launch.written).map_err(|e| Error::io(tmp.join("recipe.toml"), e))
+        std::fs::write(tmp.join("recipe.toml"), &launch.written)
+            .map_err(|e| Error::io(tmp.join("recipe.toml"), e))
     })?;
     let metrics = ClassifyTask::score(&model, Modality::Imu, &split.test, EVAL_BATCH)?;
-    let report = ClassifyReport { metrics, classes: split.classes, params: params(&model), model_dir, train_seconds: summary.seconds };
+    let report = ClassifyReport {
+        metrics,
+        classes: split.classes,
+        params: params(&model),
+        model_dir,
+        train_seconds: summary.seconds,
+    };
     write_report(&report, &recipe.out_dir)?;
     Ok((report, summary))
 }
@@ -103,29 +137,54 @@ pub fn train_classifier(recipe: &ClassifyRecipe, launch: &Launch) -> Result<(Cla
 pub fn imu_stats(model: &Pipeline) -> Result<ChannelStats> {
     match model.config().slot(Modality::Imu).and_then(|s| s.preprocess.as_ref()) {
         Some(Preprocess::Imu(p)) => p.stats(),
-        _ => Err(Error::config("encoders.imu.preprocess", "the model does not say how its IMU inputs were standardised")),
+        _ => Err(Error::config(
+            "encoders.imu.preprocess",
+            "the model does not say how its IMU inputs were standardised",
+        )),
     }
 }
 
 /// Scores a saved classifier on the recipe's test set, standardised with the model's own
 /// statistics; writes `eval.json` and `confusion.png` into `report_dir`.
-pub fn evaluate_classifier(recipe: &ClassifyRecipe, model_dir: &Path, report_dir: &Path) -> Result<ClassifyReport> {
+pub fn evaluate_classifier(
+    recipe: &ClassifyRecipe,
+    model_dir: &Path,
+    report_dir: &Path,
+) -> Result<ClassifyReport> {
     recipe.data.validate()?;
-    let model = Pipeline::open(model_dir, braid_pipeline::Weights::Frozen { dequantize: false }, &Device::Cpu)?;
+    let model = Pipeline::open(
+        model_dir,
+        braid_pipeline::Weights::Frozen { dequantize: false },
+        &Device::Cpu,
+    )?;
     let split = recipe.data.load_with(Some(&imu_stats(&model)?))?;
     let classes = model.classes().unwrap_or_default();
     if split.classes != classes {
-        return Err(Error::config("data.classes", format!("the data's classes {:?} differ from the model's {classes:?} ({})", split.classes, model_dir.display())));
+        return Err(Error::config(
+            "data.classes",
+            format!(
+                "the data's classes {:?} differ from the model's {classes:?} ({})",
+                split.classes,
+                model_dir.display()
+            ),
+        ));
     }
     let metrics = ClassifyTask::score(&model, Modality::Imu, &split.test, EVAL_BATCH)?;
-    let report = ClassifyReport { metrics, classes: split.classes, params: params(&model), model_dir: model_dir.to_path_buf(), train_seconds: 0.0 };
+    let report = ClassifyReport {
+        metrics,
+        classes: split.classes,
+        params: params(&model),
+        model_dir: model_dir.to_path_buf(),
+        train_seconds: 0.0,
+    };
     write_report(&report, report_dir)?;
     Ok(report)
 }
 
 fn write_report(report: &ClassifyReport, dir: &Path) -> Result<()> {
     let path = dir.join("eval.json");
-    let json = serde_json::to_string_pretty(report).map_err(|e| Error::format(&path, e.to_string()))?;
+    let json =
+        serde_json::to_string_pretty(report).map_err(|e| Error::format(&path, e.to_string()))?;
     std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
     plot::confusion_png(&dir.join("confusion.png"), &report.metrics.confusion, &report.classes)
 }

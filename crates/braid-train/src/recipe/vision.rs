@@ -92,7 +92,10 @@ fn strict_vit<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<VitConfig,
     let known = toml::Table::try_from(VitConfig::default()).map_err(D::Error::custom)?;
     if let Some(k) = table.keys().find(|k| !known.contains_key(*k)) {
         let names: Vec<&str> = known.keys().map(String::as_str).collect();
-        return Err(D::Error::custom(format!("unknown field `{k}` in [model.vit], expected one of {}", names.join(", "))));
+        return Err(D::Error::custom(format!(
+            "unknown field `{k}` in [model.vit], expected one of {}",
+            names.join(", ")
+        )));
     }
     toml::Value::Table(table).try_into().map_err(D::Error::custom)
 }
@@ -103,10 +106,16 @@ impl VisionRecipe {
         self.train.validate()?;
         let vit = &self.model.vit;
         if vit.patch_size == 0 || vit.image_size % vit.patch_size != 0 {
-            return Err(Error::config("model.vit.patch_size", format!("{} must divide image_size {}", vit.patch_size, vit.image_size)));
+            return Err(Error::config(
+                "model.vit.patch_size",
+                format!("{} must divide image_size {}", vit.patch_size, vit.image_size),
+            ));
         }
         if vit.num_attention_heads == 0 || vit.hidden_size % vit.num_attention_heads != 0 {
-            return Err(Error::config("model.vit.num_attention_heads", format!("{} must divide hidden_size {}", vit.num_attention_heads, vit.hidden_size)));
+            return Err(Error::config(
+                "model.vit.num_attention_heads",
+                format!("{} must divide hidden_size {}", vit.num_attention_heads, vit.hidden_size),
+            ));
         }
         if vit.num_channels != 3 {
             return Err(Error::config("model.vit.num_channels", "easy-VQA images are RGB: 3"));
@@ -117,9 +126,15 @@ impl VisionRecipe {
         if self.data.max_images == Some(0) {
             return Err(Error::config("data.max_images", "must be at least 1"));
         }
-        for (field, p, what) in [("data.path", &self.data.path, "answers.txt"), ("model.text", &self.model.text, "config.json")] {
+        for (field, p, what) in [
+            ("data.path", &self.data.path, "answers.txt"),
+            ("model.text", &self.model.text, "config.json"),
+        ] {
             if !p.join(what).is_file() {
-                return Err(Error::config(field, format!("{} has no {what} (fetch it with `braid fetch`)", p.display())));
+                return Err(Error::config(
+                    field,
+                    format!("{} has no {what} (fetch it with `braid fetch`)", p.display()),
+                ));
             }
         }
         Ok(())
@@ -144,7 +159,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_errors_naming_them() {
-        assert!(err(&GOOD.replace("hidden_size = 48", "hidden_size = 48\nhiden_layers = 3")).contains("hiden_layers"));
+        assert!(err(&GOOD.replace("hidden_size = 48", "hidden_size = 48\nhiden_layers = 3"))
+            .contains("hiden_layers"));
         assert!(err(&GOOD.replace("[model]\n", "[model]\nembed_dimm = 4\n")).contains("embed_dimm"));
         assert!(err(&GOOD.replace("[data]\n", "[data]\nmax_image = 4\n")).contains("max_image"));
         assert!(err(&format!("{GOOD}[train]\nlearning_rate = 1.0\n")).contains("learning_rate"));
@@ -153,7 +169,9 @@ mod tests {
     #[test]
     fn bad_values_name_the_field() {
         assert!(err(&format!("{GOOD}patch_size = 10\n")).contains("model.vit.patch_size"));
-        assert!(err(&GOOD.replace("[model]\n", "[model]\nembed_dim = 0\n")).contains("model.embed_dim"));
+        assert!(
+            err(&GOOD.replace("[model]\n", "[model]\nembed_dim = 0\n")).contains("model.embed_dim")
+        );
         let e = err(GOOD);
         assert!(e.contains("data.path") && e.contains("/nonexistent/easy-vqa"), "{e}");
     }

@@ -46,7 +46,12 @@ pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Symmetric InfoNCE. left, right: [n, d]; groups: n ids -> loss []
-pub fn info_nce(left: &Tensor, right: &Tensor, logit_scale: &Tensor, groups: &[usize]) -> Result<Tensor> {
+pub fn info_nce(
+    left: &Tensor,
+    right: &Tensor,
+    logit_scale: &Tensor,
+    groups: &[usize],
+) -> Result<Tensor> {
     let n = left.dim(0)?;
     if right.dim(0)? != n || groups.len() != n {
         return Err(Error::shape("info_nce pairs", &[n], &[right.dim(0)?, groups.len()]));
@@ -61,7 +66,9 @@ pub fn info_nce(left: &Tensor, right: &Tensor, logit_scale: &Tensor, groups: &[u
         }
     }
     let target = Tensor::from_vec(target, (n, n), left.device())?.to_dtype(logits.dtype())?;
-    let ce = |l: &Tensor| -> Result<Tensor> { Ok((log_softmax(l, D::Minus1)?.mul(&target)?.sum_all()?.neg()? / n as f64)?) };
+    let ce = |l: &Tensor| -> Result<Tensor> {
+        Ok((log_softmax(l, D::Minus1)?.mul(&target)?.sum_all()?.neg()? / n as f64)?)
+    };
     // The target is symmetric, so the same matrix serves both directions.
     Ok(((ce(&logits)? + ce(&logits.t()?.contiguous()?)?)? / 2.0)?)
 }
@@ -76,7 +83,12 @@ impl crate::Task for ContrastiveTask<'_> {
             Some(g) => indices.iter().map(|&i| g[i]).collect(),
             None => indices.to_vec(),
         };
-        info_nce(&(self.left)(indices)?, &(self.right)(indices)?, self.logit_scale.as_tensor(), &groups)
+        info_nce(
+            &(self.left)(indices)?,
+            &(self.right)(indices)?,
+            self.logit_scale.as_tensor(),
+            &groups,
+        )
     }
 
     fn evaluate(&self) -> Result<BTreeMap<String, f64>> {
@@ -84,7 +96,15 @@ impl crate::Task for ContrastiveTask<'_> {
             Some(f) => f()?,
             None => BTreeMap::new(),
         };
-        m.insert("temperature".into(), (-self.logit_scale.as_tensor().to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?).exp());
+        m.insert(
+            "temperature".into(),
+            (-self
+                .logit_scale
+                .as_tensor()
+                .to_dtype(candle_core::DType::F64)?
+                .to_scalar::<f64>()?)
+            .exp(),
+        );
         Ok(m)
     }
 
@@ -108,16 +128,26 @@ mod tests {
         let dev = Device::Cpu;
         let a = Tensor::new(&[[1f64, 0.0], [0.0, 1.0]], &dev).unwrap();
         let b = Tensor::new(&[[1f64, 0.0], [1.0, 1.0]], &dev).unwrap();
-        let loss = info_nce(&a, &b, &Tensor::new(0f64, &dev).unwrap(), &[0, 1]).unwrap().to_scalar::<f64>().unwrap();
+        let loss = info_nce(&a, &b, &Tensor::new(0f64, &dev).unwrap(), &[0, 1])
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         let s = std::f64::consts::FRAC_1_SQRT_2;
         // logits [[1, s], [0, s]]; rows: -log softmax at the diagonal; columns likewise.
         let row = |l: [f64; 2], k: usize| -(l[k] - (l[0].exp() + l[1].exp()).ln());
-        let want = ((row([1.0, s], 0) + row([0.0, s], 1)) / 2.0 + (row([1.0, 0.0], 0) + row([s, s], 1)) / 2.0) / 2.0;
+        let want = ((row([1.0, s], 0) + row([0.0, s], 1)) / 2.0
+            + (row([1.0, 0.0], 0) + row([s, s], 1)) / 2.0)
+            / 2.0;
         assert!((loss - want).abs() < 1e-12, "{loss} vs {want}");
         // One group: every target row is [0.5, 0.5].
-        let grouped = info_nce(&a, &b, &Tensor::new(0f64, &dev).unwrap(), &[0, 0]).unwrap().to_scalar::<f64>().unwrap();
+        let grouped = info_nce(&a, &b, &Tensor::new(0f64, &dev).unwrap(), &[0, 0])
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         let half = |l: [f64; 2]| (row(l, 0) + row(l, 1)) / 2.0;
-        let want = ((half([1.0, s]) + half([0.0, s])) / 2.0 + (half([1.0, 0.0]) + half([s, s])) / 2.0) / 2.0;
+        let want = ((half([1.0, s]) + half([0.0, s])) / 2.0
+            + (half([1.0, 0.0]) + half([s, s])) / 2.0)
+            / 2.0;
         assert!((grouped - want).abs() < 1e-12, "{grouped} vs {want}");
         assert_eq!(DType::F64, a.dtype());
     }

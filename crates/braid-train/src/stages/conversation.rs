@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use braid_core::{Error, Result};
-use braid_nn::cross_entropy;
 use braid_llm::Llama;
+use braid_nn::cross_entropy;
 use braid_pipeline::{Pipeline, Sample, IGNORE};
 use candle_core::{Tensor, Var};
 
@@ -38,7 +38,11 @@ pub struct ConversationTask<'a> {
 /// The pipeline's variable maps that `stage` trains, by component: `projector.*` for the
 /// input projectors, `lora` for the LLM's LoRA, `encoder.*`, `llm`; `extra` components
 /// train besides the stage's own.
-pub fn stage_vars(pipeline: &Pipeline, stage: Stage, extra: &[Component]) -> Result<Vec<(String, Var)>> {
+pub fn stage_vars(
+    pipeline: &Pipeline,
+    stage: Stage,
+    extra: &[Component],
+) -> Result<Vec<(String, Var)>> {
     let component = |name: &str| match name {
         n if n.starts_with("projector.") => Component::InputProjector,
         n if n.starts_with("encoder.") => Component::Encoder,
@@ -49,9 +53,13 @@ pub fn stage_vars(pipeline: &Pipeline, stage: Stage, extra: &[Component]) -> Res
     let mut needs: Vec<Component> = stage.trainable().to_vec();
     needs.extend(extra.iter().filter(|c| !stage.trainable().contains(c)));
     for need in &needs {
-        let maps: Vec<_> = pipeline.var_maps().into_iter().filter(|(n, _)| component(n) == *need).collect();
+        let maps: Vec<_> =
+            pipeline.var_maps().into_iter().filter(|(n, _)| component(n) == *need).collect();
         if maps.is_empty() {
-            return Err(Error::config(format!("model.{need:?}").to_lowercase(), format!("stage {stage:?} trains the {need:?} component, which this pipeline lacks")));
+            return Err(Error::config(
+                format!("model.{need:?}").to_lowercase(),
+                format!("stage {stage:?} trains the {need:?} component, which this pipeline lacks"),
+            ));
         }
         for (prefix, vm) in maps {
             vars.extend(crate::optim::prefixed_vars(&prefix, vm)?);
@@ -72,8 +80,13 @@ struct Padded {
 impl Padded {
     /// sequences: ([1, t_i, d], t_i labels) each -> [batch, max t_i, d]
     fn new(sequences: Vec<(Tensor, Vec<i64>)>) -> Result<Self> {
-        let longest = sequences.iter().map(|(_, l)| l.len()).max().ok_or_else(|| Error::Invalid("empty batch".into()))?;
-        let (mut parts, mut rows, mut targets) = (Vec::with_capacity(sequences.len()), Vec::new(), Vec::new());
+        let longest = sequences
+            .iter()
+            .map(|(_, l)| l.len())
+            .max()
+            .ok_or_else(|| Error::Invalid("empty batch".into()))?;
+        let (mut parts, mut rows, mut targets) =
+            (Vec::with_capacity(sequences.len()), Vec::new(), Vec::new());
         for (k, (embeds, labels)) in sequences.into_iter().enumerate() {
             // Position t predicts label t + 1.
             let before = rows.len();
@@ -82,12 +95,17 @@ impl Padded {
                 targets.push(l);
             }
             if rows.len() == before {
-                return Err(Error::Invalid("a training sample has no learnt token (every label is -100)".into()));
+                return Err(Error::Invalid(
+                    "a training sample has no learnt token (every label is -100)".into(),
+                ));
             }
             let (_, t, d) = embeds.dims3()?;
             parts.push(match longest - t {
                 0 => embeds,
-                pad => Tensor::cat(&[&embeds, &Tensor::zeros((1, pad, d), embeds.dtype(), embeds.device())?], 1)?,
+                pad => Tensor::cat(
+                    &[&embeds, &Tensor::zeros((1, pad, d), embeds.dtype(), embeds.device())?],
+                    1,
+                )?,
             });
         }
         Ok(Self { embeds: Tensor::cat(&parts, 0)?, rows, targets })

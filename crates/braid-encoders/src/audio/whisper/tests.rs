@@ -19,13 +19,28 @@ fn two_tiny_configs_match_transformers_using_every_tensor() -> Result<()> {
         assert!(report.is_clean() && report.unexpected.is_empty(), "{report}");
         let io = candle_core::safetensors::load(folder(name).join("io.safetensors"), &Device::Cpu)?;
         let x = &io["input_features"];
-        check(&enc.forward(x)?, &io["last_hidden_state"], 1e-4, &format!("whisper {name} last_hidden_state"))?;
+        check(
+            &enc.forward(x)?,
+            &io["last_hidden_state"],
+            1e-4,
+            &format!("whisper {name} last_hidden_state"),
+        )?;
         for k in 0..=layers {
             let want = &io[&format!("hidden_states.{k}")];
-            check(&enc.hidden_state(x, k)?, want, 1e-4, &format!("whisper {name} hidden_states[{k}]"))?;
+            check(
+                &enc.hidden_state(x, k)?,
+                want,
+                1e-4,
+                &format!("whisper {name} hidden_states[{k}]"),
+            )?;
         }
         let second_last = enc.clone().with_layer(-2)?.encode(x, None)?;
-        check(&second_last.tokens, &io[&format!("hidden_states.{}", layers - 1)], 1e-4, "layer -2")?;
+        check(
+            &second_last.tokens,
+            &io[&format!("hidden_states.{}", layers - 1)],
+            1e-4,
+            "layer -2",
+        )?;
         assert!(enc.clone().with_layer(layers + 1).is_err());
     }
     Ok(())
@@ -33,12 +48,26 @@ fn two_tiny_configs_match_transformers_using_every_tensor() -> Result<()> {
 
 #[test]
 fn sinusoids_equal_the_stored_positions() -> Result<()> {
-    let io = candle_core::safetensors::load(folder("tiny_a").join("model.safetensors"), &Device::Cpu)?;
-    check(&sinusoids(12, 16, &Device::Cpu)?, &io["encoder.embed_positions.weight"], 1e-6, "sinusoids")
+    let io =
+        candle_core::safetensors::load(folder("tiny_a").join("model.safetensors"), &Device::Cpu)?;
+    check(
+        &sinusoids(12, 16, &Device::Cpu)?,
+        &io["encoder.embed_positions.weight"],
+        1e-6,
+        "sinusoids",
+    )
 }
 
 fn tiny() -> WhisperConfig {
-    WhisperConfig { d_model: 8, encoder_layers: 2, encoder_attention_heads: 2, encoder_ffn_dim: 16, num_mel_bins: 4, max_source_positions: 5, ..Default::default() }
+    WhisperConfig {
+        d_model: 8,
+        encoder_layers: 2,
+        encoder_attention_heads: 2,
+        encoder_ffn_dim: 16,
+        num_mel_bins: 4,
+        max_source_positions: 5,
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -50,7 +79,12 @@ fn shapes_and_bad_frame_counts() -> Result<()> {
     let e = enc.encode(&Tensor::zeros((1, 4, 12), DType::F32, &Device::Cpu)?, None).unwrap_err();
     assert!(e.to_string().contains("expected shape [4, 10], got [4, 12]"), "{e}");
     // Not a variable: the key bias is a constant zero.
-    assert!(!vm.data().lock().map_err(|e| braid_core::Error::Invalid(e.to_string()))?.keys().any(|k| k.contains("k_proj.bias")));
+    assert!(!vm
+        .data()
+        .lock()
+        .map_err(|e| braid_core::Error::Invalid(e.to_string()))?
+        .keys()
+        .any(|k| k.contains("k_proj.bias")));
     Ok(())
 }
 

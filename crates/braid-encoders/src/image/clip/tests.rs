@@ -20,7 +20,8 @@ fn pixels(u8s: &Tensor) -> Tensor {
 fn load(name: &str) -> (Clip, HashMap<String, Tensor>) {
     let (clip, report) = Clip::load(&dir(name), &Device::Cpu).unwrap();
     assert!(report.is_clean() && report.unexpected.is_empty(), "{report}");
-    let io = candle_core::safetensors::load(dir(name).join("io.safetensors"), &Device::Cpu).unwrap();
+    let io =
+        candle_core::safetensors::load(dir(name).join("io.safetensors"), &Device::Cpu).unwrap();
     (clip, io)
 }
 
@@ -85,10 +86,15 @@ fn both_towers_and_projections_get_gradient() {
     let ids = Tensor::new(&[[0u32, 5, 7, eos], [0, 9, eos, 0]], &Device::Cpu).unwrap();
     let mask = Tensor::new(&[[1f32, 1., 1., 1.], [1., 1., 1., 0.]], &Device::Cpu).unwrap();
     let logits = clip
-        .logits_per_image(&clip.image_features(&px).unwrap(), &clip.text_features(&ids, Some(&mask)).unwrap())
+        .logits_per_image(
+            &clip.image_features(&px).unwrap(),
+            &clip.text_features(&ids, Some(&mask)).unwrap(),
+        )
         .unwrap();
     // A contrastive-style loss: log-softmax over texts, on the matching pairs.
     let loss = braid_nn::log_softmax(&logits, 1).unwrap().sum_all().unwrap().neg().unwrap();
-    let loss = (loss + clip.vision().forward(&px).unwrap().last_hidden_state.sqr().unwrap().mean_all().unwrap()).unwrap();
+    let loss = (loss
+        + clip.vision().forward(&px).unwrap().last_hidden_state.sqr().unwrap().mean_all().unwrap())
+    .unwrap();
     check_all_vars_get_grad(&vm, &loss).unwrap();
 }

@@ -29,7 +29,10 @@ fn gru_and_lstm_match_pytorch_with_padding() -> Result<()> {
 fn encoder_shapes() -> Result<()> {
     for kind in [RnnKind::Gru, RnnKind::Lstm] {
         let vm = VarMap::new();
-        let enc = RecurrentEncoder::new(cfg(kind), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+        let enc = RecurrentEncoder::new(
+            cfg(kind),
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )?;
         let x = Tensor::randn(0f32, 1., (3, 9, 6), &Device::Cpu)?;
         let f = enc.encode(&x, None)?;
         assert_eq!(f.tokens.dims(), [3, 9, 5]);
@@ -44,7 +47,10 @@ fn encoder_shapes() -> Result<()> {
 fn every_variable_gets_a_gradient() -> Result<()> {
     for kind in [RnnKind::Gru, RnnKind::Lstm] {
         let vm = VarMap::new();
-        let enc = RecurrentEncoder::new(cfg(kind), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+        let enc = RecurrentEncoder::new(
+            cfg(kind),
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )?;
         let x = Tensor::randn(0f32, 1., (2, 4, 6), &Device::Cpu)?;
         let f = enc.encode(&x, None)?;
         check_all_vars_get_grad(&vm, &f.tokens.sqr()?.sum_all()?)?;

@@ -29,7 +29,8 @@ fn matches_transformers_with_padding_and_segments() {
     let hidden = bert.forward(&ids, Some(&mask), Some(&types)).unwrap();
     // Padded positions of row 1 are compared too: transformers computes them the same way.
     assert_close(&hidden, &io["last_hidden_state"], 1e-4, "last_hidden_state").unwrap();
-    assert_close(&bert.pool(&hidden).unwrap(), &io["pooler_output"], 1e-4, "pooler_output").unwrap();
+    assert_close(&bert.pool(&hidden).unwrap(), &io["pooler_output"], 1e-4, "pooler_output")
+        .unwrap();
 }
 
 #[test]
@@ -50,7 +51,9 @@ fn every_weight_gets_gradient() {
     let ids = Tensor::new(&[[3u32, 7, 1, 9], [4, 2, 0, 5]], &Device::Cpu).unwrap();
     let types = Tensor::new(&[[0u32, 0, 1, 1], [0, 1, 0, 1]], &Device::Cpu).unwrap();
     let hidden = bert.forward(&ids, None, Some(&types)).unwrap();
-    let loss = (hidden.sqr().unwrap().mean_all().unwrap() + bert.pool(&hidden).unwrap().sum_all().unwrap()).unwrap();
+    let loss = (hidden.sqr().unwrap().mean_all().unwrap()
+        + bert.pool(&hidden).unwrap().sum_all().unwrap())
+    .unwrap();
     check_all_vars_get_grad(&vm, &loss).unwrap();
 }
 

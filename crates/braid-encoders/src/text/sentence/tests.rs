@@ -13,9 +13,9 @@ fn fixtures() -> PathBuf {
 /// The fetched MiniLM folder, or `None` (with a note) when it is absent and
 /// BRAID_REQUIRE_ASSETS is not 1.
 pub(crate) fn minilm_dir() -> Option<PathBuf> {
-    let home = std::env::var_os("BRAID_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/braid"));
+    let home = std::env::var_os("BRAID_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/braid")
+    });
     let dir = home.join("models/minilm");
     if dir.join("model.safetensors").exists() {
         return Some(dir);
@@ -39,12 +39,15 @@ fn minilm_matches_sentence_transformers_on_60_sentences() {
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() >= 50);
     let (ours, truncated) = enc.embed(&lines, &Device::Cpu).unwrap();
-    let expected = read_npy(fixtures().join("minilm_expected.npy")).unwrap().to_tensor(&Device::Cpu).unwrap();
+    let expected =
+        read_npy(fixtures().join("minilm_expected.npy")).unwrap().to_tensor(&Device::Cpu).unwrap();
     let diff = max_abs_diff(&ours, &expected).unwrap();
     eprintln!("MiniLM: {} sentences, max abs diff {diff:e}, {truncated} truncated", lines.len());
     assert!(diff <= 1e-4, "max abs diff {diff}");
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("minilm_expected.json")).unwrap()).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("minilm_expected.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(truncated as u64, meta["truncated"].as_u64().unwrap());
 }
 

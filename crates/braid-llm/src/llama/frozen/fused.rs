@@ -29,7 +29,10 @@ fn stack(parts: &[Part]) -> Result<QLinear> {
     let [first, ..] = parts else { return Err(Error::Invalid("nothing to stack".into())) };
     if parts.len() == 1 {
         let w = &first.weight;
-        let q = QTensor::new(QStorage::from_data(w.data()?, &w.device(), w.dtype())?, w.shape().clone())?;
+        let q = QTensor::new(
+            QStorage::from_data(w.data()?, &w.device(), w.dtype())?,
+            w.shape().clone(),
+        )?;
         return QLinear::new(q, first.bias.clone());
     }
     let in_dim = first.weight.shape().dims2()?.1;
@@ -44,15 +47,23 @@ fn stack(parts: &[Part]) -> Result<QLinear> {
         });
     }
     let any_bias = parts.iter().any(|p| p.bias.is_some());
-    let storage = QStorage::from_data(std::borrow::Cow::Owned(bytes), &first.weight.device(), first.weight.dtype())?;
+    let storage = QStorage::from_data(
+        std::borrow::Cow::Owned(bytes),
+        &first.weight.device(),
+        first.weight.dtype(),
+    )?;
     let bias = if any_bias { Some(Tensor::cat(&biases, 0)?) } else { None };
     QLinear::new(QTensor::new(storage, (rows, in_dim))?, bias)
 }
 
 /// One matmul over same-typed `parts`, their LoRA updates added to its output.
 fn group(parts: &[Part]) -> Result<(Projection, Vec<usize>)> {
-    let sizes = parts.iter().map(|p| p.weight.shape().dims2().map(|d| d.0)).collect::<candle_core::Result<Vec<_>>>()?;
-    let loras: Vec<(usize, Option<&LoraPair>)> = sizes.iter().zip(parts).map(|(&n, p)| (n, p.lora.as_ref())).collect();
+    let sizes = parts
+        .iter()
+        .map(|p| p.weight.shape().dims2().map(|d| d.0))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let loras: Vec<(usize, Option<&LoraPair>)> =
+        sizes.iter().zip(parts).map(|(&n, p)| (n, p.lora.as_ref())).collect();
     Ok((Projection::new(stack(parts)?, &loras)?, sizes))
 }
 
@@ -99,7 +110,10 @@ mod tests {
     fn stacked_parts_equal_separate_matmuls() -> Result<()> {
         let dev = Device::Cpu;
         let x = Tensor::randn(0f32, 1., (2, 3, 64), &dev)?;
-        let w: Vec<Tensor> = [16usize, 8, 8].iter().map(|&o| Tensor::randn(0f32, 1., (o, 64), &dev)).collect::<candle_core::Result<_>>()?;
+        let w: Vec<Tensor> = [16usize, 8, 8]
+            .iter()
+            .map(|&o| Tensor::randn(0f32, 1., (o, 64), &dev))
+            .collect::<candle_core::Result<_>>()?;
         let b = Tensor::randn(0f32, 1., 8, &dev)?;
         let q = |t: &Tensor, dt| QTensor::quantize(t, dt);
         let part = |weight, bias| Part { weight, bias, lora: None };

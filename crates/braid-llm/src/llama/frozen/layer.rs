@@ -36,8 +36,12 @@ pub(crate) struct FrozenLayer {
 impl FrozenLayer {
     /// Loads `{prefix}.self_attn.*`, `{prefix}.mlp.*` and the two norms.
     pub(crate) fn load(ld: &mut Loader, prefix: &str, cfg: &LlamaConfig) -> Result<Self> {
-        let (h, hd, kvd, inter) =
-            (cfg.hidden_size, cfg.num_attention_heads * cfg.head_dim(), cfg.kv_heads() * cfg.head_dim(), cfg.intermediate_size);
+        let (h, hd, kvd, inter) = (
+            cfg.hidden_size,
+            cfg.num_attention_heads * cfg.head_dim(),
+            cfg.kv_heads() * cfg.head_dim(),
+            cfg.intermediate_size,
+        );
         let bias = cfg.qkv_bias();
         let p = |n: &str| format!("{prefix}.{n}");
         let qkv = Fused::new(vec![
@@ -45,7 +49,10 @@ impl FrozenLayer {
             ld.part(&p("self_attn.k_proj"), (kvd, h), bias)?,
             ld.part(&p("self_attn.v_proj"), (kvd, h), bias)?,
         ])?;
-        let gate_up = Fused::new(vec![ld.part(&p("mlp.gate_proj"), (inter, h), false)?, ld.part(&p("mlp.up_proj"), (inter, h), false)?])?;
+        let gate_up = Fused::new(vec![
+            ld.part(&p("mlp.gate_proj"), (inter, h), false)?,
+            ld.part(&p("mlp.up_proj"), (inter, h), false)?,
+        ])?;
         Ok(Self {
             input_norm: ld.vector(&p("input_layernorm.weight"), h)?,
             post_norm: ld.vector(&p("post_attention_layernorm.weight"), h)?,
@@ -62,7 +69,13 @@ impl FrozenLayer {
 
     /// x: [batch, seq, hidden]; bias: additive attention bias [batch or 1, 1, group * seq,
     /// cached + seq] (rows ordered by query head in group, then position) -> [batch, seq, hidden]
-    pub(crate) fn forward(&self, x: &Tensor, bias: Option<&Tensor>, rope: &Rope, kv: &mut KvBuffer) -> Result<Tensor> {
+    pub(crate) fn forward(
+        &self,
+        x: &Tensor,
+        bias: Option<&Tensor>,
+        rope: &Rope,
+        kv: &mut KvBuffer,
+    ) -> Result<Tensor> {
         let h = rms_norm(x, &self.input_norm, self.eps)?;
         let x = (x + self.attention(&h, bias, rope, kv)?)?;
         let h = rms_norm(&x, &self.post_norm, self.eps)?;
@@ -73,11 +86,19 @@ impl FrozenLayer {
     }
 
     /// x: [batch, seq, hidden] (normed) -> [batch, seq, hidden]
-    fn attention(&self, x: &Tensor, bias: Option<&Tensor>, rope: &Rope, kv: &mut KvBuffer) -> Result<Tensor> {
+    fn attention(
+        &self,
+        x: &Tensor,
+        bias: Option<&Tensor>,
+        rope: &Rope,
+        kv: &mut KvBuffer,
+    ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let d = self.head_dim;
         let qkv = self.qkv.forward(x)?;
-        let split = |y: &Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous()?) };
+        let split = |y: &Tensor, n: usize| -> Result<Tensor> {
+            Ok(y.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous()?)
+        };
         let offset = kv.len();
         let q = rope.apply(&split(&qkv[0], self.heads)?, offset)?;
         let k = rope.apply(&split(&qkv[1], self.kv_heads)?, offset)?;
@@ -92,7 +113,8 @@ impl FrozenLayer {
             None => scores,
         };
         let out = softmax_last_dim(&scores)?.matmul(&v)?;
-        let out = out.reshape((b, self.heads, t, d))?.transpose(1, 2)?.reshape((b, t, self.heads * d))?;
+        let out =
+            out.reshape((b, self.heads, t, d))?.transpose(1, 2)?.reshape((b, t, self.heads * d))?;
         self.o.forward(&out)
     }
 }

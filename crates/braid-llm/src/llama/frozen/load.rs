@@ -38,7 +38,15 @@ impl<'a> Loader<'a> {
     /// Reads from `ckpt` onto `device`; `dequantize` turns quantized weights into f32.
     pub(crate) fn new(ckpt: &'a Checkpoint, device: &Device, dequantize: bool) -> Self {
         let used = BTreeSet::new();
-        Self { ckpt, device: device.clone(), used, report: LoadReport::default(), dequantize, placeholders: 0, lora: None }
+        Self {
+            ckpt,
+            device: device.clone(),
+            used,
+            report: LoadReport::default(),
+            dequantize,
+            placeholders: 0,
+            lora: None,
+        }
     }
 
     /// The same, with LoRA updates from `lora` on the projections it targets.
@@ -85,7 +93,10 @@ impl<'a> Loader<'a> {
             return Ok(q);
         }
         self.make_room(out.saturating_mul(inp))?;
-        Ok(QTensor::quantize(&Tensor::zeros((out, inp), DType::F32, &self.device)?, GgmlDType::F32)?)
+        Ok(QTensor::quantize(
+            &Tensor::zeros((out, inp), DType::F32, &self.device)?,
+            GgmlDType::F32,
+        )?)
     }
 
     /// Counts a placeholder of `n` elements; the report so far as an error once the
@@ -137,7 +148,8 @@ impl<'a> Loader<'a> {
     /// The checkpoint's report, as an error naming the file when anything was missing,
     /// unexpected or mismatched, then the same for the LoRA tensors.
     pub(crate) fn finish(mut self) -> Result<LoadReport> {
-        self.report.unexpected = self.ckpt.names().into_iter().filter(|n| !self.used.contains(n)).collect();
+        self.report.unexpected =
+            self.ckpt.names().into_iter().filter(|n| !self.used.contains(n)).collect();
         let report = self.report.into_result(self.ckpt.path())?;
         if let Some(lora) = self.lora {
             lora.finish(&format!("LoRA tensors for {}", self.ckpt.path().display()))?;

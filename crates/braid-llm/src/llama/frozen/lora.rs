@@ -39,13 +39,24 @@ pub(crate) struct LoraReader<'a> {
 impl<'a> LoraReader<'a> {
     /// Reads from `tensors` (names `{module}.lora_A.weight`, `{module}.lora_B.weight`) for
     /// the modules `targets` names (PEFT's `target_modules` rule), onto `device`.
-    pub(crate) fn new(tensors: &'a HashMap<String, Tensor>, cfg: LoraConfig, targets: &[&str], device: &Device) -> Result<Self> {
+    pub(crate) fn new(
+        tensors: &'a HashMap<String, Tensor>,
+        cfg: LoraConfig,
+        targets: &[&str],
+        device: &Device,
+    ) -> Result<Self> {
         if cfg.rank == 0 {
             return Err(Error::config("lora.rank", "must be at least 1"));
         }
         // Only the matching rule of the spec is used; its VarBuilder never reads.
         let spec = LoraSpec::new(cfg, targets, VarBuilder::zeros(DType::F32, device));
-        Ok(Self { tensors, spec, device: device.clone(), used: BTreeSet::new(), report: LoadReport::default() })
+        Ok(Self {
+            tensors,
+            spec,
+            device: device.clone(),
+            used: BTreeSet::new(),
+            report: LoadReport::default(),
+        })
     }
 
     /// `name` as f32 on the device when present with shape `want`; records the problem otherwise.
@@ -72,7 +83,11 @@ impl<'a> LoraReader<'a> {
     /// The update of the projection at `path` (`model.layers.0.self_attn.q_proj`), shape
     /// `(out, in)`, when a target names it; None when none does or (recorded) its tensors
     /// do not fit.
-    pub(crate) fn pair(&mut self, path: &str, (out, inp): (usize, usize)) -> Result<Option<LoraPair>> {
+    pub(crate) fn pair(
+        &mut self,
+        path: &str,
+        (out, inp): (usize, usize),
+    ) -> Result<Option<LoraPair>> {
         let (parent, module) = path.rsplit_once('.').unwrap_or(("", path));
         if !self.spec.pp(parent).targets(module) {
             return Ok(None);
@@ -90,7 +105,8 @@ impl<'a> LoraReader<'a> {
     /// The report, as an error naming every missing, unexpected or mismatched LoRA tensor
     /// (`what` says whose LoRA it is).
     pub(crate) fn finish(mut self, what: &str) -> Result<LoadReport> {
-        let mut unexpected: Vec<String> = self.tensors.keys().filter(|n| !self.used.contains(*n)).cloned().collect();
+        let mut unexpected: Vec<String> =
+            self.tensors.keys().filter(|n| !self.used.contains(*n)).cloned().collect();
         unexpected.sort();
         self.report.unexpected = unexpected;
         self.report.into_result(what)
@@ -197,14 +213,27 @@ mod tests {
     #[test]
     fn stacked_updates_equal_each_parts_own() -> Result<()> {
         let x = Tensor::randn(0f32, 1., (2, 3, 32), &Device::Cpu)?;
-        let pairs = [LoraPair { a: randn((2, 32))?, b: randn((8, 2))? }, LoraPair { a: randn((2, 32))?, b: randn((4, 2))? }];
+        let pairs = [
+            LoraPair { a: randn((2, 32))?, b: randn((8, 2))? },
+            LoraPair { a: randn((2, 32))?, b: randn((4, 2))? },
+        ];
         let w = randn((16, 32))?;
         let linear = QLinear::new(QTensor::quantize(&w, GgmlDType::F32)?, None)?;
-        let proj = Projection::new(linear, &[(8, Some(&pairs[0])), (4, None), (4, Some(&pairs[1]))])?;
+        let proj =
+            Projection::new(linear, &[(8, Some(&pairs[0])), (4, None), (4, Some(&pairs[1]))])?;
         let y = proj.forward(&x)?;
         let base = x.broadcast_matmul(&w.t()?)?;
-        let own = |p: &LoraPair| -> Result<Tensor> { Ok(x.broadcast_matmul(&p.a.t()?)?.broadcast_matmul(&p.b.t()?)?) };
-        let want = Tensor::cat(&[(base.narrow(2, 0, 8)? + own(&pairs[0])?)?, base.narrow(2, 8, 4)?, (base.narrow(2, 12, 4)? + own(&pairs[1])?)?], 2)?;
+        let own = |p: &LoraPair| -> Result<Tensor> {
+            Ok(x.broadcast_matmul(&p.a.t()?)?.broadcast_matmul(&p.b.t()?)?)
+        };
+        let want = Tensor::cat(
+            &[
+                (base.narrow(2, 0, 8)? + own(&pairs[0])?)?,
+                base.narrow(2, 8, 4)?,
+                (base.narrow(2, 12, 4)? + own(&pairs[1])?)?,
+            ],
+            2,
+        )?;
         braid_core::testing::assert_close(&y, &want, 1e-4, "stacked lora")?;
         let alone = proj.linear.forward(&x)?.narrow(2, 8, 4)?;
         braid_core::testing::assert_close(&y.narrow(2, 8, 4)?, &alone, 0.0, "part without lora")
@@ -218,8 +247,18 @@ mod tests {
         let x = Tensor::randn(0f32, 1., (1, 2, 64), &Device::Cpu)?;
         let w = [randn((16, 64))?, randn((8, 64))?, randn((8, 64))?];
         let types = [GgmlDType::Q8_0, GgmlDType::Q8_0, GgmlDType::Q4_1];
-        let loras = [Some(LoraPair { a: randn((3, 64))?, b: randn((16, 3))? }), None, Some(LoraPair { a: randn((3, 64))?, b: randn((8, 3))? })];
-        let parts = (0..3).map(|i| Ok(Part { weight: QTensor::quantize(&w[i], types[i])?, bias: None, lora: loras[i].clone() }));
+        let loras = [
+            Some(LoraPair { a: randn((3, 64))?, b: randn((16, 3))? }),
+            None,
+            Some(LoraPair { a: randn((3, 64))?, b: randn((8, 3))? }),
+        ];
+        let parts = (0..3).map(|i| {
+            Ok(Part {
+                weight: QTensor::quantize(&w[i], types[i])?,
+                bias: None,
+                lora: loras[i].clone(),
+            })
+        });
         let outs = Fused::new(parts.collect::<Result<Vec<_>>>()?)?.forward(&x)?;
         for i in 0..3 {
             let mut want = QLinear::new(QTensor::quantize(&w[i], types[i])?, None)?.forward(&x)?;
@@ -234,7 +273,8 @@ mod tests {
     #[test]
     fn parts_not_covering_the_projection_are_a_shape_error() -> Result<()> {
         let linear = QLinear::new(QTensor::quantize(&randn((16, 32))?, GgmlDType::F32)?, None)?;
-        let e = Projection::new(linear, &[(8, None)]).err().map(|e| e.to_string()).unwrap_or_default();
+        let e =
+            Projection::new(linear, &[(8, None)]).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("lora parts of a projection"), "{e}");
         Ok(())
     }

@@ -45,7 +45,8 @@ mod tests {
 
     #[test]
     fn causal_rows_repeat_per_group_member() -> Result<()> {
-        let m = attention_bias(2, 1, 2, None, &Device::Cpu)?.ok_or_else(|| Error::Invalid("none".into()))?;
+        let m = attention_bias(2, 1, 2, None, &Device::Cpu)?
+            .ok_or_else(|| Error::Invalid("none".into()))?;
         let rows = m.squeeze(0)?.squeeze(0)?.to_vec2::<f32>()?;
         assert_eq!(rows.len(), 4);
         assert_eq!(rows[0], vec![0.0, 0.0, NEG]);

@@ -15,9 +15,12 @@ pub(crate) struct Rope {
 impl Rope {
     /// Frequencies `base^(-2i/head_dim)` for positions `0..max_pos`.
     pub(crate) fn new(head_dim: usize, max_pos: usize, base: f64, device: &Device) -> Result<Self> {
-        let inv: Vec<f32> = (0..head_dim / 2).map(|i| (1.0 / base.powf(2.0 * i as f64 / head_dim as f64)) as f32).collect();
+        let inv: Vec<f32> = (0..head_dim / 2)
+            .map(|i| (1.0 / base.powf(2.0 * i as f64 / head_dim as f64)) as f32)
+            .collect();
         let inv = Tensor::from_vec(inv, (1, head_dim / 2), device)?;
-        let pos = Tensor::arange(0u32, max_pos as u32, device)?.to_dtype(DType::F32)?.unsqueeze(1)?;
+        let pos =
+            Tensor::arange(0u32, max_pos as u32, device)?.to_dtype(DType::F32)?.unsqueeze(1)?;
         let freqs = pos.broadcast_mul(&inv)?;
         Ok(Self { cos: freqs.cos()?, sin: freqs.sin()? })
     }

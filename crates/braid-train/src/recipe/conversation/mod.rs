@@ -155,15 +155,27 @@ impl ConversationRecipe {
         match stage {
             Stage::Align => {}
             Stage::Instruct if self.model.lora.is_none() => {
-                return Err(Error::config("model.lora", "stage `instruct` trains LoRA on the language model, which this model lacks"))
+                return Err(Error::config(
+                    "model.lora",
+                    "stage `instruct` trains LoRA on the language model, which this model lacks",
+                ))
             }
             Stage::Instruct if self.data.present_repeat > 1 && self.data.turns != 1 => {
-                return Err(Error::config("data.present_repeat", "repeats single questions: it needs `turns = 1`"))
+                return Err(Error::config(
+                    "data.present_repeat",
+                    "repeats single questions: it needs `turns = 1`",
+                ))
             }
             Stage::Instruct => {}
-            other => return Err(Error::config("stage", format!("{other:?} is not a multimodal-LLM stage (align, instruct)"))),
+            other => {
+                return Err(Error::config(
+                    "stage",
+                    format!("{other:?} is not a multimodal-LLM stage (align, instruct)"),
+                ))
+            }
         }
-        if self.model.vision.is_none() && self.model.encoder.is_none() && self.model.init.is_none() {
+        if self.model.vision.is_none() && self.model.encoder.is_none() && self.model.init.is_none()
+        {
             return Err(Error::config("model.vision", "the model needs an image encoder: `vision` (a contrastive run), `encoder` (a fresh one) or `init` (a model directory)"));
         }
         Ok(())
@@ -186,8 +198,13 @@ mod tests {
         let bad = format!("{text}lora_rank = 4\n");
         let e = Recipe::parse(&bad, Path::new("r.toml")).unwrap_err().to_string();
         assert!(e.contains("lora_rank"), "{e}");
-        let no_encoder = text.replace("instruct", "align").replace(&format!("vision = \"{d}\"\n"), "");
-        let e = Recipe::parse(&no_encoder, Path::new("r.toml")).unwrap().validate().unwrap_err().to_string();
+        let no_encoder =
+            text.replace("instruct", "align").replace(&format!("vision = \"{d}\"\n"), "");
+        let e = Recipe::parse(&no_encoder, Path::new("r.toml"))
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("model.vision"), "{e}");
     }
 }

@@ -11,7 +11,10 @@ use braid_core::{Error, Modality, Result};
 use braid_data::conversation::{ConversationDataset, ConversationOptions};
 use braid_data::vqa::{EasyVqa, ExportOptions, Split};
 use braid_encoders::EncoderConfig;
-use braid_pipeline::{evaluate_conversations, evaluate_vqa, sample_inputs, EncoderSlot, ImagePreprocess, Pipeline, PipelineConfig, Preprocess, PromptConfig, Sample, PIPELINE_FILE};
+use braid_pipeline::{
+    evaluate_conversations, evaluate_vqa, sample_inputs, EncoderSlot, ImagePreprocess, Pipeline,
+    PipelineConfig, Preprocess, PromptConfig, Sample, PIPELINE_FILE,
+};
 use candle_core::Device;
 use candle_nn::VarMap;
 
@@ -36,9 +39,16 @@ fn image_encoder(recipe: &ConversationRecipe) -> Result<(EncoderConfig, Preproce
     let f = &recipe.model.features;
     if let Some(dir) = &recipe.model.vision {
         let vision = VisionModelFile::read(dir)?.pipeline_config();
-        let slot = vision.slot(Modality::Image).ok_or_else(|| Error::config("model.vision", "no image encoder"))?;
-        let (Some(EncoderConfig::Vit { vit, feature_layer, drop_cls, .. }), Some(pre)) = (&slot.encoder, &slot.preprocess) else {
-            return Err(Error::config("model.vision", format!("{}: its image slot lacks a ViT or its preprocessing", dir.display())));
+        let slot = vision
+            .slot(Modality::Image)
+            .ok_or_else(|| Error::config("model.vision", "no image encoder"))?;
+        let (Some(EncoderConfig::Vit { vit, feature_layer, drop_cls, .. }), Some(pre)) =
+            (&slot.encoder, &slot.preprocess)
+        else {
+            return Err(Error::config(
+                "model.vision",
+                format!("{}: its image slot lacks a ViT or its preprocessing", dir.display()),
+            ));
         };
         let encoder = EncoderConfig::Vit {
             vit: vit.clone(),
@@ -50,17 +60,33 @@ fn image_encoder(recipe: &ConversationRecipe) -> Result<(EncoderConfig, Preproce
     }
     if let Some(encoder) = &recipe.model.encoder {
         let EncoderConfig::Vit { vit, .. } = encoder else {
-            return Err(Error::config("model.encoder", "an image encoder (`type = \"vit\"`) is needed"));
+            return Err(Error::config(
+                "model.encoder",
+                "an image encoder (`type = \"vit\"`) is needed",
+            ));
         };
         let size = vit.image_size as u32;
-        return Ok((encoder.clone(), Preprocess::Image(ImagePreprocess::fixed(size, size, [0.5; 3], [0.5; 3]))));
+        return Ok((
+            encoder.clone(),
+            Preprocess::Image(ImagePreprocess::fixed(size, size, [0.5; 3], [0.5; 3])),
+        ));
     }
-    let init = recipe.model.init.as_ref().ok_or_else(|| Error::config("model.vision", "no image encoder: give `vision`, `encoder` or `init`"))?;
+    let init = recipe.model.init.as_ref().ok_or_else(|| {
+        Error::config("model.vision", "no image encoder: give `vision`, `encoder` or `init`")
+    })?;
     let cfg = PipelineConfig::load(&init.join(PIPELINE_FILE))?;
-    let slot = cfg.slot(Modality::Image).ok_or_else(|| Error::config("model.init", format!("{} has no image encoder", init.display())))?;
+    let slot = cfg.slot(Modality::Image).ok_or_else(|| {
+        Error::config("model.init", format!("{} has no image encoder", init.display()))
+    })?;
     match (&slot.encoder, &slot.preprocess) {
         (Some(e), Some(p)) => Ok((e.clone(), p.clone())),
-        _ => Err(Error::config("model.init", format!("{}: its image slot lacks [encoders.encoder] or [encoders.preprocess]", init.display()))),
+        _ => Err(Error::config(
+            "model.init",
+            format!(
+                "{}: its image slot lacks [encoders.encoder] or [encoders.preprocess]",
+                init.display()
+            ),
+        )),
     }
 }
 
@@ -93,9 +119,14 @@ fn pipeline_config(recipe: &ConversationRecipe) -> Result<PipelineConfig> {
 /// an error naming them).
 fn fill(vars: &VarMap, path: &Path) -> Result<()> {
     let ckpt = Checkpoint::open(path)?;
-    let data = vars.data().lock().map_err(|_| Error::Invalid("a variable map's lock is poisoned".into()))?;
+    let data = vars
+        .data()
+        .lock()
+        .map_err(|_| Error::Invalid("a variable map's lock is poisoned".into()))?;
     for (name, var) in data.iter() {
-        let t = ckpt.tensor(name, var.dtype(), var.device()).map_err(|_| Error::format(path, format!("lacks `{name}`")))?;
+        let t = ckpt
+            .tensor(name, var.dtype(), var.device())
+            .map_err(|_| Error::format(path, format!("lacks `{name}`")))?;
         var.set(&t)?;
     }
     Ok(())
@@ -114,35 +145,64 @@ fn training_data(recipe: &ConversationRecipe, stage: Stage) -> Result<Conversati
         return ConversationDataset::open(&d.path, &d.options);
     }
     let vqa = EasyVqa::open(&d.path, Split::Train)?;
-    let export = ExportOptions { skip_images: d.skip_images, max_images: d.max_images, turns: d.turns, present_repeat: d.present_repeat.max(1) as u32 };
+    let export = ExportOptions {
+        skip_images: d.skip_images,
+        max_images: d.max_images,
+        turns: d.turns,
+        present_repeat: d.present_repeat.max(1) as u32,
+    };
     let dir = recipe.out_dir.join("data");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let file = if stage == Stage::Align { vqa.write_captions(&dir, &export)? } else { vqa.write_conversations(&dir, &export)? };
-    ConversationDataset::open(&file, &ConversationOptions { use_weights: true, ..d.options.clone() })
+    let file = if stage == Stage::Align {
+        vqa.write_captions(&dir, &export)?
+    } else {
+        vqa.write_conversations(&dir, &export)?
+    };
+    ConversationDataset::open(
+        &file,
+        &ConversationOptions { use_weights: true, ..d.options.clone() },
+    )
 }
 
 /// Trains the recipe's stage; writes `out_dir/model/`.
-pub fn train_conversation(recipe: &ConversationRecipe, stage: Stage, launch: &Launch) -> Result<ConversationRun> {
+pub fn train_conversation(
+    recipe: &ConversationRecipe,
+    stage: Stage,
+    launch: &Launch,
+) -> Result<ConversationRun> {
     recipe.validate(stage)?;
     // The data first: a bad file fails in a moment, before the language model loads.
     let data = training_data(recipe, stage)?;
-    let eval_data = recipe.data.eval_path.as_ref().map(|p| ConversationDataset::open(p, &ConversationOptions::default())).transpose()?;
+    let eval_data = recipe
+        .data
+        .eval_path
+        .as_ref()
+        .map(|p| ConversationDataset::open(p, &ConversationOptions::default()))
+        .transpose()?;
     let device = Device::Cpu;
     let pipeline = Pipeline::init(&pipeline_config(recipe)?, Path::new("."), &device)?;
     let prompter = pipeline.prompter()?;
     // Every part the init directory has comes from there (its encoder may have been
     // fine-tuned); the encoder otherwise from the vision model.
     for (name, vars) in pipeline.var_maps() {
-        let init = recipe.model.init.as_ref().map(|d| d.join(format!("{name}.safetensors"))).filter(|p| p.is_file());
+        let init = recipe
+            .model
+            .init
+            .as_ref()
+            .map(|d| d.join(format!("{name}.safetensors")))
+            .filter(|p| p.is_file());
         match (name.as_str(), init, &recipe.model.vision) {
             (_, Some(init), _) => fill(vars, &init)?,
-            ("encoder.image", None, Some(vision)) => fill(vars, &vision.join(crate::recipe::VISION_ENCODER_FILE))?,
+            ("encoder.image", None, Some(vision)) => {
+                fill(vars, &vision.join(crate::recipe::VISION_ENCODER_FILE))?
+            }
             _ => {}
         }
     }
     let sample = |k: usize| -> Result<Sample> {
         let s = data.get(k).ok_or_else(|| Error::Invalid(format!("no training sample {k}")))?;
-        let (messages, inputs) = sample_inputs(&pipeline, s).map_err(|e| Error::Invalid(format!("sample {:?}: {e}", s.id)))?;
+        let (messages, inputs) = sample_inputs(&pipeline, s)
+            .map_err(|e| Error::Invalid(format!("sample {:?}: {e}", s.id)))?;
         prompter.sample(&messages, inputs)
     };
     let evaluate = || -> Result<std::collections::BTreeMap<String, f64>> {
@@ -153,19 +213,34 @@ pub fn train_conversation(recipe: &ConversationRecipe, stage: Stage, launch: &La
                 let r = evaluate_conversations(&pipeline, eval, n, false)?;
                 Ok(std::collections::BTreeMap::from([("accuracy".to_string(), r.accuracy)]))
             }
-            (None, n) if is_easy_vqa(&recipe.data.path) => Ok(evaluate_vqa(&pipeline, &recipe.data.path, n, false)?.summary()),
+            (None, n) if is_easy_vqa(&recipe.data.path) => {
+                Ok(evaluate_vqa(&pipeline, &recipe.data.path, n, false)?.summary())
+            }
             (None, _) => Ok(Default::default()),
         }
     };
     let extra = if recipe.model.train_encoder { vec![Component::Encoder] } else { Vec::new() };
-    let task = ConversationTask { pipeline: &pipeline, stage, extra, samples: Box::new(sample), len: data.len(), evaluate: Some(Box::new(evaluate)) };
-    let run = RunOptions { dir: recipe.out_dir.clone(), resume: launch.resume, config_toml: launch.resolved.clone(), progress: launch.progress };
+    let task = ConversationTask {
+        pipeline: &pipeline,
+        stage,
+        extra,
+        samples: Box::new(sample),
+        len: data.len(),
+        evaluate: Some(Box::new(evaluate)),
+    };
+    let run = RunOptions {
+        dir: recipe.out_dir.clone(),
+        resume: launch.resume,
+        config_toml: launch.resolved.clone(),
+        progress: launch.progress,
+    };
     let summary = fit(&task, &recipe.train, &run)?;
     let model_dir = recipe.out_dir.join("model");
     braid_core::fsx::replace_dir(&model_dir, |tmp| {
         pipeline.save(tmp)?;
         // A record of how the model was made; nothing reads it to run the model.
-        std::fs::write(tmp.join("recipe.toml"), &launch.written).map_err(|e| Error::io(tmp.join("recipe.toml"), e))
+        std::fs::write(tmp.join("recipe.toml"), &launch.written)
+            .map_err(|e| Error::io(tmp.join("recipe.toml"), e))
     })?;
     Ok(ConversationRun { model_dir, summary })
 }

@@ -11,7 +11,10 @@ use braid_core::{Error, Modality, Result};
 use braid_encoders::image::{Vit, VitConfig};
 use braid_encoders::EncoderConfig;
 use braid_nn::Linear;
-use braid_pipeline::{ContrastiveConfig, EncoderSlot, ImagePreprocess, PipelineConfig, Preprocess, CONTRASTIVE_FILE, PIPELINE_FILE};
+use braid_pipeline::{
+    ContrastiveConfig, EncoderSlot, ImagePreprocess, PipelineConfig, Preprocess, CONTRASTIVE_FILE,
+    PIPELINE_FILE,
+};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
@@ -48,25 +51,47 @@ impl VisionModelFile {
             model: None,
             placeholder: None,
             token_id: None,
-            encoder: Some(EncoderConfig::Vit { vit: self.vit.clone(), feature_layer: -2, drop_cls: true, pool: 1 }),
-            preprocess: Some(Preprocess::Image(ImagePreprocess::fixed(size, size, widen(self.image_mean), widen(self.image_std)))),
+            encoder: Some(EncoderConfig::Vit {
+                vit: self.vit.clone(),
+                feature_layer: -2,
+                drop_cls: true,
+                pool: 1,
+            }),
+            preprocess: Some(Preprocess::Image(ImagePreprocess::fixed(
+                size,
+                size,
+                widen(self.image_mean),
+                widen(self.image_std),
+            ))),
             projector: None,
         };
-        PipelineConfig { encoders: vec![slot], contrastive: Some(self.contrastive.clone()), ..Default::default() }
+        PipelineConfig {
+            encoders: vec![slot],
+            contrastive: Some(self.contrastive.clone()),
+            ..Default::default()
+        }
     }
 
     /// Reads `dir/pipeline.toml` of a contrastive run's model.
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(PIPELINE_FILE);
         let cfg = PipelineConfig::load(&path)?;
-        let bad = |what: &str| Error::format(&path, format!("not a contrastive image model: {what}"));
+        let bad =
+            |what: &str| Error::format(&path, format!("not a contrastive image model: {what}"));
         let contrastive = cfg.contrastive.clone().ok_or_else(|| bad("no [contrastive]"))?;
         let slot = cfg.slot(Modality::Image).ok_or_else(|| bad("no image encoder"))?;
-        let (Some(EncoderConfig::Vit { vit, .. }), Some(Preprocess::Image(p))) = (&slot.encoder, &slot.preprocess) else {
+        let (Some(EncoderConfig::Vit { vit, .. }), Some(Preprocess::Image(p))) =
+            (&slot.encoder, &slot.preprocess)
+        else {
             return Err(bad("the image slot needs a ViT and its image preprocessing"));
         };
         let narrow = |v: [f64; 3]| v.map(|x| x as f32);
-        Ok(Self { vit: vit.clone(), image_mean: narrow(p.image_mean), image_std: narrow(p.image_std), contrastive })
+        Ok(Self {
+            vit: vit.clone(),
+            image_mean: narrow(p.image_mean),
+            image_std: narrow(p.image_std),
+            contrastive,
+        })
     }
 
     /// RGB in [0, 1] [.., 3, H, W] -> what the ViT takes.
@@ -91,8 +116,12 @@ impl VisionModel {
     pub fn new(file: VisionModelFile, enc: VarBuilder, head: VarBuilder) -> Result<Self> {
         let vit = Vit::new(&file.vit, enc)?;
         let c = &file.contrastive;
-        let visual = Linear::new(file.vit.hidden_size, c.embed_dim, false, head.pp("visual_projection"))?;
-        let text = c.text_projection.then(|| Linear::new(c.text_dim, c.embed_dim, false, head.pp("text_projection"))).transpose()?;
+        let visual =
+            Linear::new(file.vit.hidden_size, c.embed_dim, false, head.pp("visual_projection"))?;
+        let text = c
+            .text_projection
+            .then(|| Linear::new(c.text_dim, c.embed_dim, false, head.pp("text_projection")))
+            .transpose()?;
         Ok(Self { vit, visual, text, file })
     }
 
@@ -118,7 +147,8 @@ impl VisionModel {
     /// Writes `pipeline.toml` and the two weight files into `dir` (which must exist).
     pub fn save(file: &VisionModelFile, dir: &Path, encoder: &VarMap, head: &VarMap) -> Result<()> {
         let path = dir.join(PIPELINE_FILE);
-        std::fs::write(&path, file.pipeline_config().to_toml()?).map_err(|e| Error::io(&path, e))?;
+        std::fs::write(&path, file.pipeline_config().to_toml()?)
+            .map_err(|e| Error::io(&path, e))?;
         encoder.save(dir.join(ENCODER_FILE))?;
         head.save(dir.join(CONTRASTIVE_FILE))?;
         Ok(())
@@ -127,9 +157,20 @@ impl VisionModel {
     /// Loads a model directory; every stored tensor must be used. -> (model, parameters)
     pub fn load(dir: &Path, device: &Device) -> Result<(Self, usize)> {
         let file = VisionModelFile::read(dir)?;
-        let (enc, head) = (Checkpoint::open(dir.join(ENCODER_FILE))?, Checkpoint::open(dir.join(CONTRASTIVE_FILE))?);
-        let params = [&enc, &head].iter().flat_map(|c| c.names().into_iter().map(move |n| c.shape(&n).map_or(0, |s| s.iter().product::<usize>()))).sum::<usize>();
-        let ((evb, et), (hvb, ht)) = (enc.var_builder(DType::F32, device), head.var_builder(DType::F32, device));
+        let (enc, head) = (
+            Checkpoint::open(dir.join(ENCODER_FILE))?,
+            Checkpoint::open(dir.join(CONTRASTIVE_FILE))?,
+        );
+        let params = [&enc, &head]
+            .iter()
+            .flat_map(|c| {
+                c.names()
+                    .into_iter()
+                    .map(move |n| c.shape(&n).map_or(0, |s| s.iter().product::<usize>()))
+            })
+            .sum::<usize>();
+        let ((evb, et), (hvb, ht)) =
+            (enc.var_builder(DType::F32, device), head.var_builder(DType::F32, device));
         let model = Self::new(file, evb, hvb)?;
         et.report().into_result(dir.join(ENCODER_FILE))?;
         ht.report().into_result(dir.join(CONTRASTIVE_FILE))?;
@@ -141,7 +182,10 @@ impl VisionModel {
 pub fn normalize(pixels: &Tensor, mean: &[f32; 3], std: &[f32; 3]) -> Result<Tensor> {
     let shape = |v: &[f32; 3]| -> Result<Tensor> {
         let mut dims = vec![1usize; pixels.rank()];
-        let c = pixels.rank().checked_sub(3).ok_or_else(|| Error::shape("pixels [.., 3, H, W]", &[3, 0, 0], pixels.dims()))?;
+        let c = pixels
+            .rank()
+            .checked_sub(3)
+            .ok_or_else(|| Error::shape("pixels [.., 3, H, W]", &[3, 0, 0], pixels.dims()))?;
         dims[c] = 3;
         Ok(Tensor::new(v, pixels.device())?.reshape(dims)?)
     };

@@ -20,9 +20,9 @@ use braid_pipeline::ContrastiveConfig;
 use super::model::{normalize, VisionModel, VisionModelFile, IMAGE_MEAN, IMAGE_STD};
 use super::VisionRecipe;
 use crate::recipe::Launch;
-use braid_nn::init::seeded_var_builder;
 use crate::stages::{l2_normalize, ContrastiveTask, INITIAL_LOGIT_SCALE};
 use crate::{fit, RunOptions, RunSummary};
+use braid_nn::init::seeded_var_builder;
 
 const EVAL_BATCH: usize = 250;
 
@@ -71,9 +71,13 @@ fn load_split(dir: &Path, split: Split, max: Option<usize>, dev: &Device) -> Res
     }
     labelled.truncate(max.unwrap_or(usize::MAX));
     if labelled.is_empty() {
-        return Err(Error::config("data.path", format!("{}: no captioned {} images", dir.display(), split.as_str())));
+        return Err(Error::config(
+            "data.path",
+            format!("{}: no captioned {} images", dir.display(), split.as_str()),
+        ));
     }
-    let raw = labelled.iter().map(|&(id, _)| data.load_image(id, dev)).collect::<Result<Vec<_>>>()?;
+    let raw =
+        labelled.iter().map(|&(id, _)| data.load_image(id, dev)).collect::<Result<Vec<_>>>()?;
     let pixels = normalize(&Tensor::stack(&raw, 0)?, &IMAGE_MEAN, &IMAGE_STD)?;
     Ok(Images { pixels, labels: labelled.into_iter().map(|(_, l)| l).collect() })
 }
@@ -91,7 +95,10 @@ struct Scores(f64, f64, f64, usize);
 
 impl Scores {
     fn metrics(&self) -> BTreeMap<String, f64> {
-        [("accuracy_color", self.0), ("accuracy_shape", self.1), ("accuracy", self.2)].into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+        [("accuracy_color", self.0), ("accuracy_shape", self.1), ("accuracy", self.2)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
     }
 }
 
@@ -105,8 +112,15 @@ fn zero_shot(model: &VisionModel, images: &Images, text: &Tensor) -> Result<Scor
         predicted.extend(sim.argmax(D::Minus1)?.to_vec1::<u32>()?.into_iter().map(|p| p as usize));
     }
     let k = SHAPES.len();
-    let share = |f: &dyn Fn(usize, usize) -> bool| predicted.iter().zip(&images.labels).filter(|(&p, &t)| f(p, t)).count() as f64 / n as f64;
-    Ok(Scores(share(&|p, t| p / k == t / k), share(&|p, t| p % k == t % k), share(&|p, t| p == t), n))
+    let share = |f: &dyn Fn(usize, usize) -> bool| {
+        predicted.iter().zip(&images.labels).filter(|(&p, &t)| f(p, t)).count() as f64 / n as f64
+    };
+    Ok(Scores(
+        share(&|p, t| p / k == t / k),
+        share(&|p, t| p % k == t % k),
+        share(&|p, t| p == t),
+        n,
+    ))
 }
 
 /// One of the 8 symmetries of the square per image, at random (flips and quarter turns):
@@ -148,7 +162,12 @@ fn model_file(recipe: &VisionRecipe, text_dim: usize) -> VisionModelFile {
         text_projection: recipe.model.embed_dim.is_some(),
         logit_scale: INITIAL_LOGIT_SCALE,
     };
-    VisionModelFile { vit: recipe.model.vit.clone(), image_mean: IMAGE_MEAN, image_std: IMAGE_STD, contrastive }
+    VisionModelFile {
+        vit: recipe.model.vit.clone(),
+        image_mean: IMAGE_MEAN,
+        image_std: IMAGE_STD,
+        contrastive,
+    }
 }
 
 /// Trains the recipe's ViT against the frozen text tower (resuming its run when asked),
@@ -158,14 +177,23 @@ pub fn train_vision(recipe: &VisionRecipe, launch: &Launch) -> Result<(VisionRep
     let dev = Device::Cpu;
     let text = embed_captions(&recipe.model.text, &dev)?;
     let max = recipe.data.max_images;
-    let (train, test) = (load_split(&recipe.data.path, Split::Train, max, &dev)?, load_split(&recipe.data.path, Split::Test, max, &dev)?);
+    let (train, test) = (
+        load_split(&recipe.data.path, Split::Train, max, &dev)?,
+        load_split(&recipe.data.path, Split::Test, max, &dev)?,
+    );
     let text_dim = text.dim(1)?;
     let mut file = model_file(recipe, text_dim);
     let (enc_vars, head_vars) = (VarMap::new(), VarMap::new());
     let seed = recipe.train.seed;
-    let model = VisionModel::new(file.clone(), seeded_var_builder(&enc_vars, seed, DType::F32, &dev), seeded_var_builder(&head_vars, seed.wrapping_add(1), DType::F32, &dev))?;
+    let model = VisionModel::new(
+        file.clone(),
+        seeded_var_builder(&enc_vars, seed, DType::F32, &dev),
+        seeded_var_builder(&head_vars, seed.wrapping_add(1), DType::F32, &dev),
+    )?;
     let logit_scale = Var::from_tensor(&Tensor::new(INITIAL_LOGIT_SCALE as f32, &dev)?)?;
-    let index = |ix: &[usize]| Tensor::from_vec(ix.iter().map(|&i| i as u32).collect::<Vec<_>>(), ix.len(), &dev);
+    let index = |ix: &[usize]| {
+        Tensor::from_vec(ix.iter().map(|&i| i as u32).collect::<Vec<_>>(), ix.len(), &dev)
+    };
     let mut vars = named("encoder", &enc_vars)?;
     vars.extend(named("head", &head_vars)?);
     let rng = RefCell::new(StdRng::seed_from_u64(seed.wrapping_add(2)));
@@ -178,24 +206,43 @@ pub fn train_vision(recipe: &VisionRecipe, launch: &Launch) -> Result<(VisionRep
     };
     let task = ContrastiveTask {
         left: Box::new(|ix| model.image_embeds(&batch(ix)?)),
-        right: Box::new(|ix| model.text_embeds(&text.index_select(&index(&ix.iter().map(|&i| train.labels[i]).collect::<Vec<_>>())?, 0)?)),
+        right: Box::new(|ix| {
+            model.text_embeds(&text.index_select(
+                &index(&ix.iter().map(|&i| train.labels[i]).collect::<Vec<_>>())?,
+                0,
+            )?)
+        }),
         logit_scale: logit_scale.clone(),
         groups: Some(train.labels.clone()),
         len: train.labels.len(),
         vars,
         evaluate: Some(Box::new(|| Ok(zero_shot(&model, &test, &text)?.metrics()))),
     };
-    let run = RunOptions { dir: recipe.out_dir.clone(), resume: launch.resume, config_toml: launch.resolved.clone(), progress: launch.progress };
+    let run = RunOptions {
+        dir: recipe.out_dir.clone(),
+        resume: launch.resume,
+        config_toml: launch.resolved.clone(),
+        progress: launch.progress,
+    };
     let summary = fit(&task, &recipe.train, &run)?;
     file.contrastive.logit_scale = f64::from(logit_scale.as_tensor().to_scalar::<f32>()?);
     let model_dir = recipe.out_dir.join("model");
     braid_core::fsx::replace_dir(&model_dir, |tmp| {
         VisionModel::save(&file, tmp, &enc_vars, &head_vars)?;
-        std::fs::write(tmp.join("recipe.toml"), &launch.written).map_err(|e| Error::io(tmp.join("recipe.toml"), e))
+        std::fs::write(tmp.join("recipe.toml"), &launch.written)
+            .map_err(|e| Error::io(tmp.join("recipe.toml"), e))
     })?;
     let s = zero_shot(&model, &test, &text)?;
     let params = count(&enc_vars) + count(&head_vars) + 1;
-    let report = VisionReport { accuracy_color: s.0, accuracy_shape: s.1, accuracy: s.2, n: s.3, params, train_seconds: summary.seconds, model_dir };
+    let report = VisionReport {
+        accuracy_color: s.0,
+        accuracy_shape: s.1,
+        accuracy: s.2,
+        n: s.3,
+        params,
+        train_seconds: summary.seconds,
+        model_dir,
+    };
     write_report(&report)?;
     Ok((report, summary))
 }
@@ -208,18 +255,35 @@ pub fn evaluate_vision(recipe: &VisionRecipe, model_dir: &Path) -> Result<Vision
     let (model, params) = VisionModel::load(model_dir, &dev)?;
     let text = embed_captions(&recipe.model.text, &dev)?;
     if text.dim(1)? != model.file.contrastive.text_dim {
-        return Err(Error::config("model.text", format!("embeds in {} dimensions; {} was trained against {}", text.dim(1)?, model_dir.display(), model.file.contrastive.text_dim)));
+        return Err(Error::config(
+            "model.text",
+            format!(
+                "embeds in {} dimensions; {} was trained against {}",
+                text.dim(1)?,
+                model_dir.display(),
+                model.file.contrastive.text_dim
+            ),
+        ));
     }
     let test = load_split(&recipe.data.path, Split::Test, recipe.data.max_images, &dev)?;
     let s = zero_shot(&model, &test, &text)?;
-    let report = VisionReport { accuracy_color: s.0, accuracy_shape: s.1, accuracy: s.2, n: s.3, params, train_seconds: 0.0, model_dir: model_dir.to_path_buf() };
+    let report = VisionReport {
+        accuracy_color: s.0,
+        accuracy_shape: s.1,
+        accuracy: s.2,
+        n: s.3,
+        params,
+        train_seconds: 0.0,
+        model_dir: model_dir.to_path_buf(),
+    };
     write_report(&report)?;
     Ok(report)
 }
 
 fn write_report(report: &VisionReport) -> Result<()> {
     let path = report.model_dir.join("eval.json");
-    let json = serde_json::to_string_pretty(report).map_err(|e| Error::format(&path, e.to_string()))?;
+    let json =
+        serde_json::to_string_pretty(report).map_err(|e| Error::format(&path, e.to_string()))?;
     std::fs::write(&path, json).map_err(|e| Error::io(&path, e))
 }
 
@@ -238,7 +302,9 @@ mod tests {
         for _ in 0..64 {
             let y = dihedral(&x, &mut rng).unwrap();
             assert_eq!(y.dims(), x.dims());
-            let rows: Vec<Vec<f32>> = (0..2).map(|i| y.get(i).unwrap().flatten_all().unwrap().to_vec1().unwrap()).collect();
+            let rows: Vec<Vec<f32>> = (0..2)
+                .map(|i| y.get(i).unwrap().flatten_all().unwrap().to_vec1().unwrap())
+                .collect();
             let mut sorted = rows[0].clone();
             sorted.sort_by(f32::total_cmp);
             assert_eq!(sorted, [0.0, 1.0, 2.0, 3.0]);
