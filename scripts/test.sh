@@ -17,5 +17,8 @@ fi
 # One clean build: incremental caches would double the target directory's size on disk.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
+# One formatting for everyone (rustfmt.toml).
+cargo fmt --all --check
+
 cargo run -p braid-cli --bin braid -- fetch minilm smollm2 hapt basicmotions easy-vqa
 BRAID_REQUIRE_ASSETS=1 cargo test --workspace
