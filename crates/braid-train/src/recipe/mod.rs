@@ -72,6 +72,36 @@ pub struct Launch {
     pub resolved: String,
 }
 
+impl Launch {
+    /// How [`crate::fit`] keeps a run in `dir`: resumed or not, with the resolved recipe
+    /// beside each checkpoint.
+    pub fn run_options(&self, dir: &Path) -> crate::RunOptions {
+        crate::RunOptions {
+            dir: dir.to_path_buf(),
+            resume: self.resume,
+            config_toml: self.resolved.clone(),
+            progress: self.progress,
+        }
+    }
+
+    /// Writes the trained model to `out_dir/model/` atomically: what `save` writes into
+    /// the new directory, and the recipe as written (a record; nothing reads it to run the
+    /// model). Returns the model directory.
+    pub fn save_model(
+        &self,
+        out_dir: &Path,
+        save: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<PathBuf> {
+        let model_dir = out_dir.join("model");
+        braid_core::fsx::replace_dir(&model_dir, |tmp| {
+            save(tmp)?;
+            let kept = tmp.join("recipe.toml");
+            std::fs::write(&kept, &self.written).map_err(|e| Error::io(&kept, e))
+        })?;
+        Ok(model_dir)
+    }
+}
+
 /// What a run produced.
 #[derive(Debug, Clone)]
 pub struct Trained {

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::{ClassifyRecipe, Launch};
 use crate::classify::{ClassMetrics, ClassifyTask};
-use crate::{fit, plot, RunOptions, RunSummary};
+use crate::{fit, plot, RunSummary};
 
 const EVAL_BATCH: usize = 256;
 
@@ -107,20 +107,8 @@ pub fn train_classifier(
         augment: recipe.augment,
         eval_batch: EVAL_BATCH,
     };
-    let run = RunOptions {
-        dir: recipe.out_dir.clone(),
-        resume: launch.resume,
-        config_toml: launch.resolved.clone(),
-        progress: launch.progress,
-    };
-    let summary = fit(&task, &recipe.train, &run)?;
-    let model_dir = recipe.out_dir.join("model");
-    braid_core::fsx::replace_dir(&model_dir, |tmp| {
-        model.save(tmp)?;
-        // A record of how the model was made; nothing reads it to run the model.
-        std::fs::write(tmp.join("recipe.toml"), &launch.written)
-            .map_err(|e| Error::io(tmp.join("recipe.toml"), e))
-    })?;
+    let summary = fit(&task, &recipe.train, &launch.run_options(&recipe.out_dir))?;
+    let model_dir = launch.save_model(&recipe.out_dir, |tmp| model.save(tmp))?;
     let metrics = ClassifyTask::score(&model, Modality::Imu, &split.test, EVAL_BATCH)?;
     let report = ClassifyReport {
         metrics,

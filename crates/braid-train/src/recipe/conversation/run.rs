@@ -21,7 +21,7 @@ use candle_nn::VarMap;
 use super::ConversationRecipe;
 use crate::recipe::{Launch, VisionModelFile};
 use crate::stages::ConversationTask;
-use crate::{fit, Component, RunOptions, RunSummary, Stage};
+use crate::{fit, Component, RunSummary, Stage};
 
 /// What a run produced.
 #[derive(Debug, Clone)]
@@ -228,19 +228,7 @@ pub fn train_conversation(
         len: data.len(),
         evaluate: Some(Box::new(evaluate)),
     };
-    let run = RunOptions {
-        dir: recipe.out_dir.clone(),
-        resume: launch.resume,
-        config_toml: launch.resolved.clone(),
-        progress: launch.progress,
-    };
-    let summary = fit(&task, &recipe.train, &run)?;
-    let model_dir = recipe.out_dir.join("model");
-    braid_core::fsx::replace_dir(&model_dir, |tmp| {
-        pipeline.save(tmp)?;
-        // A record of how the model was made; nothing reads it to run the model.
-        std::fs::write(tmp.join("recipe.toml"), &launch.written)
-            .map_err(|e| Error::io(tmp.join("recipe.toml"), e))
-    })?;
+    let summary = fit(&task, &recipe.train, &launch.run_options(&recipe.out_dir))?;
+    let model_dir = launch.save_model(&recipe.out_dir, |tmp| pipeline.save(tmp))?;
     Ok(ConversationRun { model_dir, summary })
 }

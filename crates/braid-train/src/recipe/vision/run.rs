@@ -21,7 +21,7 @@ use super::model::{normalize, VisionModel, VisionModelFile, IMAGE_MEAN, IMAGE_ST
 use super::VisionRecipe;
 use crate::recipe::Launch;
 use crate::stages::{l2_normalize, ContrastiveTask, INITIAL_LOGIT_SCALE};
-use crate::{fit, RunOptions, RunSummary};
+use crate::{fit, RunSummary};
 use braid_nn::init::seeded_var_builder;
 
 const EVAL_BATCH: usize = 250;
@@ -218,20 +218,10 @@ pub fn train_vision(recipe: &VisionRecipe, launch: &Launch) -> Result<(VisionRep
         vars,
         evaluate: Some(Box::new(|| Ok(zero_shot(&model, &test, &text)?.metrics()))),
     };
-    let run = RunOptions {
-        dir: recipe.out_dir.clone(),
-        resume: launch.resume,
-        config_toml: launch.resolved.clone(),
-        progress: launch.progress,
-    };
-    let summary = fit(&task, &recipe.train, &run)?;
+    let summary = fit(&task, &recipe.train, &launch.run_options(&recipe.out_dir))?;
     file.contrastive.logit_scale = f64::from(logit_scale.as_tensor().to_scalar::<f32>()?);
-    let model_dir = recipe.out_dir.join("model");
-    braid_core::fsx::replace_dir(&model_dir, |tmp| {
-        VisionModel::save(&file, tmp, &enc_vars, &head_vars)?;
-        std::fs::write(tmp.join("recipe.toml"), &launch.written)
-            .map_err(|e| Error::io(tmp.join("recipe.toml"), e))
-    })?;
+    let model_dir = launch
+        .save_model(&recipe.out_dir, |tmp| VisionModel::save(&file, tmp, &enc_vars, &head_vars))?;
     let s = zero_shot(&model, &test, &text)?;
     let params = count(&enc_vars) + count(&head_vars) + 1;
     let report = VisionReport {
