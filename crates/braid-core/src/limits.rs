@@ -29,6 +29,17 @@ pub const INIT_PARAMS: Limit = Limit::new("BRAID_MAX_INIT_PARAMS", 1 << 29, "par
 pub const TEMPLATE_FUEL: Limit =
     Limit::new("BRAID_MAX_TEMPLATE_FUEL", 20_000_000, "template instructions");
 
+/// Objects in a decoded pickle, a shared object counted once per reference (2^23; HAPT's
+/// and PyTorch's pickles hold thousands).
+pub const PICKLE_OBJECTS: Limit = Limit::new("BRAID_MAX_PICKLE_OBJECTS", 1 << 23, "objects");
+
+/// String, bytes and big-integer payload of a decoded pickle, a shared one counted once
+/// per reference (2^30: 1 GiB).
+pub const PICKLE_BYTES: Limit = Limit::new("BRAID_MAX_PICKLE_BYTES", 1 << 30, "bytes");
+
+/// Nesting depth of a decoded pickle (the tree's consumers recurse over it).
+pub const PICKLE_DEPTH: Limit = Limit::new("BRAID_MAX_PICKLE_DEPTH", 1000, "levels");
+
 impl Limit {
     /// A budget of `default` `unit`, overridden by the variable `env`.
     pub const fn new(env: &'static str, default: u64, unit: &'static str) -> Self {

@@ -1,31 +1,36 @@
-//! The pickle virtual machine, minus execution: opcodes build a [`Value`] tree on a stack,
-//! MARK opens a new stack frame (as CPython's `metastack`), and the memo holds values by
-//! slot. A memoised value is moved into the memo and the stack keeps a [`Value::MemoRef`],
-//! so APPENDS / SETITEMS / BUILD applied later through any reference mutate the one shared
-//! object, as in Python. Opcode table: CPython `Lib/pickletools.py`.
+//! The pickle virtual machine, minus execution: opcodes build an object [`Graph`] with a
+//! stack of node ids, MARK opens a new stack frame (as CPython's `metastack`), and the memo
+//! maps slots to node ids. DUP and GET push the same id, so APPENDS / SETITEMS / BUILD
+//! applied through any reference mutate the one shared object, as in Python, and nothing
+//! is copied while reading. The loop is iterative: nesting costs no native stack.
+//! Opcode table: CPython `Lib/pickletools.py`.
 
 use std::collections::HashMap;
 
+use super::graph::{Dict, Graph, Id, Node};
 use super::reader::{parse_decimal, raw_unicode_escape, unquote, Reader};
 use super::Value;
 
 /// Parser state; `allow` lists the `(module, name)` globals that may appear.
 pub(super) struct Machine<'a> {
     allow: &'a [(&'a str, &'a str)],
-    pub(super) stack: Vec<Value>,
-    meta: Vec<Vec<Value>>,
-    pub(super) memo: HashMap<u32, Value>,
+    pub(super) graph: Graph,
+    stack: Vec<Id>,
+    meta: Vec<Vec<Id>>,
+    memo: HashMap<u32, Id>,
 }
 
 type Step = Result<bool, String>;
 
 impl<'a> Machine<'a> {
-    pub(super) fn new(allow: &'a [(&'a str, &'a str)]) -> Self {
-        Self { allow, stack: Vec::new(), meta: Vec::new(), memo: HashMap::new() }
+    /// A machine whose graph may hold `max_objects` nodes.
+    pub(super) fn new(allow: &'a [(&'a str, &'a str)], max_objects: u64) -> Self {
+        let graph = Graph::new(max_objects);
+        Self { allow, graph, stack: Vec::new(), meta: Vec::new(), memo: HashMap::new() }
     }
 
-    /// Runs until STOP; returns the top of the stack (still holding memo references).
-    pub(super) fn run(&mut self, r: &mut Reader<'_>) -> Result<Value, String> {
+    /// Runs until STOP; returns the id of the object on top of the stack.
+    pub(super) fn run(&mut self, r: &mut Reader<'_>) -> Result<Id, String> {
         loop {
             let op = r.u8()?;
             if op == b'.' {
@@ -38,29 +43,23 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn pop(&mut self) -> Result<Value, String> {
+    fn push(&mut self, n: Node) -> Result<(), String> {
+        let id = self.graph.add(n)?;
+        self.stack.push(id);
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Result<Id, String> {
         self.stack.pop().ok_or_else(|| "stack underflow".to_string())
     }
 
-    fn pop_mark(&mut self) -> Result<Vec<Value>, String> {
-        let outer = self.meta.pop().ok_or("MARK expected but none is open")?;
-        Ok(std::mem::replace(&mut self.stack, outer))
+    fn top(&self) -> Result<Id, String> {
+        self.stack.last().copied().ok_or_else(|| "stack underflow".to_string())
     }
 
-    fn top_mut(&mut self) -> Result<&mut Value, String> {
-        // Follow memo references: the mutation must reach the shared object.
-        let mut id = match self.stack.last_mut().ok_or("stack underflow")? {
-            Value::MemoRef(id) => *id,
-            _ => return self.stack.last_mut().ok_or_else(|| "stack underflow".into()),
-        };
-        for _ in 0..64 {
-            match self.memo.get(&id) {
-                Some(Value::MemoRef(next)) => id = *next,
-                Some(_) => break,
-                None => return Err(format!("memo slot {id} is empty")),
-            }
-        }
-        self.memo.get_mut(&id).ok_or_else(|| format!("memo slot {id} is empty"))
+    fn pop_mark(&mut self) -> Result<Vec<Id>, String> {
+        let outer = self.meta.pop().ok_or("MARK expected but none is open")?;
+        Ok(std::mem::replace(&mut self.stack, outer))
     }
 
     /// Opcodes that push a scalar or string.
@@ -84,7 +83,7 @@ impl<'a> Machine<'a> {
             b'G' => Value::Float(r.f64_be()?),
             _ => return self.string(op, r),
         };
-        self.stack.push(v);
+        self.push(Node::Leaf(v))?;
         Ok(true)
     }
 
@@ -101,7 +100,7 @@ impl<'a> Machine<'a> {
             0x8e => Value::Bytes(r.sized(8)?.to_vec()),
             _ => return Ok(false),
         };
-        self.stack.push(v);
+        self.push(Node::Leaf(v))?;
         Ok(true)
     }
 
@@ -111,36 +110,33 @@ impl<'a> Machine<'a> {
             b'(' => self.meta.push(std::mem::take(&mut self.stack)),
             b'0' => drop(self.pop()?),
             b'1' => drop(self.pop_mark()?),
-            b'2' => {
-                let top = self.stack.last().ok_or("stack underflow")?.clone();
-                self.stack.push(top);
-            }
-            b']' => self.stack.push(Value::List(Vec::new())),
-            b'}' => self.stack.push(Value::Dict(Vec::new())),
-            b')' => self.stack.push(Value::Tuple(Vec::new())),
-            0x8f => self.stack.push(Value::Set(Vec::new())),
+            b'2' => self.stack.push(self.top()?),
+            b']' => self.push(Node::List(Vec::new()))?,
+            b'}' => self.push(Node::Dict(Dict::default()))?,
+            b')' => self.push(Node::Tuple(Vec::new()))?,
+            0x8f => self.push(Node::Set(Vec::new()))?,
             b'l' => {
                 let items = self.pop_mark()?;
-                self.stack.push(Value::List(items));
+                self.push(Node::List(items))?;
             }
             b't' => {
                 let items = self.pop_mark()?;
-                self.stack.push(Value::Tuple(items));
+                self.push(Node::Tuple(items))?;
             }
             0x91 => {
                 let items = self.pop_mark()?;
-                self.stack.push(Value::Set(items));
+                self.push(Node::Set(items))?;
             }
             0x85..=0x87 => {
                 let n = usize::from(op - 0x84);
                 let at = self.stack.len().checked_sub(n).ok_or("stack underflow")?;
                 let items = self.stack.split_off(at);
-                self.stack.push(Value::Tuple(items));
+                self.push(Node::Tuple(items))?;
             }
             b'd' => {
                 let items = self.pop_mark()?;
-                self.stack.push(Value::Dict(Vec::new()));
-                set_items(self.top_mut()?, items)?;
+                self.push(Node::Dict(Dict::default()))?;
+                self.graph.set_items(self.top()?, &items)?;
             }
             _ => return self.fill(op),
         }
@@ -158,10 +154,13 @@ impl<'a> Machine<'a> {
             b'e' | b'u' | 0x90 => self.pop_mark()?,
             _ => return Ok(false),
         };
-        let target = self.top_mut()?;
-        match (op, target) {
-            (b'a' | b'e', Value::List(l)) | (0x90, Value::Set(l)) => l.extend(items),
-            (b's' | b'u', d) => set_items(d, items)?,
+        let target = self.top()?;
+        if matches!(op, b's' | b'u') {
+            self.graph.set_items(target, &items)?;
+            return Ok(true);
+        }
+        match (op, self.graph.get_mut(target)) {
+            (b'a' | b'e', Node::List(l)) | (0x90, Node::Set(l)) => l.extend(items),
             (_, t) => return Err(format!("cannot append to a {}", t.kind())),
         }
         Ok(true)
@@ -180,24 +179,22 @@ impl<'a> Machine<'a> {
             _ => return Ok(false),
         };
         if matches!(op, b'g' | b'h' | b'j') {
-            if !self.memo.contains_key(&slot) {
-                return Err(format!("memo slot {slot} read before it was written"));
-            }
-            self.stack.push(Value::MemoRef(slot));
+            let id = self
+                .memo
+                .get(&slot)
+                .copied()
+                .ok_or_else(|| format!("memo slot {slot} read before it was written"))?;
+            self.stack.push(id);
         } else {
-            let top = self.stack.last_mut().ok_or("stack underflow")?;
-            let v = std::mem::replace(top, Value::MemoRef(slot));
-            if v == Value::MemoRef(slot) {
-                return Err(format!("memo slot {slot} refers to itself"));
-            }
-            self.memo.insert(slot, v);
+            let id = self.top()?;
+            self.memo.insert(slot, id);
         }
         Ok(true)
     }
 
     /// Globals, calls, BUILD, persistent ids, protocol and framing.
     fn object(&mut self, op: u8, r: &mut Reader<'_>) -> Step {
-        let v = match op {
+        let n = match op {
             0x80 => {
                 let proto = r.u8()?;
                 if proto > 5 {
@@ -211,34 +208,44 @@ impl<'a> Machine<'a> {
             }
             b'c' => {
                 let (module, name) = (r.line()?, r.line()?);
-                self.global(module, name)?
+                Node::Leaf(self.global(module, name)?)
             }
             0x93 => {
-                let name = self.pop_text()?;
-                let module = self.pop_text()?;
-                self.global(&module, &name)?
+                let (name, module) = (self.pop()?, self.pop()?);
+                let (name, module) = (self.graph.text(name)?, self.graph.text(module)?);
+                Node::Leaf(self.global(&module, &name)?)
             }
             b'R' => {
-                let args = Box::new(self.pop()?);
-                Value::Reduce { callable: Box::new(self.pop()?), args }
+                let args = self.pop()?;
+                Node::Reduce(self.pop()?, args)
             }
             0x81 | 0x92 => {
-                let kwargs = Box::new(if op == 0x92 { self.pop()? } else { Value::None });
-                let args = Box::new(self.pop()?);
-                Value::NewObj { cls: Box::new(self.pop()?), args, kwargs }
+                let kwargs = match op {
+                    0x92 => self.pop()?,
+                    _ => self.graph.add(Node::Leaf(Value::None))?,
+                };
+                let args = self.pop()?;
+                Node::NewObj(self.pop()?, args, kwargs)
             }
             b'b' => {
-                let state = Box::new(self.pop()?);
-                let target = self.top_mut()?;
-                let obj = Box::new(std::mem::replace(target, Value::None));
-                *target = Value::Build { obj, state };
+                // The object becomes `Build(old object, state)` in place, so every
+                // reference to it sees the built object.
+                let state = self.pop()?;
+                let target = self.top()?;
+                let old = self.graph.add(Node::Leaf(Value::None))?;
+                let content = self.graph.take(target);
+                *self.graph.get_mut(old) = content;
+                *self.graph.get_mut(target) = Node::Build(old, state);
                 return Ok(true);
             }
-            b'Q' => Value::PersistentId(Box::new(self.pop()?)),
-            b'P' => Value::PersistentId(Box::new(Value::Str(r.line()?.to_string()))),
+            b'Q' => Node::PersistentId(self.pop()?),
+            b'P' => {
+                let id = self.graph.add(Node::Leaf(Value::Str(r.line()?.to_string())))?;
+                Node::PersistentId(id)
+            }
             _ => return Ok(false),
         };
-        self.stack.push(v);
+        self.push(n)?;
         Ok(true)
     }
 
@@ -248,37 +255,6 @@ impl<'a> Machine<'a> {
         }
         Ok(Value::Global { module: module.to_string(), name: name.to_string() })
     }
-
-    /// Pops a string for STACK_GLOBAL, looking through a memo reference.
-    fn pop_text(&mut self) -> Result<String, String> {
-        let v = self.pop()?;
-        let v = match v {
-            Value::MemoRef(id) => self.memo.get(&id).cloned().unwrap_or(Value::None),
-            v => v,
-        };
-        match v {
-            Value::Str(s) => Ok(s),
-            v => Err(format!("STACK_GLOBAL needs strings, got a {}", v.kind())),
-        }
-    }
-}
-
-/// Adds `[k0, v0, k1, v1, ...]` to a dict, replacing equal keys as Python does.
-fn set_items(target: &mut Value, items: Vec<Value>) -> Result<(), String> {
-    let Value::Dict(d) = target else {
-        return Err(format!("cannot set items on a {}", target.kind()));
-    };
-    if items.len() % 2 != 0 {
-        return Err("odd number of items for SETITEMS".into());
-    }
-    let mut it = items.into_iter();
-    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        match d.iter_mut().find(|(old, _)| *old == k) {
-            Some(slot) => slot.1 = v,
-            None => d.push((k, v)),
-        }
-    }
-    Ok(())
 }
 
 fn text(b: &[u8]) -> Result<Value, String> {

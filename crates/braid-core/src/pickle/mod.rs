@@ -7,7 +7,14 @@
 //! sys info, the state dict with storages as [`Value::PersistentId`]) followed by raw
 //! storage bytes; [`loads_prefix`] returns where each pickle ends so a reader can walk them.
 //! Interpreting persistent ids is left to that reader.
+//!
+//! Reading is bounded: the machine is a loop over opcodes (no recursion), objects are
+//! shared by id rather than copied on DUP / GET, dicts are filled through a hash index,
+//! and the tree handed back is measured before it is built, within
+//! [`crate::limits::PICKLE_OBJECTS`], [`crate::limits::PICKLE_BYTES`] and
+//! [`crate::limits::PICKLE_DEPTH`].
 
+mod graph;
 mod machine;
 mod reader;
 mod resolve;
@@ -37,14 +44,13 @@ pub fn loads(data: &[u8], allow: &[Global<'_>]) -> Result<Value> {
 /// STOP. Errors are [`Error::Format`] naming `origin` and the byte offset.
 pub fn loads_prefix(data: &[u8], allow: &[Global<'_>], origin: &Path) -> Result<(Value, usize)> {
     let mut r = reader::Reader::new(data);
-    let mut m = machine::Machine::new(allow);
-    let raw = m
+    let mut m = machine::Machine::new(allow, crate::limits::PICKLE_OBJECTS.get());
+    let root = m
         .run(&mut r)
         .map_err(|msg| Error::format(origin, format!("pickle byte {}: {msg}", r.pos())))?;
     let end = r.pos();
-    let memo = std::mem::take(&mut m.memo);
-    let mut res = resolve::Resolver::new(memo, &raw);
-    let v = res.resolve(raw, 0).map_err(|msg| Error::format(origin, format!("pickle: {msg}")))?;
+    let v = resolve::tree(m.graph, root)
+        .map_err(|msg| Error::format(origin, format!("pickle: {msg}")))?;
     Ok((v, end))
 }
 

@@ -1,111 +1,158 @@
-//! Replaces every [`Value::MemoRef`] by the value it names, so callers see a plain tree.
-//! Each memo slot is resolved once; each reference to it in the raw graph is visited once,
-//! so the last visit moves the value instead of cloning it (large array payloads are
-//! usually referenced once).
+//! Turns the object graph into the plain [`Value`] tree callers see. A shared object
+//! becomes one copy per reference, so the tree can be exponentially larger than the file
+//! (each DUP + TUPLE2 doubles it); its size, payload bytes and depth are therefore
+//! computed on the graph first, without recursion, and checked against
+//! [`crate::limits`] before any of it is built. The last reference to an object moves it
+//! instead of cloning (large array payloads are usually referenced once).
 
-use std::collections::HashMap;
-
+use super::graph::{Graph, Id, Node};
 use super::Value;
+use crate::limits::{self, Limit};
 
-const MAX_DEPTH: usize = 1000;
-
-pub(super) struct Resolver {
-    raw: HashMap<u32, Value>,
-    done: HashMap<u32, Value>,
-    uses: HashMap<u32, usize>,
-    busy: Vec<u32>,
+/// What the tree under one node costs.
+#[derive(Clone, Copy, Default)]
+struct Size {
+    objects: u64,
+    bytes: u64,
+    depth: u64,
 }
 
-impl Resolver {
-    pub(super) fn new(memo: HashMap<u32, Value>, root: &Value) -> Self {
-        let mut uses = HashMap::new();
-        count(root, &mut uses);
-        memo.values().for_each(|v| count(v, &mut uses));
-        Self { raw: memo, done: HashMap::new(), uses, busy: Vec::new() }
-    }
+/// Builds the tree under `root`, or says which budget it would break.
+pub(super) fn tree(mut g: Graph, root: Id) -> Result<Value, String> {
+    let order = post_order(&g, root)?;
+    let sizes = measure(&g, &order);
+    let top = sizes.get(root as usize).copied().unwrap_or_default();
+    within(limits::PICKLE_DEPTH, top.depth, "the pickle's nesting")?;
+    within(
+        limits::PICKLE_OBJECTS,
+        top.objects,
+        "the pickle's objects, shared ones counted per use",
+    )?;
+    within(limits::PICKLE_BYTES, top.bytes, "the pickle's strings, shared ones counted per use")?;
+    build(&mut g, &order, root)
+}
 
-    pub(super) fn resolve(&mut self, v: Value, depth: usize) -> Result<Value, String> {
-        if depth > MAX_DEPTH {
-            return Err(format!("nesting deeper than {MAX_DEPTH}"));
+fn within(limit: Limit, n: u64, what: &str) -> Result<(), String> {
+    if n == u64::MAX {
+        return limit.check_opt(None, what);
+    }
+    limit.check(n, what)
+}
+
+/// Every node reachable from `root`, children before parents; an error on a cycle
+/// (an object containing itself, which a tree cannot hold).
+fn post_order(g: &Graph, root: Id) -> Result<Vec<Id>, String> {
+    // 0: unseen, 1: on the path being explored, 2: done.
+    let mut state = vec![0u8; g.len()];
+    let mut order = Vec::new();
+    let mut kids = Vec::new();
+    // (node, children pushed yet)
+    let mut stack = vec![(root, false)];
+    while let Some((id, expanded)) = stack.pop() {
+        let i = id as usize;
+        if expanded {
+            state[i] = 2;
+            order.push(id);
+            continue;
         }
-        let d = depth + 1;
-        Ok(match v {
-            Value::MemoRef(id) => self.slot(id, depth)?,
-            Value::List(items) => Value::List(self.all(items, d)?),
-            Value::Tuple(items) => Value::Tuple(self.all(items, d)?),
-            Value::Set(items) => Value::Set(self.all(items, d)?),
-            Value::Dict(pairs) => {
-                let mut out = Vec::with_capacity(pairs.len());
-                for (k, v) in pairs {
-                    out.push((self.resolve(k, d)?, self.resolve(v, d)?));
-                }
-                Value::Dict(out)
-            }
-            Value::Reduce { callable, args } => {
-                Value::Reduce { callable: self.boxed(*callable, d)?, args: self.boxed(*args, d)? }
-            }
-            Value::NewObj { cls, args, kwargs } => Value::NewObj {
-                cls: self.boxed(*cls, d)?,
-                args: self.boxed(*args, d)?,
-                kwargs: self.boxed(*kwargs, d)?,
-            },
-            Value::Build { obj, state } => {
-                Value::Build { obj: self.boxed(*obj, d)?, state: self.boxed(*state, d)? }
-            }
-            Value::PersistentId(p) => Value::PersistentId(self.boxed(*p, d)?),
-            leaf => leaf,
-        })
-    }
-
-    fn boxed(&mut self, v: Value, depth: usize) -> Result<Box<Value>, String> {
-        Ok(Box::new(self.resolve(v, depth)?))
-    }
-
-    fn all(&mut self, items: Vec<Value>, depth: usize) -> Result<Vec<Value>, String> {
-        items.into_iter().map(|v| self.resolve(v, depth)).collect()
-    }
-
-    fn slot(&mut self, id: u32, depth: usize) -> Result<Value, String> {
-        if !self.done.contains_key(&id) {
-            if self.busy.contains(&id) {
+        match state[i] {
+            2 => continue,
+            1 => {
                 return Err(format!(
-                    "memo slot {id} contains itself (recursive objects are not supported)"
-                ));
+                    "object {id} contains itself (recursive objects are not supported)"
+                ))
             }
-            let raw = self.raw.remove(&id).ok_or_else(|| format!("memo slot {id} is empty"))?;
-            self.busy.push(id);
-            let v = self.resolve(raw, depth + 1)?;
-            self.busy.pop();
-            self.done.insert(id, v);
+            _ => {}
         }
-        let left = self.uses.entry(id).or_insert(1);
-        *left = left.saturating_sub(1);
-        let v = if *left == 0 { self.done.remove(&id) } else { self.done.get(&id).cloned() };
-        v.ok_or_else(|| format!("memo slot {id} used more often than counted"))
+        state[i] = 1;
+        stack.push((id, true));
+        kids.clear();
+        g.get(id).children(&mut kids);
+        for &c in kids.iter().rev() {
+            match state[c as usize] {
+                2 => {}
+                1 => {
+                    return Err(format!(
+                        "object {c} contains itself (recursive objects are not supported)"
+                    ))
+                }
+                _ => stack.push((c, false)),
+            }
+        }
     }
+    Ok(order)
 }
 
-/// Counts memo references in a raw (unresolved) value.
-fn count(v: &Value, uses: &mut HashMap<u32, usize>) {
-    match v {
-        Value::MemoRef(id) => *uses.entry(*id).or_insert(0) += 1,
-        Value::List(items) | Value::Tuple(items) | Value::Set(items) => {
-            items.iter().for_each(|x| count(x, uses))
+/// The tree size under each node in `order` (saturating at `u64::MAX`).
+fn measure(g: &Graph, order: &[Id]) -> Vec<Size> {
+    let mut sizes = vec![Size::default(); g.len()];
+    let mut kids = Vec::new();
+    for &id in order {
+        let n = g.get(id);
+        let mut s = Size { objects: 1, bytes: n.payload(), depth: 1 };
+        kids.clear();
+        n.children(&mut kids);
+        for &c in &kids {
+            let k = sizes[c as usize];
+            s.objects = s.objects.saturating_add(k.objects);
+            s.bytes = s.bytes.saturating_add(k.bytes);
+            s.depth = s.depth.max(k.depth.saturating_add(1));
         }
-        Value::Dict(pairs) => pairs.iter().for_each(|(k, x)| {
-            count(k, uses);
-            count(x, uses);
-        }),
-        Value::Reduce { callable: a, args: b } | Value::Build { obj: a, state: b } => {
-            count(a, uses);
-            count(b, uses);
-        }
-        Value::NewObj { cls, args, kwargs } => {
-            count(cls, uses);
-            count(args, uses);
-            count(kwargs, uses);
-        }
-        Value::PersistentId(p) => count(p, uses),
-        _ => {}
+        sizes[id as usize] = s;
     }
+    sizes
+}
+
+/// Builds each node's value once, children first; a child referenced again later is
+/// cloned, its last reference moves it.
+fn build(g: &mut Graph, order: &[Id], root: Id) -> Result<Value, String> {
+    let mut uses = vec![0u32; g.len()];
+    let mut kids = Vec::new();
+    for &id in order {
+        kids.clear();
+        g.get(id).children(&mut kids);
+        kids.iter().for_each(|&c| uses[c as usize] = uses[c as usize].saturating_add(1));
+    }
+    let mut built: Vec<Option<Value>> = Vec::new();
+    built.resize_with(g.len(), || None);
+    for &id in order {
+        let mut take = |c: Id| -> Result<Value, String> {
+            let i = c as usize;
+            uses[i] = uses[i].saturating_sub(1);
+            let v = if uses[i] == 0 { built[i].take() } else { built[i].clone() };
+            v.ok_or_else(|| format!("object {c} used before it was built"))
+        };
+        let v = match g.take(id) {
+            Node::Leaf(v) => v,
+            Node::List(items) => {
+                Value::List(items.into_iter().map(&mut take).collect::<Result<_, _>>()?)
+            }
+            Node::Tuple(items) => {
+                Value::Tuple(items.into_iter().map(&mut take).collect::<Result<_, _>>()?)
+            }
+            Node::Set(items) => {
+                Value::Set(items.into_iter().map(&mut take).collect::<Result<_, _>>()?)
+            }
+            Node::Dict(d) => Value::Dict(
+                d.pairs
+                    .into_iter()
+                    .map(|(k, v)| Ok((take(k)?, take(v)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            Node::Reduce(c, a) => {
+                Value::Reduce { callable: Box::new(take(c)?), args: Box::new(take(a)?) }
+            }
+            Node::NewObj(c, a, k) => Value::NewObj {
+                cls: Box::new(take(c)?),
+                args: Box::new(take(a)?),
+                kwargs: Box::new(take(k)?),
+            },
+            Node::Build(o, s) => {
+                Value::Build { obj: Box::new(take(o)?), state: Box::new(take(s)?) }
+            }
+            Node::PersistentId(p) => Value::PersistentId(Box::new(take(p)?)),
+        };
+        built[id as usize] = Some(v);
+    }
+    built.get_mut(root as usize).and_then(Option::take).ok_or_else(|| "the pickle is empty".into())
 }

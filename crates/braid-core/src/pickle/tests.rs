@@ -162,3 +162,90 @@ fn numpy_arrays_protocol_2() -> Result<()> {
     assert!(short.contains("numpy._core.multiarray._reconstruct"), "{short}");
     Ok(())
 }
+
+fn err(p: &[u8]) -> String {
+    loads(p, &[]).err().map(|e| e.to_string()).unwrap_or_default()
+}
+
+#[test]
+fn dup_shares_the_object_as_python_does() -> Result<()> {
+    // EMPTY_LIST DUP BININT1 1 APPEND POP STOP: the list appended through the copy.
+    assert_eq!(loads(b"]2K\x01a0.", &[])?, Value::List(vec![Value::Int(1)]));
+    Ok(())
+}
+
+#[test]
+fn alloc_pickle_exponential_dup_84_bytes() {
+    // PROTO 2, EMPTY_LIST, then 40 x (DUP, TUPLE2): 2^41 objects as a tree.
+    let mut p = vec![0x80, 2, b']'];
+    (0..40).for_each(|_| p.extend([b'2', 0x86]));
+    p.push(b'.');
+    assert_eq!(p.len(), 84);
+    let t = std::time::Instant::now();
+    let e = err(&p);
+    assert!(e.contains("BRAID_MAX_PICKLE_OBJECTS") && e.contains("<pickle>"), "{e}");
+    assert!(t.elapsed().as_secs() < 5, "{:?}", t.elapsed());
+}
+
+#[test]
+fn alloc_pickle_exponential_memo_get() {
+    // EMPTY_LIST BINPUT 0, then 48 x (BINGET 0, DUP, TUPLE2, BINPUT 0).
+    let mut p = b"]q\x00".to_vec();
+    (0..48).for_each(|_| p.extend(b"h\x002\x86q\x00"));
+    p.push(b'.');
+    let e = err(&p);
+    assert!(e.contains("BRAID_MAX_PICKLE_OBJECTS"), "{e}");
+    // The same with a big string: the payload budget, not only the object count.
+    let mut p = vec![b'B'];
+    p.extend(1_000_000u32.to_le_bytes());
+    p.extend(vec![b'x'; 1_000_000]);
+    p.extend(b"q\x00");
+    (0..12).for_each(|_| p.extend(b"h\x002\x86q\x00"));
+    p.push(b'.');
+    let e = err(&p);
+    assert!(e.contains("BRAID_MAX_PICKLE_BYTES"), "{e}");
+}
+
+#[test]
+fn panic_pickle_deep_nesting() {
+    // 200,000 EMPTY_LISTs, each APPENDed into the one below: lists nested 200,000 deep.
+    // Run on a small stack: reading must not recurse.
+    let n = 200_000;
+    let mut p = vec![b']'; n];
+    p.extend(vec![b'a'; n - 1]);
+    p.push(b'.');
+    let deep = std::thread::Builder::new().stack_size(256 << 10).spawn(move || err(&p));
+    let e = deep.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+    assert!(
+        e.contains("nesting needs 200000 levels") && e.contains("BRAID_MAX_PICKLE_DEPTH"),
+        "{e}"
+    );
+    // A cycle (a list appended to itself) is refused, not followed.
+    let e = err(b"]q\x00h\x00a.");
+    assert!(e.contains("contains itself"), "{e}");
+    // Nesting within the limit still reads.
+    let mut p = vec![b']'; 500];
+    p.extend(vec![b'a'; 499]);
+    p.push(b'.');
+    assert!(loads(&p, &[]).is_ok());
+}
+
+#[test]
+fn hang_pickle_quadratic_dict_fill() -> Result<()> {
+    // EMPTY_DICT MARK (BININT i, BININT1 0) x 200,000 SETITEMS, then key 7 again.
+    let n = 200_000i32;
+    let mut p = b"}(".to_vec();
+    for i in 0..n {
+        p.push(b'J');
+        p.extend(i.to_le_bytes());
+        p.extend(b"K\x00");
+    }
+    p.extend(b"uJ\x07\x00\x00\x00K\x09s.");
+    let t = std::time::Instant::now();
+    let v = loads(&p, &[])?;
+    assert!(t.elapsed().as_secs() < 10, "{:?}", t.elapsed());
+    let d = v.as_dict().unwrap_or_default();
+    assert_eq!(d.len(), n as usize);
+    assert_eq!(d[7], (Value::Int(7), Value::Int(9)), "an equal key replaces in place");
+    Ok(())
+}

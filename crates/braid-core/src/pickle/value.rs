@@ -62,9 +62,6 @@ pub enum Value {
     /// storages this way (`('storage', torch.FloatStorage, key, location, numel)`); the
     /// caller maps the id to data stored beside the pickle.
     PersistentId(Box<Value>),
-    /// Internal: a reference to memo slot `n`, present only while parsing.
-    #[doc(hidden)]
-    MemoRef(u32),
 }
 
 impl Value {
@@ -145,7 +142,6 @@ impl Value {
             Value::NewObj { .. } => "newobj",
             Value::Build { .. } => "build",
             Value::PersistentId(_) => "persistent id",
-            Value::MemoRef(_) => "memo reference",
         }
     }
 }
