@@ -29,6 +29,9 @@ pub const INIT_PARAMS: Limit = Limit::new("BRAID_MAX_INIT_PARAMS", 1 << 29, "par
 pub const TEMPLATE_FUEL: Limit =
     Limit::new("BRAID_MAX_TEMPLATE_FUEL", 20_000_000, "template instructions");
 
+/// Bytes a `.npz` archive's entries decompress to, all together (2^32: 4 GiB).
+pub const NPZ_BYTES: Limit = Limit::new("BRAID_MAX_NPZ_BYTES", 1 << 32, "bytes");
+
 /// Objects in a decoded pickle, a shared object counted once per reference (2^23; HAPT's
 /// and PyTorch's pickles hold thousands).
 pub const PICKLE_OBJECTS: Limit = Limit::new("BRAID_MAX_PICKLE_OBJECTS", 1 << 23, "objects");

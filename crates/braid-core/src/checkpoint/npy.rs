@@ -198,33 +198,73 @@ impl NpyArray {
     }
 }
 
-/// Parses `.npy` bytes; the error is a message without the file name.
-pub(super) fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
-    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+/// What a `.npy` header says: the element type, order and shape, where the data starts
+/// and how many bytes of it the shape needs.
+pub(super) struct Header {
+    descr: String,
+    fortran: bool,
+    pub(super) shape: Vec<usize>,
+    /// Offset of the first data byte (the header's total length).
+    pub(super) data_start: usize,
+    /// Bytes of data the shape and element type need.
+    pub(super) data_len: usize,
+}
+
+/// Bytes enough to hold the magic, version and header-length field of any version.
+pub(super) const PREFIX_LEN: usize = 12;
+
+/// Where the header of `.npy` bytes starting with `prefix` (at least [`PREFIX_LEN`] bytes,
+/// or the whole file if shorter) ends.
+pub(super) fn header_end(prefix: &[u8]) -> std::result::Result<usize, String> {
+    if prefix.len() < 10 || &prefix[..6] != MAGIC {
         return Err("not a .npy file (bad magic)".into());
     }
-    let (len_bytes, start): (usize, usize) = match bytes[6] {
+    let (len_bytes, start): (usize, usize) = match prefix[6] {
         1 => (2, 10),
         2 | 3 => (4, 12),
-        v => return Err(format!("unsupported .npy version {v}.{}", bytes[7])),
+        v => return Err(format!("unsupported .npy version {v}.{}", prefix[7])),
     };
-    let len_field = bytes.get(8..8 + len_bytes).ok_or("truncated header")?;
+    let len_field = prefix.get(8..8 + len_bytes).ok_or("truncated header")?;
     let hlen = len_field.iter().rev().fold(0usize, |a, &b| (a << 8) | usize::from(b));
-    let end = start.checked_add(hlen).filter(|&e| e <= bytes.len()).ok_or("truncated header")?;
-    let header = std::str::from_utf8(&bytes[start..end]).map_err(|_| "header is not text")?;
+    start.checked_add(hlen).ok_or_else(|| "truncated header".into())
+}
+
+/// Parses the header at the start of `bytes` (which must hold all of it); nothing is
+/// sized from the shape here, it is only multiplied out with overflow checks.
+pub(super) fn parse_npy_header(bytes: &[u8]) -> std::result::Result<Header, String> {
+    let end = header_end(bytes)?;
+    let start = if bytes[6] == 1 { 10 } else { 12 };
+    let raw = bytes.get(start..end).ok_or("truncated header")?;
+    let header = std::str::from_utf8(raw).map_err(|_| "header is not text")?;
     let (descr, fortran, shape) = parse_header(header)?;
     let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("shape overflows")?;
-    let want = count.checked_mul(elem_size(&descr)).ok_or("shape overflows")?;
-    let body = &bytes[end..];
-    if body.len() < want {
-        return Err(format!(
-            "truncated: shape {shape:?} needs {want} bytes of data, found {}",
-            body.len()
-        ));
+    let data_len = count.checked_mul(elem_size(&descr)).ok_or("shape overflows")?;
+    Ok(Header { descr, fortran, shape, data_start: end, data_len })
+}
+
+impl Header {
+    /// The array from its data bytes (at least [`Header::data_len`] of them).
+    pub(super) fn decode(self, body: &[u8]) -> std::result::Result<NpyArray, String> {
+        let Some(body) = body.get(..self.data_len) else {
+            return Err(format!(
+                "truncated: shape {:?} needs {} bytes of data, found {}",
+                self.shape,
+                self.data_len,
+                body.len()
+            ));
+        };
+        let data = NpyData::from_le_bytes(&self.descr, body)?;
+        let shape = self.shape;
+        let data = if self.fortran && shape.len() > 1 { data.fortran_to_c(&shape) } else { data };
+        Ok(NpyArray { shape, data })
     }
-    let data = NpyData::from_le_bytes(&descr, &body[..want])?;
-    let data = if fortran && shape.len() > 1 { data.fortran_to_c(&shape) } else { data };
-    Ok(NpyArray { shape, data })
+}
+
+/// Parses `.npy` bytes; the error is a message without the file name.
+pub(super) fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
+    let h = parse_npy_header(bytes)?;
+    let body = &bytes[h.data_start..];
+    h.decode(body)
 }
 
 /// The header as shown in an error: one line, escaped, at most 120 characters.
