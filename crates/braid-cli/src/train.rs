@@ -17,6 +17,10 @@ pub struct TrainArgs {
     /// Continue the run in the recipe's `out_dir` from its newest complete checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Start afresh even though `out_dir` already holds something (its checkpoints are
+    /// removed and its model replaced); without this or --resume that is refused.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// Override the recipe's `out_dir`.
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
@@ -41,8 +45,9 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
     /// Where the report goes: `vqa`, a JSON file with per-answer-type accuracy (default:
-    /// none, stdout only); a classifier, a directory for `eval.json` and `confusion.png`
-    /// (default: the recipe's `out_dir`). Never inside the model directory unless asked.
+    /// none, stdout only); a classifier, a directory for `eval.json` and `confusion.png`,
+    /// a contrastive model, one for `eval.json` (default: the recipe's `out_dir`). Never
+    /// inside the model directory unless asked.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// `vqa` and conversation files: also write every answer and its truth here (JSON lines).
@@ -69,8 +74,13 @@ fn load(path: &Path, out_dir: Option<&PathBuf>) -> anyhow::Result<(Recipe, Strin
 
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let (recipe, written) = load(&args.recipe, args.out_dir.as_ref())?;
-    let launch =
-        Launch { resume: args.resume, progress: !args.quiet, written, resolved: recipe.to_toml()? };
+    let launch = Launch {
+        resume: args.resume,
+        overwrite: args.overwrite,
+        progress: !args.quiet,
+        written,
+        resolved: recipe.to_toml()?,
+    };
     let trained = recipe.run(&launch)?;
     let s = &trained.summary;
     eprintln!(
@@ -173,7 +183,9 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             println!("{}", evaluate_classifier(r, &args.model, &out)?.line());
         }
         Recipe::Contrastive(r) => {
-            println!("{}", serde_json::to_string(&evaluate_vision(r, &args.model)?)?)
+            let out = args.out.clone().unwrap_or_else(|| r.out_dir.clone());
+            std::fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
+            println!("{}", serde_json::to_string(&evaluate_vision(r, &args.model, &out)?)?)
         }
         // The held-out file; else easy-VQA's test split; else the training file itself.
         Recipe::Align(r) | Recipe::Instruct(r) => {

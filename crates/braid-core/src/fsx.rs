@@ -1,6 +1,7 @@
-//! Writing a directory so that a reader never sees half of it: the content goes into a
-//! fresh sibling created exclusively (a planted file or link at that name is refused, not
-//! followed), every file is flushed to disk, then the sibling takes the final name.
+//! Writing a file or a directory so that a reader never sees half of it: the content goes
+//! into a fresh sibling created exclusively (a planted file or link at that name is
+//! removed or refused, never followed), flushed to disk, then the sibling takes the final
+//! name.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,38 @@ pub fn replace_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result
         }
     }
     remove_stale(&old)
+}
+
+/// Writes the file `path` through `path.tmp`, renamed into place once `write` is done and
+/// the data is on disk. The temporary file is created exclusively (`O_EXCL`): a leftover
+/// or a planted link at `path.tmp` is removed first (the link, never its target), and one
+/// planted again in between makes the write fail instead of writing through it.
+pub fn write_file_with(
+    path: &Path,
+    write: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
+) -> Result<()> {
+    let tmp = sibling(path, "tmp");
+    if fs::symlink_metadata(&tmp).is_ok_and(|m| !m.is_dir()) {
+        fs::remove_file(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| Error::io(&tmp, e))?;
+    if let Err(e) = write(&mut f).and_then(|()| f.sync_all()) {
+        drop(f);
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io(&tmp, e));
+    }
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// [`write_file_with`] for bytes already in memory.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    write_file_with(path, |f| f.write_all(bytes))
 }
 
 /// `dir` with `.suffix` appended to its last component.
@@ -95,6 +128,26 @@ mod tests {
         replace_dir(&dir, |d| fs::write(d.join("b"), "3").map_err(|e| Error::io(d, e)))?;
         assert!(!dir.join("a").exists() && dir.join("b").exists());
         assert!(!sibling(&dir, "tmp").exists() && !sibling(&dir, "old").exists());
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_link_at_a_file_s_temporary_name_is_not_followed() -> Result<()> {
+        let root = tmp();
+        let victim = root.path().join("victim.txt");
+        fs::write(&victim, "keep").map_err(|e| Error::io(&victim, e))?;
+        let out = root.path().join("eval.json");
+        std::os::unix::fs::symlink(&victim, sibling(&out, "tmp"))
+            .map_err(|e| Error::io(&victim, e))?;
+        write_file(&out, b"{}")?;
+        assert_eq!(fs::read_to_string(&victim).ok().as_deref(), Some("keep"));
+        assert_eq!(fs::read_to_string(&out).ok().as_deref(), Some("{}"));
+        assert!(fs::symlink_metadata(sibling(&out, "tmp")).is_err());
+        // A directory planted there is refused, not written into.
+        fs::create_dir(sibling(&out, "tmp")).map_err(|e| Error::io(&out, e))?;
+        assert!(write_file(&out, b"[]").is_err());
+        assert_eq!(fs::read_to_string(&out).ok().as_deref(), Some("{}"));
         Ok(())
     }
 

@@ -68,7 +68,9 @@ impl CheckpointDir {
         let name = format!("step-{:07}", state.step);
         let tmp = self.root.join(format!("{name}.tmp"));
         let dir = self.root.join(&name);
-        fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        // create_dir, not create_dir_all: a link planted at the name is refused, not
+        // followed (remove_partial has just removed our own leftovers).
+        fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
         fill(&tmp)?;
         let json = serde_json::to_string_pretty(state)
             .map_err(|e| Error::format(tmp.join(STATE_FILE), e.to_string()))?;
@@ -77,10 +79,7 @@ impl CheckpointDir {
             fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
         fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
-        let latest_tmp = self.root.join(format!("{LATEST}.tmp"));
-        write_synced(&latest_tmp, name.as_bytes())?;
-        fs::rename(&latest_tmp, self.root.join(LATEST))
-            .map_err(|e| Error::io(self.root.join(LATEST), e))?;
+        braid_core::fsx::write_file(&self.root.join(LATEST), name.as_bytes())?;
         sync_dir(&self.root);
         self.prune(keep)?;
         Ok(dir)

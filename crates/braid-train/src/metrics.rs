@@ -68,14 +68,12 @@ impl MetricsLog {
             .into_iter()
             .filter(|r| r.step <= keep_until && keep_until > 0)
             .collect();
-        let tmp = path.with_extension("jsonl.tmp");
         let mut text = String::new();
         for r in &kept {
             text.push_str(&r.to_json().to_string());
             text.push('\n');
         }
-        fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        braid_core::fsx::write_file(&path, text.as_bytes())?;
         let file =
             fs::OpenOptions::new().append(true).open(&path).map_err(|e| Error::io(&path, e))?;
         Ok(Self { path, file })

@@ -51,7 +51,12 @@ fn smoke_recipe_trains_saves_and_reloads() {
     let (model, params) = VisionModel::load(&dir, &Device::Cpu).unwrap();
     assert_eq!(params, report.params);
     assert_eq!(model.file.vit, recipe.model.vit);
-    let again = evaluate_vision(&recipe, &dir).unwrap();
+    let report_dir = tmp.path().join("report");
+    std::fs::create_dir(&report_dir).unwrap();
+    let before = std::fs::read(dir.join("eval.json")).unwrap();
+    let again = evaluate_vision(&recipe, &dir, &report_dir).unwrap();
+    assert!(report_dir.join("eval.json").is_file());
+    assert_eq!(std::fs::read(dir.join("eval.json")).unwrap(), before, "model dir untouched");
     assert_eq!(
         (again.accuracy, again.accuracy_color, again.accuracy_shape, again.n),
         (report.accuracy, report.accuracy_color, report.accuracy_shape, report.n)

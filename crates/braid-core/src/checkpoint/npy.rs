@@ -7,7 +7,7 @@
 //! `np.savez_compressed`, through a `.tmp` file renamed into place.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
@@ -362,23 +362,13 @@ pub fn write_npy(path: impl AsRef<Path>, array: &NpyArray) -> Result<()> {
     atomic_write(path, |f| f.write_all(&bytes))
 }
 
-/// Writes through `path.tmp` and renames it to `path` once complete.
+/// Writes through `path.tmp` (created exclusively, see [`crate::fsx::write_file_with`])
+/// and renames it to `path` once complete.
 pub(crate) fn atomic_write(
     path: &Path,
     write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> Result<()> {
-    let mut tmp = PathBuf::from(path).into_os_string();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let result = std::fs::File::create(&tmp).and_then(|mut f| {
-        write(&mut f)?;
-        f.sync_all()
-    });
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    crate::fsx::write_file_with(path, write)
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! Present/absent balancing is written into the file as each sample's `weight`, so the
 //! trainer needs to know nothing of easy-VQA.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use braid_core::{Error, Result};
@@ -174,18 +173,7 @@ fn write_json(path: &Path, samples: &[OutSample<'_>]) -> Result<PathBuf> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let written = std::fs::File::create(&tmp).and_then(|mut f| {
-        f.write_all(text.as_bytes())?;
-        f.sync_all()
-    });
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    braid_core::fsx::write_file(path, text.as_bytes())?;
     Ok(path.to_path_buf())
 }
 

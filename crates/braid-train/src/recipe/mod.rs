@@ -64,6 +64,10 @@ pub enum Recipe {
 pub struct Launch {
     /// Continue from the newest complete checkpoint.
     pub resume: bool,
+    /// Start afresh in an `out_dir` that already holds something (its checkpoints are
+    /// removed, the model directory replaced); without this or `resume` such a run is
+    /// refused.
+    pub overwrite: bool,
     /// Draw a progress bar.
     pub progress: bool,
     /// The recipe as written (kept in the run and model directories).
@@ -219,6 +223,7 @@ impl Recipe {
     pub fn run(&self, launch: &Launch) -> Result<Trained> {
         self.validate()?;
         let out = self.out_dir().to_path_buf();
+        claim_out_dir(&out, launch)?;
         let trained = match self {
             Self::Classify(r) => {
                 let (report, summary) = train_classifier(r, launch)?;
@@ -244,6 +249,44 @@ impl Recipe {
     }
 }
 
+/// A fresh run needs an empty (or missing) `out_dir`, so that a mistyped path never
+/// replaces another run's model; `--overwrite` clears the previous run's checkpoints so
+/// the loop starts afresh, `--resume` continues it.
+fn claim_out_dir(out: &Path, launch: &Launch) -> Result<()> {
+    if launch.resume {
+        return Ok(());
+    }
+    let mut held: Vec<String> = match std::fs::read_dir(out) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(out, e)),
+    };
+    if held.is_empty() {
+        return Ok(());
+    }
+    if !launch.overwrite {
+        held.sort();
+        let shown = held.iter().take(4).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+        let more =
+            if held.len() > 4 { format!(" and {} more", held.len() - 4) } else { String::new() };
+        return Err(Error::config(
+            "out_dir",
+            format!(
+                "{} is not empty (holds {shown}{more}); pass --resume to continue its run, --overwrite to replace it, or choose another out_dir",
+                out.display()
+            ),
+        ));
+    }
+    let ckpts = out.join("checkpoints");
+    match std::fs::symlink_metadata(&ckpts) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(&ckpts).map_err(|e| Error::io(&ckpts, e)),
+        Ok(_) => std::fs::remove_file(&ckpts).map_err(|e| Error::io(&ckpts, e)),
+        Err(_) => Ok(()),
+    }
+}
+
 fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value> {
     serde_json::to_value(v).map_err(|e| Error::Invalid(format!("report to JSON: {e}")))
 }
@@ -254,5 +297,39 @@ fn resolve_path(name: &str, dir: &Path, field: &str) -> Result<PathBuf> {
     match braid_hub::resolve_field(name, dir, field) {
         Ok(p) => Ok(p),
         Err(first) => braid_hub::resolve_field(name, Path::new("."), field).map_err(|_| first),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn overwrite_train_into_a_non_empty_out_dir_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let out = root.path().join("run");
+        let fresh = Launch::default();
+        assert!(claim_out_dir(&out, &fresh).is_ok(), "a missing out_dir");
+        std::fs::create_dir_all(out.join("model")).unwrap();
+        std::fs::write(out.join("model/keep.safetensors"), "x").unwrap();
+        std::fs::create_dir_all(out.join("checkpoints/step-0000001")).unwrap();
+        let msg = claim_out_dir(&out, &fresh).unwrap_err().to_string();
+        assert!(
+            msg.contains("out_dir")
+                && msg.contains("`checkpoints`, `model`")
+                && msg.contains("--overwrite")
+                && msg.contains("--resume")
+                && !msg.contains('\n'),
+            "{msg}"
+        );
+        assert!(out.join("model/keep.safetensors").is_file(), "nothing removed");
+        let resume = Launch { resume: true, ..Launch::default() };
+        assert!(claim_out_dir(&out, &resume).is_ok());
+        assert!(out.join("checkpoints").is_dir());
+        let overwrite = Launch { overwrite: true, ..Launch::default() };
+        assert!(claim_out_dir(&out, &overwrite).is_ok());
+        assert!(!out.join("checkpoints").exists(), "the old run's checkpoints go");
+        assert!(out.join("model/keep.safetensors").is_file(), "the model is replaced later");
     }
 }

@@ -173,6 +173,6 @@ fn write_report(report: &ClassifyReport, dir: &Path) -> Result<()> {
     let path = dir.join("eval.json");
     let json =
         serde_json::to_string_pretty(report).map_err(|e| Error::format(&path, e.to_string()))?;
-    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+    braid_core::fsx::write_file(&path, json.as_bytes())?;
     plot::confusion_png(&dir.join("confusion.png"), &report.metrics.confusion, &report.classes)
 }

@@ -233,13 +233,19 @@ pub fn train_vision(recipe: &VisionRecipe, launch: &Launch) -> Result<(VisionRep
         train_seconds: summary.seconds,
         model_dir,
     };
-    write_report(&report)?;
+    // A fresh model directory of this run: its score goes beside its weights.
+    write_report(&report, &report.model_dir)?;
     Ok((report, summary))
 }
 
 /// Scores a saved model zero-shot on the recipe's test images (captions embedded by the
-/// recipe's text tower); writes `eval.json` into the model directory.
-pub fn evaluate_vision(recipe: &VisionRecipe, model_dir: &Path) -> Result<VisionReport> {
+/// recipe's text tower); writes `eval.json` into `report_dir` (the run, or where the user
+/// says: never the model directory read, which may be shared or read-only).
+pub fn evaluate_vision(
+    recipe: &VisionRecipe,
+    model_dir: &Path,
+    report_dir: &Path,
+) -> Result<VisionReport> {
     recipe.validate()?;
     let dev = Device::Cpu;
     let (model, params) = VisionModel::load(model_dir, &dev)?;
@@ -266,15 +272,15 @@ pub fn evaluate_vision(recipe: &VisionRecipe, model_dir: &Path) -> Result<Vision
         train_seconds: 0.0,
         model_dir: model_dir.to_path_buf(),
     };
-    write_report(&report)?;
+    write_report(&report, report_dir)?;
     Ok(report)
 }
 
-fn write_report(report: &VisionReport) -> Result<()> {
-    let path = report.model_dir.join("eval.json");
+fn write_report(report: &VisionReport, dir: &Path) -> Result<()> {
+    let path = dir.join("eval.json");
     let json =
         serde_json::to_string_pretty(report).map_err(|e| Error::format(&path, e.to_string()))?;
-    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))
+    braid_core::fsx::write_file(&path, json.as_bytes())
 }
 
 #[cfg(test)]
