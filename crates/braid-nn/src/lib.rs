@@ -13,6 +13,7 @@ pub mod block;
 pub mod conv;
 pub mod embedding;
 pub mod frozen_matmul;
+pub mod fused;
 pub mod gradcheck;
 pub mod init;
 pub mod linear;

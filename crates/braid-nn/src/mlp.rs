@@ -107,7 +107,14 @@ impl Mlp {
     /// x: [..., hidden] -> [..., hidden]
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let inner = match &self.gate {
-            Some(gate) => (self.activation.forward(&gate.forward(x)?)? * self.up.forward(x)?)?,
+            Some(gate) => {
+                let (g, u) = (gate.forward(x)?, self.up.forward(x)?);
+                if self.activation == Activation::Silu && crate::fused::applies(&[&g, &u]) {
+                    crate::fused::silu_mul(&g, &u)?
+                } else {
+                    (self.activation.forward(&g)? * u)?
+                }
+            }
             None => self.activation.forward(&self.up.forward(x)?)?,
         };
         self.down.forward(&inner)

@@ -74,6 +74,9 @@ impl RmsNorm {
         if fused_ok(&[x, &self.weight]) {
             return Ok(candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps as f32)?);
         }
+        if crate::fused::applies(&[x, &self.weight]) {
+            return Ok(crate::fused::rms_norm(x, &self.weight, self.eps)?);
+        }
         let h = internal(x)?;
         let ms = h.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = h.broadcast_div(&(ms + self.eps)?.sqrt()?)?.to_dtype(x.dtype())?;

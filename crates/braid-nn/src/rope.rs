@@ -54,6 +54,9 @@ impl RotaryEmbedding {
         }
         let cos = self.cos.narrow(0, offset, seq)?.to_dtype(x.dtype())?;
         let sin = self.sin.narrow(0, offset, seq)?.to_dtype(x.dtype())?;
+        if crate::fused::applies(&[x]) {
+            return Ok(crate::fused::rope(x, &cos, &sin)?);
+        }
         Ok((x.broadcast_mul(&cos)? + rotate_half(x)?.broadcast_mul(&sin)?)?)
     }
 }

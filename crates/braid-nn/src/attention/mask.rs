@@ -49,6 +49,30 @@ pub fn keep_mask(
     })
 }
 
+/// The same masks as [`keep_mask`] in the form the fused attention kernel takes them.
+///
+/// padding: [batch, k_len] of 1 (real) / 0 (padding), any dtype
+pub fn softmax_mask(
+    is_causal: bool,
+    padding: Option<&Tensor>,
+    q_len: usize,
+    k_len: usize,
+) -> Result<crate::fused::AttentionMask> {
+    let padding = match padding {
+        None => None,
+        Some(p) => {
+            let (b, len) = p.dims2()?;
+            if len != k_len {
+                return Err(Error::shape("attention padding mask", &[b, k_len], p.dims()));
+            }
+            let keep = p.ne(0.0)?.flatten_all()?.to_vec1::<u8>()?;
+            Some(std::sync::Arc::new(keep))
+        }
+    };
+    let causal_offset = is_causal.then(|| k_len.saturating_sub(q_len));
+    Ok(crate::fused::AttentionMask { causal_offset, padding })
+}
+
 /// Replaces scores where `keep` is 0 by the dtype's most negative finite value.
 ///
 /// scores: [batch, heads, q_len, k_len]; keep: broadcastable u8 -> same shape as scores

@@ -144,8 +144,12 @@ impl Attention {
         let (b, _, tq, _) = q.dims4()?;
         let tk = k.dim(2)?;
         let n_rep = self.cfg.heads / self.cfg.kv_heads;
-        let (k, v) = (repeat_kv(k, n_rep)?, repeat_kv(v, n_rep)?);
         let scale = 1.0 / (self.cfg.head_dim as f64).sqrt();
+        if crate::fused::applies(&[q, k, v]) {
+            let m = mask::softmax_mask(causal, mask, tq, tk)?;
+            return self.o.forward(&crate::fused::attention(q, k, v, scale, &m)?);
+        }
+        let (k, v) = (repeat_kv(k, n_rep)?, repeat_kv(v, n_rep)?);
         let mut scores = (q.matmul(&k.t()?)? * scale)?;
         if let Some(keep) = mask::keep_mask(causal, mask, tq, tk, q.device())? {
             scores = mask::apply(&scores, &keep)?;
