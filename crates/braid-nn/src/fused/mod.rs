@@ -34,7 +34,9 @@ pub fn applies(ts: &[&Tensor]) -> bool {
 }
 
 /// The element type the kernels are written for (f32 and f64).
-pub(crate) trait Float: WithDType + num_traits::Float + Send + Sync {
+pub(crate) trait Float:
+    WithDType + num_traits::Float + std::ops::AddAssign + std::ops::MulAssign + Send + Sync
+{
     /// `e^x`; in f32 a branch-free polynomial the compiler vectorises.
     fn exp_fast(self) -> Self;
 
@@ -85,7 +87,7 @@ pub(crate) fn dot<T: Float>(a: &[T], b: &[T]) -> T {
     let tail = ca.remainder().iter().zip(cb.remainder()).fold(T::zero(), |s, (&x, &y)| s + x * y);
     for (x, y) in ca.zip(cb) {
         for l in 0..8 {
-            acc[l] = acc[l] + x[l] * y[l];
+            acc[l] += x[l] * y[l];
         }
     }
     acc.iter().fold(tail, |s, &v| s + v)
@@ -98,7 +100,7 @@ pub(crate) fn sum<T: Float>(xs: &[T]) -> T {
     let tail = chunks.remainder().iter().fold(T::zero(), |s, &v| s + v);
     for x in chunks {
         for l in 0..8 {
-            acc[l] = acc[l] + x[l];
+            acc[l] += x[l];
         }
     }
     acc.iter().fold(tail, |s, &v| s + v)

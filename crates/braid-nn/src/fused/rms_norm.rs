@@ -144,7 +144,7 @@ fn grad_w<T: Float>(
     for (xr, gr) in x.chunks_exact(d).zip(g.chunks_exact(d)) {
         let r = inv_rms(xr, eps);
         for ((o, &xv), &gv) in out.iter_mut().zip(xr).zip(gr) {
-            *o = *o + gv * xv * r;
+            *o += gv * xv * r;
         }
     }
     Ok((T::to_cpu_storage_owned(out), Shape::from(d)))
