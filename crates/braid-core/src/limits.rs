@@ -29,6 +29,10 @@ pub const INIT_PARAMS: Limit = Limit::new("BRAID_MAX_INIT_PARAMS", 1 << 29, "par
 pub const TEMPLATE_FUEL: Limit =
     Limit::new("BRAID_MAX_TEMPLATE_FUEL", 20_000_000, "template instructions");
 
+/// Frames sampled from one video (`--frames`; 4096 CLIP frames are already 2.4 GB of
+/// f32 pixels).
+pub const VIDEO_FRAMES: Limit = Limit::new("BRAID_MAX_VIDEO_FRAMES", 4096, "frames");
+
 /// Bytes a `.npz` archive's entries decompress to, all together (2^32: 4 GiB).
 pub const NPZ_BYTES: Limit = Limit::new("BRAID_MAX_NPZ_BYTES", 1 << 32, "bytes");
 

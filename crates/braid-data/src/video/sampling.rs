@@ -29,8 +29,32 @@ impl Default for FrameSampling {
 }
 
 impl FrameSampling {
+    /// Checks the settings before anything is sized from them: at least one frame and at
+    /// most [`braid_core::limits::VIDEO_FRAMES`], a finite positive rate.
+    pub fn validate(&self) -> Result<()> {
+        let (field, frames) = match *self {
+            Self::Uniform { frames } => ("sampling.frames", frames),
+            Self::FixedRate { fps, max_frames } => {
+                if !(fps.is_finite() && fps > 0.0) {
+                    return Err(Error::config(
+                        "sampling.fps",
+                        format!("must be a finite positive rate, got {fps}"),
+                    ));
+                }
+                ("sampling.max_frames", max_frames)
+            }
+        };
+        if frames == 0 {
+            return Err(Error::config(field, "at least one frame must be sampled"));
+        }
+        braid_core::limits::VIDEO_FRAMES
+            .check(frames as u64, "sampling that many frames")
+            .map_err(|m| Error::config(field, m))
+    }
+
     /// Indices into `total` frames recorded at `source_fps` (needed by `FixedRate`).
     pub fn indices(&self, total: usize, source_fps: Option<f64>) -> Result<Vec<usize>> {
+        self.validate()?;
         if total == 0 {
             return Err(Error::Invalid("the video has no frames".into()));
         }
@@ -42,7 +66,7 @@ impl FrameSampling {
                 .map(|i| ((2 * i + 1) * total / (2 * frames)).min(total - 1))
                 .collect()),
             Self::FixedRate { fps, max_frames } => {
-                let src = source_fps.filter(|f| *f > 0.0).ok_or_else(|| {
+                let src = source_fps.filter(|f| f.is_finite() && *f > 0.0).ok_or_else(|| {
                     Error::config(
                         "sampling",
                         "fixed-rate sampling needs the source frame rate (unknown for this input)",
@@ -74,6 +98,20 @@ mod tests {
         assert_eq!(s.indices(16, None).unwrap(), [2, 6, 10, 14]);
         assert_eq!(s.indices(2, None).unwrap(), [0, 0, 1, 1]);
         assert!(s.indices(0, None).is_err());
+    }
+
+    #[test]
+    fn nan_video_fps_and_alloc_frames() {
+        for fps in [f64::NAN, f64::INFINITY, -1.0, 0.0] {
+            let s = FrameSampling::FixedRate { fps, max_frames: 4 };
+            let e = s.indices(10, Some(10.0)).unwrap_err().to_string();
+            assert!(e.contains("sampling.fps") && e.contains("finite positive"), "{e}");
+        }
+        let e = FrameSampling::Uniform { frames: 1_000_000_000 }.indices(10, None);
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains("sampling.frames") && e.contains("BRAID_MAX_VIDEO_FRAMES"), "{e}");
+        let s = FrameSampling::FixedRate { fps: 1.0, max_frames: 4 };
+        assert!(s.indices(10, Some(f64::NAN)).is_err(), "a NaN source rate");
     }
 
     #[test]
