@@ -1,6 +1,8 @@
-//! Braid's reusable layers. Every layer here is built from candle ops that have a backward
-//! pass, so gradients reach every trainable variable: candle's fused `softmax_last_dim`,
-//! `rms_norm`, `layer_norm` and rotary kernels silently stop gradients and are not used.
+//! Braid's reusable layers. Every layer here is built from ops that have a backward pass,
+//! so gradients reach every trainable variable: candle's fused `softmax_last_dim`,
+//! `rms_norm`, `layer_norm` and rotary kernels silently stop gradients and run only where no
+//! gradient can be needed; training on the CPU runs Braid's own fused kernels ([`fused`]),
+//! which have one.
 //!
 //! Modules mirror Hugging Face checkpoint trees; sub-module names are configurable through
 //! name presets ([`AttentionNames`], [`MlpNames`], [`BlockNames`]) because checkpoints differ.

@@ -2,10 +2,11 @@
 //! SwiGLU, each one pass over its rows on rayon's pool, forward and backward.
 //!
 //! Composed from candle ops, each of these is four to eight single-threaded kernels with an
-//! allocation each, and their backward passes twice that; at training shapes they, not the
-//! matmuls, bound a step on a multi-core CPU (the pattern of PyTorch's fused CPU kernels in
-//! `aten/src/ATen/native/cpu`, e.g. `SoftMaxKernel.cpp`). The backward passes are
-//! forward-only custom ops, so no graph is built while computing gradients.
+//! allocation each, and their backward passes twice that; attention alone was two batched
+//! matmuls of one tiny product per (batch, head), a mask, a softmax and four copies (the
+//! pattern followed is PyTorch's fused CPU kernels in `aten/src/ATen/native/cpu`). The
+//! backward passes are forward-only custom ops, so no graph is built while computing
+//! gradients.
 //!
 //! A layer calls [`applies`] and falls back to its composed ops elsewhere (other devices,
 //! half precision, no gradient needed: there candle's own fused inference kernels run).
