@@ -99,13 +99,32 @@ pub struct GenerateArgs {
 pub fn load(args: &ModelArgs) -> anyhow::Result<(TextModel, f64)> {
     if let Some(n) = args.threads {
         // candle sizes its thread pools from this variable on first use.
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        std::env::set_var("RAYON_NUM_THREADS", check_threads(n)?.to_string());
     }
     let path = braid_hub::resolve_model(&args.model)?;
     let start = Instant::now();
     let tm = TextModel::load(&path, Weights::Frozen { dequantize: args.dequantize }, &Device::Cpu)
         .with_context(|| format!("loading {}", path.display()))?;
     Ok((tm, start.elapsed().as_secs_f64()))
+}
+
+/// At most this many threads: each one is an OS thread with its own stack, and far beyond
+/// the cores only adds switching.
+const MAX_THREADS: usize = 1024;
+
+/// `--threads` within 1..=[`MAX_THREADS`] (100000 panicked spawning the pool).
+fn check_threads(n: usize) -> anyhow::Result<usize> {
+    if n == 0 || n > MAX_THREADS {
+        anyhow::bail!(
+            "--threads {n}: give 1 to {MAX_THREADS} (this machine has {} cores)",
+            cores()
+        );
+    }
+    Ok(n)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The `--stats` line: token counts and rates.
@@ -160,4 +179,18 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         print_stats(&timing, load_s);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_threads_flag_out_of_range() {
+        for bad in [0, 100_000, usize::MAX] {
+            let err = check_threads(bad).map(|_| ()).err().map(|e| e.to_string());
+            assert!(err.is_some_and(|e| e.contains("--threads")), "{bad} accepted");
+        }
+        assert!(check_threads(2).is_ok_and(|n| n == 2));
+    }
 }

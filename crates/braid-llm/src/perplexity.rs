@@ -59,6 +59,12 @@ pub fn perplexity<M: LanguageModel + ?Sized>(
     slice: usize,
     device: &Device,
 ) -> Result<Perplexity> {
+    if window < 2 {
+        // One token has nothing to predict: the window was silently raised to 2 before.
+        return Err(Error::Invalid(format!(
+            "perplexity window of {window} tokens: it needs at least 2 (--window)"
+        )));
+    }
     let window = window.min(model.max_positions()).max(2);
     let (mut sum, mut count) = (0.0, 0);
     for w in ids.chunks(window).filter(|w| w.len() >= 2) {

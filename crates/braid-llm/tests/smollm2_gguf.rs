@@ -98,6 +98,11 @@ fn dequantized_logits_and_perplexity_match_transformers() {
     assert!(worst < 2e-3, "max abs logit diff {worst}");
     let ids = r.ids("ppl_ids");
     let ppl = perplexity(&model, &ids, 4096, 512, &Device::Cpu).unwrap();
+    // silent_perplexity_window_below_two: --window 0 or 1 was raised to 2 without a word.
+    for window in [0, 1] {
+        let err = perplexity(&model, &ids, window, 512, &Device::Cpu).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("--window")), "window {window} accepted");
+    }
     let want = r.meta["perplexity"]["ppl"].as_f64().unwrap();
     let rel = (ppl.ppl - want).abs() / want;
     eprintln!("perplexity {:.4} vs {want:.4} (rel {rel:.2e}), {} tokens", ppl.ppl, ppl.tokens);
