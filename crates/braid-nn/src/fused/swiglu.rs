@@ -59,7 +59,8 @@ impl CustomOp2 for Forward {
         let g = g.contiguous()?;
         let d_gate =
             gate.track_op().then(|| gate.apply_op3_no_bwd(up, &g, &GradGate)).transpose()?;
-        let d_up = up.track_op().then(|| gate.apply_op2_no_bwd(&g, &GradUp)).transpose()?;
+        // d_up = g silu(gate): the forward kernel itself, on (gate, g).
+        let d_up = up.track_op().then(|| gate.apply_op2_no_bwd(&g, &Forward)).transpose()?;
         Ok((d_gate, d_up))
     }
 }
@@ -99,39 +100,6 @@ impl CustomOp3 for GradGate {
         lg: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         dispatch!(a, grad_gate((a, la), (u, lu), (g, lg)))
-    }
-}
-
-struct GradUp;
-
-fn grad_up<T: Float>(
-    (a, la): (&CpuStorage, &Layout),
-    (g, lg): (&CpuStorage, &Layout),
-) -> candle_core::Result<(CpuStorage, Shape)> {
-    let (a, g) = (slice::<T>(a, la)?, slice::<T>(g, lg)?);
-    let mut out = zeros::<T>(a.len());
-    par_chunks(&mut out, |at, chunk| {
-        let n = chunk.len();
-        for ((o, &x), &g) in chunk.iter_mut().zip(&a[at..at + n]).zip(&g[at..at + n]) {
-            *o = g * x * x.sigmoid();
-        }
-    });
-    Ok((T::to_cpu_storage_owned(out), la.shape().clone()))
-}
-
-impl CustomOp2 for GradUp {
-    fn name(&self) -> &'static str {
-        "braid-silu-mul-grad-up"
-    }
-
-    fn cpu_fwd(
-        &self,
-        a: &CpuStorage,
-        la: &Layout,
-        g: &CpuStorage,
-        lg: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        dispatch!(a, grad_up((a, la), (g, lg)))
     }
 }
 
