@@ -97,10 +97,6 @@ pub struct GenerateArgs {
 
 /// Resolves `--model` and loads the model and tokenizer (quantized unless `--dequantize`).
 pub fn load(args: &ModelArgs) -> anyhow::Result<(TextModel, f64)> {
-    if let Some(n) = args.threads {
-        // candle sizes its thread pools from this variable on first use.
-        std::env::set_var("RAYON_NUM_THREADS", check_threads(n)?.to_string());
-    }
     let path = braid_hub::resolve_model(&args.model)?;
     let start = Instant::now();
     let tm = TextModel::load(&path, Weights::Frozen { dequantize: args.dequantize }, &Device::Cpu)
@@ -113,7 +109,7 @@ pub fn load(args: &ModelArgs) -> anyhow::Result<(TextModel, f64)> {
 const MAX_THREADS: usize = 1024;
 
 /// `--threads` within 1..=[`MAX_THREADS`] (100000 panicked spawning the pool).
-fn check_threads(n: usize) -> anyhow::Result<usize> {
+pub fn check_threads(n: usize) -> anyhow::Result<usize> {
     if n == 0 || n > MAX_THREADS {
         anyhow::bail!(
             "--threads {n}: give 1 to {MAX_THREADS} (this machine has {} cores)",

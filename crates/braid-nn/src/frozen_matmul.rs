@@ -2,15 +2,74 @@
 //! backward always computes the gradient of both operands and allocates a zero tensor
 //! for each: for a frozen LLM under LoRA that is one needless weight-sized matmul and
 //! allocation per projection per step (for SmolLM2's tied 49152 x 576 head alone, a
-//! 3.6 GFLOP product per 128 tokens). This custom op computes the product with candle's
-//! CPU matmul on the storages (no copies) and, backwards, only `dL/dx = dL/dy W`.
+//! 3.6 GFLOP product per 128 tokens). This custom op computes the product on the storages
+//! (no copies; `fused::gemm`, the kernels of candle's matmul threaded by output columns)
+//! and, backwards, only `dL/dx = dL/dy W`.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor};
+
+use crate::fused::gemm::{product, rows};
+use crate::fused::{dispatch, slice, Float};
 
 /// The op, holding the weight `[out, in]`.
 struct FrozenRhs {
     weight: Tensor,
+}
+
+/// `g` [n, out] -> `g W` [n, in], forward-only: the backward pass of [`FrozenRhs`].
+struct InputGrad<'a> {
+    weight: &'a Tensor,
+}
+
+/// The weight's elements and its `[out, in]` sizes.
+fn with_weight<T: Float, R>(
+    w: &Tensor,
+    f: impl FnOnce(&[T], usize, usize) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let (out, k) = w.dims2()?;
+    let (s, l) = w.storage_and_layout();
+    let Storage::Cpu(s) = &*s else {
+        return Err(candle_core::Error::Msg("frozen matmul: weight not on the CPU".into()));
+    };
+    f(slice::<T>(s, l)?, out, k)
+}
+
+/// x: [n, in] -> x W^T [n, out]
+fn forward<T: Float>(
+    s: &CpuStorage,
+    l: &Layout,
+    weight: &Tensor,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let (n, k) = l.shape().dims2()?;
+    let x = slice::<T>(s, l)?;
+    with_weight::<T, _>(weight, |w, out, k_w| {
+        if k_w != k {
+            return Err(candle_core::Error::Msg(format!(
+                "frozen matmul: x [{n}, {k}] against weight [{out}, {k_w}]"
+            )));
+        }
+        let y = product(rows(x, n, k), rows(w, out, k).t(), T::one())?;
+        Ok((T::to_cpu_storage_owned(y), Shape::from((n, out))))
+    })
+}
+
+/// g: [n, out] -> g W [n, in]
+fn input_grad<T: Float>(
+    s: &CpuStorage,
+    l: &Layout,
+    weight: &Tensor,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let (n, out) = l.shape().dims2()?;
+    let g = slice::<T>(s, l)?;
+    with_weight::<T, _>(weight, |w, out_w, k| {
+        if out_w != out {
+            return Err(candle_core::Error::Msg(format!(
+                "frozen matmul backward: gradient [{n}, {out}] against weight [{out_w}, {k}]"
+            )));
+        }
+        let dx = product(rows(g, n, out), rows(w, out, k), T::one())?;
+        Ok((T::to_cpu_storage_owned(dx), Shape::from((n, k))))
+    })
 }
 
 impl CustomOp1 for FrozenRhs {
@@ -18,22 +77,9 @@ impl CustomOp1 for FrozenRhs {
         "braid-frozen-matmul"
     }
 
-    /// x: [n, in] -> [n, out], straight on the storages (candle's own CPU matmul, the
-    /// weight read transposed in place).
+    /// x: [n, in] -> [n, out] (the weight read transposed in place).
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (n, k) = l.shape().dims2()?;
-        let (w, wl) = self.weight.storage_and_layout();
-        let Storage::Cpu(w) = &*w else {
-            return Err(candle_core::Error::Msg("frozen matmul: weight not on the CPU".into()));
-        };
-        let (out, k_w) = wl.shape().dims2()?;
-        if k_w != k {
-            return Err(candle_core::Error::Msg(format!(
-                "frozen matmul: x [{n}, {k}] against weight [{out}, {k_w}]"
-            )));
-        }
-        let y = s.matmul(w, (1, n, out, k), l, &wl.transpose(0, 1)?)?;
-        Ok((y, Shape::from((n, out))))
+        dispatch!(s, forward(s, l, &self.weight))
     }
 
     fn bwd(
@@ -42,7 +88,17 @@ impl CustomOp1 for FrozenRhs {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(grad.matmul(&self.weight)?))
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&InputGrad { weight: &self.weight })?))
+    }
+}
+
+impl CustomOp1 for InputGrad<'_> {
+    fn name(&self) -> &'static str {
+        "braid-frozen-matmul-grad"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        dispatch!(s, input_grad(s, l, self.weight))
     }
 }
 
@@ -60,7 +116,7 @@ pub fn frozen_applies(x: &Tensor, weight: &Tensor) -> bool {
 
 /// x: [n, in], weight: [out, in] (constant) -> x W^T [n, out], with a gradient for x only.
 pub fn frozen_matmul(x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op1(FrozenRhs { weight: weight.clone() })
+    x.contiguous()?.apply_op1(FrozenRhs { weight: weight.contiguous()? })
 }
 
 #[cfg(test)]

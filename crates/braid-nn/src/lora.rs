@@ -94,6 +94,20 @@ impl LoraLinear {
 
     /// x: [..., in] -> [..., out]
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let w = self.base.weight();
+        if crate::fused::applies(&[x, w, &self.a, &self.b]) && !w.track_op() {
+            let in_dim = self.base.in_dim();
+            let mut dims = x.dims().to_vec();
+            dims.pop();
+            dims.push(self.base.out_dim());
+            let x2 = x.reshape(((), in_dim))?;
+            let y =
+                crate::fused::lora_linear(&x2, w, &self.a, &self.b, self.scale)?.reshape(dims)?;
+            return Ok(match self.base.bias() {
+                Some(bias) => y.broadcast_add(bias)?,
+                None => y,
+            });
+        }
         let update = x.broadcast_matmul(&self.a.t()?)?.broadcast_matmul(&self.b.t()?)?;
         Ok((self.base.forward(x)? + (update * self.scale)?)?)
     }

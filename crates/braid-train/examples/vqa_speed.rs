@@ -309,7 +309,14 @@ fn evaluate(llm: &Llama, case: &str, repeats: usize, dev: &Device) -> Result<()>
     Ok(())
 }
 
+/// Runs on a rayon pool of `RAYON_NUM_THREADS` with the main thread one of its workers, as
+/// the `braid` command does.
 fn main() -> Result<()> {
+    let pool = rayon::ThreadPoolBuilder::new().build();
+    pool.map_err(|e| braid_core::Error::Invalid(format!("thread pool: {e}")))?.install(run)
+}
+
+fn run() -> Result<()> {
     let s = settings()?;
     let dev = Device::Cpu;
     let wants = |c: char| s.cases.contains(c);

@@ -1,5 +1,5 @@
-//! Fused CPU kernels that have a backward pass: attention, RMSNorm, RoPE and
-//! SwiGLU, each one pass over its rows on rayon's pool, forward and backward.
+//! Fused CPU kernels that have a backward pass: attention, LoRA projections, RMSNorm, RoPE
+//! and SwiGLU, each one pass over its rows on rayon's pool, forward and backward.
 //!
 //! Composed from candle ops, each of these is four to eight single-threaded kernels with an
 //! allocation each, and their backward passes twice that; attention alone was two batched
@@ -12,11 +12,14 @@
 //! half precision, no gradient needed: there candle's own fused inference kernels run).
 
 mod attention;
+pub(crate) mod gemm;
+mod lora;
 mod rms_norm;
 mod rope;
 mod swiglu;
 
 pub use attention::{attention, AttentionMask};
+pub use lora::lora_linear;
 pub use rms_norm::rms_norm;
 pub use rope::rope;
 pub use swiglu::silu_mul;
