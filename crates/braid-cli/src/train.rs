@@ -73,6 +73,7 @@ fn load(path: &Path, out_dir: Option<&PathBuf>) -> anyhow::Result<(Recipe, Strin
 }
 
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
+    braid_train::quiet_spinning();
     let (recipe, written) = load(&args.recipe, args.out_dir.as_ref())?;
     let launch = Launch {
         resume: args.resume,

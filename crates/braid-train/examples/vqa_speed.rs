@@ -309,9 +309,10 @@ fn evaluate(llm: &Llama, case: &str, repeats: usize, dev: &Device) -> Result<()>
     Ok(())
 }
 
-/// Runs on a rayon pool of `RAYON_NUM_THREADS` with the main thread one of its workers, as
-/// the `braid` command does.
+/// Runs on a rayon pool of `RAYON_NUM_THREADS` with the main thread one of its workers, and
+/// candle's spinning lowered, as `braid train` does.
 fn main() -> Result<()> {
+    braid_train::quiet_spinning();
     let pool = rayon::ThreadPoolBuilder::new().build();
     pool.map_err(|e| braid_core::Error::Invalid(format!("thread pool: {e}")))?.install(run)
 }
