@@ -101,6 +101,46 @@ fn a_llava_json_dataset_trains_smollm2_and_the_model_chats_and_evaluates() {
     train_chat_eval(None);
 }
 
+/// A language model named by path used to be written into `pipeline.toml` as an absolute
+/// path: a model directory moved together with its base model no longer opened. It is now
+/// kept relative to the model directory.
+#[test]
+fn a_model_trained_on_a_base_model_named_by_path_moves_with_it() {
+    if !fetched("easy-vqa") {
+        eprintln!("skipping: run `braid fetch easy-vqa`");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let qwen = dir.path().join("llm/qwen2_chat_tiny");
+    std::fs::create_dir_all(&qwen).unwrap();
+    for f in std::fs::read_dir(root().join("fixtures/llm/qwen2_chat_tiny")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, qwen.join(f.file_name().unwrap())).unwrap();
+    }
+    let data = dataset(dir.path());
+    let r = recipe(dir.path(), &data, Some(qwen.to_str().unwrap()));
+    ok(&["train", r.to_str().unwrap(), "--quiet"]);
+    let toml = std::fs::read_to_string(dir.path().join("run/model/pipeline.toml")).unwrap();
+    assert!(toml.contains("llm = \"../../llm/qwen2_chat_tiny\""), "{toml}");
+    let moved = dir.path().join("moved");
+    std::fs::create_dir(&moved).unwrap();
+    for d in ["run", "llm"] {
+        std::fs::rename(dir.path().join(d), moved.join(d)).unwrap();
+    }
+    let image = braid_hub::resolve_model("easy-vqa").unwrap().join("test/images/0.png");
+    let model = moved.join("run/model");
+    ok(&[
+        "chat",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--max-tokens",
+        "2",
+        "what color is the shape?",
+    ]);
+}
+
 #[test]
 fn the_same_recipe_trains_a_tiny_qwen2() {
     if !fetched("easy-vqa") {

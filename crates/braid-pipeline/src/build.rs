@@ -159,6 +159,7 @@ impl Pipeline {
         };
         Ok(Self {
             cfg: cfg.clone(),
+            base: base.to_path_buf(),
             branches,
             llm,
             llm_vars,

@@ -6,7 +6,7 @@
 //! `models/llava/modeling_llava.py` (which instead expects the ids pre-expanded, see
 //! [`crate::Llava`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use braid_core::{Error, Features, Modality, Result};
 use braid_encoders::Encoder;
@@ -44,6 +44,9 @@ pub(crate) struct Branch {
 /// Encoders + projectors + language model, or encoders + a classification head.
 pub struct Pipeline {
     pub(crate) cfg: PipelineConfig,
+    /// The directory `cfg`'s relative paths start from (the model directory it was opened
+    /// from, or the `base` it was built with).
+    pub(crate) base: PathBuf,
     pub(crate) branches: Vec<Branch>,
     /// `None` for a classifier.
     pub(crate) llm: Option<Llama>,

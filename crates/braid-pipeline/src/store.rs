@@ -7,7 +7,7 @@
 //! evaluation reports, plots) is a record, never read.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use braid_core::checkpoint::Checkpoint;
 use braid_core::{Error, Result};
@@ -23,11 +23,13 @@ pub const PIPELINE_FILE: &str = "pipeline.toml";
 impl Pipeline {
     /// Writes `dir/pipeline.toml` and one safetensors file per trainable component
     /// (into an existing or new directory; see [`braid_core::fsx::replace_dir`] for an
-    /// atomic swap).
+    /// atomic swap). A base model named by path is written relative to `dir` (see
+    /// [`rebased`]).
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let toml_path = dir.join(PIPELINE_FILE);
-        std::fs::write(&toml_path, self.cfg.to_toml()?).map_err(|e| Error::io(&toml_path, e))?;
+        let cfg = rebased(&self.cfg, &self.base, dir);
+        std::fs::write(&toml_path, cfg.to_toml()?).map_err(|e| Error::io(&toml_path, e))?;
         for (name, vars) in self.var_maps() {
             vars.save(dir.join(format!("{name}.safetensors")))?;
         }
@@ -86,4 +88,85 @@ fn load_exact(vars: &VarMap, path: &Path) -> Result<()> {
     let mut vars = vars.clone();
     vars.load(path)?;
     Ok(())
+}
+
+/// `cfg` as a directory `dir` keeps it: every model named by path (the language model, the
+/// tokenizer, an encoder) rewritten from `base`, which its relative paths start from, to a
+/// path relative to `dir`, so that the model directory moved together with its base models
+/// still opens. Registered names and `hf:` names stay as written, and so does a path that
+/// shares nothing but the root with `dir` (`/tmp/run/model` naming `/work/llm.gguf` keeps
+/// the absolute path) or that names nothing on disk.
+pub(crate) fn rebased(cfg: &PipelineConfig, base: &Path, dir: &Path) -> PipelineConfig {
+    let rebase = |name: &mut String| {
+        if name.starts_with("hf:") || braid_hub::find(name).is_ok() {
+            return;
+        }
+        let path = Path::new(name.as_str());
+        let full = if path.is_absolute() { path.to_path_buf() } else { base.join(path) };
+        let (Ok(target), Ok(from)) = (full.canonicalize(), dir.canonicalize()) else { return };
+        if let Some(rel) = relative(&target, &from) {
+            *name = rel.to_string_lossy().into_owned();
+        }
+    };
+    let mut out = cfg.clone();
+    out.llm.iter_mut().for_each(rebase);
+    out.tokenizer.iter_mut().for_each(rebase);
+    out.encoders.iter_mut().filter_map(|e| e.model.as_mut()).for_each(rebase);
+    out
+}
+
+/// `target` as a path from the directory `from` (both absolute and canonical), or `None`
+/// when they share no component below the root.
+fn relative(target: &Path, from: &Path) -> Option<PathBuf> {
+    let (t, f): (Vec<_>, Vec<_>) = (target.components().collect(), from.components().collect());
+    let shared = t.iter().zip(&f).take_while(|(a, b)| a == b).count();
+    if shared <= 1 {
+        return None;
+    }
+    let mut out: PathBuf = f[shared..].iter().map(|_| "..").collect();
+    out.extend(&t[shared..]);
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn paths_from_a_model_directory() {
+        let rel = |t: &str, f: &str| relative(Path::new(t), Path::new(f));
+        assert_eq!(rel("/a/b/c/x.gguf", "/a/b/run/model"), Some(PathBuf::from("../../c/x.gguf")));
+        assert_eq!(rel("/a/b/run/model/x", "/a/b/run/model"), Some(PathBuf::from("x")));
+        assert_eq!(rel("/a/b", "/a/b"), Some(PathBuf::from(".")));
+        assert_eq!(rel("/work/x.gguf", "/tmp/run/model"), None, "nothing shared but the root");
+    }
+
+    /// An absolute path to the language model was written as it was: the model directory
+    /// moved with its base model no longer opened.
+    #[test]
+    fn a_base_model_named_by_path_is_kept_relative_to_the_model_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("llm")).unwrap();
+        std::fs::write(tmp.path().join("llm/m.gguf"), b"").unwrap();
+        let model = tmp.path().join("run/model");
+        std::fs::create_dir_all(&model).unwrap();
+        let mut cfg = PipelineConfig {
+            llm: Some(tmp.path().join("llm/m.gguf").display().to_string()),
+            tokenizer: Some("smollm2".into()),
+            ..Default::default()
+        };
+        let saved = rebased(&cfg, Path::new("."), &model);
+        assert_eq!(saved.llm.as_deref(), Some("../../llm/m.gguf"));
+        assert_eq!(saved.tokenizer.as_deref(), Some("smollm2"), "a registered name stays");
+        // Relative to the directory the configuration came from.
+        cfg.llm = Some("../llm/m.gguf".into());
+        let again = rebased(&cfg, &tmp.path().join("run"), &model);
+        assert_eq!(again.llm.as_deref(), Some("../../llm/m.gguf"));
+        cfg.llm = Some("hf:org/model".into());
+        assert_eq!(rebased(&cfg, Path::new("."), &model).llm.as_deref(), Some("hf:org/model"));
+    }
 }
