@@ -64,6 +64,28 @@ pub fn write_file_with(
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
+/// [`write_file_with`] for writers that only take a path (candle's safetensors `save`,
+/// which streams tensor by tensor): `write` fills `path.tmp/<file name>`, inside a
+/// directory created exclusively (a planted link at `path.tmp` is removed, never followed,
+/// and nobody else's link can sit inside the new directory), then the file is synced and
+/// renamed to `path`. A failure leaves `path` as it was.
+pub fn write_file_at(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Invalid(format!("{}: not a file name to write", path.display())))?;
+    let dir = sibling(path, "tmp");
+    remove_stale(&dir)?;
+    fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+    let tmp = dir.join(name);
+    let done = write(&tmp)
+        .and_then(|()| {
+            fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&tmp, e))
+        })
+        .and_then(|()| fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
+    let _ = fs::remove_dir_all(&dir);
+    done
+}
+
 /// [`write_file_with`] for bytes already in memory.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
@@ -148,6 +170,30 @@ mod tests {
         fs::create_dir(sibling(&out, "tmp")).map_err(|e| Error::io(&out, e))?;
         assert!(write_file(&out, b"[]").is_err());
         assert_eq!(fs::read_to_string(&out).ok().as_deref(), Some("{}"));
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn planted_link_write_file_at_tmp() -> Result<()> {
+        let root = tmp();
+        let victim = root.path().join("victim.bin");
+        fs::write(&victim, "keep").map_err(|e| Error::io(&victim, e))?;
+        let out = root.path().join("w.safetensors");
+        std::os::unix::fs::symlink(&victim, sibling(&out, "tmp"))
+            .map_err(|e| Error::io(&victim, e))?;
+        write_file_at(&out, |p| fs::write(p, "new").map_err(|e| Error::io(p, e)))?;
+        assert_eq!(fs::read_to_string(&victim).ok().as_deref(), Some("keep"));
+        assert_eq!(fs::read_to_string(&out).ok().as_deref(), Some("new"));
+        assert!(fs::symlink_metadata(sibling(&out, "tmp")).is_err());
+        // A failed write leaves the old file and no temporary behind.
+        let failed = write_file_at(&out, |p| {
+            fs::write(p, "half").map_err(|e| Error::io(p, e))?;
+            Err(Error::Invalid("disk full".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(fs::read_to_string(&out).ok().as_deref(), Some("new"));
+        assert!(fs::symlink_metadata(sibling(&out, "tmp")).is_err());
         Ok(())
     }
 

@@ -200,3 +200,38 @@ fn new_lora_starts_at_the_base_model() {
     let embeds = model.embed_tokens(&x).unwrap();
     assert_eq!(model.forward_embeds(&embeds, None, None).unwrap().logits.dims(), &[2, 7, 64]);
 }
+
+/// A link planted at either file's temporary name (`adapter_model.safetensors.tmp`,
+/// `adapter_config.json.tmp`, `model.safetensors.tmp`, `config.json.tmp`) is not followed:
+/// its target keeps its content and the real files are written.
+#[cfg(unix)]
+#[test]
+fn planted_link_lora_adapter_tmp() {
+    let io = io();
+    let (model, _) = peft_model();
+    let dir = temp_dir("planted");
+    std::fs::create_dir_all(&dir).unwrap();
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "keep").unwrap();
+    let plant = |name: &str| {
+        let link = dir.join(format!("{name}.tmp"));
+        std::fs::remove_file(&link).ok();
+        std::os::unix::fs::symlink(&victim, link).unwrap();
+    };
+    plant("adapter_model.safetensors");
+    plant("adapter_config.json");
+    model.save_adapter(&dir, Some("fixtures/llm/llama_tiny")).unwrap();
+    plant("model.safetensors");
+    plant("config.json");
+    model.export_merged(&dir).unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep", "the link was followed");
+    for name in ["adapter_model.safetensors", "adapter_config.json", "model.safetensors"] {
+        let tmp = dir.join(format!("{name}.tmp"));
+        assert!(std::fs::symlink_metadata(&tmp).is_err(), "{} left behind", tmp.display());
+    }
+    let (reloaded, _) =
+        Llama::load_with_adapter(&fixtures().join("llama_tiny"), &dir, DType::F32, &Device::Cpu)
+            .unwrap();
+    check(&reloaded.forward(&ids(&io)).unwrap(), &io["logits"], 1e-4, "adapter past a link");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -136,23 +136,17 @@ impl AdapterConfig {
     }
 }
 
-/// Writes through `path.tmp`, renamed into place, so a crash never leaves half a file.
-fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    write(&tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
+/// Both writers go through `braid_core::fsx`: a temporary created exclusively, renamed
+/// into place once on disk, so a crash never leaves half a file and a link planted at the
+/// temporary name is never followed.
 fn save_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
-    write_atomic(path, |tmp| Ok(candle_core::safetensors::save(tensors, tmp)?))
+    braid_core::fsx::write_file_at(path, |tmp| Ok(candle_core::safetensors::save(tensors, tmp)?))
 }
 
 fn save_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let text =
         serde_json::to_string_pretty(value).map_err(|e| Error::format(path, e.to_string()))?;
-    write_atomic(path, |tmp| std::fs::write(tmp, text).map_err(|e| Error::io(tmp, e)))
+    braid_core::fsx::write_file(path, text.as_bytes())
 }
 
 /// `dir/adapter_model.safetensors` with PEFT's prefix stripped from the names (on the CPU).
