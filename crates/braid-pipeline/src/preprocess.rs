@@ -79,23 +79,16 @@ impl ImuPreprocess {
                 format!("{c} channels but {} means and {} stds", self.mean.len(), self.std.len()),
             ));
         }
-        if let Some(bad) = self.std.iter().find(|s| !s.is_finite() || **s <= 0.0) {
-            return Err(Error::config(
-                "preprocess.std",
-                format!("{bad} (must be finite and positive)"),
-            ));
-        }
-        if self.mean.iter().any(|m| !m.is_finite()) {
-            return Err(Error::config("preprocess.mean", "must be finite"));
-        }
         if self.window == Some(0) || self.stride == Some(0) {
             return Err(Error::config("preprocess.window", "window and stride must be at least 1"));
         }
-        Ok(ChannelStats {
+        let stats = ChannelStats {
             channels: self.channels.clone(),
             mean: self.mean.clone(),
             std: self.std.clone(),
-        })
+        };
+        stats.check().map_err(|msg| Error::config("preprocess", msg))?;
+        Ok(stats)
     }
 
     /// The preprocessing of `stats`, windowed as given.
@@ -365,12 +358,8 @@ mod tests {
         let e = three.load(&path, &Device::Cpu).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("r.csv") && e.contains("2 channels"), "{e}");
         let bad = ImuPreprocess { std: vec![1.0, 0.0], ..p };
-        assert!(bad
-            .stats()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default()
-            .contains("preprocess.std"));
+        let e = bad.stats().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("preprocess") && e.contains("std[1] of channel `ay` is 0"), "{e}");
         Ok(())
     }
 

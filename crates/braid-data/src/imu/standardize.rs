@@ -55,15 +55,45 @@ impl ChannelStats {
                 s as f32
             }
         });
-        Ok(Self {
+        let stats = Self {
             channels: channels.to_vec(),
             mean: mean.iter().map(|&m| m as f32).collect(),
             std: std.collect(),
-        })
+        };
+        // Non-finite samples (which the readers refuse) or an f32 overflow of the mean.
+        stats.check().map_err(|msg| Error::Invalid(format!("fitted IMU statistics: {msg}")))?;
+        Ok(stats)
+    }
+
+    /// The first value that cannot standardise, in words naming its channel: a mean that
+    /// is not finite, a std that is not finite and positive (a zero std gives Inf/NaN
+    /// inputs, not an error, so it is refused here), or lengths that differ.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let c = self.channels.len();
+        if self.mean.len() != c || self.std.len() != c {
+            return Err(format!(
+                "{c} channels but {} means and {} stds",
+                self.mean.len(),
+                self.std.len()
+            ));
+        }
+        let values = self.channels.iter().zip(self.mean.iter().zip(&self.std)).enumerate();
+        for (k, (name, (&mean, &std))) in values {
+            if !std.is_finite() || std <= 0.0 {
+                return Err(format!(
+                    "std[{k}] of channel `{name}` is {std} (must be finite and positive)"
+                ));
+            }
+            if !mean.is_finite() {
+                return Err(format!("mean[{k}] of channel `{name}` is {mean} (must be finite)"));
+            }
+        }
+        Ok(())
     }
 
     /// x: [..., channels] -> [..., channels], standardised.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        self.check().map_err(|msg| Error::Invalid(format!("IMU channel statistics: {msg}")))?;
         let c = self.mean.len();
         let last = x.dims().last().copied().unwrap_or(0);
         if last != c {
@@ -83,7 +113,7 @@ impl ChannelStats {
         let path = path.as_ref();
         let json =
             serde_json::to_string_pretty(self).map_err(|e| Error::format(path, e.to_string()))?;
-        std::fs::write(path, json).map_err(|e| Error::io(path, e))
+        braid_core::fsx::write_file(path, json.as_bytes())
     }
 
     /// Reads statistics written by [`Self::save`].
@@ -92,9 +122,7 @@ impl ChannelStats {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let stats: Self =
             serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
-        if stats.mean.len() != stats.channels.len() || stats.std.len() != stats.channels.len() {
-            return Err(Error::format(path, "mean, std and channels differ in length"));
-        }
+        stats.check().map_err(|msg| Error::format(path, msg))?;
         Ok(stats)
     }
 }
@@ -125,5 +153,32 @@ mod tests {
         assert!(stats
             .apply(&Tensor::zeros((2, 3), candle_core::DType::F32, &Device::Cpu).unwrap())
             .is_err());
+    }
+
+    #[test]
+    fn silent_imu_std_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATS_FILE);
+        for (std, mean, field, value) in [
+            ("[1.0, 0.0]", "[0.0, 0.0]", "std[1] of channel `gyro_x`", "is 0"),
+            ("[1.0, -2.0]", "[0.0, 0.0]", "std[1] of channel `gyro_x`", "is -2"),
+            ("[1e39, 1.0]", "[0.0, 0.0]", "std[0] of channel `acc_x`", "is inf"),
+            ("[1.0, 1.0]", "[1e39, 0.0]", "mean[0] of channel `acc_x`", "is inf"),
+        ] {
+            let json =
+                format!(r#"{{"channels": ["acc_x", "gyro_x"], "mean": {mean}, "std": {std}}}"#);
+            std::fs::write(&path, json).unwrap();
+            let err = ChannelStats::load(&path).unwrap_err().to_string();
+            assert!(
+                err.contains(STATS_FILE) && err.contains(field) && err.contains(value),
+                "{err}"
+            );
+        }
+        // Built by hand (not loaded): apply refuses too, instead of writing Inf/NaN.
+        let stats =
+            ChannelStats { channels: vec!["a".into()], mean: vec![0.0], std: vec![f32::NAN] };
+        let x = Tensor::zeros((1, 1), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let err = stats.apply(&x).unwrap_err().to_string();
+        assert!(err.contains("channel `a`") && err.contains("NaN"), "{err}");
     }
 }
