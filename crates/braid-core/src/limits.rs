@@ -33,6 +33,14 @@ pub const TEMPLATE_FUEL: Limit =
 /// f32 pixels).
 pub const VIDEO_FRAMES: Limit = Limit::new("BRAID_MAX_VIDEO_FRAMES", 4096, "frames");
 
+/// Frames decoded from one video file and held for sampling (2^18: 2.4 hours at 30 fps).
+pub const VIDEO_SOURCE_FRAMES: Limit =
+    Limit::new("BRAID_MAX_VIDEO_SOURCE_FRAMES", 1 << 18, "frames");
+
+/// Pixels of all the frames decoded from one video file and held for sampling (2^29:
+/// 1.5 GiB of RGB, 580 frames of 1280x720).
+pub const VIDEO_PIXELS: Limit = Limit::new("BRAID_MAX_VIDEO_PIXELS", 1 << 29, "pixels");
+
 /// Bytes a `.npz` archive's entries decompress to, all together (2^32: 4 GiB).
 pub const NPZ_BYTES: Limit = Limit::new("BRAID_MAX_NPZ_BYTES", 1 << 32, "bytes");
 

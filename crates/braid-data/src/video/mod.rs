@@ -3,6 +3,7 @@
 //! tensors through `braid_data::image::ImageProcessor`. Sampling follows the conventions of
 //! VideoMAE / X-CLIP processors in transformers (uniform: segment centres).
 
+mod budget;
 mod ffmpeg;
 mod folder;
 mod gif;
