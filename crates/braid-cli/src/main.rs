@@ -116,17 +116,37 @@ fn run(command: &Command) -> anyhow::Result<()> {
 }
 
 /// The error and its causes joined by ": ", leaving out a cause whose text the message
-/// before it already contains (braid's errors often quote their source).
+/// before it already contains (braid's errors often quote their source), and a context
+/// that the next cause starts with (`clip.gif` then `clip.gif: bad frame`: said once).
 fn chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
+    let (mut out, mut last) = (String::new(), 0);
     for cause in e.chain() {
         let text = cause.to_string();
-        if !out.contains(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&text);
+        if out.contains(&text) {
+            continue;
         }
+        if !out.is_empty() && text.starts_with(&out[last..]) {
+            out.truncate(last);
+        } else if !out.is_empty() {
+            out.push_str(": ");
+        }
+        last = out.len();
+        out.push_str(&text);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain;
+
+    #[test]
+    fn a_context_the_cause_repeats_is_said_once() {
+        let e = anyhow::anyhow!("/tmp/clip.gif: too many frames").context("/tmp/clip.gif");
+        assert_eq!(chain(&e), "/tmp/clip.gif: too many frames");
+        let e = anyhow::anyhow!("x.json: bad").context("a.wav").context("loading m");
+        assert_eq!(chain(&e), "loading m: a.wav: x.json: bad");
+        let e = anyhow::anyhow!("bad").context("x.json: bad field");
+        assert_eq!(chain(&e), "x.json: bad field");
+    }
 }

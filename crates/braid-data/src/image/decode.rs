@@ -9,9 +9,10 @@ use std::path::Path;
 use braid_core::{Error, Result};
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage, RgbaImage};
 
-/// Largest image accepted, in pixels: Pillow's `DecompressionBombError` threshold
-/// (twice `Image.MAX_IMAGE_PIXELS`).
-pub const MAX_PIXELS: u64 = 2 * 89_478_485;
+/// Largest image accepted by default, in pixels: Pillow's `DecompressionBombError`
+/// threshold (twice `Image.MAX_IMAGE_PIXELS`); `BRAID_MAX_PIXELS` raises it
+/// ([`braid_core::limits::PIXELS`]).
+pub const MAX_PIXELS: u64 = braid_core::limits::PIXELS.default;
 
 /// Reads `path` into an upright RGB image. Every error names the file.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
@@ -30,14 +31,9 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     let mut decoder = reader.into_decoder().map_err(bad)?;
     let (w, h) = decoder.dimensions();
     let pixels = u64::from(w) * u64::from(h);
-    if pixels > MAX_PIXELS {
-        return Err(Error::format(
-            path,
-            format!(
-                "{w}x{h} = {pixels} pixels exceeds the decompression-bomb limit of {MAX_PIXELS}"
-            ),
-        ));
-    }
+    braid_core::limits::PIXELS
+        .check(pixels, &format!("decoding this {w}x{h} image (a decompression-bomb check)"))
+        .map_err(|m| Error::format(path, m))?;
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(bad)?;
     img.apply_orientation(orientation);
@@ -81,7 +77,9 @@ mod tests {
     fn bomb_directory_and_garbage_are_clear_errors() {
         let err = load_rgb(&fixture("bomb_20000x20000.png")).unwrap_err().to_string();
         assert!(
-            err.contains("bomb_20000x20000.png") && err.contains("decompression-bomb"),
+            err.contains("bomb_20000x20000.png")
+                && err.contains("decompression-bomb")
+                && err.contains("set BRAID_MAX_PIXELS to raise it"),
             "{err}"
         );
         let err = load_rgb(&fixture("")).unwrap_err().to_string();

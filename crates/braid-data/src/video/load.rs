@@ -44,6 +44,8 @@ impl Default for VideoOptions {
 /// A folder of frames, a `.gif`, or any file ffmpeg reads -> the sampled frames. Folder
 /// frames are decoded only when sampled.
 pub fn load_video(path: &Path, opts: &VideoOptions) -> Result<Video> {
+    // Bad settings are refused before a frame is decoded.
+    opts.sampling.validate()?;
     if path.is_dir() {
         let paths = frame_paths(path)?;
         let indices = opts.sampling.indices(paths.len(), opts.folder_fps)?;
