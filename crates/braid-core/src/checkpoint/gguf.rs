@@ -61,7 +61,9 @@ fn check_extent(
             dt.block_size()
         ));
     }
-    let bytes = (elems / dt.block_size()) as u64 * dt.type_size() as u64;
+    let Some(bytes) = ((elems / dt.block_size()) as u64).checked_mul(dt.type_size() as u64) else {
+        return Err(format!("tensor `{name}`: {dt:?} {dims:?} overflows a byte count"));
+    };
     let start = data_offset.checked_add(info.offset);
     match start.and_then(|s| s.checked_add(bytes)) {
         Some(end) if end <= file => Ok(()),
@@ -203,8 +205,14 @@ impl Gguf {
 
     /// A tensor kept in its stored (possibly quantized) type, for frozen inference.
     pub fn qtensor(&self, name: &str, device: &Device) -> Result<QTensor> {
-        if self.tensor_info(name).is_none() {
+        let Some(info) = self.tensor_info(name) else {
             return Err(Error::format(&self.path, format!("no tensor `{name}`")));
+        };
+        // candle views an empty read as a typed slice at a dangling, unaligned pointer (an
+        // abort in debug builds, undefined behaviour in release), so it never gets one.
+        if info.shape.elem_count() == 0 {
+            let msg = format!("tensor `{name}`: shape {:?} holds no elements", info.shape.dims());
+            return Err(Error::format(&self.path, msg));
         }
         let mut r = reader(&self.path)?;
         guarded(&self.path, &format!("{name}: "), || self.content.tensor(&mut r, name, device))
@@ -306,6 +314,40 @@ mod tests {
                 );
             }
         }
+        Ok(())
+    }
+
+    #[test]
+    fn panic_gguf_tensor_bytes_overflow() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let p = dir.path().join("big.gguf");
+        write(&p, &[])?;
+        let mut bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+        let name = b"token_embd.weight";
+        let at = bytes.windows(name.len()).position(|w| w == name).unwrap_or(0) + name.len();
+        // [32, 2] -> [2^62, 2]: 2^63 f32 elements fit usize, their bytes do not fit u64.
+        bytes[at + 4..at + 12].copy_from_slice(&(1u64 << 62).to_le_bytes());
+        std::fs::write(&p, &bytes).map_err(|e| Error::io(&p, e))?;
+        let msg = Gguf::open(&p).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("big.gguf") && msg.contains("overflows"), "{msg}");
+        Ok(())
+    }
+
+    #[test]
+    fn panic_gguf_tensor_with_a_zero_dimension() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let p = dir.path().join("empty.gguf");
+        write(&p, &[])?;
+        let mut bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+        let name = b"token_embd.weight";
+        let at = bytes.windows(name.len()).position(|w| w == name).unwrap_or(0) + name.len();
+        // n_dims (u32), then the first dimension (u64): 32 -> 0.
+        bytes[at + 4..at + 12].copy_from_slice(&0u64.to_le_bytes());
+        std::fs::write(&p, &bytes).map_err(|e| Error::io(&p, e))?;
+        let g = Gguf::open(&p)?;
+        let msg = g.tensor_f32("token_embd.weight", &Device::Cpu).err().map(|e| e.to_string());
+        let msg = msg.unwrap_or_default();
+        assert!(msg.contains("empty.gguf") && msg.contains("holds no elements"), "{msg}");
         Ok(())
     }
 }
