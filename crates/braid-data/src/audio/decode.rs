@@ -221,7 +221,7 @@ pub(crate) mod tests {
     }
 
     /// A mono 32-bit float WAV (format tag 3) holding `samples`.
-    fn float_wav_bytes(samples: &[f32], rate: u32) -> Vec<u8> {
+    pub(crate) fn float_wav_bytes(samples: &[f32], rate: u32) -> Vec<u8> {
         let data_len = samples.len() as u32 * 4;
         let mut b = b"RIFF".to_vec();
         b.extend_from_slice(&(36 + data_len).to_le_bytes());

@@ -58,13 +58,38 @@ pub fn load_audio(path: impl AsRef<Path>, opts: &AudioOptions) -> Result<Vec<f32
     if let Some(max) = opts.max_seconds {
         out.truncate((max * f64::from(opts.sample_rate)).round() as usize);
     }
+    // Finite but huge float samples (3e38) overflow to Inf when channels are summed or
+    // the resampling filter runs: refused here, not passed on as NaN features.
+    if let Some(i) = out.iter().position(|x| !x.is_finite()) {
+        let peak = audio.samples.iter().fold(0f32, |m, x| m.max(x.abs()));
+        return Err(Error::format(
+            path,
+            format!(
+                "samples as large as {peak:e} overflow when mixed to mono and resampled (output sample {i} is not finite); float audio lies in [-1, 1]"
+            ),
+        ));
+    }
     Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::decode::tests::{fixture, wav_bytes};
+    use crate::audio::decode::tests::{fixture, float_wav_bytes, wav_bytes};
+
+    #[test]
+    fn silent_audio_overflow_to_inf() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.wav");
+        let loud: Vec<f32> = (0..2205).map(|i| if i % 2 == 0 { 3e38 } else { 2.9e38 }).collect();
+        std::fs::write(&path, float_wav_bytes(&loud, 22050)).unwrap();
+        let opts = AudioOptions { sample_rate: 16_000, max_seconds: None };
+        let e = load_audio(&path, &opts).unwrap_err().to_string();
+        assert!(e.contains("huge.wav") && e.contains("3e38") && e.contains("not finite"), "{e}");
+        // Loud but sane float audio is kept.
+        std::fs::write(&path, float_wav_bytes(&vec![1.5; 2205], 22050)).unwrap();
+        assert!(load_audio(&path, &opts).unwrap().iter().all(|x| x.is_finite()));
+    }
 
     #[test]
     fn an_8_channel_96k_file_becomes_16k_mono() {
