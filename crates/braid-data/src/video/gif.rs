@@ -10,6 +10,7 @@ use image::codecs::gif::GifDecoder;
 use image::{AnimationDecoder, DynamicImage, ImageDecoder, RgbImage};
 
 use super::budget::DecodeBudget;
+use braid_core::limits::PIXELS;
 
 /// All frames of a GIF as RGB (transparency dropped), and its frame rate from the mean
 /// frame delay (`None` when the delays are zero).
@@ -23,14 +24,30 @@ pub(crate) fn decode_gif_within(
 ) -> Result<(Vec<RgbImage>, Option<f64>)> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let bad = |e: image::ImageError| Error::format(path, format!("not a readable GIF: {e}"));
-    let decoder = GifDecoder::new(BufReader::new(file)).map_err(bad)?;
+    let mut decoder = GifDecoder::new(BufReader::new(file)).map_err(bad)?;
     let (w, h) = decoder.dimensions();
-    braid_core::limits::PIXELS
+    PIXELS
         .check(u64::from(w) * u64::from(h), &format!("the GIF's {w}x{h} canvas"))
         .map_err(|m| Error::format(path, m))?;
+    // A frame may claim to be larger than the canvas (65535x65535 in a 6x4 GIF): the
+    // decoder allocates each frame's own buffer, so that is bounded too (RGBA bytes).
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(PIXELS.get().saturating_mul(4));
+    decoder.set_limits(limits).map_err(bad)?;
     let (mut rgb, mut total_ms) = (Vec::new(), 0f64);
     for frame in decoder.into_frames() {
-        let frame = frame.map_err(bad)?;
+        let frame = frame.map_err(|e| match e {
+            image::ImageError::Limits(_) => Error::format(
+                path,
+                format!(
+                    "frame {}: decoding it needs more than the limit of {} pixels (set {} to raise it)",
+                    rgb.len(),
+                    PIXELS.get(),
+                    PIXELS.env
+                ),
+            ),
+            e => bad(e),
+        })?;
         let (fw, fh) = frame.buffer().dimensions();
         budget.add(fw, fh).map_err(|m| Error::format(path, m))?;
         let (n, d) = frame.delay().numer_denom_ms();
@@ -88,5 +105,21 @@ mod tests {
         std::fs::write(&big, BIG_CANVAS).unwrap();
         let e = decode_gif(&big).unwrap_err().to_string();
         assert!(e.contains("big.gif") && e.contains("65535x65535 canvas"), "{e}");
+    }
+
+    /// A 1x1 canvas whose frame claims 65535x65535 (found by fuzzing: 4 GB written).
+    #[test]
+    fn alloc_gif_frame_larger_than_canvas() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lie = BIG_CANVAS.to_vec();
+        lie[6..10].copy_from_slice(&[1, 0, 1, 0]);
+        lie[24..28].copy_from_slice(&[0xff; 4]);
+        let p = dir.path().join("lie.gif");
+        std::fs::write(&p, lie).unwrap();
+        let e = decode_gif(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("lie.gif") && e.contains("frame 0") && e.contains("BRAID_MAX_PIXELS"),
+            "{e}"
+        );
     }
 }
