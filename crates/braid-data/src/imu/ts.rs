@@ -54,11 +54,13 @@ pub fn read_ts(path: impl AsRef<Path>) -> Result<ImuDataset> {
         let rec = parse_case(path, i + 1, ds.recordings.len(), line, &mut header)?;
         ds.recordings.push(rec);
     }
-    let dims = header.dimensions.unwrap_or(0);
-    ds.channels = (0..dims).map(|d| format!("dim{d}")).collect();
     if ds.recordings.is_empty() {
         return Err(Error::format(path, "no cases after @data"));
     }
+    // Every case matched @dimensions, so it is no larger than a line of the file (before
+    // that check a header claiming 2^32 dimensions named 2^32 channels: 100 GB).
+    let dims = header.dimensions.unwrap_or(0);
+    ds.channels = (0..dims).map(|d| format!("dim{d}")).collect();
     Ok(ds)
 }
 
@@ -194,6 +196,15 @@ mod tests {
         assert_eq!(ds.recordings[0].values, [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
         assert_eq!(ds.recordings[0].labels, [1, 1, 1]);
         assert_eq!(ds.recordings[1].labels, [0, 0, 0]);
+    }
+
+    #[test]
+    fn alloc_ts_dimensions_without_cases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.ts");
+        std::fs::write(&path, "@dimensions 4294967296\n@seriesLength 3\n@data\n").unwrap();
+        let e = read_ts(&path).unwrap_err().to_string();
+        assert!(e.contains("huge.ts") && e.contains("no cases"), "{e}");
     }
 
     #[test]
