@@ -9,8 +9,9 @@
 
 use braid_core::Result;
 use candle_core::Tensor;
-use candle_nn::ops::{rms_norm, softmax_last_dim};
+use candle_nn::ops::rms_norm;
 
+use super::attend::{attend, MAX_SCORES};
 use super::fused::Fused;
 use super::load::Loader;
 use super::lora::Projection;
@@ -107,12 +108,8 @@ impl FrozenLayer {
         let group = self.heads / self.kv_heads;
         // [b, heads, t, d] -> [b, kv_heads, group * t, d]: query head h uses KV head h / group.
         let q = q.reshape((b, self.kv_heads, group * t, d))?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
-        let scores = match bias {
-            Some(m) => scores.broadcast_add(m)?,
-            None => scores,
-        };
-        let out = softmax_last_dim(&scores)?.matmul(&v)?;
+        let scale = 1.0 / (d as f64).sqrt();
+        let out = attend(&q, &k, &v, bias, scale, MAX_SCORES)?;
         let out =
             out.reshape((b, self.heads, t, d))?.transpose(1, 2)?.reshape((b, t, self.heads * d))?;
         self.o.forward(&out)

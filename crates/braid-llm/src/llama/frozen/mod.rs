@@ -6,6 +6,7 @@
 //! ([`lora`], built by `Llama::load_frozen_with_lora`). Reference: llama.cpp
 //! `llm_build_llama`.
 
+mod attend;
 mod fused;
 mod layer;
 mod load;
