@@ -104,7 +104,6 @@ fn copy_dir(from: &Path, to: &Path) {
 /// A GGUF value in the header.
 enum Kv {
     U32(u32),
-    F32(f32),
     Str(&'static str),
 }
 
@@ -125,10 +124,6 @@ fn gguf(kv: &[(&str, Kv)], dims: &[u64], data: bool) -> Vec<u8> {
         match v {
             Kv::U32(x) => {
                 out.extend(4u32.to_le_bytes());
-                out.extend(x.to_le_bytes());
-            }
-            Kv::F32(x) => {
-                out.extend(6u32.to_le_bytes());
                 out.extend(x.to_le_bytes());
             }
             Kv::Str(s) => {
