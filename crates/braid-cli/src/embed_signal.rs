@@ -219,6 +219,13 @@ pub fn embed_imu(a: &ImuArgs) -> anyhow::Result<()> {
             rows.push(pool_one(&f.tokens, Some(&f.mask_or_ones()?), a.pool)?);
         }
         eprintln!("{}: {} windows", path.display(), windows.len());
+        if windows.is_empty() {
+            let len = fixed.map_or_else(|| "any".to_string(), |l| format!("the {l}-sample"));
+            bail!(
+                "{}: nothing to embed: every recording is shorter than {len} window (pass a shorter --window)",
+                path.display()
+            );
+        }
     }
     write_rows(&a.out, &rows)
 }

@@ -460,6 +460,11 @@ fn silent_imu_std_zero_and_nan_csv() {
     let (m, o) = (model.to_str().unwrap(), out.to_str().unwrap());
     refused(&["embed", "imu", "--model", m, "--input", &csv, "--out", o], &["channel `ay`", "std"]);
     assert!(!out.exists());
+    // "nothing was embedded" did not say why: recordings shorter than the model's window.
+    std::fs::write(&toml_path, &text).unwrap();
+    let short = write(dir.path(), "short.csv", "ax,ay\n1,2\n3,4\n");
+    let args = ["embed", "imu", "--model", m, "--input", &short, "--out", o];
+    refused(&args, &["short.csv", "shorter than the 4-sample window", "--window"]);
     let nan = write(dir.path(), "nan.csv", "ax,ay\n1,2\n3,nan\n");
     refused(&["data", "stats", &nan], &["nan.csv"]);
     let ragged = write(dir.path(), "ragged.csv", "ax,ay\n1,2\n3\n");

@@ -27,6 +27,12 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
             "not a recognised image (known: png, jpeg, gif, webp, bmp)",
         ));
     }
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_its_end(path)? {
+        return Err(Error::format(
+            path,
+            "truncated JPEG: no end-of-image marker (the decoder would fill the rest with gray)",
+        ));
+    }
     let bad = |e: image::ImageError| Error::format(path, format!("cannot decode: {e}"));
     let mut decoder = reader.into_decoder().map_err(bad)?;
     let (w, h) = decoder.dimensions();
@@ -38,6 +44,27 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     let mut img = DynamicImage::from_decoder(decoder).map_err(bad)?;
     img.apply_orientation(orientation);
     Ok(to_rgb(img))
+}
+
+/// Whether a file of JPEG data (starting `FF D8`) holds its end-of-image marker `FF D9` in its last 64 KiB (after
+/// it may come padding or another application's trailer). In the entropy-coded data a
+/// `FF` byte is always followed by `00` or a restart marker, so `FF D9` is the end.
+/// Without it the file was cut short: the decoder fills the missing rows with gray and
+/// reports nothing, where Pillow raises "image file is truncated".
+fn jpeg_has_its_end(path: &Path) -> Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 64 * 1024;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut start = [0u8; 2];
+    if file.read_exact(&mut start).is_err() || start != [0xFF, 0xD8] {
+        // Not JPEG data at all (named .jpg): the decoder's error says so.
+        return Ok(true);
+    }
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(TAIL))).map_err(|e| Error::io(path, e))?;
+    let mut tail = Vec::new();
+    file.take(TAIL).read_to_end(&mut tail).map_err(|e| Error::io(path, e))?;
+    Ok(tail.windows(2).any(|w| w == [0xFF, 0xD9]))
 }
 
 /// Gray and palette images are replicated to RGB; images with alpha are composited onto
@@ -71,6 +98,22 @@ mod tests {
 
     fn fixture(name: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/image").join(name)
+    }
+
+    /// A JPEG cut short decoded with its missing rows filled gray and no word of it.
+    #[test]
+    fn silent_truncated_jpeg() {
+        let whole = std::fs::read(fixture("china.jpg")).unwrap();
+        assert!(load_rgb(&fixture("china.jpg")).is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let cut = dir.path().join("cut.jpg");
+        std::fs::write(&cut, &whole[..whole.len() * 2 / 3]).unwrap();
+        let err = load_rgb(&cut).unwrap_err().to_string();
+        assert!(err.contains("cut.jpg") && err.contains("truncated JPEG"), "{err}");
+        // Bytes after the end marker (an application's trailer) are no truncation.
+        let trailer = dir.path().join("trailer.jpg");
+        std::fs::write(&trailer, [whole.as_slice(), b"trailing bytes"].concat()).unwrap();
+        assert!(load_rgb(&trailer).is_ok());
     }
 
     #[test]
