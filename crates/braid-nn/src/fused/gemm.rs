@@ -94,9 +94,9 @@ fn run<T: Float>(
     // Split the output's columns over the pool, one single-threaded product per part. The
     // crate's own threading (what candle's matmul uses) splits each product's packing and
     // blocks across threads with a barrier between them; at training shapes ([64..800] rows
-    // against a 576..49152-wide weight) a split by columns ran 1.1x to 2.5x faster on 2
-    // cores (`cargo run --release -p braid-nn --example gemm_speed`), each thread packing
-    // only its own part of the right-hand side.
+    // against a 576..49152-wide weight) a split by columns ran as fast or up to 2.2x faster
+    // on 2 cores (`cargo run --release -p braid-nn --example gemm_speed`), each thread
+    // packing only its own part of the right-hand side.
     let threads = rayon::current_num_threads().max(1);
     let parts = if m * n * k < 1 << 18 { 1 } else { threads.min(n.div_ceil(16)).max(1) };
     let width = n.div_ceil(parts).next_multiple_of(16).min(n);
