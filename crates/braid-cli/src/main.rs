@@ -91,7 +91,8 @@ fn in_pool<R: Send>(
         // candle sizes its own worker pool from this variable on first use.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
-    let mut builder = rayon::ThreadPoolBuilder::new();
+    // The main thread's stack size, so that the command runs as it did on the main thread.
+    let mut builder = rayon::ThreadPoolBuilder::new().stack_size(8 << 20);
     if let Some(n) = threads {
         builder = builder.num_threads(n);
     }
