@@ -6,10 +6,10 @@
 //! (no copies; `fused::gemm`, the kernels of candle's matmul threaded by output columns)
 //! and, backwards, only `dL/dx = dL/dy W`.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
 use crate::fused::gemm::{product, rows};
-use crate::fused::{dispatch, slice, Float};
+use crate::fused::{dispatch, slice, with_slice, Float};
 
 /// The op, holding the weight `[out, in]`.
 struct FrozenRhs {
@@ -21,54 +21,28 @@ struct InputGrad<'a> {
     weight: &'a Tensor,
 }
 
-/// The weight's elements and its `[out, in]` sizes.
-fn with_weight<T: Float, R>(
-    w: &Tensor,
-    f: impl FnOnce(&[T], usize, usize) -> candle_core::Result<R>,
-) -> candle_core::Result<R> {
-    let (out, k) = w.dims2()?;
-    let (s, l) = w.storage_and_layout();
-    let Storage::Cpu(s) = &*s else {
-        return Err(candle_core::Error::Msg("frozen matmul: weight not on the CPU".into()));
-    };
-    f(slice::<T>(s, l)?, out, k)
-}
-
-/// x: [n, in] -> x W^T [n, out]
-fn forward<T: Float>(
+/// `a W^T` (`transposed`: a [n, in] -> [n, out], the forward product) or `a W` (a [n, out]
+/// -> [n, in], the input gradient), W `[out, in]` read in place.
+fn times_weight<T: Float>(
     s: &CpuStorage,
     l: &Layout,
     weight: &Tensor,
+    transposed: bool,
 ) -> candle_core::Result<(CpuStorage, Shape)> {
-    let (n, k) = l.shape().dims2()?;
-    let x = slice::<T>(s, l)?;
-    with_weight::<T, _>(weight, |w, out, k_w| {
-        if k_w != k {
-            return Err(candle_core::Error::Msg(format!(
-                "frozen matmul: x [{n}, {k}] against weight [{out}, {k_w}]"
-            )));
-        }
-        let y = product(rows(x, n, k), rows(w, out, k).t(), T::one())?;
-        Ok((T::to_cpu_storage_owned(y), Shape::from((n, out))))
-    })
-}
-
-/// g: [n, out] -> g W [n, in]
-fn input_grad<T: Float>(
-    s: &CpuStorage,
-    l: &Layout,
-    weight: &Tensor,
-) -> candle_core::Result<(CpuStorage, Shape)> {
-    let (n, out) = l.shape().dims2()?;
-    let g = slice::<T>(s, l)?;
-    with_weight::<T, _>(weight, |w, out_w, k| {
-        if out_w != out {
-            return Err(candle_core::Error::Msg(format!(
-                "frozen matmul backward: gradient [{n}, {out}] against weight [{out_w}, {k}]"
-            )));
-        }
-        let dx = product(rows(g, n, out), rows(w, out, k), T::one())?;
-        Ok((T::to_cpu_storage_owned(dx), Shape::from((n, k))))
+    let (n, width) = l.shape().dims2()?;
+    let a = slice::<T>(s, l)?;
+    let (out, k) = weight.dims2()?;
+    let (inner, cols) = if transposed { (k, out) } else { (out, k) };
+    if width != inner {
+        return Err(candle_core::Error::Msg(format!(
+            "frozen matmul: [{n}, {width}] against weight [{out}, {k}]{}",
+            if transposed { "" } else { " (backward)" }
+        )));
+    }
+    with_slice::<T, _>(weight, "frozen matmul: weight", |w| {
+        let w = if transposed { rows(w, out, k).t() } else { rows(w, out, k) };
+        let y = product(rows(a, n, inner), w, T::one())?;
+        Ok((T::to_cpu_storage_owned(y), Shape::from((n, cols))))
     })
 }
 
@@ -79,7 +53,7 @@ impl CustomOp1 for FrozenRhs {
 
     /// x: [n, in] -> [n, out] (the weight read transposed in place).
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        dispatch!(s, forward(s, l, &self.weight))
+        dispatch!(s, times_weight(s, l, &self.weight, true))
     }
 
     fn bwd(
@@ -98,7 +72,7 @@ impl CustomOp1 for InputGrad<'_> {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        dispatch!(s, input_grad(s, l, self.weight))
+        dispatch!(s, times_weight(s, l, self.weight, false))
     }
 }
 

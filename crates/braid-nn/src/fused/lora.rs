@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
 
 use super::gemm::{gemm, product, rows};
-use super::{dispatch, slice, zeros, Float};
+use super::{dispatch, slice, with_slice, zeros, Float};
 
 /// x: [n, in]; weight: [out, in] (a constant); a: [r, in]; b: [out, r] -> [n, out]
 pub fn lora_linear(
@@ -61,18 +61,6 @@ impl Dims {
     }
 }
 
-/// The frozen weight's elements.
-fn weight_rows<T: Float, R>(
-    w: &Tensor,
-    f: impl FnOnce(&[T]) -> candle_core::Result<R>,
-) -> candle_core::Result<R> {
-    let (s, l) = w.storage_and_layout();
-    let Storage::Cpu(s) = &*s else {
-        return Err(candle_core::Error::Msg("lora: weight not on the CPU".into()));
-    };
-    f(slice::<T>(s, l)?)
-}
-
 /// `x A^T` `[n, r]`.
 fn down<T: Float>(x: &[T], a: &[T], d: Dims) -> candle_core::Result<Vec<T>> {
     let mut xa = zeros::<T>(d.n * d.r);
@@ -95,7 +83,7 @@ fn forward<T: Float>(
     let d = Dims::of(lx, la, lb)?;
     let (x, a, b) = (slice::<T>(x, lx)?, slice::<T>(a, la)?, slice::<T>(b, lb)?);
     let scale = T::from(op.scale).unwrap_or_else(T::nan);
-    let mut y = weight_rows::<T, _>(&op.weight, |w| {
+    let mut y = with_slice::<T, _>(&op.weight, "lora: weight", |w| {
         product(rows(x, d.n, d.din), rows(w, d.dout, d.din).t(), T::one())
     })?;
     let xa = down(x, a, d)?;
@@ -196,7 +184,7 @@ fn backward<T: Float>(
     gemm(rows(db, d.dout, d.r), rows(g.data, d.n, d.dout).t(), rows(xa, d.n, d.r), scale, false)?;
     gemm(rows(da, d.r, d.din), rows(&gxa[..], d.n, d.r).t(), rows(x, d.n, d.din), T::one(), false)?;
     if op.need_x {
-        weight_rows::<T, _>(&op.fwd.weight, |w| {
+        with_slice::<T, _>(&op.fwd.weight, "lora: weight", |w| {
             gemm(
                 rows(&mut *dx, d.n, d.din),
                 rows(g.data, d.n, d.dout),

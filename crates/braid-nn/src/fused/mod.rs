@@ -121,6 +121,20 @@ pub(crate) fn slice<'a, T: WithDType>(
     Ok(&s.as_slice::<T>()?[start..end])
 }
 
+/// `f` on the contiguous CPU elements of a tensor an op holds (a weight, an output's
+/// gradient); `what` names it in the error when it is not on the CPU.
+pub(crate) fn with_slice<T: WithDType, R>(
+    t: &Tensor,
+    what: &str,
+    f: impl FnOnce(&[T]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let (s, l) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(s) = &*s else {
+        return Err(candle_core::Error::Msg(format!("{what} not on the CPU")));
+    };
+    f(slice::<T>(s, &l)?)
+}
+
 /// Fills `out` (`[rows, width]`) row by row on rayon's pool: `f(row index, row)`. Tasks get
 /// at least ~16k elements, so small tensors do not pay for the threads.
 pub(crate) fn par_rows<T: Send>(out: &mut [T], width: usize, f: impl Fn(usize, &mut [T]) + Sync) {
