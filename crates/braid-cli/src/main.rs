@@ -14,6 +14,7 @@ mod fetch;
 mod generate;
 mod inspect;
 mod perplexity;
+mod routing;
 mod train;
 
 use anyhow::Context;
@@ -56,6 +57,8 @@ enum Command {
     Eval(train::EvalArgs),
     /// Export a trained model's LoRA as a PEFT adapter, or merged into the language model.
     ExportLora(export::ExportArgs),
+    /// How a model's routed projector (UPM) weighs its experts per modality: JSON and PNG.
+    Routing(routing::RoutingArgs),
 }
 
 fn main() {
@@ -103,6 +106,7 @@ fn run(command: &Command) -> anyhow::Result<()> {
     match command {
         Command::Fetch(args) => fetch::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Routing(args) => routing::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Data(args) => data::run(args),

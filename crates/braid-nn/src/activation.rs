@@ -43,8 +43,10 @@ impl candle_core::Module for Activation {
     }
 }
 
-/// `1 / (1 + exp(-x))` from differentiable ops.
-fn sigmoid(x: &Tensor) -> Result<Tensor> {
+/// `1 / (1 + exp(-x))` from differentiable ops (candle's fused sigmoid has no backward).
+///
+/// x: [..any] -> same shape
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
     Ok((x.neg()?.exp()? + 1.0)?.recip()?)
 }
 

@@ -51,6 +51,8 @@ pub struct MlpNames {
 impl MlpNames {
     /// LLaMA: `gate_proj`, `up_proj`, `down_proj`.
     pub const LLAMA: Self = Self { gate: Some("gate_proj"), up: "up_proj", down: "down_proj" };
+    /// Meta's LLaMA layout (OneLLM): `w1` the gate, `w3` up, `w2` down.
+    pub const META: Self = Self { gate: Some("w1"), up: "w3", down: "w2" };
     /// CLIP, ViT-style: `fc1`, `fc2`.
     pub const CLIP: Self = Self { gate: None, up: "fc1", down: "fc2" };
     /// BERT, relative to the layer: `intermediate.dense`, `output.dense`.

@@ -2,9 +2,9 @@
 //! for the components whose architecture it gives, loads for those it names, the
 //! tokenizer and the placeholders' ids.
 
-use std::path::Path;
-
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
 
 use braid_core::checkpoint::{Checkpoint, Gguf};
 use braid_core::{Error, Modality, Result};
@@ -12,6 +12,7 @@ use braid_encoders::image::{Clip, ImageTower};
 use braid_encoders::Encoder;
 use braid_llm::{ChatTemplate, LanguageModel, Llama, Tokenizer, Weights};
 use braid_nn::{LoraConfig, LoraSpec};
+use braid_projectors::{ProjectorConfig, UpmConfig, UpmExperts, UpmProjector};
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 
@@ -49,6 +50,7 @@ impl Branch {
         slot: &EncoderSlot,
         token_id: Option<u32>,
         llm_dim: Option<usize>,
+        upm: Option<&Arc<UpmExperts>>,
         base: &Path,
         fresh: &mut Fresh,
     ) -> Result<Self> {
@@ -74,14 +76,14 @@ impl Branch {
         let projector = match llm_dim {
             Some(d) => {
                 let (vars, vb) = fresh.vars();
-                Some((
-                    slot.projector.clone().unwrap_or_default().build(
-                        encoder.output_dim(),
-                        d,
-                        vb,
-                    )?,
-                    vars,
-                ))
+                let e = encoder.output_dim();
+                let p: Box<dyn braid_projectors::InputProjector> = match (&slot.projector, upm) {
+                    (Some(ProjectorConfig::Upm(c)), Some(experts)) => {
+                        Box::new(UpmProjector::with_experts(experts.clone(), c, e, d, vb)?)
+                    }
+                    (p, _) => p.clone().unwrap_or_default().build(e, d, vb)?,
+                };
+                Some((p, vars))
             }
             None => None,
         };
@@ -140,6 +142,13 @@ impl Pipeline {
         };
         let prompter = tokenizer_path.map(|p| prompter(cfg, &p)).transpose()?;
         let llm_dim = llm.as_ref().map(|l| l.hidden_size());
+        let upm = match (llm_dim, shared_upm(cfg)?) {
+            (Some(_), Some(c)) => {
+                let (vars, vb) = fresh.vars();
+                Some((Arc::new(UpmExperts::new(c, vb)?), vars))
+            }
+            _ => None,
+        };
         let branches = cfg
             .encoders
             .iter()
@@ -147,7 +156,7 @@ impl Pipeline {
             .map(|(i, slot)| {
                 let id =
                     if llm.is_some() { Some(token_id(i, slot, prompter.as_ref())?) } else { None };
-                Branch::new(i, slot, id, llm_dim, base, &mut fresh)
+                Branch::new(i, slot, id, llm_dim, upm.as_ref().map(|(e, _)| e), base, &mut fresh)
             })
             .collect::<Result<Vec<_>>>()?;
         let head = match (&cfg.head, branches.first()) {
@@ -161,6 +170,7 @@ impl Pipeline {
             cfg: cfg.clone(),
             base: base.to_path_buf(),
             branches,
+            upm,
             llm,
             llm_vars,
             lora_vars,
@@ -169,6 +179,26 @@ impl Pipeline {
             device: device.clone(),
         })
     }
+}
+
+/// The settings of the experts the `upm` slots share: the first such slot's, which every
+/// other must match (an error names the slot that differs).
+fn shared_upm(cfg: &PipelineConfig) -> Result<Option<&UpmConfig>> {
+    let mut first: Option<&UpmConfig> = None;
+    for (i, slot) in cfg.encoders.iter().enumerate() {
+        let Some(ProjectorConfig::Upm(c)) = &slot.projector else { continue };
+        match first {
+            Some(f) if !f.same_experts(c) => {
+                return Err(Error::config(
+                    format!("encoders[{i}].projector"),
+                    "the UPM's experts are shared: `experts`, `layers`, `width`, `heads`, `ffn_multiple_of` and `norm_eps` must match the first upm slot's",
+                ))
+            }
+            Some(_) => {}
+            None => first = Some(c),
+        }
+    }
+    Ok(first)
 }
 
 /// How to build: the seed of fresh variables, and whether the language model is frozen

@@ -13,6 +13,7 @@ mod model;
 mod pipeline;
 mod preprocess;
 mod prompt;
+mod routing;
 pub mod splice;
 mod store;
 
@@ -29,4 +30,5 @@ pub use model::MultimodalModel;
 pub use pipeline::{Input, Pipeline};
 pub use preprocess::{ImagePreprocess, ImuPreprocess, Preprocess, Size};
 pub use prompt::{qa_messages, Placeholder, Prompter, Sample, IGNORE};
+pub use routing::{routing_by_modality, Routing};
 pub use store::PIPELINE_FILE;

@@ -7,11 +7,12 @@
 //! [`crate::Llava`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use braid_core::{Error, Features, Modality, Result};
 use braid_encoders::Encoder;
 use braid_llm::{LanguageModel, Llama, LmOutput};
-use braid_projectors::InputProjector;
+use braid_projectors::{InputProjector, UpmExperts};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 
@@ -48,6 +49,9 @@ pub struct Pipeline {
     /// from, or the `base` it was built with).
     pub(crate) base: PathBuf,
     pub(crate) branches: Vec<Branch>,
+    /// The UPM experts the slots with a `upm` projector share, with their variables
+    /// (`projector.upm`).
+    pub(crate) upm: Option<(Arc<UpmExperts>, VarMap)>,
     /// `None` for a classifier.
     pub(crate) llm: Option<Llama>,
     /// `None` for a language model loaded frozen from the folder `llm` names.
@@ -68,13 +72,17 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Branch {
+    fn projector(&self) -> Result<&dyn InputProjector> {
+        match &self.projector {
+            Some((p, _)) => Ok(p.as_ref()),
+            None => Err(Error::Invalid(format!("the {} encoder has no projector", self.modality))),
+        }
+    }
+
     /// input: one item, batch 1 -> projected tokens [m, d_llm]
     fn tokens(&self, input: &Input) -> Result<Tensor> {
-        let (projector, _) = self.projector.as_ref().ok_or_else(|| {
-            Error::Invalid(format!("the {} encoder has no projector", self.modality))
-        })?;
         let f = self.encoder.encode(&input.data, input.mask.as_ref())?;
-        let p = projector.project(&Features::new(f.tokens, f.mask)?)?;
+        let p = self.projector()?.project(&Features::new(f.tokens, f.mask)?)?;
         Ok(p.tokens.squeeze(0)?)
     }
 }
@@ -141,8 +149,19 @@ impl Pipeline {
         head.logits(&f)
     }
 
+    /// The projector's routing weights over its experts for `input` (a UPM slot), `None`
+    /// for a projector that does not route.
+    ///
+    /// input: one item -> [1, m, experts]
+    pub fn routing_weights(&self, input: &Input) -> Result<Option<Tensor>> {
+        let b = self.branch(input.modality)?;
+        let f = b.encoder.encode(&input.data, input.mask.as_ref())?;
+        b.projector()?.routing_weights(&f)
+    }
+
     /// Every trainable variable map by component name (`llm`, `encoder.image`,
-    /// `projector.image`, ...), as saved in the model directory.
+    /// `projector.image`, `projector.upm` for shared experts, ...), as saved in the model
+    /// directory.
     pub fn var_maps(&self) -> Vec<(String, &VarMap)> {
         let mut maps: Vec<(String, &VarMap)> =
             self.llm_vars.iter().map(|v| ("llm".to_string(), v)).collect();
@@ -155,6 +174,7 @@ impl Pipeline {
                 maps.push((format!("projector.{}", b.modality), v));
             }
         }
+        maps.extend(self.upm.iter().map(|(_, v)| ("projector.upm".to_string(), v)));
         maps.extend(self.head.iter().map(|(_, v)| ("head".to_string(), v)));
         maps
     }

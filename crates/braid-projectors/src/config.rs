@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! [projector]
-//! type = "mlp"          # linear | mlp | resampler | qformer | moe
+//! type = "mlp"          # linear | mlp | resampler | qformer | upm
 //! activation = "gelu"
 //! ```
 
@@ -11,8 +11,8 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    InputProjector, LinearConfig, LinearProjector, MlpProjector, MlpProjectorConfig, MoeConfig,
-    MoeProjector, QFormerConfig, QFormerProjector, Resampler, ResamplerConfig,
+    InputProjector, LinearConfig, LinearProjector, MlpProjector, MlpProjectorConfig, QFormerConfig,
+    QFormerProjector, Resampler, ResamplerConfig, UpmConfig, UpmProjector,
 };
 
 /// Which input projector to build, with its options. Widths come from the encoder and the
@@ -29,8 +29,9 @@ pub enum ProjectorConfig {
     /// BLIP-2's Q-Former with its query tokens and language projection.
     #[serde(rename = "qformer")]
     QFormer(QFormerConfig),
-    /// Mixture of projection experts with a router per modality (OneLLM).
-    Moe(MoeConfig),
+    /// OneLLM's universal projection module: routed experts shared by every slot of a
+    /// pipeline that names it, queries, router and tags per modality.
+    Upm(UpmConfig),
 }
 
 impl Default for ProjectorConfig {
@@ -41,7 +42,7 @@ impl Default for ProjectorConfig {
 
 impl ProjectorConfig {
     /// The `type` names, in declaration order.
-    pub const KINDS: [&'static str; 5] = ["linear", "mlp", "resampler", "qformer", "moe"];
+    pub const KINDS: [&'static str; 5] = ["linear", "mlp", "resampler", "qformer", "upm"];
 
     /// The `type` name of this configuration.
     pub fn kind(&self) -> &'static str {
@@ -50,7 +51,7 @@ impl ProjectorConfig {
             Self::Mlp(_) => "mlp",
             Self::Resampler(_) => "resampler",
             Self::QFormer(_) => "qformer",
-            Self::Moe(_) => "moe",
+            Self::Upm(_) => "upm",
         }
     }
 
@@ -75,7 +76,9 @@ impl ProjectorConfig {
             .map_err(|e| Error::config(format!("projector ({})", tag.kind), e.message()))
     }
 
-    /// Builds the projector under `vb`: in_dim is the encoder width, out_dim the LLM's.
+    /// Builds the projector under `vb`: in_dim is the encoder width, out_dim the LLM's. A
+    /// UPM built here has experts of its own; a pipeline shares them between its slots
+    /// ([`UpmProjector::with_experts`]).
     pub fn build(
         &self,
         in_dim: usize,
@@ -87,7 +90,7 @@ impl ProjectorConfig {
             Self::Mlp(c) => Box::new(MlpProjector::new(*c, in_dim, out_dim, vb)?),
             Self::Resampler(c) => Box::new(Resampler::new(*c, in_dim, out_dim, vb)?),
             Self::QFormer(c) => Box::new(QFormerProjector::new(c, in_dim, out_dim, vb)?),
-            Self::Moe(c) => Box::new(MoeProjector::new(c, in_dim, out_dim, vb)?),
+            Self::Upm(c) => Box::new(UpmProjector::new(c, in_dim, out_dim, vb)?),
         })
     }
 }
@@ -96,7 +99,6 @@ impl ProjectorConfig {
 mod tests {
     use super::*;
     use crate::test_support::features;
-    use braid_core::Modality;
     use candle_core::{DType, Device};
     use candle_nn::VarMap;
 
@@ -119,7 +121,7 @@ mod tests {
             ("type = \"mlp\"\nactivation = \"gelu\"", "mlp"),
             ("type = \"resampler\"\nnum_queries = 4\nheads = 2", "resampler"),
             ("type = \"qformer\"\nlayers = 2", "qformer"),
-            ("type = \"moe\"\nnum_experts = 2\nmodalities = [\"image\", \"audio\"]", "moe"),
+            ("type = \"upm\"\nexperts = 2\ntop_k = 1", "upm"),
         ];
         for (table, kind) in cases {
             let p: Pipeline = toml::from_str(&pipeline(table))
@@ -128,12 +130,8 @@ mod tests {
         }
         let p: Pipeline = toml::from_str(&pipeline(cases[4].0))
             .map_err(|e| Error::config("test", e.to_string()))?;
-        let moe = MoeConfig {
-            num_experts: 2,
-            modalities: vec![Modality::Image, Modality::Audio],
-            ..MoeConfig::default()
-        };
-        assert_eq!(p.projector, ProjectorConfig::Moe(moe));
+        let upm = UpmConfig { experts: 2, top_k: Some(1), ..UpmConfig::default() };
+        assert_eq!(p.projector, ProjectorConfig::Upm(upm));
         Ok(())
     }
 
@@ -147,7 +145,7 @@ mod tests {
         let err = ProjectorConfig::from_toml("type = \"qformer_xl\"").unwrap_err().to_string();
         assert_eq!(
             err,
-            "unknown projector kind `qformer_xl`; known: linear, mlp, resampler, qformer, moe"
+            "unknown projector kind `qformer_xl`; known: linear, mlp, resampler, qformer, upm"
         );
     }
 
@@ -164,7 +162,7 @@ mod tests {
             ProjectorConfig::Linear(LinearConfig::default()),
             ProjectorConfig::Resampler(ResamplerConfig::default()),
             ProjectorConfig::QFormer(QFormerConfig::default()),
-            ProjectorConfig::Moe(MoeConfig::default()),
+            ProjectorConfig::Upm(UpmConfig::default()),
         ] {
             let text = toml::to_string(&cfg).map_err(|e| Error::config("test", e.to_string()))?;
             assert_eq!(ProjectorConfig::from_toml(&text)?, cfg);
@@ -174,13 +172,13 @@ mod tests {
 
     #[test]
     fn builds_each_kind() -> Result<()> {
-        let expect = [("linear", 5), ("mlp", 5), ("resampler", 4), ("qformer", 2), ("moe", 7)];
+        let expect = [("linear", 5), ("mlp", 5), ("resampler", 4), ("qformer", 2), ("upm", 4)];
         let tables = [
             "type = \"linear\"",
             "type = \"mlp\"",
             "type = \"resampler\"\nnum_queries = 4\nheads = 2",
             "type = \"qformer\"\nnum_query_tokens = 2\nhidden = 8\nlayers = 2\nheads = 2\nintermediate = 8",
-            "type = \"moe\"\nnum_tokens = 2",
+            "type = \"upm\"\nqueries = 2\nwidth = 8\nheads = 2\nlayers = 1\nffn_multiple_of = 4",
         ];
         for ((kind, m), table) in expect.into_iter().zip(tables) {
             let cfg = ProjectorConfig::from_toml(table)?;

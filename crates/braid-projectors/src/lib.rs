@@ -4,17 +4,17 @@
 //!
 //! Input projectors, chosen by [`ProjectorConfig`]: [`LinearProjector`] (LLaVA),
 //! [`MlpProjector`] (LLaVA-1.5 `mlp2x_gelu`), [`Resampler`] (Flamingo / Qwen-VL learned
-//! queries), [`QFormerProjector`] (BLIP-2) and [`MoeProjector`] (OneLLM's mixture of
-//! projection experts).
+//! queries), [`QFormerProjector`] (BLIP-2) and [`UpmProjector`] (OneLLM's universal projection
+//! module: routed experts shared by every modality).
 #![deny(missing_docs)]
 
 mod config;
 mod linear;
 mod mlp;
-mod moe;
 mod projector;
 mod qformer;
 mod resampler;
+mod upm;
 
 #[cfg(test)]
 mod test_support;
@@ -22,7 +22,7 @@ mod test_support;
 pub use config::ProjectorConfig;
 pub use linear::{LinearConfig, LinearProjector};
 pub use mlp::{MlpProjector, MlpProjectorConfig};
-pub use moe::{MoeConfig, MoeProjector};
 pub use projector::{InputProjector, OutputProjector};
 pub use qformer::{QFormer, QFormerConfig, QFormerProjector};
 pub use resampler::{Resampler, ResamplerConfig};
+pub use upm::{UpmConfig, UpmExperts, UpmProjector, UpmRoute};

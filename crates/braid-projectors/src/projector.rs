@@ -3,7 +3,7 @@
 use braid_core::{Features, Result};
 use candle_core::Tensor;
 
-/// Encoder features -> language-model embeddings (linear, MLP, resampler, Q-Former, MoE).
+/// Encoder features -> language-model embeddings (linear, MLP, resampler, Q-Former, UPM).
 pub trait InputProjector {
     /// Width of the encoder features it reads.
     fn in_dim(&self) -> usize;
@@ -14,6 +14,12 @@ pub trait InputProjector {
     /// features `[batch, n, in_dim]` -> `[batch, m, out_dim]` (m = n for token-wise
     /// projectors, the number of queries for resamplers), with the mask that applies.
     fn project(&self, features: &Features) -> Result<Features>;
+
+    /// The router's weights over experts per output token, `[batch, m, experts]`, for a
+    /// projector that routes (the UPM); `None` for the others.
+    fn routing_weights(&self, _features: &Features) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
 }
 
 /// LLM hidden states at signal tokens -> a generator's conditioning.

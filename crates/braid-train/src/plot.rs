@@ -126,7 +126,6 @@ pub fn line_chart(path: &Path, title: &str, series: &[Series]) -> Result<()> {
 /// A confusion matrix (rows: true class, columns: predicted) as a heat map with counts,
 /// each row shaded by its share of the row's windows.
 pub fn confusion_png(path: &Path, matrix: &[Vec<usize>], classes: &[String]) -> Result<()> {
-    fonts();
     let n = classes.len();
     if matrix.len() != n || matrix.iter().any(|r| r.len() != n) {
         return Err(Error::shape(
@@ -135,35 +134,61 @@ pub fn confusion_png(path: &Path, matrix: &[Vec<usize>], classes: &[String]) -> 
             &[matrix.len(), matrix.first().map_or(0, Vec::len)],
         ));
     }
+    let cells: Vec<Vec<(f64, String)>> = matrix
+        .iter()
+        .map(|row| {
+            let total = row.iter().sum::<usize>().max(1) as f64;
+            row.iter().map(|&c| (c as f64 / total, c.to_string())).collect()
+        })
+        .collect();
+    heatmap_png(path, "rows: true class, columns: predicted", &cells, classes, classes)
+}
+
+/// A heat map: `cells[r][c]` is a shade in [0, 1] and the text written in the cell;
+/// rows and columns labelled (column labels cut to 11 characters).
+pub fn heatmap_png(
+    path: &Path,
+    title: &str,
+    cells: &[Vec<(f64, String)>],
+    rows: &[String],
+    columns: &[String],
+) -> Result<()> {
+    fonts();
+    let (nr, nc) = (rows.len(), columns.len());
+    if cells.len() != nr || cells.iter().any(|r| r.len() != nc) {
+        return Err(Error::shape(
+            "heat map cells",
+            &[nr, nc],
+            &[cells.len(), cells.first().map_or(0, Vec::len)],
+        ));
+    }
     let (cell, left, top) = (80i32, 190i32, 60i32);
     let size =
-        (left as u32 + cell as u32 * n as u32 + 20, top as u32 + cell as u32 * n as u32 + 40);
+        (left as u32 + cell as u32 * nc as u32 + 20, top as u32 + cell as u32 * nr as u32 + 40);
     let root = BitMapBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
     let put = |s: &str, px: i32, at: (i32, i32)| -> Result<()> {
         let style = TextStyle::from((FAMILY, px).into_font()).color(&BLACK);
         root.draw(&Text::new(s.to_string(), at, style)).map_err(|e| plot_err(path, e))
     };
-    put("rows: true class, columns: predicted", 18, (left, 12))?;
-    for (t, row) in matrix.iter().enumerate() {
-        let total = row.iter().sum::<usize>().max(1) as f64;
-        let y = top + cell * t as i32;
-        put(&classes[t], 14, (8, y + cell / 2 - 7))?;
-        for (p, &count) in row.iter().enumerate() {
-            let share = count as f64 / total;
-            let x = left + cell * p as i32;
+    put(title, 18, (8, 12))?;
+    for (r, row) in cells.iter().enumerate() {
+        let y = top + cell * r as i32;
+        put(&rows[r], 14, (8, y + cell / 2 - 7))?;
+        for (c, (shade, label)) in row.iter().enumerate() {
+            let share = shade.clamp(0.0, 1.0);
+            let x = left + cell * c as i32;
             let fill = RGBColor(255 - (200.0 * share) as u8, 255 - (120.0 * share) as u8, 255);
             root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], fill.filled()))
                 .map_err(|e| plot_err(path, e))?;
             root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], BLACK.mix(0.2)))
                 .map_err(|e| plot_err(path, e))?;
-            let label = count.to_string();
-            put(&label, 16, (x + cell / 2 - 5 * label.len() as i32, y + cell / 2 - 8))?;
+            put(label, 16, (x + cell / 2 - 5 * label.len() as i32, y + cell / 2 - 8))?;
         }
     }
-    for (p, name) in classes.iter().enumerate() {
+    for (c, name) in columns.iter().enumerate() {
         let short: String = name.chars().take(11).collect();
-        put(&short, 12, (left + cell * p as i32 + 2, top + cell * n as i32 + 6))?;
+        put(&short, 12, (left + cell * c as i32 + 2, top + cell * nr as i32 + 6))?;
     }
     root.present().map_err(|e| plot_err(path, e))
 }

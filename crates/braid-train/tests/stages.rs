@@ -100,6 +100,7 @@ fn conversation_stage(stage: Stage, extra: &[Component], trains: impl Fn(&str) -
         pipeline: &pipeline,
         stage,
         extra: extra.to_vec(),
+        extra_maps: vec![],
         samples: Box::new(|i| Ok(samples[i].clone())),
         len: 4,
         evaluate: None,
@@ -139,7 +140,7 @@ fn a_stage_naming_a_missing_component_is_an_error() {
     std::fs::write(&path, PIPELINE.replace("[lora]\nrank = 2\nalpha = 4.0\n", "")).unwrap();
     let pipeline =
         Pipeline::init(&PipelineConfig::load(&path).unwrap(), dir.path(), &Device::Cpu).unwrap();
-    let e = stage_vars(&pipeline, Stage::Instruct, &[]).unwrap_err().to_string();
+    let e = stage_vars(&pipeline, Stage::Instruct, &[], &[]).unwrap_err().to_string();
     assert!(e.contains("LlmLora"), "{e}");
 }
 
@@ -256,6 +257,7 @@ fn a_padded_batch_gives_the_loss_of_its_samples_run_one_by_one() {
         pipeline: &pipeline,
         stage: Stage::Instruct,
         extra: vec![],
+        extra_maps: vec![],
         samples: Box::new(|i| Ok(samples[i].clone())),
         len: 3,
         evaluate: None,

@@ -64,6 +64,8 @@ impl AttentionNames {
     pub const LLAMA: Self = Self { q: "q_proj", k: "k_proj", v: "v_proj", o: "o_proj" };
     /// CLIP, SigLIP, Whisper: `q_proj`, `k_proj`, `v_proj`, `out_proj`.
     pub const CLIP: Self = Self { q: "q_proj", k: "k_proj", v: "v_proj", o: "out_proj" };
+    /// Meta's LLaMA layout (`consolidated.pth`, OneLLM): `wq`, `wk`, `wv`, `wo`.
+    pub const META: Self = Self { q: "wq", k: "wk", v: "wv", o: "wo" };
     /// BERT under `attention`: `self.query`, `self.key`, `self.value`, `output.dense`.
     pub const BERT: Self =
         Self { q: "self.query", k: "self.key", v: "self.value", o: "output.dense" };

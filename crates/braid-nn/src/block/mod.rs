@@ -51,6 +51,16 @@ impl BlockNames {
         attention: AttentionNames::LLAMA,
         mlp_names: MlpNames::LLAMA,
     };
+    /// Meta's LLaMA layout `layers.N` (OneLLM's `resample_layers.E.N`): `attention_norm`,
+    /// `attention` (`wq` ...), `ffn_norm`, `feed_forward` (`w1`, `w2`, `w3`).
+    pub const META: Self = Self {
+        norm1: "attention_norm",
+        attn: "attention",
+        norm2: "ffn_norm",
+        mlp: "feed_forward",
+        attention: AttentionNames::META,
+        mlp_names: MlpNames::META,
+    };
     /// CLIP `encoder.layers.N`: `layer_norm1`, `self_attn`, `layer_norm2`, `mlp` (`fc1`, `fc2`).
     pub const CLIP: Self = Self {
         norm1: "layer_norm1",

@@ -27,6 +27,9 @@ pub struct ConversationTask<'a> {
     /// Components trained on top of the stage's own (e.g. `[Encoder]`: fine-tune the
     /// image encoder in `instruct`, as LLaVA-NeXT and Qwen-VL unfreeze the vision tower).
     pub extra: Vec<Component>,
+    /// Variable maps trained besides the stage's components, by name (`encoder.imu`: a
+    /// new modality's tokenizer, as OneLLM trains it with the projection module).
+    pub extra_maps: Vec<String>,
     /// Sample by index.
     pub samples: Samples<'a>,
     /// How many samples.
@@ -37,11 +40,12 @@ pub struct ConversationTask<'a> {
 
 /// The pipeline's variable maps that `stage` trains, by component: `projector.*` for the
 /// input projectors, `lora` for the LLM's LoRA, `encoder.*`, `llm`; `extra` components
-/// train besides the stage's own.
+/// and the maps named in `extra_maps` train besides the stage's own.
 pub fn stage_vars(
     pipeline: &Pipeline,
     stage: Stage,
     extra: &[Component],
+    extra_maps: &[String],
 ) -> Result<Vec<(String, Var)>> {
     let component = |name: &str| match name {
         n if n.starts_with("projector.") => Component::InputProjector,
@@ -63,6 +67,18 @@ pub fn stage_vars(
         }
         for (prefix, vm) in maps {
             vars.extend(crate::optim::prefixed_vars(&prefix, vm)?);
+        }
+    }
+    for name in extra_maps {
+        let maps = pipeline.var_maps();
+        let Some((prefix, vm)) = maps.iter().find(|(n, _)| n == name) else {
+            return Err(Error::config(
+                "model.slots",
+                format!("`{name}` is to train, but this pipeline has no such variables"),
+            ));
+        };
+        if !needs.contains(&component(prefix)) {
+            vars.extend(crate::optim::prefixed_vars(prefix, vm)?);
         }
     }
     vars.sort_by(|a, b| a.0.cmp(&b.0));
@@ -148,6 +164,6 @@ impl Task for ConversationTask<'_> {
     }
 
     fn trainable(&self) -> Result<Vec<(String, Var)>> {
-        stage_vars(self.pipeline, self.stage, &self.extra)
+        stage_vars(self.pipeline, self.stage, &self.extra, &self.extra_maps)
     }
 }

@@ -19,15 +19,28 @@
 //! [model.lora]
 //! rank = 8
 //! ```
+//!
+//! Slots of other modalities (OneLLM's progressive alignment adds audio, then IMU, to a
+//! model that knows images) are `[[model.slots]]`, each with a fresh encoder:
+//!
+//! ```toml
+//! [model]
+//! init = "runs/onellm-image/model"    # its slots (encoder, preprocessing, projector) stay
+//! [[model.slots]]
+//! modality = "imu"
+//! encoder = { type = "imu_patch", channels = 6, patch_size = 8, stride = 8 }
+//! channels = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
+//! train_encoder = true
+//! ```
 
 mod run;
 
 use std::path::PathBuf;
 
-use braid_core::{Error, Result};
+use braid_core::{Error, Modality, Result};
 use braid_data::conversation::ConversationOptions;
 use braid_encoders::EncoderConfig;
-use braid_pipeline::LoraSettings;
+use braid_pipeline::{LoraSettings, Preprocess};
 use braid_projectors::ProjectorConfig;
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +71,11 @@ pub struct ConversationData {
     /// easy-VQA folder (`answers.txt`, `train/`, `test/`; `easy-vqa` when fetched), which
     /// is written into the run directory as one (captions for `align`).
     pub path: PathBuf,
+    /// Further conversation files mixed into the training data, read with the same
+    /// options (e.g. a share of image captions while a new modality aligns, against
+    /// forgetting).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mix: Vec<PathBuf>,
     /// A held-out conversation file whose last answers are scored (exact match) at each
     /// evaluation; for easy-VQA, `eval_images` test images instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,7 +119,8 @@ pub struct ConversationModel {
     /// SmolLM2's own `<empty_output>`).
     #[serde(default)]
     pub placeholder: Option<String>,
-    /// The image encoder from a `contrastive` run's model directory.
+    /// The image encoder (`encoder.image.safetensors`) from a `contrastive` run's model
+    /// directory or any model directory with a ViT image encoder (`models/easyvqa`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vision: Option<PathBuf>,
     /// A fresh image encoder of this architecture (images resized to its input and
@@ -111,9 +130,14 @@ pub struct ConversationModel {
     /// Which of the vision model's tokens reach the projector.
     #[serde(default)]
     pub features: ImageFeatures,
-    /// The input projector.
-    #[serde(default)]
-    pub projector: ProjectorConfig,
+    /// The input projector of every slot this recipe creates (the image slot from
+    /// `vision` or `encoder`, and `slots` without their own; default: an MLP); slots from
+    /// `init` keep theirs. A `upm` projector's experts are shared by every upm slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projector: Option<ProjectorConfig>,
+    /// Slots of further modalities, each with a fresh encoder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slots: Vec<SlotSpec>,
     /// LoRA on the language model (the `instruct` stage trains it).
     #[serde(default)]
     pub lora: Option<LoraSettings>,
@@ -129,6 +153,35 @@ pub struct ConversationModel {
     /// template's default prompt).
     #[serde(default)]
     pub system: String,
+}
+
+/// A modality slot with a fresh encoder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotSpec {
+    /// Whose placeholder (`<imu>`, `<audio>`, `<image>`) its tokens replace.
+    pub modality: Modality,
+    /// The encoder's architecture (OneLLM's modality tokenizers: `imu_patch`,
+    /// `spectrogram_patch`).
+    pub encoder: EncoderConfig,
+    /// How a file becomes the encoder's input. Absent for an IMU slot: per-channel
+    /// statistics of the training data's recordings, named by `channels`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<Preprocess>,
+    /// IMU channel names, in file order (for the statistics computed from the data).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
+    /// Its projector (absent: `model.projector`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projector: Option<ProjectorConfig>,
+    /// Its placeholder's text (absent: the generic `<imu>` / `<audio>`, added to the
+    /// vocabulary when missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<String>,
+    /// Train this encoder too (OneLLM trains a new modality's tokenizer with the
+    /// projection module).
+    #[serde(default)]
+    pub train_encoder: bool,
 }
 
 /// The image tokens handed to the projector; unset fields keep the vision model's own
@@ -174,9 +227,28 @@ impl ConversationRecipe {
                 ))
             }
         }
-        if self.model.vision.is_none() && self.model.encoder.is_none() && self.model.init.is_none()
-        {
-            return Err(Error::config("model.vision", "the model needs an image encoder: `vision` (a contrastive run), `encoder` (a fresh one) or `init` (a model directory)"));
+        let m = &self.model;
+        if m.vision.is_none() && m.encoder.is_none() && m.init.is_none() && m.slots.is_empty() {
+            return Err(Error::config("model.vision", "the model needs an encoder: `vision` (a contrastive run), `encoder` (a fresh image encoder), `init` (a model directory) or `slots`"));
+        }
+        for (i, slot) in m.slots.iter().enumerate() {
+            let field = |f: &str| format!("model.slots[{i}].{f}");
+            if m.slots[..i].iter().any(|s| s.modality == slot.modality) {
+                return Err(Error::config(field("modality"), format!("`{}` twice", slot.modality)));
+            }
+            let image_too = m.vision.is_some() || m.encoder.is_some();
+            if slot.modality == Modality::Image && image_too {
+                return Err(Error::config(
+                    field("modality"),
+                    "the image slot is already given by `model.vision` / `model.encoder`",
+                ));
+            }
+            if slot.preprocess.is_none()
+                && slot.modality == Modality::Imu
+                && slot.channels.is_empty()
+            {
+                return Err(Error::config(field("channels"), "an IMU slot without `preprocess` names its channels (its statistics come from the training data)"));
+            }
         }
         Ok(())
     }

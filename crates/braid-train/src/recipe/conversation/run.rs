@@ -12,9 +12,10 @@ use braid_data::conversation::{ConversationDataset, ConversationOptions};
 use braid_data::vqa::{EasyVqa, ExportOptions, Split};
 use braid_encoders::EncoderConfig;
 use braid_pipeline::{
-    evaluate_conversations, evaluate_vqa, sample_inputs, EncoderSlot, ImagePreprocess, Pipeline,
-    PipelineConfig, Preprocess, PromptConfig, Sample, PIPELINE_FILE,
+    evaluate_conversations, evaluate_vqa, sample_inputs, EncoderSlot, ImagePreprocess,
+    ImuPreprocess, Pipeline, PipelineConfig, Preprocess, PromptConfig, Sample, PIPELINE_FILE,
 };
+use braid_projectors::ProjectorConfig;
 use candle_core::Device;
 use candle_nn::VarMap;
 
@@ -32,13 +33,19 @@ pub struct ConversationRun {
     pub summary: RunSummary,
 }
 
-/// The image slot's encoder and preprocessing: a contrastive run's model directory (its
-/// read-out changed by `[model.features]`), a fresh architecture, or the `init` model
-/// directory's own slot.
-fn image_encoder(recipe: &ConversationRecipe) -> Result<(EncoderConfig, Preprocess)> {
+/// The image slot's encoder and preprocessing from `vision` (a contrastive run's model
+/// directory or any model directory with a ViT image encoder, its read-out changed by
+/// `[model.features]`) or `encoder` (a fresh
+/// architecture); `None` when the recipe gives neither (the image slot, if any, then comes
+/// from `init`).
+fn image_encoder(recipe: &ConversationRecipe) -> Result<Option<(EncoderConfig, Preprocess)>> {
     let f = &recipe.model.features;
     if let Some(dir) = &recipe.model.vision {
-        let vision = VisionModelFile::read(dir)?.pipeline_config();
+        let own = PipelineConfig::load(&dir.join(PIPELINE_FILE))?;
+        let vision = match own.contrastive {
+            Some(_) => VisionModelFile::read(dir)?.pipeline_config(),
+            None => own,
+        };
         let slot = vision
             .slot(Modality::Image)
             .ok_or_else(|| Error::config("model.vision", "no image encoder"))?;
@@ -56,63 +63,156 @@ fn image_encoder(recipe: &ConversationRecipe) -> Result<(EncoderConfig, Preproce
             drop_cls: !f.cls.unwrap_or(!drop_cls),
             pool: f.pool.max(1),
         };
-        return Ok((encoder, pre.clone()));
+        return Ok(Some((encoder, pre.clone())));
     }
-    if let Some(encoder) = &recipe.model.encoder {
-        let EncoderConfig::Vit { vit, .. } = encoder else {
-            return Err(Error::config(
-                "model.encoder",
-                "an image encoder (`type = \"vit\"`) is needed",
-            ));
-        };
-        let size = vit.image_size as u32;
-        return Ok((
-            encoder.clone(),
-            Preprocess::Image(ImagePreprocess::fixed(size, size, [0.5; 3], [0.5; 3])),
+    let Some(encoder) = &recipe.model.encoder else { return Ok(None) };
+    let EncoderConfig::Vit { vit, .. } = encoder else {
+        return Err(Error::config(
+            "model.encoder",
+            "an image encoder (`type = \"vit\"`) is needed",
         ));
-    }
-    let init = recipe.model.init.as_ref().ok_or_else(|| {
-        Error::config("model.vision", "no image encoder: give `vision`, `encoder` or `init`")
-    })?;
+    };
+    let size = vit.image_size as u32;
+    Ok(Some((
+        encoder.clone(),
+        Preprocess::Image(ImagePreprocess::fixed(size, size, [0.5; 3], [0.5; 3])),
+    )))
+}
+
+/// The `init` model directory's slots, each with its encoder and preprocessing.
+fn init_slots(recipe: &ConversationRecipe) -> Result<Vec<EncoderSlot>> {
+    let Some(init) = &recipe.model.init else { return Ok(Vec::new()) };
     let cfg = PipelineConfig::load(&init.join(PIPELINE_FILE))?;
-    let slot = cfg.slot(Modality::Image).ok_or_else(|| {
-        Error::config("model.init", format!("{} has no image encoder", init.display()))
-    })?;
-    match (&slot.encoder, &slot.preprocess) {
-        (Some(e), Some(p)) => Ok((e.clone(), p.clone())),
-        _ => Err(Error::config(
-            "model.init",
-            format!(
-                "{}: its image slot lacks [encoders.encoder] or [encoders.preprocess]",
-                init.display()
-            ),
-        )),
+    for slot in &cfg.encoders {
+        if slot.encoder.is_none() || slot.preprocess.is_none() {
+            return Err(Error::config(
+                "model.init",
+                format!(
+                    "{}: its {} slot lacks [encoders.encoder] or [encoders.preprocess]",
+                    init.display(),
+                    slot.modality
+                ),
+            ));
+        }
     }
+    Ok(cfg.encoders)
 }
 
 /// The pipeline configuration a recipe describes: everything the trained model needs to
-/// run, in its own `pipeline.toml`.
-fn pipeline_config(recipe: &ConversationRecipe) -> Result<PipelineConfig> {
-    let (encoder, preprocess) = image_encoder(recipe)?;
-    let slot = EncoderSlot {
-        modality: Modality::Image,
-        model: None,
-        placeholder: recipe.model.placeholder.clone(),
-        token_id: None,
-        encoder: Some(encoder),
-        preprocess: Some(preprocess),
-        projector: Some(recipe.model.projector.clone()),
+/// run, in its own `pipeline.toml`. Slots come from `init` (kept as they are), the image
+/// encoder the recipe names (replacing init's), and `[[model.slots]]` (new modalities;
+/// an IMU slot's statistics from the training data's recordings).
+fn pipeline_config(
+    recipe: &ConversationRecipe,
+    data: &ConversationDataset,
+) -> Result<PipelineConfig> {
+    let m = &recipe.model;
+    let mut slots = init_slots(recipe)?;
+    let projector = |own: &Option<ProjectorConfig>| {
+        Some(own.clone().or_else(|| m.projector.clone()).unwrap_or_default())
     };
+    if let Some((encoder, preprocess)) = image_encoder(recipe)? {
+        slots.retain(|s| s.modality != Modality::Image);
+        slots.insert(
+            0,
+            EncoderSlot {
+                modality: Modality::Image,
+                model: None,
+                placeholder: m.placeholder.clone(),
+                token_id: None,
+                encoder: Some(encoder),
+                preprocess: Some(preprocess),
+                projector: projector(&None),
+            },
+        );
+    }
+    for (i, spec) in m.slots.iter().enumerate() {
+        if slots.iter().any(|s| s.modality == spec.modality) {
+            return Err(Error::config(
+                format!("model.slots[{i}].modality"),
+                format!("the model already has a {} slot (from `init`)", spec.modality),
+            ));
+        }
+        let preprocess = match (&spec.preprocess, spec.modality) {
+            (Some(p), _) => p.clone(),
+            (None, Modality::Imu) => {
+                Preprocess::Imu(imu_statistics(data, &spec.channels, &format!("model.slots[{i}]"))?)
+            }
+            (None, other) => {
+                return Err(Error::config(
+                    format!("model.slots[{i}].preprocess"),
+                    format!("a {other} slot needs its preprocessing"),
+                ))
+            }
+        };
+        slots.push(EncoderSlot {
+            modality: spec.modality,
+            model: None,
+            placeholder: spec.placeholder.clone(),
+            token_id: None,
+            encoder: Some(spec.encoder.clone()),
+            preprocess: Some(preprocess),
+            projector: projector(&spec.projector),
+        });
+    }
     Ok(PipelineConfig {
-        encoders: vec![slot],
-        llm: Some(recipe.model.llm.clone()),
+        encoders: slots,
+        llm: Some(m.llm.clone()),
         llm_config: None,
-        lora: recipe.model.lora.clone(),
+        lora: m.lora.clone(),
         tokenizer: None,
-        prompt: PromptConfig { system: Some(recipe.model.system.clone()) },
+        prompt: PromptConfig { system: Some(m.system.clone()) },
         head: None,
         contrastive: None,
     })
+}
+
+/// Recordings read for an IMU slot's statistics: enough for stable means, few enough to
+/// take seconds.
+const STATS_RECORDINGS: usize = 2000;
+
+/// Per-channel mean and standard deviation over the IMU recordings of `data` (the first
+/// [`STATS_RECORDINGS`] distinct files), as the slot's standardisation.
+fn imu_statistics(
+    data: &ConversationDataset,
+    channels: &[String],
+    field: &str,
+) -> Result<ImuPreprocess> {
+    let c = channels.len();
+    let raw = ImuPreprocess {
+        channels: channels.to_vec(),
+        mean: vec![0.0; c],
+        std: vec![1.0; c],
+        window: None,
+        stride: None,
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let (mut n, mut sum, mut sq) = (0f64, vec![0f64; c], vec![0f64; c]);
+    let files = data.iter().flat_map(|s| &s.media).filter(|m| m.modality == Modality::Imu);
+    for media in files {
+        if seen.len() >= STATS_RECORDINGS || !seen.insert(media.path.clone()) {
+            continue;
+        }
+        let x = raw.load(&media.path, &Device::Cpu)?.flatten_to(1)?.to_vec2::<f32>()?;
+        for row in &x {
+            for (k, v) in row.iter().enumerate() {
+                sum[k] += *v as f64;
+                sq[k] += (*v as f64) * (*v as f64);
+            }
+        }
+        n += x.len() as f64;
+    }
+    if n < 2.0 {
+        return Err(Error::config(
+            format!("{field}.channels"),
+            "the training data has no IMU recording to take statistics from",
+        ));
+    }
+    let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+    let std = sq.iter().zip(&mean).map(|(q, m)| ((q / n - m * m).max(0.0)).sqrt() as f32).collect();
+    let pre = ImuPreprocess { mean: mean.iter().map(|&m| m as f32).collect(), std, ..raw };
+    pre.stats().map_err(|e| Error::config(format!("{field}.channels"), e.to_string()))?;
+    Ok(pre)
 }
 
 /// Sets every variable of `vars` that `path` holds (names must match; missing ones are
@@ -142,7 +242,11 @@ fn is_easy_vqa(path: &Path) -> bool {
 fn training_data(recipe: &ConversationRecipe, stage: Stage) -> Result<ConversationDataset> {
     let d = &recipe.data;
     if !is_easy_vqa(&d.path) {
-        return ConversationDataset::open(&d.path, &d.options);
+        let mut data = ConversationDataset::open(&d.path, &d.options)?;
+        for path in &d.mix {
+            data.samples.extend(ConversationDataset::open(path, &d.options)?.samples);
+        }
+        return Ok(data);
     }
     let vqa = EasyVqa::open(&d.path, Split::Train)?;
     let export = ExportOptions {
@@ -180,7 +284,7 @@ pub fn train_conversation(
         .map(|p| ConversationDataset::open(p, &ConversationOptions::default()))
         .transpose()?;
     let device = Device::Cpu;
-    let pipeline = Pipeline::init(&pipeline_config(recipe)?, Path::new("."), &device)?;
+    let pipeline = Pipeline::init(&pipeline_config(recipe, &data)?, Path::new("."), &device)?;
     let prompter = pipeline.prompter()?;
     // Every part the init directory has comes from there (its encoder may have been
     // fine-tuned); the encoder otherwise from the vision model.
@@ -220,10 +324,18 @@ pub fn train_conversation(
         }
     };
     let extra = if recipe.model.train_encoder { vec![Component::Encoder] } else { Vec::new() };
+    let extra_maps = recipe
+        .model
+        .slots
+        .iter()
+        .filter(|s| s.train_encoder)
+        .map(|s| format!("encoder.{}", s.modality))
+        .collect();
     let task = ConversationTask {
         pipeline: &pipeline,
         stage,
         extra,
+        extra_maps,
         samples: Box::new(sample),
         len: data.len(),
         evaluate: Some(Box::new(evaluate)),
