@@ -27,6 +27,6 @@ pub use head::{ContrastiveConfig, Head, HeadConfig, CONTRASTIVE_FILE};
 pub use llava::{Llava, LlavaConfig};
 pub use model::MultimodalModel;
 pub use pipeline::{Input, Pipeline};
-pub use preprocess::{ImagePreprocess, ImuPreprocess, Preprocess, Size};
+pub use preprocess::{AudioPreprocess, ImagePreprocess, ImuPreprocess, Preprocess, Size};
 pub use prompt::{qa_messages, Placeholder, Prompter, Sample, IGNORE};
 pub use store::PIPELINE_FILE;
