@@ -20,7 +20,8 @@ pub use answer::answer_questions;
 pub use braid_llm::Weights;
 pub use config::{generic_placeholder, EncoderSlot, LoraSettings, PipelineConfig, PromptConfig};
 pub use eval_conversations::{
-    evaluate_conversations, sample_inputs, ConversationReport, ScoredAnswer,
+    evaluate_conversations, question_type, sample_inputs, ConversationReport, ScoredAnswer,
+    TypeScore,
 };
 pub use eval_vqa::{evaluate_vqa, VqaAnswer, VqaReport};
 pub use head::{ContrastiveConfig, Head, HeadConfig, CONTRASTIVE_FILE};
