@@ -3,13 +3,15 @@
 //! `/exit` or end of input leaves).
 
 use std::io::{BufRead, Write};
+use std::path::PathBuf;
 
 use anyhow::Context;
+use braid_core::Modality;
 use braid_llm::generate::{generate, GenerateConfig, Timing};
 use braid_llm::{ChatTemplate, Message, TextModel};
 use candle_core::Device;
 
-use crate::chat_image::VisionChat;
+use crate::chat_media::MediaChat;
 use crate::generate::{load, print_stats, ModelArgs, SamplingArgs};
 
 /// Flags of `braid chat`.
@@ -22,12 +24,35 @@ pub struct ChatArgs {
     /// A system message opening the conversation.
     #[arg(long)]
     pub system: Option<String>,
-    /// An image to talk about (repeatable); the model must be a LLaVA folder or a Braid
-    /// model directory. The images open the first user message.
+    /// An image to talk about (repeatable); the model must be a Braid model directory
+    /// with an image slot, or a LLaVA folder. Media open the first user message, one
+    /// placeholder each: images, then audio, then IMU, each in the order given.
     #[arg(long = "image")]
-    pub images: Vec<std::path::PathBuf>,
+    pub images: Vec<PathBuf>,
+    /// An audio clip (WAV, FLAC, OGG, MP3; repeatable) for a model with an audio slot.
+    #[arg(long = "audio")]
+    pub audio: Vec<PathBuf>,
+    /// An IMU recording (`.npy` [time, channels], `.csv` with a header, `.ts`; repeatable)
+    /// for a model with an IMU slot.
+    #[arg(long = "imu")]
+    pub imu: Vec<PathBuf>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+}
+
+impl ChatArgs {
+    /// Every `--image`, `--audio` and `--imu` file with its modality, in that order.
+    fn media(&self) -> Vec<(Modality, PathBuf)> {
+        let groups = [
+            (Modality::Image, &self.images),
+            (Modality::Audio, &self.audio),
+            (Modality::Imu, &self.imu),
+        ];
+        groups
+            .into_iter()
+            .flat_map(|(m, files)| files.iter().map(move |f| (m, f.clone())))
+            .collect()
+    }
 }
 
 /// One assistant turn: renders `history`, streams the reply to stdout, returns it.
@@ -76,9 +101,10 @@ pub fn demo_turn(gguf: &std::path::Path) -> anyhow::Result<()> {
 /// Runs `braid chat`.
 pub fn run(args: &ChatArgs) -> anyhow::Result<()> {
     let cfg = args.sampling.config(0.0);
-    if !args.images.is_empty() {
+    let media = args.media();
+    if !media.is_empty() {
         let start = std::time::Instant::now();
-        let chat = VisionChat::open(&braid_hub::resolve_model(&args.model.model)?, &args.images)?;
+        let chat = MediaChat::open(&braid_hub::resolve_model(&args.model.model)?, &media)?;
         let load_s = start.elapsed().as_secs_f64();
         return converse(args, load_s, |history| chat.reply(history, &cfg));
     }

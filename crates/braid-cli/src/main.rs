@@ -3,7 +3,7 @@
 //! The binary is thin: it parses flags into typed settings and calls the library crates.
 
 mod chat;
-mod chat_image;
+mod chat_media;
 mod classify;
 mod data;
 mod demo;
@@ -47,7 +47,8 @@ enum Command {
     Classify(classify::ClassifyArgs),
     /// Continue a raw prompt with a language model (no chat template), streamed.
     Generate(generate::GenerateArgs),
-    /// Chat with a language model through its chat template (one shot or interactive).
+    /// Chat with a language model through its chat template (one shot or interactive),
+    /// about --image, --audio and --imu files with a multimodal model.
     Chat(chat::ChatArgs),
     /// Perplexity of a language model on a text file, as one JSON line.
     Perplexity(perplexity::PerplexityArgs),

@@ -33,7 +33,9 @@ pub struct TrainArgs {
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
     /// What to score on: a recipe (its test data), `vqa` (easy-VQA's test questions, with
-    /// --data), or a conversation file (`.json` / `.jsonl`: each sample's last answer).
+    /// --data), or a conversation file (`.json` / `.jsonl`: each sample's last answer,
+    /// overall and per question type: `{"accuracy", "n", "by_type": {TYPE: {"accuracy",
+    /// "n"}}}`).
     pub what: PathBuf,
     /// The model directory (`out_dir/model` of a run, or e.g. `models/hapt-imu`).
     #[arg(long)]
@@ -44,8 +46,10 @@ pub struct EvalArgs {
     /// Score the first N test images (`vqa`) or samples (a conversation file) only.
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
-    /// Where the report goes: `vqa`, a JSON file with per-answer-type accuracy (default:
-    /// none, stdout only); a classifier, a directory for `eval.json` and `confusion.png`,
+    /// Where the report goes: `vqa` and conversation files, a JSON file with accuracy per
+    /// answer type (`vqa`) or per question type (a conversation file: the sample id after
+    /// its last `_`, `u22_r0_w17_activity` -> `activity`; `all` for ids without one)
+    /// (default: none, stdout only); a classifier, a directory for `eval.json` and `confusion.png`,
     /// a contrastive model, one for `eval.json` (default: the recipe's `out_dir`). Never
     /// inside the model directory unless asked.
     #[arg(long)]
@@ -160,6 +164,10 @@ fn eval_conversations(args: &EvalArgs) -> anyhow::Result<()> {
         std::io::stderr().is_terminal(),
     )?;
     println!("{}", serde_json::to_string(&report)?);
+    if let Some(path) = &args.out {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| path.display().to_string())?;
+    }
     if let Some(path) = &args.answers {
         write_answers(
             path,

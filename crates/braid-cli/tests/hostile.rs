@@ -438,6 +438,7 @@ fn silent_imu_std_zero_and_nan_csv() {
         std: vec![1.0, 0.5],
         window: Some(4),
         stride: Some(2),
+        rate_hz: None,
     };
     let slot = EncoderSlot {
         modality: Modality::Imu,

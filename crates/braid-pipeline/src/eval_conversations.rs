@@ -2,6 +2,12 @@
 //! assistant turn is generated greedily from everything before it, media included, and
 //! compared with the reference (exact match after trimming and lower-casing, as VQA
 //! benchmarks with one-word answers score).
+//!
+//! Accuracy is also reported per question type, read from the sample id: the part after
+//! its last `_` (`u22_r0_w17_activity` -> `activity`; an id without `_`, or ending in one,
+//! counts as `all`). Dataset generators name their samples so.
+
+use std::collections::BTreeMap;
 
 use braid_core::{Error, Result};
 use braid_data::conversation::{ConversationDataset, ConversationSample, Role};
@@ -22,9 +28,43 @@ pub struct ConversationReport {
     pub accuracy: f64,
     /// Samples scored.
     pub n: usize,
+    /// Accuracy and count per question type (see [`question_type`]).
+    pub by_type: BTreeMap<String, TypeScore>,
     /// Every sample's answer beside its reference.
     #[serde(skip)]
     pub answers: Vec<ScoredAnswer>,
+}
+
+/// The score of one question type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct TypeScore {
+    /// Share of exact matches.
+    pub accuracy: f64,
+    /// Samples of this type scored.
+    pub n: usize,
+}
+
+/// The question type of a sample id: what follows its last `_` (`u22_r0_w17_activity` ->
+/// `activity`), or `all` for an id without one.
+pub fn question_type(id: &str) -> &str {
+    match id.rsplit_once('_') {
+        Some((_, t)) if !t.is_empty() => t,
+        _ => "all",
+    }
+}
+
+/// Accuracy per question type of `answers` (exact match, as scored).
+fn by_type(answers: &[ScoredAnswer]) -> BTreeMap<String, TypeScore> {
+    let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for a in answers {
+        let c = counts.entry(question_type(&a.id).to_string()).or_default();
+        c.0 += usize::from(a.is_right());
+        c.1 += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(t, (right, n))| (t, TypeScore { accuracy: right as f64 / n.max(1) as f64, n }))
+        .collect()
 }
 
 /// One scored sample.
@@ -36,6 +76,13 @@ pub struct ScoredAnswer {
     pub answer: String,
     /// The reference.
     pub truth: String,
+}
+
+impl ScoredAnswer {
+    /// Whether the answer matches the reference (trimmed, lower-cased).
+    pub fn is_right(&self) -> bool {
+        self.answer.trim().to_lowercase() == self.truth.trim().to_lowercase()
+    }
 }
 
 /// A sample's turns as chat messages (placeholders kept) and its media as inputs, read
@@ -109,11 +156,49 @@ pub fn evaluate_conversations(
     let mut right = 0usize;
     for sample in data.iter().take(n) {
         let (answer, truth) = answer_last_turn(pipeline, sample)?;
-        right += usize::from(answer.to_lowercase() == truth.to_lowercase());
-        answers.push(ScoredAnswer { id: sample.id.clone(), answer, truth });
+        let scored = ScoredAnswer { id: sample.id.clone(), answer, truth };
+        right += usize::from(scored.is_right());
+        answers.push(scored);
         bar.inc(1);
         bar.set_message(format!("accuracy {:.2}%", 100.0 * right as f64 / answers.len() as f64));
     }
     bar.finish_and_clear();
-    Ok(ConversationReport { accuracy: right as f64 / n.max(1) as f64, n, answers })
+    let by_type = by_type(&answers);
+    Ok(ConversationReport { accuracy: right as f64 / n.max(1) as f64, n, by_type, answers })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scored(id: &str, answer: &str, truth: &str) -> ScoredAnswer {
+        ScoredAnswer { id: id.into(), answer: answer.into(), truth: truth.into() }
+    }
+
+    #[test]
+    fn the_question_type_is_the_id_after_its_last_underscore() {
+        assert_eq!(question_type("u22_r0_w17_activity"), "activity");
+        assert_eq!(question_type("s1_count"), "count");
+        assert_eq!(question_type("pair"), "all");
+        assert_eq!(question_type("trailing_"), "all");
+    }
+
+    #[test]
+    fn accuracy_is_grouped_by_question_type() {
+        let answers = [
+            scored("u1_w0_activity", "Walking", "walking"),
+            scored("u1_w1_activity", "sitting", "walking"),
+            scored("u1_w0_posture", "upright", "upright"),
+            scored("pair", "no", "yes"),
+        ];
+        let got = by_type(&answers);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got["activity"], TypeScore { accuracy: 0.5, n: 2 });
+        assert_eq!(got["posture"], TypeScore { accuracy: 1.0, n: 1 });
+        assert_eq!(got["all"], TypeScore { accuracy: 0.0, n: 1 });
+        let report = ConversationReport { accuracy: 0.5, n: 4, by_type: got, answers: Vec::new() };
+        let line = serde_json::to_value(&report).unwrap_or_default();
+        assert_eq!(line["by_type"]["activity"]["n"], 2, "{line}");
+        assert_eq!(line["n"], 4, "{line}");
+    }
 }

@@ -21,14 +21,15 @@ pub use answer::answer_questions;
 pub use braid_llm::Weights;
 pub use config::{generic_placeholder, EncoderSlot, LoraSettings, PipelineConfig, PromptConfig};
 pub use eval_conversations::{
-    evaluate_conversations, sample_inputs, ConversationReport, ScoredAnswer,
+    evaluate_conversations, question_type, sample_inputs, ConversationReport, ScoredAnswer,
+    TypeScore,
 };
 pub use eval_vqa::{evaluate_vqa, VqaAnswer, VqaReport};
 pub use head::{ContrastiveConfig, Head, HeadConfig, CONTRASTIVE_FILE};
 pub use llava::{Llava, LlavaConfig};
 pub use model::MultimodalModel;
 pub use pipeline::{Input, Pipeline};
-pub use preprocess::{ImagePreprocess, ImuPreprocess, Preprocess, Size};
+pub use preprocess::{AudioPreprocess, ImagePreprocess, ImuPreprocess, Preprocess, Size};
 pub use prompt::{qa_messages, Placeholder, Prompter, Sample, IGNORE};
 pub use routing::{routing_by_modality, Routing};
 pub use store::PIPELINE_FILE;

@@ -1,7 +1,7 @@
-//! [`MultimodalModel`]: whatever a `--model` path holds that takes images (a Hugging Face
-//! LLaVA folder or a Braid model directory), behind one call that turns a tokenized
-//! prompt and its images into embeddings for `LanguageModel::forward_embeds`. This is
-//! what `braid chat --image` calls.
+//! [`MultimodalModel`]: whatever a `--model` path holds that takes media (a Hugging Face
+//! LLaVA folder, images only, or a Braid model directory), behind one call that turns a
+//! tokenized prompt and its inputs into embeddings for `LanguageModel::forward_embeds`.
+//! This is what `braid chat --image/--audio/--imu` calls.
 
 use std::path::Path;
 
@@ -62,13 +62,19 @@ impl MultimodalModel {
         }
     }
 
-    /// One prompt with one `<image>` id per image (as tokenized from text) and its
-    /// preprocessed images, spliced into embeddings.
+    /// One prompt with one placeholder id per item (as tokenized from text) and its
+    /// inputs, spliced into embeddings. A LLaVA model reads images only.
     ///
-    /// ids: t ids; images: each [3, H, W] -> [1, t', d_llm]
-    pub fn embed_prompt(&self, ids: &[u32], images: &[Tensor]) -> Result<Tensor> {
+    /// ids: t ids; inputs: each batch 1 (images [1, 3, H, W]) -> [1, t', d_llm]
+    pub fn embed_prompt(&self, ids: &[u32], inputs: &[Input]) -> Result<Tensor> {
         match self {
             Self::Llava(m) => {
+                if let Some(x) = inputs.iter().find(|x| x.modality != Modality::Image) {
+                    return Err(Error::Invalid(format!(
+                        "a LLaVA model reads images only, not {}",
+                        x.modality
+                    )));
+                }
                 let token = m.config().image_token_index;
                 let per = m.config().tokens_per_image();
                 let expanded: Vec<u32> = ids
@@ -76,18 +82,11 @@ impl MultimodalModel {
                     .flat_map(|&id| std::iter::repeat_n(id, if id == token { per } else { 1 }))
                     .collect();
                 let ids = Tensor::new(expanded.as_slice(), m.device())?.unsqueeze(0)?;
-                let pixels = if images.is_empty() { None } else { Some(Tensor::stack(images, 0)?) };
+                let images: Vec<&Tensor> = inputs.iter().map(|x| &x.data).collect();
+                let pixels = if images.is_empty() { None } else { Some(Tensor::cat(&images, 0)?) };
                 m.input_embeds(&ids, pixels.as_ref())
             }
-            Self::Pipeline(p) => {
-                let inputs = images
-                    .iter()
-                    .map(|x| {
-                        Ok(Input { modality: Modality::Image, data: x.unsqueeze(0)?, mask: None })
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                p.embed_prompt(ids, &inputs)
-            }
+            Self::Pipeline(p) => p.embed_prompt(ids, inputs),
         }
     }
 }

@@ -56,7 +56,13 @@ fn multimodal_model_opens_the_folder_and_expands_one_image_id_per_image() {
     let (ids, px, want) = case("two");
     let mut short: Vec<u32> = ids.squeeze(0).unwrap().to_vec1().unwrap();
     short.dedup_by(|a, b| *a == token && *b == token);
-    let images: Vec<Tensor> = (0..2).map(|i| px.get(i).unwrap()).collect();
+    let images: Vec<braid_pipeline::Input> = (0..2)
+        .map(|i| braid_pipeline::Input {
+            modality: braid_core::Modality::Image,
+            data: px.narrow(0, i, 1).unwrap(),
+            mask: None,
+        })
+        .collect();
     let embeds = model.embed_prompt(&short, &images).unwrap();
     let got = model.llm().unwrap().forward_embeds(&embeds, None, None).unwrap().logits;
     assert!(max_diff(&got, &want) < 1e-4);

@@ -1,7 +1,9 @@
-//! `braid chat --image`: a conversation about images with a multimodal model folder (a
-//! Hugging Face LLaVA checkpoint or a Braid model directory with `pipeline.toml`). The
-//! images belong to the first user turn, as in LLaVA's conversations: one `<image>` per
-//! image before its text unless the text already places them.
+//! `braid chat --image/--audio/--imu`: a conversation about media with a multimodal model
+//! folder (a Braid model directory with `pipeline.toml`, whose slots say how each
+//! modality is read; or a Hugging Face LLaVA checkpoint, images only). The media belong to
+//! the first user turn, as in LLaVA's conversations: one placeholder per item (`<image>`,
+//! `<audio>`, `<imu>`, in the order given) opening its text, unless the text already
+//! places that modality's.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,47 +13,64 @@ use braid_core::Modality;
 use braid_data::image::{load_rgb, ImageProcessor};
 use braid_llm::generate::{generate_embeds, GenerateConfig, Generation, Timing};
 use braid_llm::{ChatTemplate, Message, Tokenizer};
-use braid_pipeline::{generic_placeholder, MultimodalModel};
-use candle_core::{Device, Tensor};
+use braid_pipeline::{generic_placeholder, Input, MultimodalModel};
+use candle_core::Device;
 
-/// A multimodal model, the conversation's images preprocessed for it, and, for a LLaVA
+/// A multimodal model, the conversation's media preprocessed for it, and, for a LLaVA
 /// folder, its tokenizer and chat template (a Braid model directory's own pipeline builds
 /// its prompts).
-pub struct VisionChat {
+pub struct MediaChat {
     model: MultimodalModel,
-    /// One [3, H, W] tensor per image.
-    images: Vec<Tensor>,
+    /// One input (batch 1) per item, in the order given.
+    inputs: Vec<Input>,
     llava: Option<(Tokenizer, ChatTemplate)>,
 }
 
-impl VisionChat {
-    /// Opens the model folder `dir` and preprocesses `images` as the model says (a Braid
-    /// directory's `pipeline.toml`, a LLaVA folder's `preprocessor_config.json`).
-    pub fn open(dir: &Path, images: &[PathBuf]) -> anyhow::Result<Self> {
+impl MediaChat {
+    /// Opens the model folder `dir` and reads each `(modality, file)` of `media` as the
+    /// model says (a Braid directory's `pipeline.toml` slot, a LLaVA folder's
+    /// `preprocessor_config.json`); errors name the file, or the modality the model lacks.
+    pub fn open(dir: &Path, media: &[(Modality, PathBuf)]) -> anyhow::Result<Self> {
+        let flags = || {
+            let mut f: Vec<String> = media.iter().map(|(m, _)| format!("--{m}")).collect();
+            f.dedup();
+            f.join(", ")
+        };
         if !dir.is_dir() {
             anyhow::bail!(
-                "{}: --image needs a model folder that reads images (a LLaVA checkpoint or a Braid model directory)",
-                dir.display()
+                "{}: {} needs a multimodal model folder (a Braid model directory, or a LLaVA checkpoint for images)",
+                dir.display(),
+                flags()
             );
         }
         let device = Device::Cpu;
         let model = MultimodalModel::open(dir, &device)
             .with_context(|| format!("loading {}", dir.display()))?;
         if let MultimodalModel::Pipeline(p) = &model {
-            let images = images
+            let inputs = media
                 .iter()
-                .map(|path| Ok(p.load_input(Modality::Image, path)?.data.squeeze(0)?))
+                .map(|(m, path)| p.load_input(*m, path))
                 .collect::<braid_core::Result<Vec<_>>>()?;
-            return Ok(Self { model, images, llava: None });
+            return Ok(Self { model, inputs, llava: None });
+        }
+        if let Some((m, path)) = media.iter().find(|(m, _)| *m != Modality::Image) {
+            anyhow::bail!(
+                "{}: a LLaVA checkpoint reads images only, not --{m} {}",
+                dir.display(),
+                path.display()
+            );
         }
         let tokenizer = Tokenizer::from_folder(dir)?;
         let template = ChatTemplate::from_config(tokenizer.config())?;
         let processor = ImageProcessor::from_json_file(&dir.join("preprocessor_config.json"))?;
-        let images = images
+        let inputs = media
             .iter()
-            .map(|p| processor.preprocess(&load_rgb(p)?, &device))
+            .map(|(m, p)| {
+                let data = processor.preprocess(&load_rgb(p)?, &device)?.unsqueeze(0)?;
+                Ok(Input { modality: *m, data, mask: None })
+            })
             .collect::<braid_core::Result<Vec<_>>>()?;
-        Ok(Self { model, images, llava: Some((tokenizer, template)) })
+        Ok(Self { model, inputs, llava: Some((tokenizer, template)) })
     }
 
     fn tokenizer(&self) -> anyhow::Result<&Tokenizer> {
@@ -64,11 +83,11 @@ impl VisionChat {
         })
     }
 
-    /// The prompt ids for `history` (`<image>` once per image, opening the first user
-    /// turn unless placed by the user).
+    /// The prompt ids for `history` (one placeholder per item opening the first user turn,
+    /// unless placed by the user).
     fn prompt_ids(&self, history: &[Message]) -> anyhow::Result<Vec<u32>> {
-        let messages =
-            with_placeholders(history, self.images.len(), &generic_placeholder(Modality::Image));
+        let kinds: Vec<Modality> = self.inputs.iter().map(|x| x.modality).collect();
+        let messages = with_placeholders(history, &kinds);
         Ok(match (&self.model, &self.llava) {
             (_, Some((tokenizer, template))) => {
                 tokenizer.encode(&template.render(&messages, true)?, false)?
@@ -89,7 +108,7 @@ impl VisionChat {
         on_text: &mut dyn FnMut(usize, &str) -> braid_core::Result<()>,
     ) -> anyhow::Result<(Vec<u32>, Generation, Timing)> {
         let ids = self.prompt_ids(history)?;
-        let embeds = self.model.embed_prompt(&ids, &self.images)?;
+        let embeds = self.model.embed_prompt(&ids, &self.inputs)?;
         let (gens, timing) = generate_embeds(
             self.model.llm()?,
             self.tokenizer()?,
@@ -121,14 +140,18 @@ impl VisionChat {
     }
 }
 
-/// `history` with `n` image placeholders opening the first user turn, unless the user
-/// already wrote them there.
-fn with_placeholders(history: &[Message], n: usize, placeholder: &str) -> Vec<Message> {
+/// `history` with one generic placeholder line per item of `media`, in order, opening the
+/// first user turn; a modality whose placeholder the user already wrote there gets none.
+fn with_placeholders(history: &[Message], media: &[Modality]) -> Vec<Message> {
     let mut out = history.to_vec();
     if let Some(first) = out.iter_mut().find(|m| m.role == "user") {
-        if n > 0 && !first.content.contains(placeholder) {
-            first.content = format!("{}{}", format!("{placeholder}\n").repeat(n), first.content);
-        }
+        let head: String = media
+            .iter()
+            .map(|m| generic_placeholder(*m))
+            .filter(|p| !first.content.contains(p.as_str()))
+            .map(|p| p + "\n")
+            .collect();
+        first.content = head + &first.content;
     }
     out
 }
@@ -139,6 +162,10 @@ mod tests {
 
     fn fixture() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/pipeline/llava_chat_tiny")
+    }
+
+    fn image(dir: &Path) -> Vec<(Modality, PathBuf)> {
+        vec![(Modality::Image, dir.join("image.png"))]
     }
 
     fn greedy(max_new_tokens: usize) -> GenerateConfig {
@@ -154,7 +181,7 @@ mod tests {
         let want: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
                 .unwrap();
-        let chat = VisionChat::open(&dir, &[dir.join("image.png")]).unwrap();
+        let chat = MediaChat::open(&dir, &image(&dir)).unwrap();
         let history = [Message::new("user", want["question"].as_str().unwrap())];
         let n = want["max_new_tokens"].as_u64().unwrap() as usize;
         let (ids, generation, _) = chat.generate(&history, &greedy(n), &mut |_, _| Ok(())).unwrap();
@@ -168,7 +195,7 @@ mod tests {
     #[test]
     fn placeholder_count_must_match_the_images() {
         let dir = fixture();
-        let chat = VisionChat::open(&dir, &[dir.join("image.png")]).unwrap();
+        let chat = MediaChat::open(&dir, &image(&dir)).unwrap();
         let history = [Message::new("user", "<image> and <image>?")];
         let err = chat.generate(&history, &greedy(2), &mut |_, _| Ok(())).unwrap_err().to_string();
         assert!(err.contains('2') && err.contains('1'), "{err}");
@@ -178,26 +205,37 @@ mod tests {
     fn a_text_only_model_is_refused() {
         let dir =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/llm/qwen2_chat_tiny");
-        let err = VisionChat::open(&dir, &[fixture().join("image.png")]).err().unwrap();
+        let err = MediaChat::open(&dir, &image(&fixture())).err().unwrap();
         assert!(format!("{err:#}").contains("LLaVA"), "{err:#}");
         let gguf = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../../fixtures/llm/qwen2_chat_tiny/config.json");
-        let err = VisionChat::open(&gguf, &[fixture().join("image.png")]).err().unwrap();
-        assert!(format!("{err:#}").contains("needs a model folder that reads images"), "{err:#}");
+        let err = MediaChat::open(&gguf, &image(&fixture())).err().unwrap();
+        let err = format!("{err:#}");
+        assert!(err.contains("--image needs a multimodal model folder"), "{err}");
     }
 
     #[test]
-    fn images_open_the_first_user_turn() {
-        const IMAGE: &str = "<image>";
+    fn a_llava_checkpoint_refuses_other_modalities_naming_the_file() {
+        let dir = fixture();
+        let media = [(Modality::Image, dir.join("image.png")), (Modality::Imu, "rec.csv".into())];
+        let err = format!("{:#}", MediaChat::open(&dir, &media).err().unwrap());
+        assert!(err.contains("images only") && err.contains("--imu rec.csv"), "{err}");
+    }
+
+    #[test]
+    fn media_open_the_first_user_turn_in_the_order_given() {
         let h = vec![
             Message::new("system", "be brief"),
             Message::new("user", "what is it?"),
             Message::new("user", "and?"),
         ];
-        let got = with_placeholders(&h, 2, IMAGE);
+        let got = with_placeholders(&h, &[Modality::Image, Modality::Image]);
         assert_eq!(got[1].content, "<image>\n<image>\nwhat is it?");
         assert_eq!(got[2].content, "and?");
+        let mixed = with_placeholders(&h, &[Modality::Imu, Modality::Audio, Modality::Imu]);
+        assert_eq!(mixed[1].content, "<imu>\n<audio>\n<imu>\nwhat is it?");
         let placed = vec![Message::new("user", "compare <image> with <image>")];
-        assert_eq!(with_placeholders(&placed, 2, IMAGE)[0].content, "compare <image> with <image>");
+        let got = with_placeholders(&placed, &[Modality::Image, Modality::Image, Modality::Audio]);
+        assert_eq!(got[0].content, "<audio>\ncompare <image> with <image>");
     }
 }
