@@ -7,6 +7,9 @@ config; speed does not depend on the values) on the exact shapes of the easy-VQA
                  GELU) + 32 text tokens, LLM frozen, loss on the last 8 text positions,
                  backward into the projector, clip_grad_norm_(1.0), one AdamW step.
   b_align_64img  the same with 64 image tokens (the issue's reference shape).
+  u_align_upm    the align step of recipes/onellm/image.toml: the 5 image tokens through
+                 OneLLM's UPM (scripts/fixtures/upm.py: 3 experts of 2 blocks, width 128,
+                 8 queries, start/end tags: 10 tokens) instead of the MLP.
   c_instruct     instruct step: 4 conversations of 5 image + 190 text tokens, peft LoRA
                  r 8 / alpha 16 on q,k,v,o,gate,up,down + the projector, loss on 20
                  positions each.
@@ -31,6 +34,8 @@ import statistics
 import sys
 import time
 import warnings
+
+import os
 
 import torch
 import torch.nn.functional as F
@@ -69,6 +74,16 @@ def smollm2_config():
 def projector(hidden):
     """LLaVA's mlp2x_gelu: Linear(64, hidden), GELU (erf), Linear(hidden, hidden)."""
     return nn.Sequential(nn.Linear(VISION_DIM, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+
+
+def upm_projector(hidden):
+    """OneLLM's UPM for one modality at the onellm recipes' size."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts", "fixtures"))
+    from upm import Upm
+
+    upm = Upm(modalities={"image": (5, VISION_DIM)}, width=128, heads=4, layers=2, experts=3,
+              queries=8, llm=hidden, multiple_of=64)
+    return lambda x: upm(x, "image")[0], list(upm.parameters())
 
 
 def timings(repeats, fn):
@@ -126,13 +141,22 @@ def train_step(model, proj, batch, params, opt, head):
     opt.step()
 
 
-def align(model, case, image, repeats, heads):
+def align(model, case, image, repeats, heads, upm=False):
     size, text, labelled = 8, 32, 8
-    seq = image + text
+    tokens = 8 + 2 if upm else image  # what the projector hands the language model
+    seq = tokens + text
     batch = make_batch(size, image, text, range(seq - labelled, seq))
+    features, ids, labels = batch
+    labels = torch.full((size, seq), -100, dtype=torch.long)
+    for p in range(seq - labelled, seq):
+        labels[:, p] = 100 + (p * 13) % 4000
+    batch = (features, ids, labels)
     for head in heads:
-        proj = projector(model.config.hidden_size)
-        params = list(proj.parameters())
+        if upm:
+            proj, params = upm_projector(model.config.hidden_size)
+        else:
+            proj = projector(model.config.hidden_size)
+            params = list(proj.parameters())
         opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.0)
         times = timings(repeats, lambda: train_step(model, proj, batch, params, opt, head))
         emit(case, "samples/s", size, times, seq=seq, labelled_per_sample=labelled, head=head)
@@ -209,6 +233,8 @@ def main():
         align(model, "a_align_5img", 5, repeats, heads)
     if "b" in args.cases:
         align(model, "b_align_64img", 64, repeats, heads)
+    if "u" in args.cases:
+        align(model, "u_align_upm", 5, repeats, heads, upm=True)
     if "c" in args.cases or "d" in args.cases:
         from peft import LoraConfig, get_peft_model
 

@@ -5,7 +5,8 @@
 #   bench/easyvqa_speed.py                    (transformers + peft, random weights)
 # Prints a table: throughput of each side and the ratio Braid / PyTorch (> 1: Braid faster).
 #
-#   bench/easyvqa_speed.sh [--threads N] [--repeats N] [--cases abcd] [--heads all,labelled]
+#   bench/easyvqa_speed.sh [--threads N] [--repeats N] [--cases abcdu] [--heads all,labelled]
+# (u: the align step with OneLLM's UPM projector of recipes/onellm/image.toml)
 #
 # --threads (default 1) sets RAYON_NUM_THREADS for Braid and torch.set_num_threads (plus
 # OMP/MKL_NUM_THREADS) for PyTorch. --heads: which PyTorch training losses to run, `all`

@@ -6,6 +6,9 @@
 //!   -> 576, GELU) + 32 text tokens; LLM frozen, loss on the last 8 text positions, backward
 //!   into the projector, gradient clipping and one AdamW step. samples/s.
 //! - `b_align_64img`: the same with 64 image tokens (the PyTorch reference shape).
+//! - `u_align_upm`: the align step of `recipes/onellm/image.toml`: the 5 image tokens
+//!   through OneLLM's UPM (3 experts of 2 blocks, width 128, 8 queries, start/end tags: 10
+//!   tokens) instead of the MLP.
 //! - `c_instruct`: an `instruct` step, 4 conversations of 5 image + 190 text tokens, LoRA
 //!   r 8 (alpha 16) on all seven projections + the projector, loss on 20 positions each.
 //!   conversations/s.
@@ -28,7 +31,8 @@ use std::time::Instant;
 use braid_core::{Error, Result};
 use braid_llm::{LanguageModel, Llama, Weights};
 use braid_nn::{LoraConfig, LoraSpec};
-use braid_projectors::{MlpProjector, MlpProjectorConfig};
+use braid_core::Features;
+use braid_projectors::{InputProjector, MlpProjector, MlpProjectorConfig, UpmConfig, UpmProjector};
 use braid_train::optim::prefixed_vars;
 use braid_train::stages::padded_loss;
 use braid_train::{clip_grad_norm, AdamW, AdamWConfig, Grads};
@@ -136,6 +140,8 @@ struct Batch {
     rows: Vec<u32>,
     /// The label of each row.
     targets: Tensor,
+    /// Tokens the projector makes of one sample's features.
+    tokens: usize,
 }
 
 impl Batch {
@@ -157,25 +163,31 @@ impl Batch {
         }
         let rows: Vec<u32> = labelled.iter().map(|&p| p as u32 - 1).collect();
         let targets: Vec<i64> = labelled.iter().map(|&p| 100 + (p as i64 * 13) % 4000).collect();
-        Ok(Self { features, ids, rows, targets: Tensor::new(targets.as_slice(), dev)? })
+        Ok(Self {
+            features,
+            ids,
+            rows,
+            targets: Tensor::new(targets.as_slice(), dev)?,
+            tokens: image,
+        })
     }
 
     fn seq(&self) -> Result<usize> {
-        let first = |v: &[Tensor]| v.first().map_or(Ok(0), |t| t.dim(1));
-        Ok(first(&self.features)? + first(&self.ids)?)
+        Ok(self.tokens + self.ids.first().map_or(Ok(0), |t| t.dim(1))?)
     }
 }
 
 /// Mean cross-entropy over every labelled token of the batch, through the training task's
 /// own batched loss ([`padded_loss`]: one padded batch, logits at the labelled rows).
-fn batch_loss(llm: &Llama, proj: &MlpProjector, batch: &Batch) -> Result<Tensor> {
+fn batch_loss(llm: &Llama, proj: &dyn InputProjector, batch: &Batch) -> Result<Tensor> {
     let targets = batch.targets.to_vec1::<i64>()?;
     let sequences = batch
         .features
         .iter()
         .zip(&batch.ids)
         .map(|(f, ids)| {
-            let embeds = Tensor::cat(&[proj.forward(f)?, llm.embed_tokens(ids)?], 1)?;
+            let tokens = proj.project(&Features::new(f.clone(), None)?)?.tokens;
+            let embeds = Tensor::cat(&[tokens, llm.embed_tokens(ids)?], 1)?;
             let mut labels = vec![-100i64; embeds.dim(1)?];
             for (&row, &t) in batch.rows.iter().zip(&targets) {
                 labels[row as usize + 1] = t;
@@ -189,7 +201,7 @@ fn batch_loss(llm: &Llama, proj: &MlpProjector, batch: &Batch) -> Result<Tensor>
 /// One optimiser step as `braid_train::fit` takes it: loss, backward, clip, AdamW.
 fn train_step(
     llm: &Llama,
-    proj: &MlpProjector,
+    proj: &dyn InputProjector,
     batch: &Batch,
     vars: &[(String, Var)],
     opt: &mut AdamW,
@@ -209,19 +221,49 @@ fn projector(varmap: &VarMap, hidden: usize, dev: &Device) -> Result<MlpProjecto
     )
 }
 
-/// An `align` step with `image` image tokens: only the projector trains.
-fn align(llm: &Llama, case: &str, image: usize, repeats: usize, dev: &Device) -> Result<()> {
+/// The UPM of `recipes/onellm/*.toml` for one modality.
+fn upm(varmap: &VarMap, hidden: usize, dev: &Device) -> Result<UpmProjector> {
+    let cfg = UpmConfig {
+        experts: 3,
+        layers: 2,
+        width: 128,
+        heads: 4,
+        ffn_multiple_of: 64,
+        queries: 8,
+        ..UpmConfig::default()
+    };
+    UpmProjector::new(&cfg, VISION_DIM, hidden, VarBuilder::from_varmap(varmap, DType::F32, dev))
+}
+
+/// An `align` step with `image` image tokens: only the projector (an MLP, or the UPM
+/// with `use_upm`) trains.
+fn align(
+    llm: &Llama,
+    case: &str,
+    image: usize,
+    use_upm: bool,
+    repeats: usize,
+    dev: &Device,
+) -> Result<()> {
     let (size, text, labelled) = (8, 32, 8);
-    let seq = image + text;
-    let batch = Batch::new(size, image, text, &(seq - labelled..seq).collect::<Vec<_>>(), dev)?;
     let varmap = VarMap::new();
-    let proj = projector(&varmap, llm.hidden_size(), dev)?;
+    let proj: Box<dyn InputProjector> = if use_upm {
+        Box::new(upm(&varmap, llm.hidden_size(), dev)?)
+    } else {
+        Box::new(projector(&varmap, llm.hidden_size(), dev)?)
+    };
+    let tokens = if use_upm { 8 + 2 } else { image };
+    let seq = tokens + text;
+    let mut batch =
+        Batch::new(size, image, text, &(seq - labelled..seq).collect::<Vec<_>>(), dev)?;
+    batch.tokens = tokens;
+    let proj = proj.as_ref();
     let vars = prefixed_vars("projector.image", &varmap)?;
     let mut opt = AdamW::from_vars(
         vars.clone(),
         AdamWConfig { lr: 2e-3, weight_decay: 0.0, ..Default::default() },
     );
-    let times = timings(repeats, || train_step(llm, &proj, &batch, &vars, &mut opt))?;
+    let times = timings(repeats, || train_step(llm, proj, &batch, &vars, &mut opt))?;
     emit(
         case,
         "samples/s",
@@ -327,13 +369,16 @@ fn run() -> Result<()> {
         candle_core::utils::get_num_threads(),
         s.repeats
     );
-    if wants('a') || wants('b') {
+    if wants('a') || wants('b') || wants('u') {
         let (llm, _) = Llama::load(&s.gguf, Weights::Trainable(DType::F32), &dev)?;
         if wants('a') {
-            align(&llm, "a_align_5img", 5, s.repeats, &dev)?;
+            align(&llm, "a_align_5img", 5, false, s.repeats, &dev)?;
         }
         if wants('b') {
-            align(&llm, "b_align_64img", 64, s.repeats, &dev)?;
+            align(&llm, "b_align_64img", 64, false, s.repeats, &dev)?;
+        }
+        if wants('u') {
+            align(&llm, "u_align_upm", 5, true, s.repeats, &dev)?;
         }
     }
     if wants('c') || wants('d') {

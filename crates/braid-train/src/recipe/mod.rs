@@ -194,6 +194,7 @@ impl Recipe {
             Self::Align(r) | Self::Instruct(r) => {
                 let (d, m) = (&mut r.data, &mut r.model);
                 fields.push(("data.path", &mut d.path));
+                fields.extend(d.mix.iter_mut().map(|p| ("data.mix", p)));
                 fields.extend(d.eval_path.as_mut().map(|p| ("data.eval_path", p)));
                 fields.extend(m.vision.as_mut().map(|p| ("model.vision", p)));
                 fields.extend(m.init.as_mut().map(|p| ("model.init", p)));

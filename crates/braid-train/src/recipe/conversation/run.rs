@@ -185,6 +185,7 @@ fn imu_statistics(
         std: vec![1.0; c],
         window: None,
         stride: None,
+        rate_hz: None,
     };
     let mut seen = std::collections::BTreeSet::new();
     let (mut n, mut sum, mut sq) = (0f64, vec![0f64; c], vec![0f64; c]);
@@ -237,16 +238,22 @@ fn is_easy_vqa(path: &Path) -> bool {
     path.join("answers.txt").is_file()
 }
 
-/// The training conversations: the recipe's file, or easy-VQA written as one into the
-/// run directory (captions for `align`).
+/// The training conversations, with the `mix` files' samples after them.
 fn training_data(recipe: &ConversationRecipe, stage: Stage) -> Result<ConversationDataset> {
     let d = &recipe.data;
+    let mut data = main_data(recipe, stage)?;
+    for path in &d.mix {
+        data.samples.extend(ConversationDataset::open(path, &d.options)?.samples);
+    }
+    Ok(data)
+}
+
+/// The recipe's `data.path`: a conversation file, or easy-VQA written as one into the run
+/// directory (captions for `align`).
+fn main_data(recipe: &ConversationRecipe, stage: Stage) -> Result<ConversationDataset> {
+    let d = &recipe.data;
     if !is_easy_vqa(&d.path) {
-        let mut data = ConversationDataset::open(&d.path, &d.options)?;
-        for path in &d.mix {
-            data.samples.extend(ConversationDataset::open(path, &d.options)?.samples);
-        }
-        return Ok(data);
+        return ConversationDataset::open(&d.path, &d.options);
     }
     let vqa = EasyVqa::open(&d.path, Split::Train)?;
     let export = ExportOptions {
