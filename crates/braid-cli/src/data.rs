@@ -1,5 +1,6 @@
 //! `braid data stats NAME`: how an IMU / time-series dataset splits into windows, per
-//! class and per subject.
+//! class and per subject. `braid data make KIND --out DIR`: a conversation dataset that
+//! Braid makes itself ([`braid_data::make`]).
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,8 @@ use braid_data::imu::{
     read_csv, read_hapt, read_ts, sliding_windows, whole_recordings, CsvOptions, ImuDataset,
     WindowConfig, WindowStats,
 };
+use braid_data::make::hapt_chat::{make_hapt_chat, HaptChatOptions};
+use braid_data::make::spoken_digits::{make_spoken_digits, SpokenDigitsOptions};
 
 /// Flags of `braid data`.
 #[derive(Debug, clap::Args)]
@@ -22,6 +25,120 @@ pub enum DataWhat {
     /// Windows per class and per subject of a dataset (hapt, basicmotions, japanesevowels,
     /// or a .ts / .npz / .csv file or folder of .ts files).
     Stats(StatsArgs),
+    /// Writes a conversation dataset (train.json, test.json, captions_train.json and the
+    /// media) into --out: hapt-chat (questions about HAPT IMU windows; needs `braid fetch
+    /// hapt`) or spoken-digits (digits said by espeak-ng voices, noised by sox).
+    Make(MakeArgs),
+}
+
+/// Flags of `braid data make`.
+#[derive(Debug, clap::Args)]
+pub struct MakeArgs {
+    /// What to make: hapt-chat or spoken-digits.
+    pub kind: String,
+    /// The folder to write; absent or empty unless --force.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Chooses the phrasings (and for spoken-digits the voices, speeds, pitches and noise).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write over the dataset in a folder that is not empty (other files are kept).
+    #[arg(long)]
+    pub force: bool,
+    /// hapt-chat: samples per window [default: 128].
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// hapt-chat: samples between window starts [default: 64].
+    #[arg(long)]
+    pub stride: Option<usize>,
+    /// hapt-chat: the HAPT recordings, a registered name or an .npz path [default: hapt].
+    #[arg(long)]
+    pub hapt: Option<String>,
+    /// spoken-digits: training clips [default: 2000].
+    #[arg(long)]
+    pub train: Option<usize>,
+    /// spoken-digits: test clips [default: 300].
+    #[arg(long)]
+    pub test: Option<usize>,
+    /// spoken-digits: clips made at once [default: one per core].
+    #[arg(long)]
+    pub jobs: Option<usize>,
+}
+
+/// `braid data make`'s flags resolved for one kind.
+#[derive(Debug, PartialEq, Eq)]
+enum Make {
+    HaptChat { hapt: String, options: HaptChatOptions },
+    SpokenDigits(SpokenDigitsOptions),
+}
+
+impl Make {
+    fn from_args(a: &MakeArgs) -> anyhow::Result<Self> {
+        let hapt_flags = [
+            ("--window", a.window.is_some()),
+            ("--stride", a.stride.is_some()),
+            ("--hapt", a.hapt.is_some()),
+        ];
+        let spoken_flags = [
+            ("--train", a.train.is_some()),
+            ("--test", a.test.is_some()),
+            ("--jobs", a.jobs.is_some()),
+        ];
+        let refuse = |flags: &[(&str, bool)], owner: &str| match flags.iter().find(|(_, set)| *set)
+        {
+            Some((flag, _)) => bail!("{flag} applies to `braid data make {owner}`, not {}", a.kind),
+            None => Ok(()),
+        };
+        match a.kind.as_str() {
+            "hapt-chat" => {
+                refuse(&spoken_flags, "spoken-digits")?;
+                let d = HaptChatOptions::default();
+                let window = a.window.unwrap_or(d.window);
+                let options = HaptChatOptions {
+                    window,
+                    stride: a.stride.unwrap_or(if a.window.is_some() {
+                        (window / 2).max(1)
+                    } else {
+                        d.stride
+                    }),
+                    seed: a.seed,
+                    force: a.force,
+                };
+                Ok(Self::HaptChat {
+                    hapt: a.hapt.clone().unwrap_or_else(|| "hapt".into()),
+                    options,
+                })
+            }
+            "spoken-digits" => {
+                refuse(&hapt_flags, "hapt-chat")?;
+                let d = SpokenDigitsOptions::default();
+                Ok(Self::SpokenDigits(SpokenDigitsOptions {
+                    train: a.train.unwrap_or(d.train),
+                    test: a.test.unwrap_or(d.test),
+                    seed: a.seed,
+                    jobs: a.jobs.unwrap_or(d.jobs),
+                    force: a.force,
+                }))
+            }
+            other => {
+                Err(braid_core::Error::unknown("dataset kind", other, braid_data::make::KINDS)
+                    .into())
+            }
+        }
+    }
+}
+
+fn make(a: &MakeArgs) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    let made = match Make::from_args(a)? {
+        Make::HaptChat { hapt, options } => {
+            let ds = read_hapt(&dataset_path(&hapt)?)?;
+            make_hapt_chat(&ds, &a.out, &options)?
+        }
+        Make::SpokenDigits(options) => make_spoken_digits(&a.out, &options)?,
+    };
+    println!("made {} in {:.1} s: {made}", a.kind, start.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// Flags of `braid data stats`.
@@ -50,6 +167,7 @@ pub struct StatsArgs {
 pub fn run(args: &DataArgs) -> anyhow::Result<()> {
     match &args.what {
         DataWhat::Stats(a) => stats(a),
+        DataWhat::Make(a) => make(a),
     }
 }
 
@@ -154,5 +272,38 @@ mod tests {
         stats(&a).unwrap();
         let e = stats(&args("no-such-dataset".into())).unwrap_err().to_string();
         assert!(e.contains("unknown model or dataset `no-such-dataset`"), "{e}");
+    }
+
+    fn make_args(kind: &str) -> MakeArgs {
+        MakeArgs {
+            kind: kind.into(),
+            out: "out".into(),
+            seed: 3,
+            force: false,
+            window: None,
+            stride: None,
+            hapt: None,
+            train: None,
+            test: None,
+            jobs: None,
+        }
+    }
+
+    #[test]
+    fn make_flags_resolve_per_kind() {
+        let e = Make::from_args(&make_args("mnist-chat")).unwrap_err().to_string();
+        assert_eq!(e, "unknown dataset kind `mnist-chat`; known: hapt-chat, spoken-digits");
+        let hapt = Make::from_args(&MakeArgs { window: Some(100), ..make_args("hapt-chat") });
+        let want = HaptChatOptions { window: 100, stride: 50, seed: 3, force: false };
+        assert_eq!(hapt.unwrap(), Make::HaptChat { hapt: "hapt".into(), options: want });
+        let spoken = Make::from_args(&MakeArgs { test: Some(10), ..make_args("spoken-digits") });
+        let want = SpokenDigitsOptions { test: 10, seed: 3, ..SpokenDigitsOptions::default() };
+        assert_eq!(spoken.unwrap(), Make::SpokenDigits(want));
+        let e = Make::from_args(&MakeArgs { stride: Some(9), ..make_args("spoken-digits") })
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "--stride applies to `braid data make hapt-chat`, not spoken-digits");
+        let e = Make::from_args(&MakeArgs { train: Some(9), ..make_args("hapt-chat") });
+        assert!(e.unwrap_err().to_string().contains("--train applies to"));
     }
 }

@@ -41,7 +41,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Embed texts, images, audio, video or IMU recordings to .npy or .jsonl.
     Embed(embed::EmbedArgs),
-    /// Inspect datasets: `braid data stats NAME` counts windows per class and subject.
+    /// Datasets: `braid data stats NAME` counts windows per class and subject; `braid data make
+    /// KIND --out DIR` writes a conversation dataset (hapt-chat, spoken-digits).
     Data(data::DataArgs),
     /// Zero-shot image classification with CLIP.
     Classify(classify::ClassifyArgs),

@@ -21,7 +21,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 
 pub use gguf::Gguf;
-pub use npy::{read_npy, read_npz, write_npy, write_npz, NpyArray, NpyData};
+pub use npy::{npy_bytes, read_npy, read_npz, write_npy, write_npz, NpyArray, NpyData};
 pub use remap::{RemapTable, Rule, Transform};
 pub use report::LoadReport;
 pub use safetensors::Safetensors;

@@ -355,6 +355,12 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<NpyArray> {
     parse_npy(&bytes).map_err(|m| Error::format(path, m))
 }
 
+/// The bytes of a `.npy` file holding `array`: for writers of many small files, which
+/// [`write_npy`]'s sync per file would slow down (12,766 HAPT windows: 33 s against 2 s).
+pub fn npy_bytes(array: &NpyArray) -> Result<Vec<u8>> {
+    encode_npy(array).map_err(Error::Invalid)
+}
+
 /// Writes a `.npy` file (through `path.tmp`, renamed into place).
 pub fn write_npy(path: impl AsRef<Path>, array: &NpyArray) -> Result<()> {
     let path = path.as_ref();
@@ -396,6 +402,7 @@ mod tests {
             let p = dir.path().join(format!("{name}.npy"));
             write_npy(&p, &a)?;
             assert_eq!(read_npy(&p)?, a);
+            assert_eq!(parse_npy(&npy_bytes(&a)?).map_err(Error::Invalid)?, a);
         }
         let p = dir.path().join("all.npz");
         write_npz(&p, &sample())?;

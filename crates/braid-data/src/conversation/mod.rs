@@ -26,11 +26,15 @@
 //! Unlike LLaVA, a sample with an image but no `<image>` in its text is an error unless
 //! [`ConversationOptions::prepend_missing_placeholders`] is set (LLaVA's
 //! `preprocess_multimodal` moves the image token to the front of the turn holding it).
+//!
+//! [`write_json`] writes such a file from [`NewSample`]s (the easy-VQA export and the
+//! datasets of [`crate::make`] use it).
 
 mod format;
 mod options;
 mod transform;
 mod validate;
+mod write;
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +42,7 @@ use braid_core::{Error, Modality, Result};
 
 pub use format::MAX_WEIGHT;
 pub use options::{ConversationOptions, RepeatRule};
+pub use write::{write_json, NewSample};
 
 /// Who speaks a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -7,10 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use braid_core::{Error, Result};
-use serde::Serialize;
 
 use super::{AnswerType, EasyVqa, Question};
-use crate::conversation::MAX_WEIGHT;
+use crate::conversation::{write_json, NewSample, Role, Turn, MAX_WEIGHT};
 
 /// The user's request of a caption sample.
 pub const CAPTION_PROMPT: &str = "Describe the image.";
@@ -39,21 +38,6 @@ impl Default for ExportOptions {
     fn default() -> Self {
         Self { skip_images: 0, max_images: 0, turns: 0, present_repeat: 1 }
     }
-}
-
-#[derive(Serialize)]
-struct OutTurn<'a> {
-    from: &'static str,
-    value: std::borrow::Cow<'a, str>,
-}
-
-#[derive(Serialize)]
-struct OutSample<'a> {
-    id: String,
-    image: String,
-    conversations: Vec<OutTurn<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    weight: Option<u32>,
 }
 
 impl EasyVqa {
@@ -89,24 +73,33 @@ impl EasyVqa {
             let questions = self.questions_of(id);
             let per = if options.turns == 0 { questions.len().max(1) } else { options.turns };
             for (k, chunk) in questions.chunks(per).enumerate() {
-                let conversations = chunk
+                let turns = chunk
                     .iter()
                     .enumerate()
                     .flat_map(|(j, q)| {
-                        let value = if j == 0 {
-                            format!("<image>\n{}", q.question).into()
+                        let text = if j == 0 {
+                            format!("<image>\n{}", q.question)
                         } else {
-                            q.question.as_str().into()
+                            q.question.clone()
                         };
-                        let answer = q.answer.as_str().into();
-                        [OutTurn { from: "human", value }, OutTurn { from: "gpt", value: answer }]
+                        let answer = q.answer.clone();
+                        [
+                            Turn { role: Role::User, text },
+                            Turn { role: Role::Assistant, text: answer },
+                        ]
                     })
                     .collect();
                 let present = options.present_repeat > 1
                     && chunk.first().is_some_and(|q| self.names_own_attribute(q));
                 let weight = present.then_some(options.present_repeat);
                 let id = if options.turns == 0 { id.to_string() } else { format!("{id}-{k}") };
-                samples.push(OutSample { id, image: path.clone(), conversations, weight });
+                samples.push(NewSample {
+                    id,
+                    image: vec![path.clone()],
+                    turns,
+                    weight,
+                    ..NewSample::default()
+                });
             }
         }
         write_json(&dir.join(format!("{}.json", self.split().as_str())), &samples)
@@ -121,12 +114,10 @@ impl EasyVqa {
         let mut samples = Vec::new();
         for id in select(captioned, options)? {
             let Some(caption) = self.caption(id) else { continue };
-            let conversations = vec![
-                OutTurn { from: "human", value: format!("<image>\n{CAPTION_PROMPT}").into() },
-                OutTurn { from: "gpt", value: caption.into() },
-            ];
-            let image = image_name(&self.image_path(id), dir)?;
-            samples.push(OutSample { id: id.to_string(), image, conversations, weight: None });
+            let prompt = format!("<image>\n{CAPTION_PROMPT}");
+            let mut sample = NewSample::single(id.to_string(), prompt, caption);
+            sample.image = vec![image_name(&self.image_path(id), dir)?];
+            samples.push(sample);
         }
         write_json(&dir.join(format!("{}-captions.json", self.split().as_str())), &samples)
     }
@@ -158,23 +149,6 @@ fn image_name(image: &Path, dir: &Path) -> Result<String> {
     name.to_str().map(String::from).ok_or_else(|| {
         Error::format(&image, "the path is not UTF-8, so a JSON dataset cannot name it")
     })
-}
-
-/// Writes `samples` as a JSON array, one sample a line, through `path.tmp` renamed into
-/// place (a reader never sees half a file).
-fn write_json(path: &Path, samples: &[OutSample<'_>]) -> Result<PathBuf> {
-    let mut text = String::from("[\n");
-    for (i, s) in samples.iter().enumerate() {
-        let line = serde_json::to_string(s).map_err(|e| Error::format(path, e.to_string()))?;
-        text.push_str(&line);
-        text.push_str(if i + 1 < samples.len() { ",\n" } else { "\n" });
-    }
-    text.push_str("]\n");
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    braid_core::fsx::write_file(path, text.as_bytes())?;
-    Ok(path.to_path_buf())
 }
 
 #[cfg(test)]
