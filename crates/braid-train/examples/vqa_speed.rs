@@ -28,10 +28,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use braid_core::Features;
 use braid_core::{Error, Result};
 use braid_llm::{LanguageModel, Llama, Weights};
 use braid_nn::{LoraConfig, LoraSpec};
-use braid_core::Features;
 use braid_projectors::{InputProjector, MlpProjector, MlpProjectorConfig, UpmConfig, UpmProjector};
 use braid_train::optim::prefixed_vars;
 use braid_train::stages::padded_loss;
@@ -254,8 +254,7 @@ fn align(
     };
     let tokens = if use_upm { 8 + 2 } else { image };
     let seq = tokens + text;
-    let mut batch =
-        Batch::new(size, image, text, &(seq - labelled..seq).collect::<Vec<_>>(), dev)?;
+    let mut batch = Batch::new(size, image, text, &(seq - labelled..seq).collect::<Vec<_>>(), dev)?;
     batch.tokens = tokens;
     let proj = proj.as_ref();
     let vars = prefixed_vars("projector.image", &varmap)?;
