@@ -41,7 +41,7 @@ pub use loss::cross_entropy;
 pub use mlp::{Mlp, MlpConfig, MlpNames};
 pub use norm::{LayerNorm, Norm, NormConfig, NormKind, RmsNorm};
 pub use pooling::{cls_pool, last_token_pool, mean_pool, Pooling};
-pub use rope::RotaryEmbedding;
+pub use rope::{RopeLayout, RotaryEmbedding};
 pub use softmax::{log_softmax, softmax, softmax_last_dim};
 
 use candle_core::Tensor;

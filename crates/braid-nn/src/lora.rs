@@ -144,6 +144,10 @@ impl<'a> LoraSpec<'a> {
     pub const LLAMA_ALL: [&'static str; 7] =
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
+    /// The six GLM projections (gate and up stacked in `gate_up_proj`).
+    pub const GLM_ALL: [&'static str; 6] =
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_up_proj", "down_proj"];
+
     /// A spec over `vb` at the model's root.
     pub fn new(config: LoraConfig, targets: &[&str], vb: VarBuilder<'a>) -> Self {
         Self { config, targets: targets.iter().map(|t| (*t).to_string()).collect(), vb }

@@ -117,13 +117,13 @@ pub struct LoraSettings {
 }
 
 impl Default for LoraSettings {
-    /// r = 8, alpha = 16 on all seven LLaMA projections.
+    /// r = 8, alpha = 16 on every projection of the decoder: the seven of LLaMA and, for
+    /// GLM, its stacked `gate_up_proj` (a name a model lacks matches nothing, as in PEFT).
     fn default() -> Self {
-        Self {
-            rank: 8,
-            alpha: 16.0,
-            targets: braid_nn::LoraSpec::LLAMA_ALL.iter().map(|t| t.to_string()).collect(),
-        }
+        let (llama, glm) = (braid_nn::LoraSpec::LLAMA_ALL, braid_nn::LoraSpec::GLM_ALL);
+        let mut targets: Vec<String> = llama.iter().map(|t| t.to_string()).collect();
+        targets.extend(glm.iter().filter(|t| !llama.contains(t)).map(|t| t.to_string()));
+        Self { rank: 8, alpha: 16.0, targets }
     }
 }
 

@@ -82,9 +82,14 @@ fn two_steps(task: &dyn Task) {
 }
 
 fn sample(seed: u32) -> Sample {
+    sample_with(seed, 61)
+}
+
+/// A sample whose IMU placeholder has the id `imu`.
+fn sample_with(seed: u32, imu: u32) -> Sample {
     let data = Tensor::randn(0f32, 1., (1, 16, 6), &Device::Cpu).unwrap();
     // <bos> <imu> caption tokens...; the prompt and placeholder are masked.
-    let ids = vec![1, 61, 5 + seed, 9, 12 + seed, 3];
+    let ids = vec![1, imu, 5 + seed, 9, 12 + seed, 3];
     let labels = vec![-100, -100, i64::from(5 + seed), 9, i64::from(12 + seed), 3];
     Sample { ids, labels, inputs: vec![Input { modality: Modality::Imu, data, mask: None }] }
 }
@@ -112,6 +117,52 @@ fn conversation_stage(stage: Stage, extra: &[Component], trains: impl Fn(&str) -
     );
     two_steps(&task);
     assert_changed(&before, &snapshot(&pipeline.var_maps()), trains);
+}
+
+/// [`PIPELINE`] on the tiny GLM of `fixtures/llm/glm_tiny` (a Hugging Face folder,
+/// `GlmForCausalLM`) instead of a fresh LLaMA.
+fn glm_pipeline() -> String {
+    let glm = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/llm/glm_tiny")
+        .canonicalize()
+        .unwrap();
+    // Its tokenizer has 320 tokens: the placeholder `<imu>` is added as the 321st.
+    let tail = PIPELINE.split_once("[lora]").unwrap().1.replace("token_id = 61", "token_id = 320");
+    format!("llm = {:?}\n[lora]{tail}", glm.display().to_string())
+}
+
+/// One `stage` of two steps on the GLM pipeline: exactly the variables `trains` names move.
+fn glm_stage(stage: Stage, trains: impl Fn(&str) -> bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipeline.toml");
+    std::fs::write(&path, glm_pipeline()).unwrap();
+    let pipeline =
+        Pipeline::init(&PipelineConfig::load(&path).unwrap(), dir.path(), &Device::Cpu).unwrap();
+    let samples: Vec<Sample> = (0..4).map(|i| sample_with(i, 320)).collect();
+    let task = ConversationTask {
+        pipeline: &pipeline,
+        stage,
+        extra: vec![],
+        extra_maps: vec![],
+        samples: Box::new(|i| Ok(samples[i].clone())),
+        len: 4,
+        evaluate: None,
+    };
+    let before = snapshot(&pipeline.var_maps());
+    // The default LoRA targets reach GLM's stacked gate/up projection.
+    assert!(before.contains_key("lora.model.layers.1.mlp.gate_up_proj.lora_A.weight"));
+    two_steps(&task);
+    assert_changed(&before, &snapshot(&pipeline.var_maps()), trains);
+}
+
+#[test]
+fn a_glm_backbone_trains_an_align_step_in_a_pipeline() {
+    glm_stage(Stage::Align, |k| k.starts_with("projector."));
+}
+
+#[test]
+fn a_glm_backbone_trains_its_lora_in_an_instruct_step() {
+    glm_stage(Stage::Instruct, |k| k.starts_with("projector.") || k.starts_with("lora."));
 }
 
 #[test]

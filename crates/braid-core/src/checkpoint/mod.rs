@@ -143,12 +143,18 @@ impl Checkpoint {
     pub fn with_remap(self, table: &RemapTable) -> Result<Self> {
         let mut entries = BTreeMap::new();
         for stored in self.source.names() {
-            let (name, transform) = table.map(&stored).unwrap_or_else(|| (stored.clone(), None));
-            if let Some(prev) =
-                entries.insert(name.clone(), Entry { stored: stored.clone(), transform })
-            {
-                let msg = format!("remap sends both `{}` and `{stored}` to `{name}`", prev.stored);
-                return Err(Error::format(&self.path, msg));
+            let mut targets = table.map_all(&stored);
+            if targets.is_empty() {
+                targets.push((stored.clone(), None));
+            }
+            for (name, transform) in targets {
+                if let Some(prev) =
+                    entries.insert(name.clone(), Entry { stored: stored.clone(), transform })
+                {
+                    let msg =
+                        format!("remap sends both `{}` and `{stored}` to `{name}`", prev.stored);
+                    return Err(Error::format(&self.path, msg));
+                }
             }
         }
         Ok(Self { entries: Arc::new(entries), ..self })
@@ -171,7 +177,9 @@ impl Checkpoint {
 
     /// Shape of a tensor, if present.
     pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.entries.get(name).and_then(|e| self.source.shape(&e.stored))
+        let e = self.entries.get(name)?;
+        let stored = self.source.shape(&e.stored)?;
+        Some(e.transform.map_or_else(|| stored.clone(), |t| t.shape(stored.clone())))
     }
 
     /// A tensor (transformed by its remap rule) in `dtype` on `device`.

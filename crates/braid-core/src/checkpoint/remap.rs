@@ -1,7 +1,9 @@
 //! Weight-name remap tables: foreign checkpoint layouts (llama.cpp GGUF, ...) to the
 //! Hugging Face layout, as data. A rule's pattern may hold `{n}` (a layer index, digits);
 //! the captured indices fill the `{n}` of the target in order. A rule may carry a
-//! [`Transform`] so that loaded weights equal the Hugging Face ones.
+//! [`Transform`] so that loaded weights equal the Hugging Face ones; a fused tensor is
+//! split into several names by consecutive rules with the same pattern, each taking its
+//! rows ([`RemapTable::split`]).
 
 use candle_core::quantized::{QStorage, QTensor};
 use candle_core::{Device, Tensor};
@@ -22,6 +24,16 @@ pub enum Transform {
         /// Number of heads the rows are split into.
         heads: usize,
     },
+    /// Rows `start..start + len` of a fused tensor of `total` rows (one part of a fused
+    /// projection such as llama.cpp's `attn_qkv`).
+    Rows {
+        /// First row taken.
+        start: usize,
+        /// Rows taken.
+        len: usize,
+        /// Rows the fused tensor must have.
+        total: usize,
+    },
 }
 
 impl Transform {
@@ -29,6 +41,10 @@ impl Transform {
     /// w: [rows, ...] -> [rows, ...] (rows reordered within each head).
     pub fn apply(&self, w: &Tensor, name: &str) -> Result<Tensor> {
         let (heads, split) = match *self {
+            Self::Rows { start, len, .. } => {
+                self.check_rows(w.dims().first().copied().unwrap_or(0), name)?;
+                return Ok(w.narrow(0, start, len)?.contiguous()?);
+            }
             // HF -> GGUF: rows are (head, 2, half) read as (head, half, 2).
             Self::PermuteRope { heads } => (heads, (2usize, 0usize)),
             Self::UnpermuteRope { heads } => (heads, (0, 2)),
@@ -50,8 +66,18 @@ impl Transform {
     /// Applies the transform to a quantized tensor without dequantizing it: the rotary
     /// permutation only reorders rows, and each row is a whole number of blocks.
     pub fn apply_quantized(&self, q: &QTensor, name: &str) -> Result<QTensor> {
-        let dims = q.shape().dims().to_vec();
+        let mut dims = q.shape().dims().to_vec();
         let rows = dims.first().copied().unwrap_or(0);
+        if let Self::Rows { start, len, .. } = *self {
+            self.check_rows(rows, name)?;
+            let data = q.data()?;
+            let row = data.len() / rows.max(1);
+            let bytes = data[start * row..(start + len) * row].to_vec();
+            dims[0] = len;
+            let storage =
+                QStorage::from_data(std::borrow::Cow::Owned(bytes), &q.device(), q.dtype())?;
+            return Ok(QTensor::new(storage, dims)?);
+        }
         // Where each output row comes from: the transform applied to the row indices.
         let idx =
             Tensor::arange(0u32, rows as u32, &Device::Cpu)?.to_dtype(candle_core::DType::F32)?;
@@ -71,6 +97,34 @@ impl Transform {
         }
         let storage = QStorage::from_data(std::borrow::Cow::Owned(out), &q.device(), q.dtype())?;
         Ok(QTensor::new(storage, dims)?)
+    }
+}
+
+impl Transform {
+    /// The shape of a stored tensor of shape `stored` once transformed; a fused tensor
+    /// without the rows its split expects keeps its own shape (so that the load report
+    /// shows the mismatch).
+    pub fn shape(&self, mut stored: Vec<usize>) -> Vec<usize> {
+        if let (Self::Rows { len, total, .. }, Some(rows)) = (self, stored.first_mut()) {
+            if *rows == *total {
+                *rows = *len;
+            }
+        }
+        stored
+    }
+
+    /// For [`Transform::Rows`]: an error naming the tensor unless it has the rows the split
+    /// expects.
+    fn check_rows(&self, rows: usize, name: &str) -> Result<()> {
+        match *self {
+            Self::Rows { start, len, total } if rows != total || start + len > total => {
+                Err(Error::Invalid(format!(
+                    "{name}: rows {start}..{} of a fused tensor of {total} rows, but it has {rows}",
+                    start + len
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -141,10 +195,35 @@ impl RemapTable {
         self
     }
 
+    /// Adds rules that split the fused tensor `from` by rows into `parts` (name, rows),
+    /// in order.
+    pub fn split(mut self, from: &str, parts: &[(&str, usize)]) -> Self {
+        let total = parts.iter().map(|p| p.1).sum();
+        let mut start = 0;
+        for &(to, len) in parts {
+            self = self.rule_with(from, to, Transform::Rows { start, len, total });
+            start += len;
+        }
+        self
+    }
+
     /// The Hugging Face name and transform for a checkpoint name; `None` when no rule
     /// matches (the name is then kept as is).
     pub fn map(&self, name: &str) -> Option<(String, Option<Transform>)> {
         self.rules.iter().find_map(|r| r.map(name).map(|to| (to, r.transform)))
+    }
+
+    /// Every name a checkpoint name gives: the first matching rule's and, for a split,
+    /// those of the other rules with the same pattern; empty when no rule matches.
+    pub fn map_all(&self, name: &str) -> Vec<(String, Option<Transform>)> {
+        let Some(first) = self.rules.iter().find(|r| r.map(name).is_some()) else {
+            return Vec::new();
+        };
+        self.rules
+            .iter()
+            .filter(|r| r.from == first.from)
+            .filter_map(|r| r.map(name).map(|to| (to, r.transform)))
+            .collect()
     }
 
     /// llama.cpp GGUF names -> Hugging Face LLaMA names, un-permuting q and k rows.
@@ -172,6 +251,51 @@ impl RemapTable {
         ];
         for (from, to) in plain {
             t = t.rule(&blk(from), &layer(to));
+        }
+        t
+    }
+}
+
+impl RemapTable {
+    /// llama.cpp GGUF names of the `chatglm` and `glm4` architectures -> Hugging Face GLM
+    /// names (`GlmForCausalLM`, `Glm4ForCausalLM`): no rotary permutation (GLM already
+    /// rotates adjacent pairs, as ggml does), a fused `attn_qkv` (ChatGLM checkpoints)
+    /// split into `q_rows`, `kv_rows` and `kv_rows` rows, `ffn_up` holding the stacked
+    /// gate and up rows, and with `sandwich` the post-sub-layer norms of GLM-4-0414.
+    /// Reference: llama.cpp `gguf-py/gguf/tensor_mapping.py`, `src/llama-model.cpp`.
+    pub fn glm_gguf(q_rows: usize, kv_rows: usize, sandwich: bool) -> Self {
+        let blk = |s: &str| format!("blk.{{n}}.{s}");
+        let layer = |s: &str| format!("model.layers.{{n}}.{s}");
+        let mut t = Self::new()
+            .rule("token_embd.weight", "model.embed_tokens.weight")
+            .rule("output_norm.weight", "model.norm.weight")
+            .rule("output.weight", "lm_head.weight");
+        let mut plain = vec![
+            ("attn_q", "self_attn.q_proj"),
+            ("attn_k", "self_attn.k_proj"),
+            ("attn_v", "self_attn.v_proj"),
+            ("attn_output", "self_attn.o_proj"),
+            ("ffn_up", "mlp.gate_up_proj"),
+            ("ffn_down", "mlp.down_proj"),
+            ("attn_norm", "input_layernorm"),
+            ("ffn_norm", "post_attention_layernorm"),
+        ];
+        if sandwich {
+            plain.extend([
+                ("post_attention_norm", "post_self_attn_layernorm"),
+                ("post_ffw_norm", "post_mlp_layernorm"),
+            ]);
+        }
+        for (from, to) in plain {
+            for kind in ["weight", "bias"] {
+                t = t.rule(&blk(&format!("{from}.{kind}")), &layer(&format!("{to}.{kind}")));
+            }
+        }
+        for kind in ["weight", "bias"] {
+            let part = |p: &str| layer(&format!("self_attn.{p}.{kind}"));
+            let (q, k, v) = (part("q_proj"), part("k_proj"), part("v_proj"));
+            let parts = [(q.as_str(), q_rows), (k.as_str(), kv_rows), (v.as_str(), kv_rows)];
+            t = t.split(&blk(&format!("attn_qkv.{kind}")), &parts);
         }
         t
     }
@@ -240,5 +364,52 @@ mod tests {
         let pd = Transform::PermuteRope { heads }.apply(&q.dequantize(&Device::Cpu)?, "q")?;
         assert_eq!(pq.to_vec2::<f32>()?, pd.to_vec2::<f32>()?);
         Ok(())
+    }
+
+    #[test]
+    fn a_split_gives_each_part_its_rows() -> Result<()> {
+        let t = RemapTable::new().rule("blk.{n}.x", "x.{n}").split(
+            "blk.{n}.attn_qkv.weight",
+            &[("l.{n}.q.weight", 4), ("l.{n}.k.weight", 2), ("l.{n}.v.weight", 2)],
+        );
+        let all = t.map_all("blk.3.attn_qkv.weight");
+        let names: Vec<_> = all.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["l.3.q.weight", "l.3.k.weight", "l.3.v.weight"]);
+        assert_eq!(t.map_all("blk.3.x").len(), 1);
+        assert!(t.map_all("other").is_empty());
+        let w = Tensor::arange(0f32, 8. * 32., &Device::Cpu)?.reshape((8, 32))?;
+        let k = all[1].1.unwrap();
+        assert_eq!(k.shape(vec![8, 32]), [2, 32]);
+        assert_eq!(k.shape(vec![9, 32]), [9, 32]);
+        let rows = k.apply(&w, "k")?;
+        assert_eq!(rows.to_vec2::<f32>()?, w.narrow(0, 4, 2)?.to_vec2::<f32>()?);
+        let q = QTensor::quantize(&w, candle_core::quantized::GgmlDType::Q8_0)?;
+        let kq = k.apply_quantized(&q, "k")?.dequantize(&Device::Cpu)?;
+        let want = q.dequantize(&Device::Cpu)?.narrow(0, 4, 2)?;
+        assert_eq!(kq.to_vec2::<f32>()?, want.to_vec2::<f32>()?);
+        let short = Tensor::zeros((7, 32), candle_core::DType::F32, &Device::Cpu)?;
+        let e = k.apply(&short, "blk.0.attn_qkv.weight").unwrap_err().to_string();
+        assert!(e.contains("blk.0.attn_qkv.weight") && e.contains("has 7"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn glm_names_map_to_hugging_face() {
+        let t = RemapTable::glm_gguf(8, 4, true);
+        let m = |n: &str| t.map_all(n);
+        assert_eq!(
+            m("blk.2.ffn_up.weight"),
+            [("model.layers.2.mlp.gate_up_proj.weight".into(), None)]
+        );
+        assert_eq!(m("blk.0.attn_q.bias"), [("model.layers.0.self_attn.q_proj.bias".into(), None)]);
+        assert_eq!(
+            m("blk.1.post_ffw_norm.weight"),
+            [("model.layers.1.post_mlp_layernorm.weight".into(), None)]
+        );
+        let qkv = m("blk.1.attn_qkv.bias");
+        assert_eq!(qkv.len(), 3);
+        assert_eq!(qkv[2].0, "model.layers.1.self_attn.v_proj.bias");
+        assert_eq!(qkv[2].1, Some(Transform::Rows { start: 12, len: 4, total: 16 }));
+        assert!(RemapTable::glm_gguf(8, 4, false).map_all("blk.1.post_ffw_norm.weight").is_empty());
     }
 }

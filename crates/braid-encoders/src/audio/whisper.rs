@@ -60,6 +60,7 @@ const WHISPER_BLOCK: BlockNames = BlockNames {
     mlp: "",
     attention: AttentionNames::CLIP,
     mlp_names: MlpNames::CLIP,
+    post_norms: None,
 };
 
 /// Whisper's LayerNorm epsilon (PyTorch's default).

@@ -3,7 +3,10 @@
 use std::path::Path;
 
 use braid_core::{Error, Result};
-use braid_nn::{Activation, AttentionConfig, BlockConfig, MlpConfig, NormConfig, NormKind};
+use braid_nn::{
+    Activation, AttentionConfig, BlockConfig, BlockNames, MlpConfig, NormConfig, NormKind,
+    RopeLayout,
+};
 use serde::{Deserialize, Serialize};
 
 /// The fields of a Hugging Face `LlamaConfig` / `Qwen2Config` that shape the model. Other
@@ -50,10 +53,27 @@ pub struct LlamaConfig {
     /// MLP activation (`silu`).
     #[serde(default = "default_act")]
     pub hidden_act: Activation,
+    /// Share of each head that RoPE rotates (transformers 4 writes it here, 5 inside
+    /// `rope_parameters`); defaults to 0.5 for GLM, 1 otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_rotary_factor: Option<f64>,
+}
+
+/// The LLaMA-family variants that differ in structure rather than in a value, told
+/// apart by `model_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// LLaMA, SmolLM2, Qwen2 (q/k/v biases), Mistral: rotate-half RoPE over whole heads.
+    Llama,
+    /// GLM-4 (`glm`, `GlmForCausalLM`; ChatGLM's layout in GGUF): RoPE over part of each
+    /// head in adjacent pairs, q/k/v biases, the gate and up projections stacked.
+    Glm,
+    /// GLM-4-0414 (`glm4`, `Glm4ForCausalLM`): [`Family::Glm`] with sandwich norms.
+    Glm4,
 }
 
 /// The `rope_parameters` of a transformers-5 config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct RopeParameters {
     /// RoPE base.
     #[serde(default)]
@@ -61,6 +81,9 @@ pub struct RopeParameters {
     /// Only `default` is supported so far.
     #[serde(default)]
     pub rope_type: Option<String>,
+    /// Share of each head that RoPE rotates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_rotary_factor: Option<f64>,
 }
 
 // Sanity bounds of `validate`, not budgets: far above every published model.
@@ -126,9 +149,59 @@ impl LlamaConfig {
             .unwrap_or(10_000.0)
     }
 
-    /// Whether q, k and v carry biases.
+    /// Whether q, k and v carry biases (by default in Qwen2 and GLM).
     pub fn qkv_bias(&self) -> bool {
-        self.attention_bias.unwrap_or(self.model_type.as_deref() == Some("qwen2"))
+        let by_family =
+            self.model_type.as_deref() == Some("qwen2") || self.family() != Family::Llama;
+        self.attention_bias.unwrap_or(by_family)
+    }
+
+    /// The structural variant, from `model_type`.
+    pub fn family(&self) -> Family {
+        match self.model_type.as_deref() {
+            Some("glm") => Family::Glm,
+            Some("glm4") => Family::Glm4,
+            _ => Family::Llama,
+        }
+    }
+
+    /// The share of each head RoPE rotates: `rope_parameters.partial_rotary_factor`, else
+    /// `partial_rotary_factor`, else 0.5 for GLM and 1 otherwise.
+    pub fn partial_rotary_factor(&self) -> f64 {
+        let default = if self.family() == Family::Llama { 1.0 } else { 0.5 };
+        self.rope_parameters
+            .as_ref()
+            .and_then(|p| p.partial_rotary_factor)
+            .or(self.partial_rotary_factor)
+            .unwrap_or(default)
+    }
+
+    /// Which field [`LlamaConfig::partial_rotary_factor`] is read from.
+    fn rotary_factor_field(&self) -> &'static str {
+        if self.rope_parameters.as_ref().is_some_and(|p| p.partial_rotary_factor.is_some()) {
+            "rope_parameters.partial_rotary_factor"
+        } else {
+            "partial_rotary_factor"
+        }
+    }
+
+    /// Which dimensions of a head RoPE rotates and how they pair: whole heads in halves
+    /// (LLaMA), or `int(head_dim * partial_rotary_factor)` in adjacent pairs (GLM).
+    pub fn rope_layout(&self) -> RopeLayout {
+        let head_dim = self.head_dim();
+        // A factor read back from GGUF (`dims / head_dim`) may fall a hair under the
+        // integer it stands for; transformers truncates exact factors such as 0.5.
+        let rotary_dim = (head_dim as f64 * self.partial_rotary_factor() + 1e-6).floor() as usize;
+        RopeLayout { head_dim, rotary_dim, interleaved: self.family() != Family::Llama }
+    }
+
+    /// Checkpoint names of a decoder layer's parts.
+    pub fn block_names(&self) -> BlockNames {
+        match self.family() {
+            Family::Llama => BlockNames::LLAMA,
+            Family::Glm => BlockNames::GLM,
+            Family::Glm4 => BlockNames::GLM4,
+        }
     }
 
     /// Checks every field for range and the fields that must agree; the error names the
@@ -202,7 +275,7 @@ impl LlamaConfig {
             }
             _ => {}
         }
-        if self.head_dim() % 2 != 0 {
+        if self.head_dim() % 2 != 0 && self.family() == Family::Llama {
             return Some((
                 "head_dim",
                 format!("RoPE needs an even head width, got {}", self.head_dim()),
@@ -230,6 +303,9 @@ impl LlamaConfig {
                 format!("the RoPE base must be a finite positive number, got {base}"),
             ));
         }
+        if let Some(problem) = self.rotary_problem() {
+            return Some(problem);
+        }
         if let Some(kind) = self.rope_parameters.as_ref().and_then(|p| p.rope_type.as_deref()) {
             if kind != "default" {
                 return Some((
@@ -237,6 +313,31 @@ impl LlamaConfig {
                     format!("`{kind}` is not supported; known: default"),
                 ));
             }
+        }
+        None
+    }
+
+    /// Why the rotated share of each head cannot be built, naming its field.
+    fn rotary_problem(&self) -> Option<(&'static str, String)> {
+        let (field, f) = (self.rotary_factor_field(), self.partial_rotary_factor());
+        if !(f.is_finite() && f > 0.0 && f <= 1.0) {
+            return Some((field, format!("must be a number in (0, 1], got {f}")));
+        }
+        let layout = self.rope_layout();
+        if self.family() == Family::Llama && f != 1.0 {
+            let kind = self.model_type.as_deref().unwrap_or("llama");
+            let msg = format!(
+                "a partial rotation ({f}) is not supported for model_type `{kind}`: Braid \
+                 rotates part of a head only in GLM's interleaved layout (`glm`, `glm4`)"
+            );
+            return Some((field, msg));
+        }
+        if layout.rotary_dim < 2 || layout.rotated() > layout.head_dim {
+            let msg = format!(
+                "{f} of a head {} wide rotates {} dimensions: need 2..={}",
+                layout.head_dim, layout.rotary_dim, layout.head_dim
+            );
+            return Some((field, msg));
         }
         None
     }

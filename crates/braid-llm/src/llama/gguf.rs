@@ -1,15 +1,16 @@
 //! `LlamaConfig` from GGUF metadata (llama.cpp's `<arch>.*` keys), and the remap table
-//! that renames llama.cpp tensors to the Hugging Face layout. Reference: llama.cpp
+//! that renames llama.cpp tensors to the Hugging Face layout, for the `llama`, `chatglm`
+//! (GLM-4, ChatGLM) and `glm4` (GLM-4-0414) architectures. Reference: llama.cpp
 //! `convert_hf_to_gguf.py` and `gguf-py/gguf/constants.py`.
 
 use braid_core::checkpoint::{Gguf, RemapTable};
 use braid_core::{Error, Result};
 
-use super::LlamaConfig;
+use super::{Family, LlamaConfig};
 
 /// The `<arch>.*` GGUF key of each `config.json` field read from it, so that an error
 /// names the key the file holds.
-const GGUF_KEYS: [(&str, &str); 9] = [
+const GGUF_KEYS: [(&str, &str); 10] = [
     ("hidden_size", "embedding_length"),
     ("intermediate_size", "feed_forward_length"),
     ("num_hidden_layers", "block_count"),
@@ -19,10 +20,20 @@ const GGUF_KEYS: [(&str, &str); 9] = [
     ("rms_norm_eps", "attention.layer_norm_rms_epsilon"),
     ("rope_theta", "rope.freq_base"),
     ("max_position_embeddings", "context_length"),
+    ("partial_rotary_factor", "rope.dimension_count"),
 ];
 
 /// GGUF architectures this decoder reads.
-pub const GGUF_ARCHITECTURES: &[&str] = &["llama"];
+pub const GGUF_ARCHITECTURES: &[&str] = &["llama", "chatglm", "glm4"];
+
+/// The Hugging Face `model_type` of each GGUF architecture.
+fn model_type(arch: &str) -> &'static str {
+    match arch {
+        "chatglm" => "glm",
+        "glm4" => "glm4",
+        _ => "llama",
+    }
+}
 
 impl LlamaConfig {
     /// Reads the model shape from GGUF metadata; an architecture other than
@@ -33,7 +44,8 @@ impl LlamaConfig {
             return Err(Error::format(
                 gguf.path(),
                 format!(
-                    "architecture `{arch}` is not supported; known: {}",
+                    "metadata key `general.architecture`: architecture `{arch}` is not \
+                     supported; known: {}",
                     GGUF_ARCHITECTURES.join(", ")
                 ),
             ));
@@ -47,6 +59,13 @@ impl LlamaConfig {
                 "tokenizer.ggml.tokens (its length)".to_string(),
             ),
         };
+        let head_dim = gguf.get_usize(&key("attention.key_length")).ok();
+        // `rope.dimension_count` rotated dimensions, as a share of the head.
+        let partial_rotary_factor = gguf.get_usize(&key("rope.dimension_count")).ok().map(|n| {
+            let width = gguf.get_usize(&key("embedding_length")).unwrap_or(0) / heads.max(1);
+            n as f64 / head_dim.unwrap_or(width).max(1) as f64
+        });
+        let bias = ["blk.0.attn_q.bias", "blk.0.attn_qkv.bias"];
         let cfg = Self {
             vocab_size,
             hidden_size: gguf.get_usize(&key("embedding_length"))?,
@@ -56,15 +75,16 @@ impl LlamaConfig {
             num_key_value_heads: Some(
                 gguf.get_usize(&key("attention.head_count_kv")).unwrap_or(heads),
             ),
-            head_dim: gguf.get_usize(&key("attention.key_length")).ok(),
+            head_dim,
             rms_norm_eps: f64::from(gguf.get_f32(&key("attention.layer_norm_rms_epsilon"))?),
             rope_theta: Some(gguf.get_f32(&key("rope.freq_base")).map_or(10_000.0, f64::from)),
             rope_parameters: None,
-            model_type: Some(arch.to_string()),
+            model_type: Some(model_type(arch).to_string()),
             max_position_embeddings: gguf.get_usize(&key("context_length")).unwrap_or(2048),
             tie_word_embeddings: gguf.tensor_info("output.weight").is_none(),
-            attention_bias: Some(gguf.tensor_info("blk.0.attn_q.bias").is_some()),
+            attention_bias: Some(bias.iter().any(|b| gguf.tensor_info(b).is_some())),
             hidden_act: braid_nn::Activation::Silu,
+            partial_rotary_factor,
         };
         let name = |field: &'static str| match field {
             "vocab_size" => vocab_key.clone(),
@@ -79,9 +99,18 @@ impl LlamaConfig {
         Ok(cfg)
     }
 
-    /// The llama.cpp -> Hugging Face name table for this model (q and k un-permuted).
+    /// The llama.cpp -> Hugging Face name table for this model (LLaMA: q and k
+    /// un-permuted; GLM: a fused `attn_qkv` split).
     pub fn gguf_remap(&self) -> RemapTable {
-        RemapTable::llama_gguf(self.num_attention_heads, self.kv_heads())
+        let (heads, kv) = (self.num_attention_heads, self.kv_heads());
+        match self.family() {
+            Family::Llama => RemapTable::llama_gguf(heads, kv),
+            family => RemapTable::glm_gguf(
+                heads * self.head_dim(),
+                kv * self.head_dim(),
+                family == Family::Glm4,
+            ),
+        }
     }
 }
 

@@ -3,6 +3,15 @@
 //! SwiGLU MLP. Touvron et al. 2023, "LLaMA: Open and Efficient Foundation Language Models";
 //! reference: `transformers.models.llama.modeling_llama`, llama.cpp `llm_build_llama`.
 //!
+//! GLM (GLM-4 `glm`, GLM-4-0414 `glm4`; GLM Team 2024, "ChatGLM: A Family of Large
+//! Language Models from GLM-130B to GLM-4 All Tools") is the same body configured by
+//! [`Family`]: RoPE over part of each head in adjacent pairs (`braid_nn::RopeLayout`), q/k/v
+//! biases, the gate and up projections stacked (`braid_nn::MlpNames::GLM`) and, in
+//! GLM-4-0414, sandwich norms (`braid_nn::BlockNames::GLM4`); its GGUF files (`chatglm`,
+//! `glm4`) are renamed by a remap table that also splits ChatGLM's fused `attn_qkv`.
+//! Reference: `transformers.models.glm.modeling_glm`, `transformers.models.glm4`,
+//! llama.cpp `llm_build_chatglm` / `llm_build_glm4`.
+//!
 //! One type, two bodies: trainable ([`Llama::new`], `braid_nn` blocks, gradients reach
 //! every weight) and frozen ([`Llama::load_frozen`], quantized weights kept quantized,
 //! fused kernels, in-place KV buffers; the fast path for generation). The trainable body
@@ -21,7 +30,7 @@ use braid_core::{Error, Result};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
-pub use config::{LlamaConfig, RopeParameters};
+pub use config::{Family, LlamaConfig, RopeParameters};
 pub use gguf::GGUF_ARCHITECTURES;
 pub use load::Weights;
 pub use lora::{load_adapter, varmap_tensors, AdapterConfig};

@@ -92,7 +92,8 @@ fn wrong_embedding_width_is_a_shape_error() {
 #[test]
 fn unsupported_rope_type_is_named() {
     let mut cfg = tiny();
-    cfg.rope_parameters = Some(RopeParameters { rope_theta: None, rope_type: Some("yarn".into()) });
+    cfg.rope_parameters =
+        Some(RopeParameters { rope_type: Some("yarn".into()), ..RopeParameters::default() });
     let err = cfg.validate().unwrap_err().to_string();
     assert!(err.contains("rope_parameters.rope_type") && err.contains("yarn"), "{err}");
 }

@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use braid_core::{Error, Result};
 use braid_nn::{
-    BlockNames, Embedding, Linear, LoraConfig, LoraSpec, Norm, PreNormBlock, RmsNorm,
-    RotaryEmbedding,
+    Embedding, Linear, LoraConfig, LoraSpec, Norm, PreNormBlock, RmsNorm, RotaryEmbedding,
 };
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
@@ -31,9 +30,9 @@ impl Trainable {
     /// Builds the model from `vb` at the checkpoint root (`model.*`, `lm_head.*`); with
     /// `lora` (its VarBuilder also at the root), the projections it targets get LoRA.
     pub(crate) fn new(cfg: &LlamaConfig, vb: VarBuilder, lora: Option<&LoraSpec>) -> Result<Self> {
-        let block = cfg.block_config();
-        let rope = Arc::new(RotaryEmbedding::new(
-            cfg.head_dim(),
+        let (block, names) = (cfg.block_config(), cfg.block_names());
+        let rope = Arc::new(RotaryEmbedding::with_layout(
+            cfg.rope_layout(),
             cfg.max_position_embeddings,
             cfg.rope_base(),
             vb.dtype(),
@@ -44,10 +43,31 @@ impl Trainable {
         let layer = |i: usize| -> Result<PreNormBlock> {
             let name = format!("model.layers.{i}");
             let spec = lora.map(|l| l.pp(&name));
-            Ok(PreNormBlock::new_with_lora(block, BlockNames::LLAMA, vb.pp(&name), spec.as_ref())?
+            Ok(PreNormBlock::new_with_lora(block, names, vb.pp(&name), spec.as_ref())?
                 .with_rope(rope.clone()))
         };
         let layers = (0..cfg.num_hidden_layers).map(layer).collect::<Result<Vec<_>>>()?;
+        if let Some(l) = lora {
+            let adapted =
+                layers.iter().flat_map(|b| b.projections()).any(|(_, p)| p.lora().is_some());
+            if !adapted {
+                let names: Vec<String> = layers
+                    .first()
+                    .map(|b| b.projections())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect();
+                return Err(Error::config(
+                    "lora.targets",
+                    format!(
+                        "{:?} names none of this model's projections ({})",
+                        l.targets,
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
         let norm = RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?;
         let lm_head = if cfg.tie_word_embeddings {
             Linear::from_weights(embed_tokens.weight().clone(), None)?

@@ -36,7 +36,8 @@ fn pre_tokenizer(pre: &str) -> Json {
                 {"type": "Digits", "individual_digits": true}, byte_level(true),
             ]})
         }
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "smaug-bpe" | "dbrx" => {
+        // GLM-4's `chatglm-bpe` splits as LLaMA 3 does (llama.cpp `LLAMA_VOCAB_PRE_TYPE_CHATGLM4`).
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "smaug-bpe" | "dbrx" | "chatglm-bpe" => {
             split_then_bytes(LLAMA3_SPLIT)
         }
         "qwen2" | "deepseek-r1-qwen" => split_then_bytes(QWEN2_SPLIT),

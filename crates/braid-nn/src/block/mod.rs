@@ -39,6 +39,10 @@ pub struct BlockNames {
     pub attention: AttentionNames,
     /// Projection names inside `mlp`.
     pub mlp_names: MlpNames,
+    /// Norms on the attention's and the MLP's outputs before each residual sum ("sandwich"
+    /// norms, pre-norm blocks only: GLM-4-0414's `post_self_attn_layernorm` and
+    /// `post_mlp_layernorm`); `None` in most models.
+    pub post_norms: Option<(&'static str, &'static str)>,
 }
 
 impl BlockNames {
@@ -50,7 +54,14 @@ impl BlockNames {
         mlp: "mlp",
         attention: AttentionNames::LLAMA,
         mlp_names: MlpNames::LLAMA,
+        post_norms: None,
     };
+    /// GLM (`GlmForCausalLM`): LLaMA's names with the gate and up projections stacked in
+    /// `mlp.gate_up_proj`.
+    pub const GLM: Self = Self { mlp_names: MlpNames::GLM, ..Self::LLAMA };
+    /// GLM-4-0414 (`Glm4ForCausalLM`): [`Self::GLM`] with sandwich norms.
+    pub const GLM4: Self =
+        Self { post_norms: Some(("post_self_attn_layernorm", "post_mlp_layernorm")), ..Self::GLM };
     /// Meta's LLaMA layout `layers.N` (OneLLM's `resample_layers.E.N`): `attention_norm`,
     /// `attention` (`wq` ...), `ffn_norm`, `feed_forward` (`w1`, `w2`, `w3`).
     pub const META: Self = Self {
@@ -60,6 +71,7 @@ impl BlockNames {
         mlp: "feed_forward",
         attention: AttentionNames::META,
         mlp_names: MlpNames::META,
+        post_norms: None,
     };
     /// CLIP `encoder.layers.N`: `layer_norm1`, `self_attn`, `layer_norm2`, `mlp` (`fc1`, `fc2`).
     pub const CLIP: Self = Self {
@@ -69,6 +81,7 @@ impl BlockNames {
         mlp: "mlp",
         attention: AttentionNames::CLIP,
         mlp_names: MlpNames::CLIP,
+        post_norms: None,
     };
     /// BERT `encoder.layer.N`: `attention.self.{query,key,value}`, `attention.output.dense`,
     /// `attention.output.LayerNorm`, `intermediate.dense`, `output.dense`, `output.LayerNorm`.
@@ -79,6 +92,7 @@ impl BlockNames {
         mlp: "",
         attention: AttentionNames::BERT,
         mlp_names: MlpNames::BERT,
+        post_norms: None,
     };
 }
 

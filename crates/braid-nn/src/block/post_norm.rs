@@ -32,6 +32,12 @@ impl PostNormBlock {
         vb: VarBuilder,
         lora: Option<&LoraSpec>,
     ) -> Result<Self> {
+        if names.post_norms.is_some() {
+            return Err(braid_core::Error::config(
+                "block.post_norms",
+                "sandwich norms belong to pre-norm blocks",
+            ));
+        }
         let hidden = cfg.attention.hidden;
         let attn_lora = lora.map(|l| l.pp(names.attn));
         let mlp_lora = lora.map(|l| l.pp(names.mlp));

@@ -1,5 +1,8 @@
 //! Pre-norm residual block: `h = x + attn(norm1(x)); out = h + mlp(norm2(h))`, optionally
-//! with LoRA on its projections (PEFT `lora.Linear`).
+//! with sandwich norms on the sub-layers' outputs (`h = x + norm3(attn(norm1(x)))`,
+//! `out = h + norm4(mlp(norm2(h)))`: GLM-4-0414, reference
+//! `transformers.models.glm4.modeling_glm4.Glm4DecoderLayer`) and with LoRA on its
+//! projections (PEFT `lora.Linear`).
 
 use std::sync::Arc;
 
@@ -17,6 +20,8 @@ pub struct PreNormBlock {
     attn: Attention,
     norm2: Norm,
     mlp: Mlp,
+    /// Norms of the attention's and the MLP's outputs (sandwich norms), if any.
+    post: Option<(Norm, Norm)>,
     names: BlockNames,
 }
 
@@ -37,6 +42,13 @@ impl PreNormBlock {
         let hidden = cfg.attention.hidden;
         let attn_lora = lora.map(|l| l.pp(names.attn));
         let mlp_lora = lora.map(|l| l.pp(names.mlp));
+        let post = match names.post_norms {
+            Some((a, m)) => Some((
+                Norm::new(hidden, cfg.norm, sub(&vb, a))?,
+                Norm::new(hidden, cfg.norm, sub(&vb, m))?,
+            )),
+            None => None,
+        };
         Ok(Self {
             norm1: Norm::new(hidden, cfg.norm, sub(&vb, names.norm1))?,
             attn: Attention::new_with_lora(
@@ -52,6 +64,7 @@ impl PreNormBlock {
                 sub(&vb, names.mlp),
                 mlp_lora.as_ref(),
             )?,
+            post,
             names,
         })
     }
@@ -71,9 +84,13 @@ impl PreNormBlock {
         attn.chain(mlp).collect()
     }
 
-    /// The two norms by checkpoint name relative to the block (`input_layernorm`, ...).
-    pub fn norms(&self) -> [(&'static str, &Norm); 2] {
-        [(self.names.norm1, &self.norm1), (self.names.norm2, &self.norm2)]
+    /// Every norm by checkpoint name relative to the block (`input_layernorm`, ...).
+    pub fn norms(&self) -> Vec<(&'static str, &Norm)> {
+        let mut out = vec![(self.names.norm1, &self.norm1), (self.names.norm2, &self.norm2)];
+        if let (Some((a, m)), Some((na, nm))) = (&self.post, self.names.post_norms) {
+            out.extend([(na, a), (nm, m)]);
+        }
+        out
     }
 
     /// Rotates queries and keys with `rope` (one table shared by all layers).
@@ -99,7 +116,15 @@ impl PreNormBlock {
         mask: Option<&Tensor>,
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
-        let h = (x + self.attn.forward(&self.norm1.forward(x)?, mask, cache)?)?;
-        Ok((&h + self.mlp.forward(&self.norm2.forward(&h)?)?)?)
+        let mut a = self.attn.forward(&self.norm1.forward(x)?, mask, cache)?;
+        if let Some((post, _)) = &self.post {
+            a = post.forward(&a)?;
+        }
+        let h = (x + a)?;
+        let mut m = self.mlp.forward(&self.norm2.forward(&h)?)?;
+        if let Some((_, post)) = &self.post {
+            m = post.forward(&m)?;
+        }
+        Ok((&h + m)?)
     }
 }

@@ -132,7 +132,7 @@ pub(crate) fn with_slice<T: WithDType, R>(
     let candle_core::Storage::Cpu(s) = &*s else {
         return Err(candle_core::Error::Msg(format!("{what} not on the CPU")));
     };
-    f(slice::<T>(s, &l)?)
+    f(slice::<T>(s, l)?)
 }
 
 /// Fills `out` (`[rows, width]`) row by row on rayon's pool: `f(row index, row)`. Tasks get

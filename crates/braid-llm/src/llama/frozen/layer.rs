@@ -8,7 +8,7 @@
 //! `llm_build_llama`.
 
 use braid_core::Result;
-use candle_core::Tensor;
+use candle_core::{Tensor, D};
 use candle_nn::ops::rms_norm;
 
 use super::attend::{attend, MAX_SCORES};
@@ -24,10 +24,14 @@ use crate::LlamaConfig;
 pub(crate) struct FrozenLayer {
     input_norm: Tensor,
     post_norm: Tensor,
+    /// Sandwich norms of the attention's and the MLP's outputs (GLM-4-0414), if any.
+    sandwich: Option<(Tensor, Tensor)>,
     eps: f32,
     qkv: Fused,
     o: Projection,
+    /// Gate and up projections: two parts, or one stacked part (GLM) split in half.
     gate_up: Fused,
+    inter: usize,
     down: Projection,
     heads: usize,
     kv_heads: usize,
@@ -35,7 +39,8 @@ pub(crate) struct FrozenLayer {
 }
 
 impl FrozenLayer {
-    /// Loads `{prefix}.self_attn.*`, `{prefix}.mlp.*` and the two norms.
+    /// Loads `{prefix}.self_attn.*`, `{prefix}.mlp.*` and the norms, named as
+    /// `cfg.block_names()` says.
     pub(crate) fn load(ld: &mut Loader, prefix: &str, cfg: &LlamaConfig) -> Result<Self> {
         let (h, hd, kvd, inter) = (
             cfg.hidden_size,
@@ -50,18 +55,32 @@ impl FrozenLayer {
             ld.part(&p("self_attn.k_proj"), (kvd, h), bias)?,
             ld.part(&p("self_attn.v_proj"), (kvd, h), bias)?,
         ])?;
-        let gate_up = Fused::new(vec![
-            ld.part(&p("mlp.gate_proj"), (inter, h), false)?,
-            ld.part(&p("mlp.up_proj"), (inter, h), false)?,
-        ])?;
+        let names = cfg.block_names();
+        let mlp = |n: &str| p(&format!("mlp.{n}"));
+        let gate_up = Fused::new(match names.mlp_names.gate {
+            Some(gate) => vec![
+                ld.part(&mlp(gate), (inter, h), false)?,
+                ld.part(&mlp(names.mlp_names.up), (inter, h), false)?,
+            ],
+            None => vec![ld.part(&mlp(names.mlp_names.up), (2 * inter, h), false)?],
+        })?;
+        let sandwich = match names.post_norms {
+            Some((a, m)) => Some((
+                ld.vector(&p(&format!("{a}.weight")), h)?,
+                ld.vector(&p(&format!("{m}.weight")), h)?,
+            )),
+            None => None,
+        };
         Ok(Self {
             input_norm: ld.vector(&p("input_layernorm.weight"), h)?,
             post_norm: ld.vector(&p("post_attention_layernorm.weight"), h)?,
+            sandwich,
             eps: cfg.rms_norm_eps as f32,
             qkv,
             o: ld.projection(&p("self_attn.o_proj"), (h, hd))?,
             gate_up,
-            down: ld.projection(&p("mlp.down_proj"), (h, inter))?,
+            inter,
+            down: ld.projection(&mlp(names.mlp_names.down), (h, inter))?,
             heads: cfg.num_attention_heads,
             kv_heads: cfg.kv_heads(),
             head_dim: cfg.head_dim(),
@@ -78,12 +97,30 @@ impl FrozenLayer {
         kv: &mut KvBuffer,
     ) -> Result<Tensor> {
         let h = rms_norm(x, &self.input_norm, self.eps)?;
-        let x = (x + self.attention(&h, bias, rope, kv)?)?;
+        let mut a = self.attention(&h, bias, rope, kv)?;
+        if let Some((norm, _)) = &self.sandwich {
+            a = rms_norm(&a, norm, self.eps)?;
+        }
+        let x = (x + a)?;
         let h = rms_norm(&x, &self.post_norm, self.eps)?;
         let gu = self.gate_up.forward(&h)?;
-        let (gate, up) = (&gu[0], &gu[1]);
-        let act = (gate.silu()? * up)?;
-        Ok((&x + self.down.forward(&act)?)?)
+        let (gate, up) = match gu.as_slice() {
+            [gate, up] => (gate.clone(), up.clone()),
+            [stacked] => (
+                stacked.narrow(D::Minus1, 0, self.inter)?,
+                stacked.narrow(D::Minus1, self.inter, self.inter)?,
+            ),
+            _ => {
+                return Err(braid_core::Error::Invalid(
+                    "llama layer: gate/up not in one or two parts".into(),
+                ))
+            }
+        };
+        let mut m = self.down.forward(&(gate.silu()? * up)?)?;
+        if let Some((_, norm)) = &self.sandwich {
+            m = rms_norm(&m, norm, self.eps)?;
+        }
+        Ok((&x + m)?)
     }
 
     /// x: [batch, seq, hidden] (normed) -> [batch, seq, hidden]

@@ -64,7 +64,8 @@ impl FrozenLlama {
             ld.linear("lm_head", (v, h))?
         };
         let report = ld.finish()?;
-        let rope = Rope::new(cfg.head_dim(), cfg.max_position_embeddings, cfg.rope_base(), device)?;
+        let rope =
+            Rope::new(cfg.rope_layout(), cfg.max_position_embeddings, cfg.rope_base(), device)?;
         let group = cfg.num_attention_heads / cfg.kv_heads();
         Ok((
             Self { embed, layers, norm, eps: cfg.rms_norm_eps as f32, lm_head, rope, group },

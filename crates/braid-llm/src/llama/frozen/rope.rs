@@ -1,28 +1,36 @@
-//! Rotary tables for candle's fused non-interleaved rotary kernel (the Hugging Face
-//! `rotate_half` convention; Su et al. 2021). Positions past the table are an error that
-//! names the context length.
+//! Rotary tables for candle's fused rotary kernels: rotate-half over whole heads (the
+//! Hugging Face LLaMA convention) or adjacent pairs over the first part of each head
+//! (GLM, ggml's "normal" mode); Su et al. 2021. The layout and its frequencies are
+//! `braid_nn::RopeLayout`'s, shared with the trainable body. Positions past the table are
+//! an error that names the context length.
 
 use braid_core::{Error, Result};
-use candle_core::{DType, Device, Tensor};
+use braid_nn::RopeLayout;
+use candle_core::{DType, Device, Tensor, D};
 
-/// cos/sin tables `[max_pos, head_dim / 2]`.
+/// cos/sin tables `[max_pos, pairs]`.
 #[derive(Debug, Clone)]
 pub(crate) struct Rope {
     cos: Tensor,
     sin: Tensor,
+    layout: RopeLayout,
 }
 
 impl Rope {
-    /// Frequencies `base^(-2i/head_dim)` for positions `0..max_pos`.
-    pub(crate) fn new(head_dim: usize, max_pos: usize, base: f64, device: &Device) -> Result<Self> {
-        let inv: Vec<f32> = (0..head_dim / 2)
-            .map(|i| (1.0 / base.powf(2.0 * i as f64 / head_dim as f64)) as f32)
-            .collect();
-        let inv = Tensor::from_vec(inv, (1, head_dim / 2), device)?;
+    /// The layout's frequencies for positions `0..max_pos`.
+    pub(crate) fn new(
+        layout: RopeLayout,
+        max_pos: usize,
+        base: f64,
+        device: &Device,
+    ) -> Result<Self> {
+        layout.validate("rope")?;
+        let n = layout.pairs();
+        let inv = Tensor::from_vec(layout.inv_freq(base), (1, n), device)?;
         let pos =
             Tensor::arange(0u32, max_pos as u32, device)?.to_dtype(DType::F32)?.unsqueeze(1)?;
         let freqs = pos.broadcast_mul(&inv)?;
-        Ok(Self { cos: freqs.cos()?, sin: freqs.sin()? })
+        Ok(Self { cos: freqs.cos()?, sin: freqs.sin()?, layout })
     }
 
     /// Longest sequence covered.
@@ -32,7 +40,7 @@ impl Rope {
 
     /// x: [batch, heads, seq, head_dim] at positions offset.. -> same shape
     pub(crate) fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
-        let seq = x.dim(2)?;
+        let (_, _, seq, d) = x.dims4()?;
         if offset + seq > self.max_pos() {
             return Err(Error::Invalid(format!(
                 "sequence of {} tokens exceeds the model's context of {} tokens",
@@ -42,6 +50,15 @@ impl Rope {
         }
         let cos = self.cos.narrow(0, offset, seq)?;
         let sin = self.sin.narrow(0, offset, seq)?;
-        Ok(candle_nn::rotary_emb::rope(x, &cos, &sin)?)
+        if !self.layout.interleaved {
+            return Ok(candle_nn::rotary_emb::rope(x, &cos, &sin)?);
+        }
+        let r = self.layout.rotated();
+        if r == d {
+            return Ok(candle_nn::rotary_emb::rope_i(x, &cos, &sin)?);
+        }
+        let rot =
+            candle_nn::rotary_emb::rope_i(&x.narrow(D::Minus1, 0, r)?.contiguous()?, &cos, &sin)?;
+        Ok(Tensor::cat(&[&rot, &x.narrow(D::Minus1, r, d - r)?], D::Minus1)?)
     }
 }
