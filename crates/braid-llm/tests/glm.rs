@@ -140,6 +140,14 @@ fn folder_and_gguf_chat_from_their_own_files() {
     let cfg = GenerateConfig { max_new_tokens: 16, ignore_eos: true, ..Default::default() };
     for path in [fixture("glm_tiny"), fixture("glm_tiny").join("model.gguf")] {
         let tm = TextModel::load(&path, FROZEN, &Device::Cpu).unwrap();
+        // A reply stops at <|user|> as well as at <|endoftext|> (GLM-4's
+        // generation_config.json; llama.cpp's end-of-turn token in GGUF).
+        let id = |t: &str| tm.tokenizer.token_to_id(t).unwrap();
+        let stops = tm.tokenizer.eos_ids();
+        assert!(
+            stops.contains(&id("<|endoftext|>")) && stops.contains(&id("<|user|>")),
+            "{stops:?}"
+        );
         let rendered = tm.chat_template().unwrap().render(&msgs, true).unwrap();
         assert_eq!(rendered, case["rendered"].as_str().unwrap(), "{}", path.display());
         let ids = tm.tokenizer.encode(&rendered, false).unwrap();
