@@ -369,6 +369,77 @@ fn panic_model_config_values() {
     }
 }
 
+/// Encoder configs (CLIP, Whisper) whose values would size tensors wrongly or divide by
+/// zero: the error names the file and its own field (`vision_config.num_attention_heads`),
+/// not an internal one (`attention.kv_heads`) or the checkpoint tensors a wrong value
+/// mismatches.
+#[test]
+fn wrong_name_encoder_config_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let edit = |base: &str, name: &str, path: &[&str], value: serde_json::Value| {
+        let model = dir.path().join(name);
+        copy_dir(&fixtures().join(base), &model);
+        let mut c: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap())
+                .unwrap();
+        match path {
+            [outer, inner] => c[*outer][*inner] = value,
+            [key] => c[*key] = value,
+            _ => unreachable!(),
+        }
+        std::fs::write(model.join("config.json"), c.to_string()).unwrap();
+        model.to_str().unwrap().to_string()
+    };
+    let image = fixtures().join("image/flower.jpg");
+    let out = dir.path().join("o.npy");
+    let clip: [(&str, &[&str], serde_json::Value, &str); 8] = [
+        ("vh0", &["vision_config", "num_attention_heads"], 0.into(), "got 0"),
+        (
+            "vh5",
+            &["vision_config", "num_attention_heads"],
+            5.into(),
+            "5 does not divide `hidden_size` 36",
+        ),
+        ("vw0", &["vision_config", "hidden_size"], 0.into(), "got 0"),
+        ("vp0", &["vision_config", "patch_size"], 0.into(), "got 0"),
+        ("vp64", &["vision_config", "patch_size"], 64.into(), "larger than the image"),
+        ("veps", &["vision_config", "layer_norm_eps"], (-1.0).into(), "(0, 1]"),
+        ("th0", &["text_config", "num_attention_heads"], 0.into(), "got 0"),
+        ("proj", &["projection_dim"], 0.into(), "got 0"),
+    ];
+    for (name, path, value, want) in clip {
+        let m = edit("clip/p4_32", name, path, value);
+        let field = format!("`{}`", path.join("."));
+        refused(
+            &[
+                "embed",
+                "image",
+                "--model",
+                &m,
+                "--input",
+                image.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &["config.json", &field, want],
+        );
+    }
+    let wav = write(dir.path(), "a.wav", wav(1, 1, 16000, 16, &[0, 1, 0, 2].repeat(4000)));
+    let whisper: [(&str, &str, serde_json::Value, &str); 4] = [
+        ("wh0", "encoder_attention_heads", 0.into(), "got 0"),
+        ("wh3", "encoder_attention_heads", 3.into(), "3 does not divide `d_model` 16"),
+        ("wmel", "num_mel_bins", 0.into(), "got 0"),
+        ("wl", "encoder_layers", 1_000_000.into(), "must be in 1..=1024"),
+    ];
+    for (name, key, value, want) in whisper {
+        let m = edit("whisper/tiny_a", name, &[key], value);
+        refused(
+            &["embed", "audio", "--model", &m, "--input", &wav, "--out", out.to_str().unwrap()],
+            &["config.json", &format!("`{key}`"), want],
+        );
+    }
+}
+
 #[test]
 fn hang_chat_template_nested_loops() {
     let dir = tempfile::tempdir().unwrap();

@@ -70,6 +70,9 @@ impl EncoderConfig {
     pub fn build(&self, vb: VarBuilder) -> Result<Box<dyn Encoder>> {
         Ok(match self {
             Self::Vit { vit, feature_layer, drop_cls, pool } => {
+                if let Some((field, msg)) = vit.problem() {
+                    return Err(Error::config(format!("encoder.vit.{field}"), msg));
+                }
                 let grid = vit.image_size / vit.patch_size.max(1);
                 if *pool == 0 || grid % pool != 0 {
                     return Err(Error::config(

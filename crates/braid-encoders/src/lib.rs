@@ -8,6 +8,7 @@ mod config;
 mod encoder;
 pub mod image;
 pub mod imu;
+mod shape;
 pub mod text;
 pub mod video;
 

@@ -9,6 +9,7 @@ use braid_core::{Error, Result};
 use candle_core::{DType, Device};
 
 use super::{WhisperConfig, WhisperEncoder};
+use crate::shape::Shape;
 
 /// Where the encoder sits in the checkpoints transformers writes.
 const PREFIXES: [&str; 3] = ["model.encoder.", "encoder.", ""];
@@ -17,7 +18,21 @@ impl WhisperConfig {
     /// Reads the encoder fields of a `config.json` (other fields are ignored).
     pub fn from_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))
+        let cfg: Self =
+            serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
+        let shape = Shape {
+            hidden: ("d_model", cfg.d_model),
+            heads: ("encoder_attention_heads", cfg.encoder_attention_heads),
+            layers: ("encoder_layers", cfg.encoder_layers),
+            inner: ("encoder_ffn_dim", cfg.encoder_ffn_dim),
+            eps: None,
+            counts: vec![
+                ("num_mel_bins", cfg.num_mel_bins),
+                ("max_source_positions", cfg.max_source_positions),
+            ],
+        };
+        shape.check(path, "")?;
+        Ok(cfg)
     }
 }
 

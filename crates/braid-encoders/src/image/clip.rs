@@ -15,6 +15,7 @@ use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::{Vit, VitConfig};
+use crate::shape::MAX_COUNT;
 use crate::text::{ClipText, ClipTextConfig};
 
 /// A Hugging Face `CLIPConfig` (`config.json` of a `CLIPModel`).
@@ -45,7 +46,21 @@ impl ClipConfig {
     /// Reads `config.json`.
     pub fn from_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))
+        let cfg: Self =
+            serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
+        if let Some((field, msg)) = cfg.vision_config.problem() {
+            return Err(Error::format(path, format!("`vision_config.{field}`: {msg}")));
+        }
+        cfg.text_config.shape().check(path, "text_config.")?;
+        if cfg.projection_dim == 0 || cfg.projection_dim > MAX_COUNT {
+            let msg = format!("must be in 1..={MAX_COUNT}, got {}", cfg.projection_dim);
+            return Err(Error::format(path, format!("`projection_dim`: {msg}")));
+        }
+        if !cfg.logit_scale_init_value.is_finite() {
+            let msg = format!("must be a finite number, got {}", cfg.logit_scale_init_value);
+            return Err(Error::format(path, format!("`logit_scale_init_value`: {msg}")));
+        }
+        Ok(cfg)
     }
 }
 

@@ -15,6 +15,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::VisionEmbeddings;
+use crate::shape::Shape;
 use crate::Encoder;
 
 /// The fields of a Hugging Face `CLIPVisionConfig`, with its defaults (ViT-B/32).
@@ -39,6 +40,38 @@ pub struct VitConfig {
     pub hidden_act: Activation,
     /// LayerNorm epsilon.
     pub layer_norm_eps: f64,
+}
+
+impl VitConfig {
+    /// The fields that shape the tower, by their `config.json` names.
+    pub(crate) fn shape(&self) -> Shape<'static> {
+        Shape {
+            hidden: ("hidden_size", self.hidden_size),
+            heads: ("num_attention_heads", self.num_attention_heads),
+            layers: ("num_hidden_layers", self.num_hidden_layers),
+            inner: ("intermediate_size", self.intermediate_size),
+            eps: Some(("layer_norm_eps", self.layer_norm_eps)),
+            counts: vec![
+                ("num_channels", self.num_channels),
+                ("image_size", self.image_size),
+                ("patch_size", self.patch_size),
+            ],
+        }
+    }
+
+    /// The first field that cannot shape a tower (the shape, and a patch no larger than the
+    /// image), by its `config.json` name, and why.
+    pub fn problem(&self) -> Option<(String, String)> {
+        self.shape().problem().or_else(|| {
+            (self.patch_size > self.image_size).then(|| {
+                let msg = format!(
+                    "{} is larger than the image (`image_size` {})",
+                    self.patch_size, self.image_size
+                );
+                ("patch_size".to_string(), msg)
+            })
+        })
+    }
 }
 
 impl Default for VitConfig {

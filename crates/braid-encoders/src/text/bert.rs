@@ -13,6 +13,7 @@ use candle_core::{DType, Module, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
+use crate::shape::Shape;
 use crate::Encoder;
 
 /// The fields of a Hugging Face `BertConfig` that shape the model.
@@ -61,12 +62,29 @@ impl BertConfig {
         let cfg: Self =
             serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
         if let Some(kind) = cfg.position_embedding_type.as_deref().filter(|k| *k != "absolute") {
-            return Err(Error::config(
-                "position_embedding_type",
-                format!("`{kind}` is not supported; known: absolute"),
+            return Err(Error::format(
+                path,
+                format!("`position_embedding_type`: `{kind}` is not supported; known: absolute"),
             ));
         }
+        cfg.shape().check(path, "")?;
         Ok(cfg)
+    }
+
+    /// The fields that shape the model, by their `config.json` names.
+    pub(crate) fn shape(&self) -> Shape<'static> {
+        Shape {
+            hidden: ("hidden_size", self.hidden_size),
+            heads: ("num_attention_heads", self.num_attention_heads),
+            layers: ("num_hidden_layers", self.num_hidden_layers),
+            inner: ("intermediate_size", self.intermediate_size),
+            eps: Some(("layer_norm_eps", self.layer_norm_eps)),
+            counts: vec![
+                ("vocab_size", self.vocab_size),
+                ("max_position_embeddings", self.max_position_embeddings),
+                ("type_vocab_size", self.type_vocab_size),
+            ],
+        }
     }
 
     fn block_config(&self) -> BlockConfig {

@@ -10,6 +10,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::image::vit::clip_block;
+use crate::shape::Shape;
 use crate::Encoder;
 
 /// The fields of a Hugging Face `CLIPTextConfig`, with its defaults.
@@ -35,6 +36,23 @@ pub struct ClipTextConfig {
     /// End-of-text id. The legacy value 2 means "pool at the largest id" (OpenAI's EOT is
     /// the last vocabulary entry), any other value "pool at its first occurrence".
     pub eos_token_id: u32,
+}
+
+impl ClipTextConfig {
+    /// The fields that shape the tower, by their `config.json` names.
+    pub(crate) fn shape(&self) -> Shape<'static> {
+        Shape {
+            hidden: ("hidden_size", self.hidden_size),
+            heads: ("num_attention_heads", self.num_attention_heads),
+            layers: ("num_hidden_layers", self.num_hidden_layers),
+            inner: ("intermediate_size", self.intermediate_size),
+            eps: Some(("layer_norm_eps", self.layer_norm_eps)),
+            counts: vec![
+                ("vocab_size", self.vocab_size),
+                ("max_position_embeddings", self.max_position_embeddings),
+            ],
+        }
+    }
 }
 
 impl Default for ClipTextConfig {

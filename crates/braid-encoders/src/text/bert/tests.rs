@@ -64,3 +64,29 @@ fn too_long_input_is_a_clear_error() {
     let err = bert.forward(&ids, None, None).unwrap_err().to_string();
     assert!(err.contains("17 tokens") && err.contains("16"), "{err}");
 }
+
+#[test]
+fn wrong_name_bert_config_fields() {
+    let text = std::fs::read_to_string(fixture().join("config.json")).unwrap();
+    let base: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, serde_json::Value, &str); 6] = [
+        ("num_attention_heads", 0.into(), "must be in 1..=1024, got 0"),
+        ("num_attention_heads", 5.into(), "does not divide `hidden_size`"),
+        ("num_hidden_layers", 1_000_000.into(), "must be in 1..=1024"),
+        ("max_position_embeddings", 0.into(), "got 0"),
+        ("layer_norm_eps", 0.into(), "(0, 1]"),
+        ("position_embedding_type", "relative_key".into(), "`relative_key` is not supported"),
+    ];
+    for (key, value, want) in cases {
+        let mut c = base.clone();
+        c[key] = value;
+        let p = dir.path().join("config.json");
+        std::fs::write(&p, c.to_string()).unwrap();
+        let e = BertConfig::from_json_file(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("config.json") && e.contains(&format!("`{key}`")) && e.contains(want),
+            "{e}"
+        );
+    }
+}
