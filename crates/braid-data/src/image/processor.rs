@@ -205,6 +205,20 @@ fn check_size(spec: SizeSpec, field: &str) -> Result<()> {
             .check(u64::from(w) * u64::from(h), &format!("{w}x{h}"))
             .map_err(|m| Error::config(field, m))?;
     }
+    // A shortest edge makes every image at least edge x edge: too large for any image is
+    // the config's fault, not the image's.
+    let square = edge.or(match spec {
+        SizeSpec::Int(s) => Some(s),
+        SizeSpec::Dict { .. } => None,
+    });
+    if let Some(e) = square {
+        PIXELS
+            .check(
+                u64::from(e) * u64::from(e),
+                &format!("a shortest edge of {e} (at least {e}x{e})"),
+            )
+            .map_err(|m| Error::config(field, m))?;
+    }
     Ok(())
 }
 
@@ -297,6 +311,7 @@ mod tests {
             (r#"{"size": {"height": 100000, "width": 100000}}"#, "`size`: 100000x100000 needs 10000000000 pixels, over the limit of 178956970 pixels (set BRAID_MAX_PIXELS to raise it)"),
             (r#"{"size": 0}"#, "`size`: sizes must be at least 1 pixel"),
             (r#"{"size": {"shortest_edge": 0}}"#, "`size`"),
+            (r#"{"size": {"shortest_edge": 1000000}}"#, "`size`: a shortest edge of 1000000 (at least 1000000x1000000) needs 1000000000000 pixels"),
             (r#"{"size": 224, "do_center_crop": true, "crop_size": {"height": 4000000, "width": 4000000}}"#, "`crop_size`"),
         ];
         for (i, (json, want)) in cases.into_iter().enumerate() {

@@ -208,6 +208,17 @@ impl ImuData {
         let train_w: Vec<Window> = windows.iter().copied().filter(is_train).collect();
         let mut train_recs: Vec<usize> = train_w.iter().map(|w| w.recording).collect();
         train_recs.dedup();
+        if train_w.is_empty() {
+            // Before fitting statistics, which would fail on no samples without saying why.
+            return Err(Error::format(
+                &self.path,
+                format!(
+                    "training set (data.train_subjects): none of the {} windows is left after \
+                     the class, purity and subject filters",
+                    windows.len()
+                ),
+            ));
+        }
         let stats = match stats {
             Some(s) => s.clone(),
             None => ChannelStats::fit(train_recs.iter().map(|&r| &ds.recordings[r]), &ds.channels)?,
@@ -293,7 +304,41 @@ mod tests {
         assert_eq!(split.train.x.dims(), [4, 4, 2]);
         let strict = ImuData { min_purity: 1.0, ..data.clone() };
         assert_eq!(strict.load().unwrap().train.y.len(), 3);
-        let e = ImuData { classes: Some(vec!["z".into()]), ..data }.load().unwrap_err().to_string();
+        let e = ImuData { classes: Some(vec!["z".into()]), ..data.clone() }
+            .load()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("data.classes") && e.contains("`z`"), "{e}");
+    }
+
+    /// Subjects that leave no training window: the error says which setting and file, not
+    /// "cannot fit channel statistics on no samples".
+    #[test]
+    fn wrong_name_no_training_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.csv");
+        let mut text = String::from("ax,ay,label,user\n");
+        for i in 0..8 {
+            text.push_str(&format!("{i},1,a,1\n"));
+        }
+        std::fs::write(&path, text).unwrap();
+        let data = ImuData {
+            path,
+            test_path: None,
+            window: WindowConfig { length: 4, stride: 4, drop_unlabelled: true },
+            classes: None,
+            min_purity: 0.75,
+            train_subjects: Some(SubjectSet::try_from("7-9".to_string()).unwrap()),
+            test_subjects: None,
+            label_column: Some("label".into()),
+            subject_column: Some("user".into()),
+        };
+        let e = data.load().unwrap_err().to_string();
+        assert!(
+            e.contains("d.csv")
+                && e.contains("data.train_subjects")
+                && e.contains("none of the 2 windows"),
+            "{e}"
+        );
     }
 }
