@@ -67,13 +67,39 @@ fn fuzz_pipeline_toml() {
 
 #[test]
 fn fuzz_model_config_json() {
-    let seeds: Vec<Vec<u8>> = ["llama_tiny", "llama_tiny_tied", "qwen2_tiny", "qwen2_chat_tiny"]
+    let models = [
+        "llama_tiny",
+        "llama_tiny_tied",
+        "qwen2_tiny",
+        "qwen2_chat_tiny",
+        "glm_tiny",
+        "glm_odd",
+        "glm4_tiny",
+    ];
+    let seeds: Vec<Vec<u8>> = models
         .iter()
         .map(|m| std::fs::read(root().join("fixtures/llm").join(m).join("config.json")).unwrap())
         .collect();
     let scratch = Scratch::new("config.json");
     fuzz_file("llm config.json", &scratch, &seeds, true, 60000, |path| {
         let _ = LlamaConfig::from_json_file(path);
+    });
+}
+
+/// Encoder `config.json` files (CLIP, Whisper, BERT): read and checked, never built (the
+/// sanity bounds are not memory budgets).
+#[test]
+fn fuzz_encoder_config_json() {
+    let f = root().join("fixtures");
+    let seeds: Vec<Vec<u8>> = ["clip/p4_32", "clip/p8_40", "whisper/tiny_a", "encoders/bert_tiny"]
+        .iter()
+        .map(|m| std::fs::read(f.join(m).join("config.json")).unwrap())
+        .collect();
+    let scratch = Scratch::new("config.json");
+    fuzz_file("encoder config.json", &scratch, &seeds, true, 20000, |path| {
+        let _ = braid_encoders::image::ClipConfig::from_json_file(path);
+        let _ = braid_encoders::audio::WhisperConfig::from_json_file(path);
+        let _ = braid_encoders::text::BertConfig::from_json_file(path);
     });
 }
 
