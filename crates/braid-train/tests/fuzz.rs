@@ -103,6 +103,22 @@ fn fuzz_encoder_config_json() {
     });
 }
 
+/// GLM GGUF files (`glm4`, and `chatglm` with a fused `attn_qkv` that the remap table
+/// splits) loaded as frozen models: metadata, remap and every tensor.
+#[test]
+fn fuzz_glm_gguf_model_load() {
+    let llm = root().join("fixtures/llm");
+    let seeds: Vec<Vec<u8>> = ["glm4_tiny/model.gguf", "glm_tiny/fused_qkv.gguf"]
+        .iter()
+        .map(|m| std::fs::read(llm.join(m)).unwrap())
+        .collect();
+    let scratch = Scratch::new("m.gguf");
+    let weights = braid_llm::Weights::Frozen { dequantize: false };
+    fuzz_file("glm gguf load", &scratch, &seeds, false, 20000, |path| {
+        let _ = braid_llm::Llama::load(path, weights, &candle_core::Device::Cpu);
+    });
+}
+
 #[test]
 fn fuzz_preprocessor_configs() {
     let image = root().join("fixtures/image");
