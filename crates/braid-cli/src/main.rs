@@ -15,6 +15,7 @@ mod generate;
 mod inspect;
 mod perplexity;
 mod routing;
+mod serve;
 mod train;
 
 use anyhow::Context;
@@ -61,6 +62,9 @@ enum Command {
     ExportLora(export::ExportArgs),
     /// How a model's routed projector (UPM) weighs its experts per modality: JSON and PNG.
     Routing(routing::RoutingArgs),
+    /// Serve a language model (and a text embedder) over OpenAI's HTTP API: chat,
+    /// completions, embeddings; concurrent requests decoded together.
+    Serve(serve::ServeArgs),
 }
 
 fn main() {
@@ -78,6 +82,7 @@ fn threads(command: &Command) -> anyhow::Result<Option<usize>> {
         Command::Generate(a) => a.model.threads,
         Command::Chat(a) => a.model.threads,
         Command::Perplexity(a) => a.model.threads,
+        Command::Serve(a) => a.model.threads,
         _ => None,
     };
     flag.map(generate::check_threads).transpose()
@@ -109,6 +114,7 @@ fn run(command: &Command) -> anyhow::Result<()> {
         Command::Fetch(args) => fetch::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Routing(args) => routing::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Data(args) => data::run(args),

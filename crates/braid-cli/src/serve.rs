@@ -1,0 +1,87 @@
+//! `braid serve`: an OpenAI-compatible HTTP server for a language model (and a text
+//! embedder), from `braid-serve`; this file only resolves flags and starts it.
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::Context;
+use braid_encoders::text::SentenceEncoder;
+use braid_serve::{Engine, Limits, Models, ServeConfig, Server};
+use candle_core::Device;
+
+use crate::generate::{load, ModelArgs};
+
+/// Flags of `braid serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// A sentence-transformers model for /v1/embeddings: registered name (minilm) or folder.
+    #[arg(long)]
+    pub embed_model: Option<String>,
+    /// Address to listen on; anything but loopback exposes the server to the network.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port (0: any free port, printed at start).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY` on every route but /health.
+    #[arg(long, env = "BRAID_API_KEY")]
+    pub api_key: Option<String>,
+    /// Requests running or waiting at once; beyond it clients get 503 with Retry-After.
+    #[arg(long, default_value_t = 64)]
+    pub max_queue: usize,
+    /// Most requests decoded together in one batch.
+    #[arg(long, default_value_t = 16)]
+    pub max_batch: usize,
+    /// Most tokens one answer may ask for.
+    #[arg(long, default_value_t = 4096)]
+    pub max_tokens: usize,
+    /// Most prompt tokens.
+    #[arg(long, default_value_t = 8192)]
+    pub max_prompt_tokens: usize,
+    /// Largest request body, in MiB.
+    #[arg(long, default_value_t = 16)]
+    pub max_body_mib: usize,
+}
+
+/// Runs `braid serve` until Ctrl-C or SIGTERM.
+pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    let (text, load_s) = load(&args.model)?;
+    eprintln!("loaded {} in {load_s:.2} s: {}", args.model.model, text.report);
+    let embedder = match &args.embed_model {
+        Some(name) => {
+            let dir = braid_hub::resolve_model(name)?;
+            let (enc, report) = SentenceEncoder::load(&dir, None, &Device::Cpu)
+                .with_context(|| format!("loading {}", dir.display()))?;
+            eprintln!("loaded {name}: {report}");
+            Some((enc, name.clone()))
+        }
+        None => None,
+    };
+    let limits = Limits {
+        max_body_bytes: args.max_body_mib.saturating_mul(1 << 20),
+        max_tokens: args.max_tokens,
+        max_prompt_tokens: args.max_prompt_tokens,
+        ..Limits::default()
+    };
+    let cfg = ServeConfig {
+        addr: SocketAddr::new(args.host, args.port),
+        api_key: args.api_key.clone(),
+        max_queue: args.max_queue,
+        max_batch: args.max_batch,
+        limits,
+    };
+    let models = Models { text, text_id: args.model.model.clone(), embedder };
+    let engine = Engine::start(models, cfg.max_queue, cfg.max_batch)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the HTTP runtime")?;
+    rt.block_on(async {
+        let server = Server::bind(engine, &cfg).await?;
+        eprintln!("serving on http://{} (Ctrl-C stops)", server.local_addr()?);
+        server.run(braid_serve::shutdown_signal()).await
+    })?;
+    Ok(())
+}

@@ -1,0 +1,372 @@
+//! The HTTP routes: request bodies checked and turned into engine jobs, answers written
+//! in OpenAI's shapes (whole, or as server-sent events ending in `data: [DONE]`).
+//! Reference: llama.cpp `tools/server/server.cpp` (routes, timings), OpenAI's API reference.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use braid_llm::generate::{FinishReason, GenerateConfig, SamplingConfig};
+use braid_llm::{ChatTemplate, Message};
+use futures_util::stream::{self, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::engine::{Done, Engine, Event, Refused};
+use crate::error::ApiError;
+use crate::openai::{
+    ChatRequest, CompletionRequest, Content, EmbeddingsRequest, Part, Sampling, Usage,
+};
+use crate::Limits;
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    pub(crate) engine: Engine,
+    pub(crate) template: ChatTemplate,
+    pub(crate) limits: Limits,
+    pub(crate) api_key: Option<String>,
+}
+
+type Shared = State<Arc<AppState>>;
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A request id, unique within this process.
+fn request_id(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
+/// Checks `Authorization: Bearer KEY` on every route but `/health`.
+pub(crate) async fn auth(State(s): Shared, req: Request, next: Next) -> Response {
+    let Some(key) = &s.api_key else { return next.run(req).await };
+    if req.uri().path() == "/health" {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(key.as_str()) {
+        return next.run(req).await;
+    }
+    ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", "invalid or missing API key")
+        .code("invalid_api_key")
+        .into_response()
+}
+
+/// `GET /health`.
+pub(crate) async fn health(State(s): Shared) -> Json<Value> {
+    Json(json!({"status": "ok", "queue_free": s.engine.free()}))
+}
+
+/// `GET /v1/models`.
+pub(crate) async fn models(State(s): Shared) -> Json<Value> {
+    let ids = std::iter::once(s.engine.text_id()).chain(s.engine.embed_id());
+    let data: Vec<Value> = ids
+        .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "braid"}))
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+/// The body as JSON of type `T`, or a 400 naming what was wrong.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}"), None))
+}
+
+fn check_model(s: &AppState, model: &str, want: Option<&str>) -> Result<(), ApiError> {
+    if want == Some(model) {
+        return Ok(());
+    }
+    let known: Vec<&str> = std::iter::once(s.engine.text_id()).chain(s.engine.embed_id()).collect();
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        format!("model `{model}` is not served here; models: {}", known.join(", ")),
+    )
+    .param("model")
+    .code("model_not_found"))
+}
+
+/// Generation settings from a request's sampling fields, within the server's limits.
+fn generate_config(s: &AppState, p: &Sampling) -> Result<GenerateConfig, ApiError> {
+    let max = p.max_tokens.unwrap_or(s.limits.default_tokens);
+    if max == 0 || max > s.limits.max_tokens {
+        let msg = format!("must be in 1..={} (--max-tokens), got {max}", s.limits.max_tokens);
+        return Err(ApiError::bad_request(format!("`max_tokens` {msg}"), Some("max_tokens")));
+    }
+    let sampling = SamplingConfig {
+        temperature: p.temperature.unwrap_or(0.0),
+        top_p: p.top_p.unwrap_or(1.0),
+        seed: p.seed.unwrap_or(SamplingConfig::default().seed),
+        ..SamplingConfig::default()
+    };
+    let cfg = GenerateConfig {
+        max_new_tokens: max,
+        sampling,
+        stop: p.stop.as_ref().map(|x| x.strings()).unwrap_or_default(),
+        ..GenerateConfig::default()
+    };
+    cfg.validate().map_err(|e| ApiError::bad_request(e.to_string(), None))?;
+    Ok(cfg)
+}
+
+/// A message's text; media parts are refused here (this server's model reads text only).
+fn text_of(content: &Content, i: usize) -> Result<String, ApiError> {
+    match content {
+        Content::Text(t) => Ok(t.clone()),
+        Content::Parts(parts) => {
+            let mut out = String::new();
+            for p in parts {
+                match p {
+                    Part::Text { text } => out.push_str(text),
+                    Part::ImageUrl { .. } | Part::InputAudio { .. } => {
+                        return Err(ApiError::bad_request(
+                            format!(
+                                "messages[{i}]: this model reads text only; it has no image or audio encoder"
+                            ),
+                            Some("messages"),
+                        ))
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn queue(
+    s: &AppState,
+    prompt: Vec<u32>,
+    cfg: GenerateConfig,
+) -> Result<UnboundedReceiver<Event>, ApiError> {
+    if prompt.len() > s.limits.max_prompt_tokens {
+        return Err(ApiError::bad_request(
+            format!(
+                "the prompt has {} tokens, over this server's limit of {} (--max-prompt-tokens)",
+                prompt.len(),
+                s.limits.max_prompt_tokens
+            ),
+            Some("messages"),
+        ));
+    }
+    s.engine.chat(prompt, cfg).map_err(refused)
+}
+
+fn refused(r: Refused) -> ApiError {
+    match r {
+        Refused::Full => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "the server is busy: every queue place is taken (--max-queue); retry shortly",
+        )
+        .code("queue_full"),
+        Refused::Stopped => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the model worker has stopped",
+        ),
+    }
+}
+
+/// `POST /v1/chat/completions`.
+pub(crate) async fn chat(State(s): Shared, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let req: ChatRequest = parse(&body)?;
+    check_model(&s, &req.model, Some(s.engine.text_id()))?;
+    if req.n.is_some_and(|n| n != 1) {
+        return Err(ApiError::bad_request("only `n` = 1 is supported".into(), Some("n")));
+    }
+    if req.messages.is_empty() {
+        return Err(ApiError::bad_request("`messages` is empty".into(), Some("messages")));
+    }
+    let messages = req
+        .messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Ok(Message::new(&m.role, text_of(&m.content, i)?)))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let cfg = generate_config(&s, &req.sampling())?;
+    let prompt = s
+        .template
+        .render(&messages, true)
+        .map_err(|e| ApiError::bad_request(e.to_string(), Some("messages")))?;
+    let ids = s
+        .engine
+        .text
+        .tokenizer
+        .encode(&prompt, false)
+        .map_err(|e| ApiError::bad_request(e.to_string(), Some("messages")))?;
+    let events = queue(&s, ids, cfg)?;
+    let id = request_id("chatcmpl");
+    let model = req.model.clone();
+    if req.stream {
+        let opening = json!({"id": id, "object": "chat.completion.chunk", "created": now(),
+            "model": model, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+            "finish_reason": null}]});
+        return Ok(stream_response(Some(opening), events, move |piece, finish| {
+            let delta = match piece {
+                Some(p) => json!({"content": p}),
+                None => json!({}),
+            };
+            json!({"id": id, "object": "chat.completion.chunk", "created": now(), "model": model,
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        }));
+    }
+    let done = collect(events).await?;
+    let body = json!({
+        "id": id, "object": "chat.completion", "created": now(), "model": req.model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text},
+                     "finish_reason": finish_reason(done.finish)}],
+        "usage": usage(&done), "timings": done.timings,
+    });
+    Ok(Json(body).into_response())
+}
+
+/// `POST /v1/completions`.
+pub(crate) async fn completions(
+    State(s): Shared,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: CompletionRequest = parse(&body)?;
+    check_model(&s, &req.model, Some(s.engine.text_id()))?;
+    if req.n.is_some_and(|n| n != 1) {
+        return Err(ApiError::bad_request("only `n` = 1 is supported".into(), Some("n")));
+    }
+    let cfg = generate_config(&s, &req.sampling())?;
+    let tokenizer = &s.engine.text.tokenizer;
+    let ids = tokenizer
+        .encode(&req.prompt, true)
+        .map_err(|e| ApiError::bad_request(e.to_string(), Some("prompt")))?;
+    if ids.is_empty() {
+        return Err(ApiError::bad_request("`prompt` is empty".into(), Some("prompt")));
+    }
+    let events = queue(&s, ids, cfg)?;
+    let id = request_id("cmpl");
+    let model = req.model.clone();
+    if req.stream {
+        return Ok(stream_response(None, events, move |piece, finish| {
+            json!({"id": id, "object": "text_completion", "created": now(), "model": model,
+                   "choices": [{"index": 0, "text": piece.unwrap_or_default(), "finish_reason": finish}]})
+        }));
+    }
+    let done = collect(events).await?;
+    let body = json!({
+        "id": id, "object": "text_completion", "created": now(), "model": req.model,
+        "choices": [{"index": 0, "text": done.text, "finish_reason": finish_reason(done.finish)}],
+        "usage": usage(&done), "timings": done.timings,
+    });
+    Ok(Json(body).into_response())
+}
+
+/// `POST /v1/embeddings`.
+pub(crate) async fn embeddings(
+    State(s): Shared,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: EmbeddingsRequest = parse(&body)?;
+    check_model(&s, &req.model, s.engine.embed_id())?;
+    if req.encoding_format.as_deref().is_some_and(|f| f != "float") {
+        return Err(ApiError::bad_request(
+            "only `encoding_format` = \"float\" is supported".into(),
+            Some("encoding_format"),
+        ));
+    }
+    let texts = req.input.texts();
+    if texts.is_empty() || texts.len() > s.limits.max_inputs {
+        let msg = format!(
+            "`input` must hold 1..={} texts (--max-inputs), got {}",
+            s.limits.max_inputs,
+            texts.len()
+        );
+        return Err(ApiError::bad_request(msg, Some("input")));
+    }
+    let rx = s.engine.embed(texts).map_err(refused)?;
+    let (rows, tokens) = rx
+        .await
+        .map_err(|_| refused(Refused::Stopped))?
+        .map_err(|e| ApiError::bad_request(e.to_string(), Some("input")))?;
+    let data: Vec<Value> = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| json!({"object": "embedding", "index": i, "embedding": e}))
+        .collect();
+    let usage = json!({"prompt_tokens": tokens, "total_tokens": tokens});
+    Ok(Json(json!({"object": "list", "data": data, "model": req.model, "usage": usage}))
+        .into_response())
+}
+
+fn finish_reason(f: FinishReason) -> &'static str {
+    match f {
+        FinishReason::Length => "length",
+        FinishReason::Eos | FinishReason::Stop => "stop",
+    }
+}
+
+fn usage(d: &Done) -> Usage {
+    Usage {
+        prompt_tokens: d.prompt_tokens,
+        completion_tokens: d.completion_tokens,
+        total_tokens: d.prompt_tokens + d.completion_tokens,
+    }
+}
+
+/// Waits for the end of an answer.
+async fn collect(mut events: UnboundedReceiver<Event>) -> Result<Done, ApiError> {
+    while let Some(e) = events.recv().await {
+        match e {
+            Event::Piece(_) => {}
+            Event::Done(d) => return Ok(d),
+            Event::Failed(msg) => return Err(ApiError::bad_request(msg, None)),
+        }
+    }
+    Err(refused(Refused::Stopped))
+}
+
+/// Server-sent events: `opening` (if any), one chunk per piece (`chunk(Some(piece), None)`), a last chunk
+/// with the finish reason, usage and timings, then `[DONE]`. Dropping the stream (the
+/// client left) drops the receiver, which the worker notices.
+fn stream_response(
+    opening: Option<Value>,
+    events: UnboundedReceiver<Event>,
+    chunk: impl Fn(Option<String>, Option<&str>) -> Value + Send + Sync + 'static,
+) -> Response {
+    let chunk = Arc::new(chunk);
+    let chunks = stream::unfold((events, false), move |(mut events, over)| {
+        let chunk = chunk.clone();
+        async move {
+            if over {
+                return None;
+            }
+            let (data, over) = match events.recv().await? {
+                Event::Piece(p) => (chunk(Some(p), None), false),
+                Event::Done(d) => {
+                    let mut last = chunk(None, Some(finish_reason(d.finish)));
+                    last["usage"] = json!(usage(&d));
+                    last["timings"] = json!(d.timings);
+                    (last, true)
+                }
+                Event::Failed(msg) => {
+                    let e = json!({"message": msg, "type": "server_error", "param": null, "code": null});
+                    (json!({ "error": e }), true)
+                }
+            };
+            Some((data.to_string(), (events, over)))
+        }
+    });
+    let all = stream::iter(opening.map(|v| v.to_string()))
+        .chain(chunks)
+        .chain(stream::once(async { "[DONE]".to_string() }))
+        .map(|data| Ok::<_, Infallible>(SseEvent::default().data(data)));
+    Sse::new(all).into_response()
+}

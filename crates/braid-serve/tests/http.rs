@@ -1,0 +1,312 @@
+//! `braid-serve` driven over real HTTP on loopback, with a plain TCP client (what any
+//! OpenAI client sends): chat whole and streamed against `generate` run directly,
+//! concurrent requests decoded together giving the answers of one-at-a-time runs,
+//! completions, models, health, and the errors (malformed body, unknown field, unknown
+//! model, media for a text model, too many tokens, too large a body, wrong key). The tiny
+//! Qwen2 fixture needs nothing fetched; SmolLM2 and MiniLM (`braid fetch`) add the
+//! embeddings and a full queue.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+
+use braid_llm::generate::{generate, GenerateConfig};
+use braid_llm::{Message, TextModel, Weights};
+use braid_serve::{Engine, Limits, Models, ServeConfig, Server};
+use candle_core::Device;
+use serde_json::{json, Value};
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/llm/qwen2_chat_tiny")
+}
+
+const FROZEN: Weights = Weights::Frozen { dequantize: false };
+
+/// Starts a server for `models` on a free loopback port, in its own thread.
+fn start(models: Models, cfg: ServeConfig) -> SocketAddr {
+    let engine = Engine::start(models, cfg.max_queue, cfg.max_batch).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let server = Server::bind(engine, &cfg).await.unwrap();
+            tx.send(server.local_addr().unwrap()).unwrap();
+            server.run(std::future::pending()).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn config() -> ServeConfig {
+    ServeConfig { addr: SocketAddr::from(([127, 0, 0, 1], 0)), ..ServeConfig::default() }
+}
+
+fn tiny() -> Models {
+    let text = TextModel::load(&fixture(), FROZEN, &Device::Cpu).unwrap();
+    Models { text, text_id: "tiny".into(), embedder: None }
+}
+
+/// One HTTP/1.1 request: status, headers (lower-case names) and body.
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let chunked = head.to_lowercase().contains("transfer-encoding: chunked");
+    (status, head.to_lowercase(), if chunked { dechunk(rest) } else { rest.to_string() })
+}
+
+/// The body of a chunked transfer.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
+}
+
+fn post(addr: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
+    let (status, _, body) = request(addr, "POST", path, &body.to_string(), &[]);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// The greedy answer `generate` gives for `question` run directly.
+fn direct(question: &str, max: usize) -> String {
+    let tm = TextModel::load(&fixture(), FROZEN, &Device::Cpu).unwrap();
+    let prompt =
+        tm.chat_template().unwrap().render(&[Message::new("user", question)], true).unwrap();
+    let ids = tm.tokenizer.encode(&prompt, false).unwrap();
+    let cfg = GenerateConfig { max_new_tokens: max, ..Default::default() };
+    let (g, _) =
+        generate(&tm.model, &tm.tokenizer, &[ids], &cfg, &Device::Cpu, &mut |_, _| Ok(())).unwrap();
+    g[0].text.clone()
+}
+
+fn chat_body(question: &str, max: usize, stream: bool) -> Value {
+    json!({"model": "tiny", "messages": [{"role": "user", "content": question}], "max_tokens": max, "stream": stream})
+}
+
+/// The `data:` payloads of a server-sent event stream.
+fn events(body: &str) -> Vec<String> {
+    body.lines().filter_map(|l| l.strip_prefix("data: ")).map(str::to_string).collect()
+}
+
+#[test]
+fn chat_whole_and_streamed_equals_generate() {
+    let addr = start(tiny(), config());
+    let want = direct("What is 2 + 2?", 12);
+    let (status, body) =
+        post(addr, "/v1/chat/completions", &chat_body("What is 2 + 2?", 12, false));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["choices"][0]["message"]["content"], want.as_str());
+    assert_eq!(body["usage"]["completion_tokens"], 12);
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
+    let (status, head, raw) = request(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &chat_body("What is 2 + 2?", 12, true).to_string(),
+        &[],
+    );
+    assert!(status == 200 && head.contains("text/event-stream"), "{head}");
+    let ev = events(&raw);
+    assert_eq!(ev.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> =
+        ev[..ev.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let text: String =
+        chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(text, want);
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "length");
+    assert_eq!(last["usage"]["completion_tokens"], 12);
+}
+
+#[test]
+fn concurrent_requests_are_batched_and_answer_as_one_at_a_time() {
+    let addr = start(tiny(), config());
+    let questions: Vec<String> =
+        (0..6).map(|i| format!("Question {i}: {}?", "why ".repeat(i + 1))).collect();
+    let want: Vec<String> = questions.iter().map(|q| direct(q, 10)).collect();
+    let handles: Vec<_> = questions
+        .iter()
+        .map(|q| {
+            let body = chat_body(q, 10, false);
+            std::thread::spawn(move || post(addr, "/v1/chat/completions", &body))
+        })
+        .collect();
+    let mut batched = 0;
+    for (h, w) in handles.into_iter().zip(&want) {
+        let (status, body) = h.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["choices"][0]["message"]["content"], w.as_str(), "{body}");
+        batched = batched.max(body["timings"]["batch"].as_u64().unwrap());
+    }
+    println!("largest batch: {batched}");
+}
+
+#[test]
+fn completions_models_and_health() {
+    let addr = start(tiny(), config());
+    let (status, body) =
+        post(addr, "/v1/completions", &json!({"model": "tiny", "prompt": "The", "max_tokens": 5}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["usage"]["completion_tokens"], 5);
+    let (status, _, body) = request(addr, "GET", "/v1/models", "", &[]);
+    let models: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, models["data"][0]["id"].as_str()), (200, Some("tiny")));
+    let (status, _, body) = request(addr, "GET", "/health", "", &[]);
+    assert!(status == 200 && body.contains("ok"), "{body}");
+}
+
+/// Every error is OpenAI's error object with the status that fits, and the server goes on.
+#[test]
+fn errors_are_openai_error_objects() {
+    let cfg = ServeConfig {
+        limits: Limits { max_body_bytes: 4096, max_tokens: 64, ..Limits::default() },
+        ..config()
+    };
+    let addr = start(tiny(), cfg);
+    let check = |status: u16, body: &str, want_status: u16, needle: &str| {
+        let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            status == want_status && msg.contains(needle) && v["error"]["type"].is_string(),
+            "{status} {body}"
+        );
+    };
+    let (s, _, b) = request(addr, "POST", "/v1/chat/completions", "{not json", &[]);
+    check(s, &b, 400, "invalid body");
+    let bad = r#"{"model":"tiny","messages":[{"role":"user","content":"hi"}],"temprature":1}"#;
+    let (s, _, b) = request(addr, "POST", "/v1/chat/completions", bad, &[]);
+    check(s, &b, 400, "temprature");
+    let (s, b) = post(
+        addr,
+        "/v1/chat/completions",
+        &json!({"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    check(s, &b.to_string(), 404, "`gpt-4` is not served");
+    assert_eq!(b["error"]["code"], "model_not_found");
+    let image = json!({"model": "tiny", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "/etc/passwd"}}]}]});
+    let (s, b) = post(addr, "/v1/chat/completions", &image);
+    check(s, &b.to_string(), 400, "text only");
+    let (s, b) = post(addr, "/v1/chat/completions", &chat_body("hi", 1000, false));
+    check(s, &b.to_string(), 400, "`max_tokens` must be in 1..=64");
+    assert_eq!(b["error"]["param"], "max_tokens");
+    let (s, b) = post(
+        addr,
+        "/v1/chat/completions",
+        &json!({"model": "tiny", "messages": [{"role": "user", "content": "x".repeat(5000)}]}),
+    );
+    assert_eq!(s, 413, "{b}");
+    let (s, b) = post(addr, "/v1/embeddings", &json!({"model": "tiny", "input": "hi"}));
+    check(s, &b.to_string(), 404, "not served");
+    // And it still serves.
+    let (s, _) = post(addr, "/v1/chat/completions", &chat_body("hi", 2, false));
+    assert_eq!(s, 200);
+}
+
+#[test]
+fn an_api_key_guards_every_route_but_health() {
+    let addr = start(tiny(), ServeConfig { api_key: Some("sesame".into()), ..config() });
+    let body = chat_body("hi", 2, false).to_string();
+    let (s, _, b) = request(addr, "POST", "/v1/chat/completions", &body, &[]);
+    assert!(s == 401 && b.contains("invalid_api_key"), "{s} {b}");
+    let (s, _, _) =
+        request(addr, "POST", "/v1/chat/completions", &body, &[("authorization", "Bearer wrong")]);
+    assert_eq!(s, 401);
+    let (s, _, _) = request(addr, "GET", "/v1/models", "", &[]);
+    assert_eq!(s, 401);
+    let (s, _, _) =
+        request(addr, "POST", "/v1/chat/completions", &body, &[("authorization", "Bearer sesame")]);
+    assert_eq!(s, 200);
+    let (s, _, _) = request(addr, "GET", "/health", "", &[]);
+    assert_eq!(s, 200);
+}
+
+/// SmolLM2 and MiniLM from `braid fetch`: embeddings equal `SentenceEncoder::embed`'s
+/// within 1e-6, and a full queue answers 503 with Retry-After at once, then serves again.
+#[test]
+fn embeddings_and_a_full_queue_with_fetched_models() {
+    let (Ok(llm), Ok(minilm)) =
+        (braid_hub::resolve_model("smollm2"), braid_hub::resolve_model("minilm"))
+    else {
+        assert!(std::env::var("BRAID_REQUIRE_ASSETS").is_err(), "smollm2 / minilm not fetched");
+        eprintln!("skipped: run `braid fetch smollm2 minilm`");
+        return;
+    };
+    let text = TextModel::load(&llm, FROZEN, &Device::Cpu).unwrap();
+    let (enc, _) =
+        braid_encoders::text::SentenceEncoder::load(&minilm, None, &Device::Cpu).unwrap();
+    let texts =
+        ["The wearable records acceleration.", "A gyroscope measures rotation rate, in rad/s."];
+    let (want, _) = enc.embed(&texts, &Device::Cpu).unwrap();
+    let want: Vec<Vec<f32>> = want.to_vec2().unwrap();
+    let models = Models { text, text_id: "smollm2".into(), embedder: Some((enc, "minilm".into())) };
+    let addr = start(models, ServeConfig { max_queue: 1, ..config() });
+    let (s, b) = post(addr, "/v1/embeddings", &json!({"model": "minilm", "input": texts}));
+    assert_eq!(s, 200, "{b}");
+    for (i, w) in want.iter().enumerate() {
+        let got: Vec<f32> = serde_json::from_value(b["data"][i]["embedding"].clone()).unwrap();
+        let d = got.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(d <= 1e-6, "row {i}: {d}");
+    }
+    // One long answer holds the only queue place; the next request is turned away at once.
+    let long = json!({"model": "smollm2", "messages": [{"role": "user", "content": "Tell a long story."}],
+                      "max_tokens": 160, "stream": true});
+    let first = std::thread::spawn(move || {
+        request(addr, "POST", "/v1/chat/completions", &long.to_string(), &[])
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let t = std::time::Instant::now();
+    let (s, head, b) = request(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &chat_body("hi", 2, false).to_string().replace("tiny", "smollm2"),
+        &[],
+    );
+    assert!(
+        s == 503 && head.contains("retry-after: 1") && b.contains("queue_full"),
+        "{s} {head} {b}"
+    );
+    assert!(t.elapsed().as_secs_f64() < 1.0, "refused after {:?}", t.elapsed());
+    let (s, _, _) = first.join().unwrap();
+    assert_eq!(s, 200);
+    let (s, _, _) = request(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &chat_body("hi", 2, false).to_string().replace("tiny", "smollm2"),
+        &[],
+    );
+    assert_eq!(s, 200);
+}
