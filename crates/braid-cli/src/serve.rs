@@ -42,6 +42,9 @@ pub struct ServeArgs {
     /// Largest request body, in MiB.
     #[arg(long, default_value_t = 16)]
     pub max_body_mib: usize,
+    /// Seconds a request may take, waiting included; past it the answer is 504.
+    #[arg(long, default_value_t = 600.0)]
+    pub timeout: f64,
 }
 
 /// Runs `braid serve` until Ctrl-C or SIGTERM.
@@ -69,10 +72,16 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         api_key: args.api_key.clone(),
         max_queue: args.max_queue,
         max_batch: args.max_batch,
+        timeout: std::time::Duration::try_from_secs_f64(args.timeout)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .with_context(|| {
+                format!("--timeout {}: give a positive number of seconds", args.timeout)
+            })?,
         limits,
     };
     let models = Models { text, text_id: args.model.model.clone(), embedder };
-    let engine = Engine::start(models, cfg.max_queue, cfg.max_batch)?;
+    let engine = Engine::start(models, &cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use braid_core::{Error, Result};
 use braid_encoders::text::SentenceEncoder;
@@ -19,6 +19,7 @@ use candle_core::Device;
 use tokio::sync::{mpsc as tmpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::openai::Timings;
+use crate::ServeConfig;
 
 /// What a chat or completion job sends back, in order: pieces of text, then one end.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +30,8 @@ pub enum Event {
     Done(Done),
     /// The job failed.
     Failed(String),
+    /// The job waited past its deadline and was not run.
+    TimedOut,
 }
 
 /// The end of an answer.
@@ -101,9 +104,11 @@ pub enum Refused {
 }
 
 impl Engine {
-    /// Starts the worker thread on `models`, with room for `max_queue` jobs (running or
-    /// waiting) and batches of at most `max_batch` rows.
-    pub fn start(models: Models, max_queue: usize, max_batch: usize) -> Result<Self> {
+    /// Starts the worker thread on `models`, with room for `cfg.max_queue` jobs (running
+    /// or waiting), batches of at most `cfg.max_batch` rows, and jobs that waited longer
+    /// than `cfg.timeout` refused instead of run.
+    pub fn start(models: Models, cfg: &ServeConfig) -> Result<Self> {
+        let (max_queue, max_batch, timeout) = (cfg.max_queue, cfg.max_batch, cfg.timeout);
         if max_queue == 0 || max_batch == 0 {
             return Err(Error::config("max_queue", "the queue and batches need room for one job"));
         }
@@ -118,7 +123,9 @@ impl Engine {
         };
         std::thread::Builder::new()
             .name("braid-serve-model".into())
-            .spawn(move || Worker { models, rx, pending: VecDeque::new(), max_batch }.run())
+            .spawn(move || {
+                Worker { models, rx, pending: VecDeque::new(), max_batch, timeout }.run()
+            })
             .map_err(|e| Error::Invalid(format!("cannot start the model thread: {e}")))?;
         Ok(engine)
     }
@@ -175,6 +182,7 @@ struct Worker {
     rx: mpsc::Receiver<Job>,
     pending: VecDeque<Job>,
     max_batch: usize,
+    timeout: Duration,
 }
 
 impl Worker {
@@ -214,8 +222,15 @@ impl Worker {
             }
         }
         self.pending = rest;
-        // A client that already left needs no answer.
-        batch.retain(|j| !j.events.is_closed());
+        // A client that already left needs no answer; one that waited past its deadline
+        // is told so instead of being served late.
+        batch.retain(|j| {
+            let late = j.queued.elapsed() > self.timeout;
+            if late {
+                let _ = j.events.send(Event::TimedOut);
+            }
+            !late && !j.events.is_closed()
+        });
         batch
     }
 
@@ -228,6 +243,10 @@ impl Worker {
             if let Some(j) = batch.get(row) {
                 // A closed channel is a client gone; the others go on.
                 let _ = j.events.send(Event::Piece(piece.to_string()));
+            }
+            if batch.iter().all(|j| j.events.is_closed()) {
+                // Every client of the batch left (disconnected, or timed out): stop.
+                return Err(Error::Invalid("every client of the batch left".into()));
             }
             Ok(())
         };

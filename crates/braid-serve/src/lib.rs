@@ -16,6 +16,7 @@ mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -62,6 +63,8 @@ pub struct ServeConfig {
     pub max_queue: usize,
     /// Most requests decoded together in one batch.
     pub max_batch: usize,
+    /// A request not answered within this long (waiting included) is answered 504.
+    pub timeout: Duration,
     /// Per-request limits.
     pub limits: Limits,
 }
@@ -73,6 +76,7 @@ impl Default for ServeConfig {
             api_key: None,
             max_queue: 64,
             max_batch: 16,
+            timeout: Duration::from_secs(600),
             limits: Limits::default(),
         }
     }
@@ -86,6 +90,7 @@ pub fn router(engine: Engine, cfg: &ServeConfig) -> Result<Router> {
         template,
         limits: cfg.limits,
         api_key: cfg.api_key.clone(),
+        timeout: cfg.timeout,
     });
     Ok(Router::new()
         .route("/health", get(routes::health))

@@ -31,6 +31,7 @@ pub(crate) struct AppState {
     pub(crate) template: ChatTemplate,
     pub(crate) limits: Limits,
     pub(crate) api_key: Option<String>,
+    pub(crate) timeout: std::time::Duration,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -223,7 +224,7 @@ pub(crate) async fn chat(State(s): Shared, body: axum::body::Bytes) -> Result<Re
                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
         }));
     }
-    let done = collect(events).await?;
+    let done = collect(events, s.timeout).await?;
     let body = json!({
         "id": id, "object": "chat.completion", "created": now(), "model": req.model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text},
@@ -260,7 +261,7 @@ pub(crate) async fn completions(
                    "choices": [{"index": 0, "text": piece.unwrap_or_default(), "finish_reason": finish}]})
         }));
     }
-    let done = collect(events).await?;
+    let done = collect(events, s.timeout).await?;
     let body = json!({
         "id": id, "object": "text_completion", "created": now(), "model": req.model,
         "choices": [{"index": 0, "text": done.text, "finish_reason": finish_reason(done.finish)}],
@@ -321,16 +322,29 @@ fn usage(d: &Done) -> Usage {
     }
 }
 
-/// Waits for the end of an answer.
-async fn collect(mut events: UnboundedReceiver<Event>) -> Result<Done, ApiError> {
-    while let Some(e) = events.recv().await {
-        match e {
-            Event::Piece(_) => {}
-            Event::Done(d) => return Ok(d),
-            Event::Failed(msg) => return Err(ApiError::bad_request(msg, None)),
+/// Waits for the end of an answer, at most `timeout` (then the receiver is dropped, which
+/// the worker notices).
+async fn collect(
+    mut events: UnboundedReceiver<Event>,
+    timeout: std::time::Duration,
+) -> Result<Done, ApiError> {
+    let wait = async {
+        while let Some(e) = events.recv().await {
+            match e {
+                Event::Piece(_) => {}
+                Event::Done(d) => return Ok(d),
+                Event::Failed(msg) => return Err(ApiError::bad_request(msg, None)),
+                Event::TimedOut => return Err(timed_out(timeout)),
+            }
         }
-    }
-    Err(refused(Refused::Stopped))
+        Err(refused(Refused::Stopped))
+    };
+    tokio::time::timeout(timeout, wait).await.unwrap_or_else(|_| Err(timed_out(timeout)))
+}
+
+fn timed_out(timeout: std::time::Duration) -> ApiError {
+    let msg = format!("no answer within {} s (--timeout)", timeout.as_secs_f64());
+    ApiError::new(StatusCode::GATEWAY_TIMEOUT, "server_error", msg).code("timeout")
 }
 
 /// Server-sent events: `opening` (if any), one chunk per piece (`chunk(Some(piece), None)`), a last chunk
@@ -358,6 +372,11 @@ fn stream_response(
                 }
                 Event::Failed(msg) => {
                     let e = json!({"message": msg, "type": "server_error", "param": null, "code": null});
+                    (json!({ "error": e }), true)
+                }
+                Event::TimedOut => {
+                    let e = json!({"message": "timed out in the queue", "type": "server_error",
+                                   "param": null, "code": "timeout"});
                     (json!({ "error": e }), true)
                 }
             };

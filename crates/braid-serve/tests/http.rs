@@ -25,7 +25,7 @@ const FROZEN: Weights = Weights::Frozen { dequantize: false };
 
 /// Starts a server for `models` on a free loopback port, in its own thread.
 fn start(models: Models, cfg: ServeConfig) -> SocketAddr {
-    let engine = Engine::start(models, cfg.max_queue, cfg.max_batch).unwrap();
+    let engine = Engine::start(models, &cfg).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -232,6 +232,14 @@ fn errors_are_openai_error_objects() {
     // And it still serves.
     let (s, _) = post(addr, "/v1/chat/completions", &chat_body("hi", 2, false));
     assert_eq!(s, 200);
+}
+
+#[test]
+fn a_request_past_its_deadline_is_a_504() {
+    let addr =
+        start(tiny(), ServeConfig { timeout: std::time::Duration::from_millis(1), ..config() });
+    let (s, b) = post(addr, "/v1/chat/completions", &chat_body("hi", 60, false));
+    assert!(s == 504 && b["error"]["code"] == "timeout", "{s} {b}");
 }
 
 #[test]
