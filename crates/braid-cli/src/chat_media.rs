@@ -13,7 +13,7 @@ use braid_core::Modality;
 use braid_data::image::{load_rgb, ImageProcessor};
 use braid_llm::generate::{generate_embeds, GenerateConfig, Generation, Timing};
 use braid_llm::{ChatTemplate, Message, Tokenizer};
-use braid_pipeline::{generic_placeholder, Input, MultimodalModel};
+use braid_pipeline::{place_media, Input, MultimodalModel};
 use candle_core::Device;
 
 /// A multimodal model, the conversation's media preprocessed for it, and, for a LLaVA
@@ -87,7 +87,7 @@ impl MediaChat {
     /// unless placed by the user).
     fn prompt_ids(&self, history: &[Message]) -> anyhow::Result<Vec<u32>> {
         let kinds: Vec<Modality> = self.inputs.iter().map(|x| x.modality).collect();
-        let messages = with_placeholders(history, &kinds);
+        let messages = place_media(history, &kinds);
         Ok(match (&self.model, &self.llava) {
             (_, Some((tokenizer, template))) => {
                 tokenizer.encode(&template.render(&messages, true)?, false)?
@@ -138,22 +138,6 @@ impl MediaChat {
         println!();
         Ok((generation.text.trim().to_string(), timing))
     }
-}
-
-/// `history` with one generic placeholder line per item of `media`, in order, opening the
-/// first user turn; a modality whose placeholder the user already wrote there gets none.
-fn with_placeholders(history: &[Message], media: &[Modality]) -> Vec<Message> {
-    let mut out = history.to_vec();
-    if let Some(first) = out.iter_mut().find(|m| m.role == "user") {
-        let head: String = media
-            .iter()
-            .map(|m| generic_placeholder(*m))
-            .filter(|p| !first.content.contains(p.as_str()))
-            .map(|p| p + "\n")
-            .collect();
-        first.content = head + &first.content;
-    }
-    out
 }
 
 #[cfg(test)]
@@ -229,13 +213,13 @@ mod tests {
             Message::new("user", "what is it?"),
             Message::new("user", "and?"),
         ];
-        let got = with_placeholders(&h, &[Modality::Image, Modality::Image]);
+        let got = place_media(&h, &[Modality::Image, Modality::Image]);
         assert_eq!(got[1].content, "<image>\n<image>\nwhat is it?");
         assert_eq!(got[2].content, "and?");
-        let mixed = with_placeholders(&h, &[Modality::Imu, Modality::Audio, Modality::Imu]);
+        let mixed = place_media(&h, &[Modality::Imu, Modality::Audio, Modality::Imu]);
         assert_eq!(mixed[1].content, "<imu>\n<audio>\n<imu>\nwhat is it?");
         let placed = vec![Message::new("user", "compare <image> with <image>")];
-        let got = with_placeholders(&placed, &[Modality::Image, Modality::Image, Modality::Audio]);
+        let got = place_media(&placed, &[Modality::Image, Modality::Image, Modality::Audio]);
         assert_eq!(got[0].content, "<audio>\ncompare <image> with <image>");
     }
 }

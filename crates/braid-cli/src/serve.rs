@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Context;
 use braid_encoders::text::SentenceEncoder;
-use braid_serve::{Engine, Limits, Models, ServeConfig, Server};
+use braid_serve::{ChatModel, Engine, Limits, Models, ServeConfig, Server};
 use candle_core::Device;
 
 use crate::generate::{load, ModelArgs};
@@ -49,8 +49,17 @@ pub struct ServeArgs {
 
 /// Runs `braid serve` until Ctrl-C or SIGTERM.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    let (text, load_s) = load(&args.model)?;
-    eprintln!("loaded {} in {load_s:.2} s: {}", args.model.model, text.report);
+    let start = std::time::Instant::now();
+    let path = braid_hub::resolve_model(&args.model.model)?;
+    let chat = if path.join(braid_pipeline::PIPELINE_FILE).is_file() {
+        ChatModel::open(&path, &Device::Cpu)
+            .with_context(|| format!("loading {}", path.display()))?
+    } else {
+        let (text, _) = load(&args.model)?;
+        eprintln!("{}: {}", args.model.model, text.report);
+        ChatModel::text(text)?
+    };
+    eprintln!("loaded {} in {:.2} s", args.model.model, start.elapsed().as_secs_f64());
     let embedder = match &args.embed_model {
         Some(name) => {
             let dir = braid_hub::resolve_model(name)?;
@@ -80,7 +89,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             })?,
         limits,
     };
-    let models = Models { text, text_id: args.model.model.clone(), embedder };
+    let models = Models { chat, chat_id: args.model.model.clone(), embedder };
     let engine = Engine::start(models, &cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

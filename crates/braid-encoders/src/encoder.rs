@@ -11,7 +11,7 @@ use candle_core::Tensor;
 /// - audio: log-mel `[batch, mels, frames]`
 /// - video: frames `[batch, time, 3, height, width]`
 /// - IMU / time series: `[batch, time, channels]`, mask `[batch, time]`
-pub trait Encoder {
+pub trait Encoder: Send + Sync {
     /// The modality this encoder reads.
     fn modality(&self) -> Modality;
 

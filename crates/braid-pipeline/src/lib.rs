@@ -30,6 +30,6 @@ pub use llava::{Llava, LlavaConfig};
 pub use model::MultimodalModel;
 pub use pipeline::{Input, Pipeline};
 pub use preprocess::{AudioPreprocess, ImagePreprocess, ImuPreprocess, Preprocess, Size};
-pub use prompt::{qa_messages, Placeholder, Prompter, Sample, IGNORE};
+pub use prompt::{place_media, qa_messages, Placeholder, Prompter, Sample, IGNORE};
 pub use routing::{routing_by_modality, Routing};
 pub use store::PIPELINE_FILE;

@@ -95,14 +95,23 @@ impl Pipeline {
 
     /// Reads the file `path` of `modality` with its slot's preprocessing -> one input.
     pub fn load_input(&self, modality: Modality, path: &Path) -> Result<Input> {
+        self.preprocess(modality)?.load(path, &self.device)
+    }
+
+    /// An image held in memory (an upload) with its slot's preprocessing -> one input;
+    /// `name` stands for it in errors.
+    pub fn load_input_bytes(&self, modality: Modality, bytes: &[u8], name: &Path) -> Result<Input> {
+        self.preprocess(modality)?.load_bytes(bytes, name, &self.device)
+    }
+
+    fn preprocess(&self, modality: Modality) -> Result<&crate::Preprocess> {
         let slot = self.cfg.slot(modality).ok_or_else(|| self.no_branch(modality))?;
-        let pre = slot.preprocess.as_ref().ok_or_else(|| {
+        slot.preprocess.as_ref().ok_or_else(|| {
             Error::config(
                 format!("encoders.{modality}.preprocess"),
                 "this model does not say how to read its inputs",
             )
-        })?;
-        pre.load(path, &self.device)
+        })
     }
 
     /// The device its tensors live on.

@@ -200,5 +200,22 @@ pub fn qa_messages(
     out
 }
 
+/// `history` with one generic placeholder line per item of `media`, in order, opening the
+/// first user turn (the media belong to it, as in LLaVA's conversations); a modality whose
+/// placeholder the user already wrote there gets none.
+pub fn place_media(history: &[Message], media: &[Modality]) -> Vec<Message> {
+    let mut out = history.to_vec();
+    if let Some(first) = out.iter_mut().find(|m| m.role == "user") {
+        let head: String = media
+            .iter()
+            .map(|m| generic_placeholder(*m))
+            .filter(|p| !first.content.contains(p.as_str()))
+            .map(|p| p + "\n")
+            .collect();
+        first.content = head + &first.content;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@ use braid_core::{Features, Result};
 use candle_core::Tensor;
 
 /// Encoder features -> language-model embeddings (linear, MLP, resampler, Q-Former, UPM).
-pub trait InputProjector {
+pub trait InputProjector: Send + Sync {
     /// Width of the encoder features it reads.
     fn in_dim(&self) -> usize;
 
@@ -23,7 +23,7 @@ pub trait InputProjector {
 }
 
 /// LLM hidden states at signal tokens -> a generator's conditioning.
-pub trait OutputProjector {
+pub trait OutputProjector: Send + Sync {
     /// Width of the hidden states it reads.
     fn in_dim(&self) -> usize;
 

@@ -13,11 +13,14 @@ use std::time::{Duration, Instant};
 
 use braid_core::{Error, Result};
 use braid_encoders::text::SentenceEncoder;
-use braid_llm::generate::{generate, FinishReason, GenerateConfig};
-use braid_llm::TextModel;
+use braid_llm::generate::{
+    generate, generate_embeds, FinishReason, GenerateConfig, Generation, Timing,
+};
+use braid_pipeline::Input;
 use candle_core::Device;
 use tokio::sync::{mpsc as tmpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
+use crate::model::ChatModel;
 use crate::openai::Timings;
 use crate::ServeConfig;
 
@@ -49,9 +52,10 @@ pub struct Done {
     pub timings: Timings,
 }
 
-/// A generation job: prompt token ids and settings.
+/// A generation job: prompt token ids, the media its placeholders stand for, settings.
 struct ChatJob {
     prompt: Vec<u32>,
+    inputs: Vec<Input>,
     cfg: GenerateConfig,
     events: tmpsc::UnboundedSender<Event>,
     queued: Instant,
@@ -75,10 +79,10 @@ enum Job {
 
 /// The models a server runs, and their ids.
 pub struct Models {
-    /// The language model.
-    pub text: TextModel,
+    /// The chat model (a language model, or a multimodal model directory).
+    pub chat: ChatModel,
     /// Its id in `/v1/models` and requests.
-    pub text_id: String,
+    pub chat_id: String,
     /// A sentence-transformers model for `/v1/embeddings`, with its id.
     pub embedder: Option<(SentenceEncoder, String)>,
 }
@@ -88,9 +92,9 @@ pub struct Models {
 pub struct Engine {
     jobs: mpsc::Sender<Job>,
     permits: Arc<Semaphore>,
-    /// The language model's tokenizer and template, for handlers to build prompts.
-    pub text: Arc<TextModel>,
-    text_id: String,
+    /// The chat model, shared with the worker: handlers build prompts and read media with it.
+    pub chat: Arc<ChatModel>,
+    chat_id: String,
     embed_id: Option<String>,
 }
 
@@ -113,26 +117,30 @@ impl Engine {
             return Err(Error::config("max_queue", "the queue and batches need room for one job"));
         }
         let (tx, rx) = mpsc::channel::<Job>();
-        let text = Arc::new(models.text.clone());
+        let chat = Arc::new(models.chat);
+        let (embedder, embed_id) = match models.embedder {
+            Some((e, id)) => (Some(e), Some(id)),
+            None => (None, None),
+        };
         let engine = Self {
             jobs: tx,
             permits: Arc::new(Semaphore::new(max_queue)),
-            text: text.clone(),
-            text_id: models.text_id.clone(),
-            embed_id: models.embedder.as_ref().map(|(_, id)| id.clone()),
+            chat: chat.clone(),
+            chat_id: models.chat_id,
+            embed_id,
         };
         std::thread::Builder::new()
             .name("braid-serve-model".into())
             .spawn(move || {
-                Worker { models, rx, pending: VecDeque::new(), max_batch, timeout }.run()
+                Worker { chat, embedder, rx, pending: VecDeque::new(), max_batch, timeout }.run()
             })
             .map_err(|e| Error::Invalid(format!("cannot start the model thread: {e}")))?;
         Ok(engine)
     }
 
-    /// The language model's id.
-    pub fn text_id(&self) -> &str {
-        &self.text_id
+    /// The chat model's id.
+    pub fn chat_id(&self) -> &str {
+        &self.chat_id
     }
 
     /// The embedding model's id, if the server has one.
@@ -149,15 +157,22 @@ impl Engine {
         self.permits.clone().try_acquire_owned().map_err(|_| Refused::Full)
     }
 
-    /// Queues a generation; its events arrive on the returned channel.
+    /// A queue place, or why there is none: take it before preparing a request's media.
+    pub fn reserve(&self) -> std::result::Result<OwnedSemaphorePermit, Refused> {
+        self.permit()
+    }
+
+    /// Queues a generation of `prompt` (its placeholders standing for `inputs`) in the
+    /// place `permit` holds; its events arrive on the returned channel.
     pub fn chat(
         &self,
+        permit: OwnedSemaphorePermit,
         prompt: Vec<u32>,
+        inputs: Vec<Input>,
         cfg: GenerateConfig,
     ) -> std::result::Result<tmpsc::UnboundedReceiver<Event>, Refused> {
-        let permit = self.permit()?;
         let (events, rx) = tmpsc::unbounded_channel();
-        let job = ChatJob { prompt, cfg, events, queued: Instant::now(), _permit: permit };
+        let job = ChatJob { prompt, inputs, cfg, events, queued: Instant::now(), _permit: permit };
         self.jobs.send(Job::Chat(job)).map_err(|_| Refused::Stopped)?;
         Ok(rx)
     }
@@ -176,9 +191,10 @@ impl Engine {
     }
 }
 
-/// The thread that owns the models.
+/// The thread that runs the models.
 struct Worker {
-    models: Models,
+    chat: Arc<ChatModel>,
+    embedder: Option<SentenceEncoder>,
     rx: mpsc::Receiver<Job>,
     pending: VecDeque<Job>,
     max_batch: usize,
@@ -214,8 +230,12 @@ impl Worker {
         let mut batch = vec![first];
         let mut rest = VecDeque::new();
         while let Some(job) = self.pending.pop_front() {
+            // Text-only prompts share a batch; a prompt with media runs on its own.
+            let joins = |j: &ChatJob| j.inputs.is_empty() && batch[0].inputs.is_empty();
             match job {
-                Job::Chat(j) if batch.len() < self.max_batch && j.cfg == batch[0].cfg => {
+                Job::Chat(j)
+                    if batch.len() < self.max_batch && j.cfg == batch[0].cfg && joins(&j) =>
+                {
                     batch.push(j)
                 }
                 other => rest.push_back(other),
@@ -236,8 +256,6 @@ impl Worker {
 
     fn chat(&self, batch: Vec<ChatJob>) {
         let Some(first) = batch.first() else { return };
-        let tm = &self.models.text;
-        let prompts: Vec<Vec<u32>> = batch.iter().map(|j| j.prompt.clone()).collect();
         let started = Instant::now();
         let mut stream = |row: usize, piece: &str| -> Result<()> {
             if let Some(j) = batch.get(row) {
@@ -250,7 +268,7 @@ impl Worker {
             }
             Ok(())
         };
-        match generate(&tm.model, &tm.tokenizer, &prompts, &first.cfg, &Device::Cpu, &mut stream) {
+        match self.generate(&batch, &first.cfg, &mut stream) {
             Ok((gens, t)) => {
                 for (job, g) in batch.iter().zip(gens) {
                     let timings = Timings {
@@ -277,9 +295,28 @@ impl Worker {
         }
     }
 
+    /// Text-only prompts as one left-padded batch; a prompt with media (alone) through its
+    /// spliced embeddings.
+    fn generate(
+        &self,
+        batch: &[ChatJob],
+        cfg: &GenerateConfig,
+        stream: &mut dyn FnMut(usize, &str) -> Result<()>,
+    ) -> Result<(Vec<Generation>, Timing)> {
+        let (llm, tokenizer) = (self.chat.llm()?, self.chat.tokenizer()?);
+        let prompts: Vec<Vec<u32>> = batch.iter().map(|j| j.prompt.clone()).collect();
+        match batch {
+            [one] if !one.inputs.is_empty() => {
+                let embeds = self.chat.embed_prompt(&one.prompt, &one.inputs)?;
+                generate_embeds(llm, tokenizer, &embeds, None, &prompts, cfg, stream)
+            }
+            _ => generate(llm, tokenizer, &prompts, cfg, &Device::Cpu, stream),
+        }
+    }
+
     fn embed(&self, job: EmbedJob) {
-        let out = match &self.models.embedder {
-            Some((enc, _)) => embed_texts(enc, &job.texts),
+        let out = match &self.embedder {
+            Some(enc) => embed_texts(enc, &job.texts),
             None => Err(Error::Invalid("this server has no embedding model".into())),
         };
         let _ = job.reply.send(out);

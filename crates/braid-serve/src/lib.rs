@@ -11,6 +11,7 @@
 
 pub mod engine;
 mod error;
+mod model;
 pub mod openai;
 mod routes;
 
@@ -24,6 +25,7 @@ use axum::Router;
 use braid_core::{Error, Result};
 
 pub use engine::{Engine, Models};
+pub use model::ChatModel;
 
 /// What one request may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,8 @@ pub struct Limits {
     pub max_prompt_tokens: usize,
     /// Most texts in one embeddings request.
     pub max_inputs: usize,
+    /// Most images in one chat request (each also within `BRAID_MAX_PIXELS`).
+    pub max_images: usize,
 }
 
 impl Default for Limits {
@@ -48,6 +52,7 @@ impl Default for Limits {
             default_tokens: 256,
             max_prompt_tokens: 8192,
             max_inputs: 256,
+            max_images: 8,
         }
     }
 }
@@ -84,10 +89,9 @@ impl Default for ServeConfig {
 
 /// The routes over `engine`.
 pub fn router(engine: Engine, cfg: &ServeConfig) -> Result<Router> {
-    let template = engine.text.chat_template()?;
+    let _ = engine.chat.tokenizer()?;
     let state = Arc::new(routes::AppState {
         engine,
-        template,
         limits: cfg.limits,
         api_key: cfg.api_key.clone(),
         timeout: cfg.timeout,

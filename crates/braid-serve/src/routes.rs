@@ -12,8 +12,11 @@ use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use base64::Engine as _;
+use braid_core::Modality;
 use braid_llm::generate::{FinishReason, GenerateConfig, SamplingConfig};
-use braid_llm::{ChatTemplate, Message};
+use braid_llm::Message;
+use braid_pipeline::Input;
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -28,7 +31,6 @@ use crate::Limits;
 /// What every handler shares.
 pub(crate) struct AppState {
     pub(crate) engine: Engine,
-    pub(crate) template: ChatTemplate,
     pub(crate) limits: Limits,
     pub(crate) api_key: Option<String>,
     pub(crate) timeout: std::time::Duration,
@@ -73,11 +75,19 @@ pub(crate) async fn health(State(s): Shared) -> Json<Value> {
 
 /// `GET /v1/models`.
 pub(crate) async fn models(State(s): Shared) -> Json<Value> {
-    let ids = std::iter::once(s.engine.text_id()).chain(s.engine.embed_id());
+    let ids = std::iter::once(s.engine.chat_id()).chain(s.engine.embed_id());
     let data: Vec<Value> = ids
         .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "braid"}))
         .collect();
     Json(json!({"object": "list", "data": data}))
+}
+
+/// A request body, or why it could not be read (too large: 413).
+type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
+
+fn too_large(e: &axum::extract::rejection::BytesRejection) -> ApiError {
+    let msg = format!("{} (the limit is --max-body-mib)", e.body_text());
+    ApiError::new(e.status(), "invalid_request_error", msg)
 }
 
 /// The body as JSON of type `T`, or a 400 naming what was wrong.
@@ -90,7 +100,7 @@ fn check_model(s: &AppState, model: &str, want: Option<&str>) -> Result<(), ApiE
     if want == Some(model) {
         return Ok(());
     }
-    let known: Vec<&str> = std::iter::once(s.engine.text_id()).chain(s.engine.embed_id()).collect();
+    let known: Vec<&str> = std::iter::once(s.engine.chat_id()).chain(s.engine.embed_id()).collect();
     Err(ApiError::new(
         StatusCode::NOT_FOUND,
         "invalid_request_error",
@@ -102,7 +112,7 @@ fn check_model(s: &AppState, model: &str, want: Option<&str>) -> Result<(), ApiE
 
 /// Generation settings from a request's sampling fields, within the server's limits.
 fn generate_config(s: &AppState, p: &Sampling) -> Result<GenerateConfig, ApiError> {
-    let max = p.max_tokens.unwrap_or(s.limits.default_tokens);
+    let max = p.max_tokens.unwrap_or(s.limits.default_tokens.min(s.limits.max_tokens));
     if max == 0 || max > s.limits.max_tokens {
         let msg = format!("must be in 1..={} (--max-tokens), got {max}", s.limits.max_tokens);
         return Err(ApiError::bad_request(format!("`max_tokens` {msg}"), Some("max_tokens")));
@@ -123,35 +133,102 @@ fn generate_config(s: &AppState, p: &Sampling) -> Result<GenerateConfig, ApiErro
     Ok(cfg)
 }
 
-/// A message's text; media parts are refused here (this server's model reads text only).
-fn text_of(content: &Content, i: usize) -> Result<String, ApiError> {
-    match content {
-        Content::Text(t) => Ok(t.clone()),
-        Content::Parts(parts) => {
-            let mut out = String::new();
-            for p in parts {
-                match p {
-                    Part::Text { text } => out.push_str(text),
-                    Part::ImageUrl { .. } | Part::InputAudio { .. } => {
-                        return Err(ApiError::bad_request(
-                            format!(
-                                "messages[{i}]: this model reads text only; it has no image or audio encoder"
-                            ),
-                            Some("messages"),
-                        ))
-                    }
-                }
-            }
-            Ok(out)
-        }
-    }
+/// An image of a request: its bytes and where it came from (for errors).
+struct Upload {
+    bytes: Vec<u8>,
+    name: String,
 }
 
-fn queue(
+/// A message's text (its text parts, joined by newlines) and its images, decoded from
+/// `data:` URIs; a URL or a path is refused without being read.
+fn split_content(
+    content: &Content,
+    i: usize,
+    images: &mut Vec<Upload>,
+) -> Result<String, ApiError> {
+    let parts = match content {
+        Content::Text(t) => return Ok(t.clone()),
+        Content::Parts(parts) => parts,
+    };
+    let mut texts = Vec::new();
+    for (j, p) in parts.iter().enumerate() {
+        let at = format!("messages[{i}].content[{j}]");
+        match p {
+            Part::Text { text } => texts.push(text.as_str()),
+            Part::ImageUrl { image_url } => {
+                let url = image_url.get("url").and_then(|u| u.as_str()).or(image_url.as_str());
+                let Some(url) = url else {
+                    return Err(ApiError::bad_request(
+                        format!("{at}: `image_url.url` is missing"),
+                        Some("messages"),
+                    ));
+                };
+                let bytes = data_uri(url)
+                    .map_err(|m| ApiError::bad_request(format!("{at}: {m}"), Some("messages")))?;
+                images.push(Upload { bytes, name: format!("{at} (image_url)") });
+            }
+            Part::InputAudio { .. } => {
+                return Err(ApiError::bad_request(
+                    format!("{at}: audio input is not served yet (images and text are)"),
+                    Some("messages"),
+                ))
+            }
+        }
+    }
+    Ok(texts.join("\n"))
+}
+
+/// The bytes of a base64 `data:` URI; anything else (a URL, a file path) is refused
+/// unread: a request never makes the server fetch or open something.
+fn data_uri(url: &str) -> Result<Vec<u8>, String> {
+    let Some(rest) = url.strip_prefix("data:") else {
+        let shown: String = url.chars().take(60).collect();
+        return Err(format!(
+            "`{shown}` is not a data: URI; send the image inline (data:image/png;base64,...): URLs and paths are not fetched"
+        ));
+    };
+    let Some((_, payload)) = rest.split_once(";base64,") else {
+        return Err("a data: URI must be base64 (data:image/png;base64,...)".into());
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(payload.trim())
+        .map_err(|e| format!("the data: URI is not valid base64: {e}"))
+}
+
+/// The prompt ids and media inputs of a chat, prepared off the async threads (image
+/// decoding and preprocessing take CPU time).
+async fn prepare(
     s: &AppState,
-    prompt: Vec<u32>,
-    cfg: GenerateConfig,
-) -> Result<UnboundedReceiver<Event>, ApiError> {
+    messages: Vec<Message>,
+    images: Vec<Upload>,
+) -> Result<(Vec<u32>, Vec<Input>), ApiError> {
+    let chat = s.engine.chat.clone();
+    let max_images = s.limits.max_images;
+    let job = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        if images.len() > max_images {
+            let msg = format!(
+                "{} images, over this server's limit of {max_images} (--max-images)",
+                images.len()
+            );
+            return Err(ApiError::bad_request(msg, Some("messages")));
+        }
+        let kinds = vec![Modality::Image; images.len()];
+        let inputs = images
+            .iter()
+            .map(|u| chat.load_input(Modality::Image, &u.bytes, std::path::Path::new(&u.name)))
+            .collect::<braid_core::Result<Vec<_>>>()
+            .map_err(|e| ApiError::bad_request(e.to_string(), Some("messages")))?;
+        let ids = chat
+            .prompt_ids(&messages, &kinds)
+            .map_err(|e| ApiError::bad_request(e.to_string(), Some("messages")))?;
+        Ok((ids, inputs))
+    });
+    job.await.map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.to_string())
+    })?
+}
+
+fn check_prompt(s: &AppState, prompt: &[u32]) -> Result<(), ApiError> {
     if prompt.len() > s.limits.max_prompt_tokens {
         return Err(ApiError::bad_request(
             format!(
@@ -162,7 +239,7 @@ fn queue(
             Some("messages"),
         ));
     }
-    s.engine.chat(prompt, cfg).map_err(refused)
+    Ok(())
 }
 
 fn refused(r: Refused) -> ApiError {
@@ -182,33 +259,29 @@ fn refused(r: Refused) -> ApiError {
 }
 
 /// `POST /v1/chat/completions`.
-pub(crate) async fn chat(State(s): Shared, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub(crate) async fn chat(State(s): Shared, body: Body) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| too_large(&e))?;
     let req: ChatRequest = parse(&body)?;
-    check_model(&s, &req.model, Some(s.engine.text_id()))?;
+    check_model(&s, &req.model, Some(s.engine.chat_id()))?;
     if req.n.is_some_and(|n| n != 1) {
         return Err(ApiError::bad_request("only `n` = 1 is supported".into(), Some("n")));
     }
     if req.messages.is_empty() {
         return Err(ApiError::bad_request("`messages` is empty".into(), Some("messages")));
     }
+    let mut images = Vec::new();
     let messages = req
         .messages
         .iter()
         .enumerate()
-        .map(|(i, m)| Ok(Message::new(&m.role, text_of(&m.content, i)?)))
+        .map(|(i, m)| Ok(Message::new(&m.role, split_content(&m.content, i, &mut images)?)))
         .collect::<Result<Vec<_>, ApiError>>()?;
     let cfg = generate_config(&s, &req.sampling())?;
-    let prompt = s
-        .template
-        .render(&messages, true)
-        .map_err(|e| ApiError::bad_request(e.to_string(), Some("messages")))?;
-    let ids = s
-        .engine
-        .text
-        .tokenizer
-        .encode(&prompt, false)
-        .map_err(|e| ApiError::bad_request(e.to_string(), Some("messages")))?;
-    let events = queue(&s, ids, cfg)?;
+    // A place in the queue first: a busy server refuses before decoding any image.
+    let permit = s.engine.reserve().map_err(refused)?;
+    let (ids, inputs) = prepare(&s, messages, images).await?;
+    check_prompt(&s, &ids)?;
+    let events = s.engine.chat(permit, ids, inputs, cfg).map_err(refused)?;
     let id = request_id("chatcmpl");
     let model = req.model.clone();
     if req.stream {
@@ -235,24 +308,25 @@ pub(crate) async fn chat(State(s): Shared, body: axum::body::Bytes) -> Result<Re
 }
 
 /// `POST /v1/completions`.
-pub(crate) async fn completions(
-    State(s): Shared,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
+pub(crate) async fn completions(State(s): Shared, body: Body) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| too_large(&e))?;
     let req: CompletionRequest = parse(&body)?;
-    check_model(&s, &req.model, Some(s.engine.text_id()))?;
+    check_model(&s, &req.model, Some(s.engine.chat_id()))?;
     if req.n.is_some_and(|n| n != 1) {
         return Err(ApiError::bad_request("only `n` = 1 is supported".into(), Some("n")));
     }
     let cfg = generate_config(&s, &req.sampling())?;
-    let tokenizer = &s.engine.text.tokenizer;
+    let tokenizer =
+        s.engine.chat.tokenizer().map_err(|e| ApiError::bad_request(e.to_string(), None))?;
     let ids = tokenizer
         .encode(&req.prompt, true)
         .map_err(|e| ApiError::bad_request(e.to_string(), Some("prompt")))?;
     if ids.is_empty() {
         return Err(ApiError::bad_request("`prompt` is empty".into(), Some("prompt")));
     }
-    let events = queue(&s, ids, cfg)?;
+    check_prompt(&s, &ids)?;
+    let permit = s.engine.reserve().map_err(refused)?;
+    let events = s.engine.chat(permit, ids, Vec::new(), cfg).map_err(refused)?;
     let id = request_id("cmpl");
     let model = req.model.clone();
     if req.stream {
@@ -271,10 +345,8 @@ pub(crate) async fn completions(
 }
 
 /// `POST /v1/embeddings`.
-pub(crate) async fn embeddings(
-    State(s): Shared,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
+pub(crate) async fn embeddings(State(s): Shared, body: Body) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| too_large(&e))?;
     let req: EmbeddingsRequest = parse(&body)?;
     check_model(&s, &req.model, s.engine.embed_id())?;
     if req.encoding_format.as_deref().is_some_and(|f| f != "float") {

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use braid_llm::generate::{generate, GenerateConfig};
 use braid_llm::{Message, TextModel, Weights};
-use braid_serve::{Engine, Limits, Models, ServeConfig, Server};
+use braid_serve::{ChatModel, Engine, Limits, Models, ServeConfig, Server};
 use candle_core::Device;
 use serde_json::{json, Value};
 
@@ -48,7 +48,7 @@ fn config() -> ServeConfig {
 
 fn tiny() -> Models {
     let text = TextModel::load(&fixture(), FROZEN, &Device::Cpu).unwrap();
-    Models { text, text_id: "tiny".into(), embedder: None }
+    Models { chat: ChatModel::text(text).unwrap(), chat_id: "tiny".into(), embedder: None }
 }
 
 /// One HTTP/1.1 request: status, headers (lower-case names) and body.
@@ -189,7 +189,7 @@ fn completions_models_and_health() {
 #[test]
 fn errors_are_openai_error_objects() {
     let cfg = ServeConfig {
-        limits: Limits { max_body_bytes: 4096, max_tokens: 64, ..Limits::default() },
+        limits: Limits { max_body_bytes: 32 << 10, max_tokens: 64, ..Limits::default() },
         ..config()
     };
     let addr = start(tiny(), cfg);
@@ -217,6 +217,11 @@ fn errors_are_openai_error_objects() {
         {"type": "text", "text": "what is this?"},
         {"type": "image_url", "image_url": {"url": "/etc/passwd"}}]}]});
     let (s, b) = post(addr, "/v1/chat/completions", &image);
+    check(s, &b.to_string(), 400, "not a data: URI");
+    let inline = json!({"model": "tiny", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{}", png_base64())}}]}]});
+    let (s, b) = post(addr, "/v1/chat/completions", &inline);
     check(s, &b.to_string(), 400, "text only");
     let (s, b) = post(addr, "/v1/chat/completions", &chat_body("hi", 1000, false));
     check(s, &b.to_string(), 400, "`max_tokens` must be in 1..=64");
@@ -224,9 +229,9 @@ fn errors_are_openai_error_objects() {
     let (s, b) = post(
         addr,
         "/v1/chat/completions",
-        &json!({"model": "tiny", "messages": [{"role": "user", "content": "x".repeat(5000)}]}),
+        &json!({"model": "tiny", "messages": [{"role": "user", "content": "x".repeat(40_000)}]}),
     );
-    assert_eq!(s, 413, "{b}");
+    check(s, &b.to_string(), 413, "--max-body-mib");
     let (s, b) = post(addr, "/v1/embeddings", &json!({"model": "tiny", "input": "hi"}));
     check(s, &b.to_string(), 404, "not served");
     // And it still serves.
@@ -278,7 +283,8 @@ fn embeddings_and_a_full_queue_with_fetched_models() {
         ["The wearable records acceleration.", "A gyroscope measures rotation rate, in rad/s."];
     let (want, _) = enc.embed(&texts, &Device::Cpu).unwrap();
     let want: Vec<Vec<f32>> = want.to_vec2().unwrap();
-    let models = Models { text, text_id: "smollm2".into(), embedder: Some((enc, "minilm".into())) };
+    let chat = ChatModel::text(text).unwrap();
+    let models = Models { chat, chat_id: "smollm2".into(), embedder: Some((enc, "minilm".into())) };
     let addr = start(models, ServeConfig { max_queue: 1, ..config() });
     let (s, b) = post(addr, "/v1/embeddings", &json!({"model": "minilm", "input": texts}));
     assert_eq!(s, 200, "{b}");
@@ -317,4 +323,125 @@ fn embeddings_and_a_full_queue_with_fetched_models() {
         &[],
     );
     assert_eq!(s, 200);
+}
+
+/// A gray PNG as base64.
+fn png_base64() -> String {
+    use base64::Engine as _;
+    let bytes = std::fs::read(fixture().join("../../image/gray.png")).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A tiny Braid model directory: a ViT image slot (with its preprocessing) and an MLP
+/// projector in front of the tiny Qwen2.
+fn tiny_pipeline(dir: &std::path::Path) {
+    let toml = format!(
+        r#"llm = {:?}
+[[encoders]]
+modality = "image"
+[encoders.encoder]
+type = "vit"
+feature_layer = -1
+vit = {{ hidden_size = 16, intermediate_size = 24, num_hidden_layers = 1, num_attention_heads = 2, image_size = 16, patch_size = 8 }}
+[encoders.projector]
+type = "mlp"
+[encoders.preprocess]
+type = "image"
+resize = {{ height = 16, width = 16 }}
+image_mean = [0.5, 0.5, 0.5]
+image_std = [0.5, 0.5, 0.5]
+"#,
+        fixture().canonicalize().unwrap().display().to_string()
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, toml).unwrap();
+    let cfg = braid_pipeline::PipelineConfig::load(&path).unwrap();
+    let p = braid_pipeline::Pipeline::init(&cfg, dir, &Device::Cpu).unwrap();
+    p.save(dir).unwrap();
+}
+
+/// What the pipeline answers, run directly from the image file.
+fn pipeline_answer(dir: &std::path::Path, question: &str, images: usize, max: usize) -> String {
+    use braid_core::Modality;
+    let p = braid_pipeline::Pipeline::open(dir, FROZEN, &Device::Cpu).unwrap();
+    let file = fixture().join("../../image/gray.png");
+    let inputs: Vec<_> =
+        (0..images).map(|_| p.load_input(Modality::Image, &file).unwrap()).collect();
+    let prompter = p.prompter().unwrap();
+    let msgs = braid_pipeline::place_media(
+        &[Message::new("user", question)],
+        &vec![Modality::Image; images],
+    );
+    let ids = prompter.prompt_ids(&msgs).unwrap();
+    let embeds = p.embed_prompt(&ids, &inputs).unwrap();
+    let cfg = GenerateConfig { max_new_tokens: max, ..Default::default() };
+    let (g, _) = braid_llm::generate::generate_embeds(
+        p.llm().unwrap(),
+        prompter.tokenizer(),
+        &embeds,
+        None,
+        &[ids],
+        &cfg,
+        &mut |_, _| Ok(()),
+    )
+    .unwrap();
+    g[0].text.clone()
+}
+
+fn image_request(question: &str, images: usize, max: usize, stream: bool) -> Value {
+    let mut content = vec![json!({"type": "text", "text": question})];
+    for _ in 0..images {
+        let url = format!("data:image/png;base64,{}", png_base64());
+        content.push(json!({"type": "image_url", "image_url": {"url": url}}));
+    }
+    json!({"model": "tiny-vlm", "messages": [{"role": "user", "content": content}], "max_tokens": max, "stream": stream})
+}
+
+/// Streaming requests carrying 0 to 3 images each, all at once: every one completes with
+/// the answer a one-at-a-time run gives; images for a slot the model lacks, or sent as a
+/// path, are refused.
+#[test]
+fn concurrent_streams_with_different_numbers_of_images() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_pipeline(dir.path());
+    let chat = ChatModel::open(dir.path(), &Device::Cpu).unwrap();
+    let addr = start(Models { chat, chat_id: "tiny-vlm".into(), embedder: None }, config());
+    let cases: Vec<(String, usize)> =
+        (0..8).map(|i| (format!("What is in picture {i}?"), i % 4)).collect();
+    let want: Vec<String> =
+        cases.iter().map(|(q, n)| pipeline_answer(dir.path(), q, *n, 8)).collect();
+    let handles: Vec<_> = cases
+        .iter()
+        .map(|(q, n)| {
+            let body = image_request(q, *n, 8, true).to_string();
+            std::thread::spawn(move || request(addr, "POST", "/v1/chat/completions", &body, &[]))
+        })
+        .collect();
+    for ((h, w), (q, n)) in handles.into_iter().zip(&want).zip(&cases) {
+        let (status, _, raw) = h.join().unwrap();
+        assert_eq!(status, 200, "{raw}");
+        let ev = events(&raw);
+        assert_eq!(ev.last().map(String::as_str), Some("[DONE]"));
+        let text: String = ev[..ev.len() - 1]
+            .iter()
+            .map(|e| serde_json::from_str::<Value>(e).unwrap())
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(&text, w, "{q} with {n} images");
+    }
+    let path = json!({"model": "tiny-vlm", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]}]});
+    let (s, b) = post(addr, "/v1/chat/completions", &path);
+    assert!(s == 400 && b["error"]["message"].as_str().unwrap().contains("not fetched"), "{b}");
+    let junk = json!({"model": "tiny-vlm", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}}]}]});
+    let (s, b) = post(addr, "/v1/chat/completions", &junk);
+    assert!(
+        s == 400 && b["error"]["message"].as_str().unwrap().contains("not a recognised image"),
+        "{b}"
+    );
+    let audio = json!({"model": "tiny-vlm", "messages": [{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": "AA==", "format": "wav"}}]}]});
+    let (s, _) = post(addr, "/v1/chat/completions", &audio);
+    assert_eq!(s, 400);
 }

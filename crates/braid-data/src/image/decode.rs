@@ -21,50 +21,83 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     }
     let reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?;
     let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !file_jpeg_has_its_end(path)? {
+        return Err(truncated_jpeg(path));
+    }
+    decode(reader, path)
+}
+
+/// Decodes an image held in memory (an upload, a `data:` URI) as [`load_rgb`] decodes a
+/// file; `name` stands for it in errors.
+pub fn decode_rgb(bytes: &[u8], name: &Path) -> Result<RgbImage> {
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::io(name, e))?;
+    let tail = &bytes[bytes.len().saturating_sub(JPEG_TAIL as usize)..];
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_its_end(bytes, tail) {
+        return Err(truncated_jpeg(name));
+    }
+    decode(reader, name)
+}
+
+fn truncated_jpeg(name: &Path) -> Error {
+    Error::format(
+        name,
+        "truncated JPEG: no end-of-image marker (the decoder would fill the rest with gray)",
+    )
+}
+
+/// The format-sniffed `reader` decoded within the pixel budget, upright, in RGB.
+fn decode<R: std::io::BufRead + std::io::Seek>(
+    reader: ImageReader<R>,
+    name: &Path,
+) -> Result<RgbImage> {
     if reader.format().is_none() {
         return Err(Error::format(
-            path,
+            name,
             "not a recognised image (known: png, jpeg, gif, webp, bmp)",
         ));
     }
-    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_its_end(path)? {
-        return Err(Error::format(
-            path,
-            "truncated JPEG: no end-of-image marker (the decoder would fill the rest with gray)",
-        ));
-    }
-    let bad = |e: image::ImageError| Error::format(path, format!("cannot decode: {e}"));
+    let bad = |e: image::ImageError| Error::format(name, format!("cannot decode: {e}"));
     let mut decoder = reader.into_decoder().map_err(bad)?;
     let (w, h) = decoder.dimensions();
     let pixels = u64::from(w) * u64::from(h);
     braid_core::limits::PIXELS
         .check(pixels, &format!("decoding this {w}x{h} image (a decompression-bomb check)"))
-        .map_err(|m| Error::format(path, m))?;
+        .map_err(|m| Error::format(name, m))?;
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(bad)?;
     img.apply_orientation(orientation);
     Ok(to_rgb(img))
 }
 
-/// Whether a file of JPEG data (starting `FF D8`) holds its end-of-image marker `FF D9` in its last 64 KiB (after
-/// it may come padding or another application's trailer). In the entropy-coded data a
-/// `FF` byte is always followed by `00` or a restart marker, so `FF D9` is the end.
-/// Without it the file was cut short: the decoder fills the missing rows with gray and
-/// reports nothing, where Pillow raises "image file is truncated".
-fn jpeg_has_its_end(path: &Path) -> Result<bool> {
+/// Bytes at the end of a JPEG searched for its end-of-image marker (after it may come
+/// padding or another application's trailer).
+const JPEG_TAIL: u64 = 64 * 1024;
+
+/// Whether JPEG data starting with `start` ends with its end-of-image marker `FF D9`
+/// somewhere in `tail` (its last [`JPEG_TAIL`] bytes). In the entropy-coded data a `FF`
+/// byte is always followed by `00` or a restart marker, so `FF D9` is the end. Without
+/// it the data was cut short: the decoder fills the missing rows with gray and reports
+/// nothing, where Pillow raises "image file is truncated". Data not starting `FF D8` is
+/// not JPEG at all (named .jpg): the decoder's error says so.
+fn jpeg_has_its_end(start: &[u8], tail: &[u8]) -> bool {
+    !start.starts_with(&[0xFF, 0xD8]) || tail.windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
+/// [`jpeg_has_its_end`] for a file, reading only its start and its tail.
+fn file_jpeg_has_its_end(path: &Path) -> Result<bool> {
     use std::io::{Read, Seek, SeekFrom};
-    const TAIL: u64 = 64 * 1024;
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut start = [0u8; 2];
-    if file.read_exact(&mut start).is_err() || start != [0xFF, 0xD8] {
-        // Not JPEG data at all (named .jpg): the decoder's error says so.
+    if file.read_exact(&mut start).is_err() {
         return Ok(true);
     }
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(TAIL))).map_err(|e| Error::io(path, e))?;
+    file.seek(SeekFrom::Start(len.saturating_sub(JPEG_TAIL))).map_err(|e| Error::io(path, e))?;
     let mut tail = Vec::new();
-    file.take(TAIL).read_to_end(&mut tail).map_err(|e| Error::io(path, e))?;
-    Ok(tail.windows(2).any(|w| w == [0xFF, 0xD9]))
+    file.take(JPEG_TAIL).read_to_end(&mut tail).map_err(|e| Error::io(path, e))?;
+    Ok(jpeg_has_its_end(&start, &tail))
 }
 
 /// Gray and palette images are replicated to RGB; images with alpha are composited onto
@@ -114,6 +147,28 @@ mod tests {
         let trailer = dir.path().join("trailer.jpg");
         std::fs::write(&trailer, [whole.as_slice(), b"trailing bytes"].concat()).unwrap();
         assert!(load_rgb(&trailer).is_ok());
+        // The same from memory.
+        let name = Path::new("upload");
+        let cut = decode_rgb(&whole[..whole.len() * 2 / 3], name).unwrap_err().to_string();
+        assert!(cut.contains("upload") && cut.contains("truncated JPEG"), "{cut}");
+        assert_eq!(decode_rgb(&whole, name).unwrap(), load_rgb(&fixture("china.jpg")).unwrap());
+    }
+
+    #[test]
+    fn bytes_decode_as_files_do() {
+        for f in ["flower.jpg", "gray.png", "palette.gif", "exif_rot6.jpg"] {
+            let bytes = std::fs::read(fixture(f)).unwrap();
+            assert_eq!(
+                decode_rgb(&bytes, Path::new(f)).unwrap(),
+                load_rgb(&fixture(f)).unwrap(),
+                "{f}"
+            );
+        }
+        let bomb = std::fs::read(fixture("bomb_20000x20000.png")).unwrap();
+        let e = decode_rgb(&bomb, Path::new("bomb")).unwrap_err().to_string();
+        assert!(e.contains("decompression-bomb"), "{e}");
+        let e = decode_rgb(b"not an image", Path::new("junk")).unwrap_err().to_string();
+        assert!(e.contains("junk") && e.contains("not a recognised image"), "{e}");
     }
 
     #[test]

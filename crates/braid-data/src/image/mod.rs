@@ -6,6 +6,6 @@ mod decode;
 mod processor;
 mod resample;
 
-pub use decode::{load_rgb, MAX_PIXELS};
+pub use decode::{decode_rgb, load_rgb, MAX_PIXELS};
 pub use processor::{ImageProcessor, ImageProcessorConfig, SizeSpec};
 pub use resample::{resize_rgb, Filter};

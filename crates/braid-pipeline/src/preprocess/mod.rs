@@ -91,6 +91,19 @@ impl Preprocess {
         }
     }
 
+    /// Preprocesses an image held in memory (an upload) into one input (batch 1); `name`
+    /// stands for it in errors. Recordings and clips are read from files only so far.
+    pub fn load_bytes(&self, bytes: &[u8], name: &Path, device: &Device) -> Result<Input> {
+        let Self::Image(p) = self else {
+            let msg =
+                format!("a {} input is read from a file only, not from bytes", self.modality());
+            return Err(Error::format(name, msg));
+        };
+        let img = braid_data::image::decode_rgb(bytes, name)?;
+        let data = p.apply(&img, device).map_err(|e| Error::format(name, e.to_string()))?;
+        Ok(Input { modality: Modality::Image, data, mask: None })
+    }
+
     /// Reads `path` and preprocesses it into one input (batch 1); errors name the file.
     pub fn load(&self, path: &Path, device: &Device) -> Result<Input> {
         let data = match self {
