@@ -16,7 +16,7 @@ pub enum ChatModel {
         /// The model and tokenizer.
         model: Box<TextModel>,
         /// Its chat template, compiled once.
-        template: ChatTemplate,
+        template: Box<ChatTemplate>,
     },
     /// Encoders and projectors in front of a language model.
     Pipeline(Box<Pipeline>),
@@ -36,7 +36,7 @@ impl ChatModel {
     /// A language model alone.
     pub fn text(model: TextModel) -> Result<Self> {
         let template = model.chat_template()?;
-        Ok(Self::Text { model: Box::new(model), template })
+        Ok(Self::Text { model: Box::new(model), template: Box::new(template) })
     }
 
     /// The decoder.
