@@ -397,7 +397,7 @@ fn image_request(question: &str, images: usize, max: usize, stream: bool) -> Val
     json!({"model": "tiny-vlm", "messages": [{"role": "user", "content": content}], "max_tokens": max, "stream": stream})
 }
 
-/// Streaming requests carrying 0 to 3 images each, all at once: every one completes with
+/// 16 streaming requests carrying 0 to 3 images each, all at once: every one completes with
 /// the answer a one-at-a-time run gives; images for a slot the model lacks, or sent as a
 /// path, are refused.
 #[test]
