@@ -2,7 +2,7 @@
 //! SmolLM2 behind the HTTP API answer as `braid chat` answers, with an image sent as a
 //! `data:` URI; SIGTERM stops the server. They need `braid fetch easy-vqa smollm2`;
 //! without them they skip, unless BRAID_REQUIRE_ASSETS=1 (CI), which makes them fail.
-#![allow(clippy::panic, clippy::unwrap_used)]
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
