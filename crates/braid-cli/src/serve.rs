@@ -42,6 +42,9 @@ pub struct ServeArgs {
     /// Largest request body, in MiB.
     #[arg(long, default_value_t = 16)]
     pub max_body_mib: usize,
+    /// Most media (images, audio clips, IMU recordings) in one chat request.
+    #[arg(long, default_value_t = 8)]
+    pub max_media: usize,
     /// Seconds a request may take, waiting included; past it the answer is 504.
     #[arg(long, default_value_t = 600.0)]
     pub timeout: f64,
@@ -74,6 +77,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_mib.saturating_mul(1 << 20),
         max_tokens: args.max_tokens,
         max_prompt_tokens: args.max_prompt_tokens,
+        max_media: args.max_media,
         ..Limits::default()
     };
     let cfg = ServeConfig {

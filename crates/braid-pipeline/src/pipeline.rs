@@ -104,6 +104,22 @@ impl Pipeline {
         self.preprocess(modality)?.load_bytes(bytes, name, &self.device)
     }
 
+    /// An IMU recording sent as rows of channel values (an upload), sampled at `rate_hz`
+    /// when the sender says, with the IMU slot's preprocessing -> one input; `name` stands
+    /// for it in errors.
+    pub fn load_imu_rows(
+        &self,
+        rows: &[Vec<f32>],
+        rate_hz: Option<f64>,
+        name: &Path,
+    ) -> Result<Input> {
+        let crate::Preprocess::Imu(p) = self.preprocess(Modality::Imu)? else {
+            return Err(Error::config("encoders.imu.preprocess", "is not an IMU preprocessing"));
+        };
+        let data = p.from_rows(rows, rate_hz, name, &self.device)?;
+        Ok(Input { modality: Modality::Imu, data, mask: None })
+    }
+
     fn preprocess(&self, modality: Modality) -> Result<&crate::Preprocess> {
         let slot = self.cfg.slot(modality).ok_or_else(|| self.no_branch(modality))?;
         slot.preprocess.as_ref().ok_or_else(|| {

@@ -40,8 +40,9 @@ pub struct Limits {
     pub max_prompt_tokens: usize,
     /// Most texts in one embeddings request.
     pub max_inputs: usize,
-    /// Most images in one chat request (each also within `BRAID_MAX_PIXELS`).
-    pub max_images: usize,
+    /// Most media (images, clips, recordings) in one chat request (each image also within
+    /// `BRAID_MAX_PIXELS`, each clip within its slot's seconds).
+    pub max_media: usize,
 }
 
 impl Default for Limits {
@@ -52,7 +53,7 @@ impl Default for Limits {
             default_tokens: 256,
             max_prompt_tokens: 8192,
             max_inputs: 256,
-            max_images: 8,
+            max_media: 8,
         }
     }
 }

@@ -79,7 +79,7 @@ impl ChatModel {
         }
     }
 
-    /// An uploaded input of `modality` (image bytes), preprocessed as the model's slot says;
+    /// An uploaded input of `modality` (image or audio bytes), preprocessed as the model's slot says;
     /// `name` stands for it in errors.
     pub fn load_input(&self, modality: Modality, bytes: &[u8], name: &Path) -> Result<Input> {
         match self {
@@ -87,6 +87,16 @@ impl ChatModel {
                 "this model reads text only: it has no {modality} encoder"
             ))),
             Self::Pipeline(p) => p.load_input_bytes(modality, bytes, name),
+        }
+    }
+
+    /// An IMU recording sent as rows (an upload), preprocessed as the model's IMU slot says.
+    pub fn load_imu(&self, rows: &[Vec<f32>], rate_hz: Option<f64>, name: &Path) -> Result<Input> {
+        match self {
+            Self::Text { .. } => {
+                Err(Error::Invalid("this model reads text only: it has no imu encoder".into()))
+            }
+            Self::Pipeline(p) => p.load_imu_rows(rows, rate_hz, name),
         }
     }
 

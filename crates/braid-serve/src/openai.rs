@@ -47,6 +47,24 @@ pub enum Part {
         /// The clip.
         input_audio: serde_json::Value,
     },
+    /// Braid's extension: an IMU recording as rows of channel values, in the channel
+    /// order of the model's IMU slot (`{"rows": [[ax, ay, az, gx, gy, gz], ...],
+    /// "rate_hz": 50}`; `rate_hz` optional, checked against the model's when given).
+    InputImu {
+        /// The recording.
+        input_imu: ImuPart,
+    },
+}
+
+/// The body of an `input_imu` content part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImuPart {
+    /// Samples, one row per time step.
+    pub rows: Vec<Vec<f32>>,
+    /// Samples per second.
+    #[serde(default)]
+    pub rate_hz: Option<f64>,
 }
 
 /// Stop strings: one or several.

@@ -133,14 +133,32 @@ fn generate_config(s: &AppState, p: &Sampling) -> Result<GenerateConfig, ApiErro
     Ok(cfg)
 }
 
-/// An image of a request: its bytes and where it came from (for errors).
+/// A medium of a request, and where it came from (for errors).
 struct Upload {
-    bytes: Vec<u8>,
+    data: Media,
     name: String,
 }
 
-/// A message's text (its text parts, joined by newlines) and its images, decoded from
-/// `data:` URIs; a URL or a path is refused without being read.
+/// An upload's content.
+enum Media {
+    /// Image or audio bytes.
+    Bytes(Modality, Vec<u8>),
+    /// IMU rows and their rate.
+    Imu(crate::openai::ImuPart),
+}
+
+impl Upload {
+    fn modality(&self) -> Modality {
+        match &self.data {
+            Media::Bytes(m, _) => *m,
+            Media::Imu(_) => Modality::Imu,
+        }
+    }
+}
+
+/// A message's text (its text parts, joined by newlines) and its media, in order: images
+/// from `data:` URIs (a URL or a path is refused without being read), audio clips from
+/// base64 (`input_audio`), IMU recordings as rows (Braid's `input_imu` part).
 fn split_content(
     content: &Content,
     i: usize,
@@ -165,13 +183,23 @@ fn split_content(
                 };
                 let bytes = data_uri(url)
                     .map_err(|m| ApiError::bad_request(format!("{at}: {m}"), Some("messages")))?;
-                images.push(Upload { bytes, name: format!("{at} (image_url)") });
+                let name = format!("{at} (image_url)");
+                images.push(Upload { data: Media::Bytes(Modality::Image, bytes), name });
             }
-            Part::InputAudio { .. } => {
-                return Err(ApiError::bad_request(
-                    format!("{at}: audio input is not served yet (images and text are)"),
-                    Some("messages"),
-                ))
+            Part::InputAudio { input_audio } => {
+                let bad = |m: String| ApiError::bad_request(format!("{at}: {m}"), Some("messages"));
+                let Some(data) = input_audio.get("data").and_then(|d| d.as_str()) else {
+                    return Err(bad("`input_audio.data` is missing".into()));
+                };
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data.trim())
+                    .map_err(|e| bad(format!("`input_audio.data` is not valid base64: {e}")))?;
+                let name = format!("{at} (input_audio)");
+                images.push(Upload { data: Media::Bytes(Modality::Audio, bytes), name });
+            }
+            Part::InputImu { input_imu } => {
+                let name = format!("{at} (input_imu)");
+                images.push(Upload { data: Media::Imu(input_imu.clone()), name });
             }
         }
     }
@@ -203,19 +231,25 @@ async fn prepare(
     images: Vec<Upload>,
 ) -> Result<(Vec<u32>, Vec<Input>), ApiError> {
     let chat = s.engine.chat.clone();
-    let max_images = s.limits.max_images;
+    let max_media = s.limits.max_media;
     let job = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
-        if images.len() > max_images {
+        if images.len() > max_media {
             let msg = format!(
-                "{} images, over this server's limit of {max_images} (--max-images)",
+                "{} media items, over this server's limit of {max_media} (--max-media)",
                 images.len()
             );
             return Err(ApiError::bad_request(msg, Some("messages")));
         }
-        let kinds = vec![Modality::Image; images.len()];
+        let kinds: Vec<Modality> = images.iter().map(Upload::modality).collect();
         let inputs = images
             .iter()
-            .map(|u| chat.load_input(Modality::Image, &u.bytes, std::path::Path::new(&u.name)))
+            .map(|u| {
+                let name = std::path::Path::new(&u.name);
+                match &u.data {
+                    Media::Bytes(m, bytes) => chat.load_input(*m, bytes, name),
+                    Media::Imu(p) => chat.load_imu(&p.rows, p.rate_hz, name),
+                }
+            })
             .collect::<braid_core::Result<Vec<_>>>()
             .map_err(|e| ApiError::bad_request(e.to_string(), Some("messages")))?;
         let ids = chat

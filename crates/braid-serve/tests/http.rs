@@ -445,3 +445,126 @@ fn concurrent_streams_with_different_numbers_of_images() {
     let (s, _) = post(addr, "/v1/chat/completions", &audio);
     assert_eq!(s, 400);
 }
+
+/// A Braid model directory with image, audio and IMU slots over the tiny Qwen2.
+fn media_pipeline(dir: &std::path::Path) {
+    let toml = format!(
+        r#"llm = {:?}
+[[encoders]]
+modality = "image"
+[encoders.encoder]
+type = "vit"
+vit = {{ hidden_size = 16, intermediate_size = 24, num_hidden_layers = 1, num_attention_heads = 2, image_size = 16, patch_size = 8 }}
+[encoders.preprocess]
+type = "image"
+resize = {{ height = 16, width = 16 }}
+image_mean = [0.5, 0.5, 0.5]
+image_std = [0.5, 0.5, 0.5]
+[[encoders]]
+modality = "audio"
+[encoders.encoder]
+type = "spectrogram_patch"
+mels = 16
+patch_size = 8
+stride = 8
+transformer = {{ hidden_size = 16, intermediate_size = 24, num_layers = 1, num_heads = 2, max_positions = 64 }}
+[encoders.preprocess]
+type = "audio"
+max_seconds = 0.5
+mels = 16
+trim = true
+[[encoders]]
+modality = "imu"
+[encoders.encoder]
+type = "imu_patch"
+channels = 3
+patch_size = 8
+stride = 8
+transformer = {{ hidden_size = 16, intermediate_size = 24, num_layers = 1, num_heads = 2, max_positions = 16 }}
+[encoders.preprocess]
+type = "imu"
+channels = ["ax", "ay", "az"]
+mean = [0.0, 0.0, 9.8]
+std = [1.0, 1.0, 1.0]
+rate_hz = 50.0
+"#,
+        fixture().canonicalize().unwrap().display().to_string()
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, toml).unwrap();
+    let cfg = braid_pipeline::PipelineConfig::load(&path).unwrap();
+    braid_pipeline::Pipeline::init_seeded(&cfg, dir, &Device::Cpu, 7).unwrap().save(dir).unwrap();
+}
+
+/// An image, a spoken clip (base64 WAV) and an IMU recording (Braid's `input_imu` rows)
+/// in one request answer as the pipeline answers the same files run directly; a
+/// recording of the wrong channel count or rate is refused naming the part.
+#[test]
+fn image_audio_and_imu_parts_answer_as_the_files_do() {
+    use base64::Engine as _;
+    use braid_core::Modality;
+    let dir = tempfile::tempdir().unwrap();
+    media_pipeline(dir.path());
+    let wav = fixture().join("../../audio/speech_16k.wav");
+    let png = fixture().join("../../image/gray.png");
+    let rows: Vec<Vec<f32>> = (0..64)
+        .map(|i| (0..3).map(|c| ((i * (c + 1)) as f32 * 0.02).sin() + 0.5).collect())
+        .collect();
+    let csv = dir.path().join("rec.csv");
+    let mut text = String::from("ax,ay,az\n");
+    for r in &rows {
+        text += &format!("{},{},{}\n", r[0], r[1], r[2]);
+    }
+    std::fs::write(&csv, text).unwrap();
+    // Direct: the files through the pipeline.
+    let want = {
+        let p = braid_pipeline::Pipeline::open(dir.path(), FROZEN, &Device::Cpu).unwrap();
+        let inputs = vec![
+            p.load_input(Modality::Image, &png).unwrap(),
+            p.load_input(Modality::Audio, &wav).unwrap(),
+            p.load_input(Modality::Imu, &csv).unwrap(),
+        ];
+        let rows_input = p.load_imu_rows(&rows, Some(50.0), std::path::Path::new("rows")).unwrap();
+        let d = (rows_input.data - &inputs[2].data).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-6, "rows vs CSV");
+        let prompter = p.prompter().unwrap();
+        let kinds = [Modality::Image, Modality::Audio, Modality::Imu];
+        let msgs = braid_pipeline::place_media(&[Message::new("user", "what happens?")], &kinds);
+        let ids = prompter.prompt_ids(&msgs).unwrap();
+        let embeds = p.embed_prompt(&ids, &inputs).unwrap();
+        let cfg = GenerateConfig { max_new_tokens: 8, ..Default::default() };
+        let (g, _) = braid_llm::generate::generate_embeds(
+            p.llm().unwrap(),
+            prompter.tokenizer(),
+            &embeds,
+            None,
+            &[ids],
+            &cfg,
+            &mut |_, _| Ok(()),
+        )
+        .unwrap();
+        g[0].text.clone()
+    };
+    let chat = ChatModel::open(dir.path(), &Device::Cpu).unwrap();
+    let addr = start(Models { chat, chat_id: "m".into(), embedder: None }, config());
+    let b64 = |p: &std::path::Path| {
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(p).unwrap())
+    };
+    let body = |imu: Value| {
+        json!({"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what happens?"},
+            {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{}", b64(&png))}},
+            {"type": "input_audio", "input_audio": {"data": b64(&wav), "format": "wav"}},
+            {"type": "input_imu", "input_imu": imu}]}]})
+    };
+    let (s, b) = post(addr, "/v1/chat/completions", &body(json!({"rows": rows, "rate_hz": 50.0})));
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["choices"][0]["message"]["content"], want.as_str());
+    let four: Vec<Vec<f32>> = rows.iter().map(|r| [r.as_slice(), &[0.0]].concat()).collect();
+    let (s, b) = post(addr, "/v1/chat/completions", &body(json!({"rows": four})));
+    let msg = b["error"]["message"].as_str().unwrap_or_default();
+    assert!(s == 400 && msg.contains("content[3] (input_imu)") && msg.contains("4 values"), "{b}");
+    let (s, b) = post(addr, "/v1/chat/completions", &body(json!({"rows": rows, "rate_hz": 100.0})));
+    let msg = b["error"]["message"].as_str().unwrap_or_default();
+    assert!(s == 400 && msg.contains("100 Hz") && msg.contains("50 Hz"), "{b}");
+}

@@ -55,16 +55,30 @@ pub fn decode_file(path: impl AsRef<Path>) -> Result<Audio> {
     if let Some(msg) = riff::precheck(path) {
         return Err(Error::format(path, msg));
     }
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    decode_source(Box::new(file), path)
+}
+
+/// Decodes audio held in memory (an upload) as [`decode_file`] decodes a file; `name`
+/// stands for it in errors (its extension, if any, is a hint).
+pub fn decode_bytes(bytes: Vec<u8>, name: &Path) -> Result<Audio> {
+    if let Some(msg) = riff::precheck_head(&bytes) {
+        return Err(Error::format(name, msg));
+    }
+    decode_source(Box::new(std::io::Cursor::new(bytes)), name)
+}
+
+fn decode_source(source: Box<dyn symphonia::core::io::MediaSource>, name: &Path) -> Result<Audio> {
     // A backstop for asserts inside symphonia on headers of other formats.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_checked(path))) {
+    let run = std::panic::AssertUnwindSafe(|| decode_checked(source, name));
+    match std::panic::catch_unwind(run) {
         Ok(result) => result,
-        Err(_) => Err(Error::format(path, "corrupt audio file (the decoder gave up)")),
+        Err(_) => Err(Error::format(name, "corrupt audio file (the decoder gave up)")),
     }
 }
 
-fn decode_checked(path: &Path) -> Result<Audio> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+fn decode_checked(source: Box<dyn symphonia::core::io::MediaSource>, path: &Path) -> Result<Audio> {
+    let mss = MediaSourceStream::new(source, Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);
@@ -296,6 +310,20 @@ pub(crate) mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn bytes_decode_as_files_do() {
+        let speech = fixture("speech_16k.wav");
+        let bytes = std::fs::read(&speech).unwrap();
+        assert_eq!(
+            decode_bytes(bytes, Path::new("upload")).unwrap(),
+            decode_file(&speech).unwrap()
+        );
+        let e = decode_bytes(wav_bytes(1, 0, 10), Path::new("upload")).unwrap_err().to_string();
+        assert!(e.contains("upload") && e.contains("0 Hz"), "{e}");
+        let e = decode_bytes(b"not audio".to_vec(), Path::new("upload")).unwrap_err().to_string();
+        assert!(e.contains("upload") && e.contains("not a readable audio file"), "{e}");
     }
 
     #[test]

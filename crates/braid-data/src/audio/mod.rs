@@ -9,7 +9,7 @@ mod resample;
 mod riff;
 mod stft;
 
-pub use decode::{decode_file, Audio};
+pub use decode::{decode_bytes, decode_file, Audio};
 pub use load::{load_audio, AudioOptions};
 pub use mel::{mel_filter_bank, WhisperFeatures, WhisperFeaturesConfig};
 pub use resample::resample;

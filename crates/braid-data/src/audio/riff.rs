@@ -19,6 +19,12 @@ const LOOK: u64 = 1 << 16;
 pub(super) fn precheck(path: &Path) -> Option<String> {
     let mut head = Vec::new();
     std::fs::File::open(path).ok()?.take(LOOK).read_to_end(&mut head).ok()?;
+    precheck_head(&head)
+}
+
+/// [`precheck`] on the first bytes of a file (or of audio held in memory).
+pub(super) fn precheck_head(bytes: &[u8]) -> Option<String> {
+    let head = &bytes[..bytes.len().min(LOOK as usize)];
     if head.get(..4)? != b"RIFF" || head.get(8..12)? != b"WAVE" {
         return None;
     }

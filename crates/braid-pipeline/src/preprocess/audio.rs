@@ -15,7 +15,8 @@ use std::path::Path;
 use braid_core::limits::AUDIO_SAMPLES;
 use braid_core::{Error, Result};
 use braid_data::audio::{
-    decode_file, resample, WhisperFeatures, WhisperFeaturesConfig, MAX_SAMPLE_RATE,
+    decode_bytes, decode_file, resample, Audio, WhisperFeatures, WhisperFeaturesConfig,
+    MAX_SAMPLE_RATE,
 };
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -145,8 +146,7 @@ impl AudioPreprocess {
     }
 
     /// The mono clip of `path` at `sample_rate`, checked for length and silence.
-    fn samples(&self, path: &Path) -> Result<Vec<f32>> {
-        let audio = decode_file(path)?;
+    fn samples(&self, audio: &Audio, path: &Path) -> Result<Vec<f32>> {
         let mut mono = audio.to_mono();
         let rate = f64::from(audio.sample_rate);
         let max = (self.max_seconds * rate).round() as usize;
@@ -183,8 +183,19 @@ impl AudioPreprocess {
     /// The clip of `path` -> log-mel `[1, mels, frames]`: `max_seconds * sample_rate /
     /// hop_length` frames when padding, the clip's own number otherwise.
     pub fn load(&self, path: &Path, device: &Device) -> Result<Tensor> {
+        self.features_of(&decode_file(path)?, path, device)
+    }
+
+    /// As [`Self::load`], for a clip held in memory (an upload); `name` stands for it in
+    /// errors.
+    pub fn load_bytes(&self, bytes: Vec<u8>, name: &Path, device: &Device) -> Result<Tensor> {
+        self.features_of(&decode_bytes(bytes, name)?, name, device)
+    }
+
+    /// The log-mel features of decoded `audio` (named `path` in errors).
+    fn features_of(&self, audio: &Audio, path: &Path, device: &Device) -> Result<Tensor> {
         self.validate()?;
-        let clip = self.samples(path)?;
+        let clip = self.samples(audio, path)?;
         let n = if self.pad_to_max { self.max_samples() } else { clip.len() };
         let frames = n / self.hop_length;
         if frames == 0 {

@@ -96,7 +96,6 @@ impl ImuPreprocess {
     /// A whole recording (`.npy` `[T, C]` float, `.csv` with a header, `.ts`: its first
     /// case) -> standardised `[1, T, C]`.
     pub fn load(&self, path: &Path, device: &Device) -> Result<Tensor> {
-        let stats = self.stats()?;
         let (values, t, c) = match path.extension().and_then(|e| e.to_str()) {
             Some("npy") => {
                 let a = read_npy(path)?;
@@ -117,6 +116,49 @@ impl ImuPreprocess {
             Some("ts") => first_recording(path, read_ts(path)?)?,
             _ => return Err(Error::format(path, "an IMU recording must be .npy, .csv or .ts")),
         };
+        self.standardise(values, t, c, path, device)
+    }
+
+    /// A recording sent as rows of channel values (an upload), sampled at `rate_hz` when
+    /// the sender says; `name` stands for it in errors.
+    pub fn from_rows(
+        &self,
+        rows: &[Vec<f32>],
+        rate_hz: Option<f64>,
+        name: &Path,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let c = self.channels.len();
+        if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != c) {
+            let msg = format!(
+                "row {i} has {} values, but the model reads {c} channels ({})",
+                r.len(),
+                self.channels.join(", ")
+            );
+            return Err(Error::format(name, msg));
+        }
+        if let (Some(want), Some(got)) = (self.rate_hz, rate_hz) {
+            if !(got.is_finite() && (got - want).abs() <= RATE_TOLERANCE * want) {
+                let msg = format!(
+                    "sampled at {got} Hz, but the model reads {want} Hz recordings; resample it"
+                );
+                return Err(Error::format(name, msg));
+            }
+        }
+        let values = rows.iter().flatten().copied().collect();
+        self.standardise(values, rows.len(), c, name, device)
+    }
+
+    /// `values` ([time t, channels c], row-major) checked and standardised -> [1, t, c].
+    fn standardise(
+        &self,
+        values: Vec<f32>,
+        t: usize,
+        c: usize,
+        path: &Path,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let stats = self.stats()?;
         if c != self.channels.len() {
             return Err(Error::format(
                 path,

@@ -91,17 +91,21 @@ impl Preprocess {
         }
     }
 
-    /// Preprocesses an image held in memory (an upload) into one input (batch 1); `name`
-    /// stands for it in errors. Recordings and clips are read from files only so far.
+    /// Preprocesses an image or an audio clip held in memory (an upload) into one input
+    /// (batch 1); `name` stands for it in errors.
     pub fn load_bytes(&self, bytes: &[u8], name: &Path, device: &Device) -> Result<Input> {
-        let Self::Image(p) = self else {
-            let msg =
-                format!("a {} input is read from a file only, not from bytes", self.modality());
-            return Err(Error::format(name, msg));
+        let data = match self {
+            Self::Image(p) => {
+                let img = braid_data::image::decode_rgb(bytes, name)?;
+                p.apply(&img, device).map_err(|e| Error::format(name, e.to_string()))?
+            }
+            Self::Audio(p) => p.load_bytes(bytes.to_vec(), name, device)?,
+            Self::Imu(_) => {
+                let msg = "an IMU recording is read from a file or from rows, not from bytes";
+                return Err(Error::format(name, msg));
+            }
         };
-        let img = braid_data::image::decode_rgb(bytes, name)?;
-        let data = p.apply(&img, device).map_err(|e| Error::format(name, e.to_string()))?;
-        Ok(Input { modality: Modality::Image, data, mask: None })
+        Ok(Input { modality: self.modality(), data, mask: None })
     }
 
     /// Reads `path` and preprocesses it into one input (batch 1); errors name the file.
