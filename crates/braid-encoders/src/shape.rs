@@ -38,6 +38,26 @@ pub(crate) struct Shape<'a> {
     pub(crate) counts: Vec<Field<'a, usize>>,
 }
 
+impl Shape<'static> {
+    /// The shape under Hugging Face's usual names (`hidden_size`, `num_attention_heads`,
+    /// `num_hidden_layers`, `intermediate_size`, `layer_norm_eps`: BERT, CLIP, ViT), with
+    /// `counts` besides.
+    pub(crate) fn hf(
+        [hidden, heads, layers, inner]: [usize; 4],
+        eps: f64,
+        counts: Vec<Field<'static, usize>>,
+    ) -> Self {
+        Shape {
+            hidden: ("hidden_size", hidden),
+            heads: ("num_attention_heads", heads),
+            layers: ("num_hidden_layers", layers),
+            inner: ("intermediate_size", inner),
+            eps: Some(("layer_norm_eps", eps)),
+            counts,
+        }
+    }
+}
+
 impl Shape<'_> {
     /// The first field that cannot shape a model, and why.
     pub(crate) fn problem(&self) -> Option<(String, String)> {

@@ -383,12 +383,15 @@ pub(crate) async fn embeddings(State(s): Shared, body: Body) -> Result<Response,
     let body = body.map_err(|e| too_large(&e))?;
     let req: EmbeddingsRequest = parse(&body)?;
     check_model(&s, &req.model, s.engine.embed_id())?;
-    if req.encoding_format.as_deref().is_some_and(|f| f != "float") {
-        return Err(ApiError::bad_request(
-            "only `encoding_format` = \"float\" is supported".into(),
-            Some("encoding_format"),
-        ));
-    }
+    // The official client asks for base64 (little-endian f32) unless told otherwise.
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            let msg = format!("`encoding_format` `{other}` is not supported; known: float, base64");
+            return Err(ApiError::bad_request(msg, Some("encoding_format")));
+        }
+    };
     let texts = req.input.texts();
     if texts.is_empty() || texts.len() > s.limits.max_inputs {
         let msg = format!(
@@ -406,7 +409,15 @@ pub(crate) async fn embeddings(State(s): Shared, body: Body) -> Result<Response,
     let data: Vec<Value> = rows
         .into_iter()
         .enumerate()
-        .map(|(i, e)| json!({"object": "embedding", "index": i, "embedding": e}))
+        .map(|(i, e)| {
+            let embedding = if base64 {
+                let bytes: Vec<u8> = e.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(e)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
         .collect();
     let usage = json!({"prompt_tokens": tokens, "total_tokens": tokens});
     Ok(Json(json!({"object": "list", "data": data, "model": req.model, "usage": usage}))

@@ -293,6 +293,21 @@ fn embeddings_and_a_full_queue_with_fetched_models() {
         let d = got.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(d <= 1e-6, "row {i}: {d}");
     }
+    // base64 (what the official client asks for): the same floats, little-endian.
+    use base64::Engine as _;
+    let (s, b) = post(
+        addr,
+        "/v1/embeddings",
+        &json!({"model": "minilm", "input": texts, "encoding_format": "base64"}),
+    );
+    assert_eq!(s, 200, "{b}");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let floats: Vec<f32> =
+        bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let d = floats.iter().zip(&want[0]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(floats.len() == want[0].len() && d <= 1e-6, "{d}");
     // One long answer holds the only queue place; the next request is turned away at once.
     let long = json!({"model": "smollm2", "messages": [{"role": "user", "content": "Tell a long story."}],
                       "max_tokens": 160, "stream": true});
@@ -360,20 +375,18 @@ image_std = [0.5, 0.5, 0.5]
     p.save(dir).unwrap();
 }
 
-/// What the pipeline answers, run directly from the image file.
-fn pipeline_answer(dir: &std::path::Path, question: &str, images: usize, max: usize) -> String {
-    use braid_core::Modality;
-    let p = braid_pipeline::Pipeline::open(dir, FROZEN, &Device::Cpu).unwrap();
-    let file = fixture().join("../../image/gray.png");
-    let inputs: Vec<_> =
-        (0..images).map(|_| p.load_input(Modality::Image, &file).unwrap()).collect();
+/// What the pipeline `p` answers to `question` about `inputs`, run directly (greedy).
+fn direct_answer(
+    p: &braid_pipeline::Pipeline,
+    question: &str,
+    inputs: &[braid_pipeline::Input],
+    max: usize,
+) -> String {
     let prompter = p.prompter().unwrap();
-    let msgs = braid_pipeline::place_media(
-        &[Message::new("user", question)],
-        &vec![Modality::Image; images],
-    );
+    let kinds: Vec<_> = inputs.iter().map(|i| i.modality).collect();
+    let msgs = braid_pipeline::place_media(&[Message::new("user", question)], &kinds);
     let ids = prompter.prompt_ids(&msgs).unwrap();
-    let embeds = p.embed_prompt(&ids, &inputs).unwrap();
+    let embeds = p.embed_prompt(&ids, inputs).unwrap();
     let cfg = GenerateConfig { max_new_tokens: max, ..Default::default() };
     let (g, _) = braid_llm::generate::generate_embeds(
         p.llm().unwrap(),
@@ -386,6 +399,15 @@ fn pipeline_answer(dir: &std::path::Path, question: &str, images: usize, max: us
     )
     .unwrap();
     g[0].text.clone()
+}
+
+/// What the pipeline in `dir` answers about `images` copies of the gray PNG file.
+fn pipeline_answer(dir: &std::path::Path, question: &str, images: usize, max: usize) -> String {
+    let p = braid_pipeline::Pipeline::open(dir, FROZEN, &Device::Cpu).unwrap();
+    let file = fixture().join("../../image/gray.png");
+    let inputs: Vec<_> =
+        (0..images).map(|_| p.load_input(braid_core::Modality::Image, &file).unwrap()).collect();
+    direct_answer(&p, question, &inputs, max)
 }
 
 fn image_request(question: &str, images: usize, max: usize, stream: bool) -> Value {
@@ -527,23 +549,7 @@ fn image_audio_and_imu_parts_answer_as_the_files_do() {
         let rows_input = p.load_imu_rows(&rows, Some(50.0), std::path::Path::new("rows")).unwrap();
         let d = (rows_input.data - &inputs[2].data).unwrap().abs().unwrap().max_all().unwrap();
         assert!(d.to_scalar::<f32>().unwrap() < 1e-6, "rows vs CSV");
-        let prompter = p.prompter().unwrap();
-        let kinds = [Modality::Image, Modality::Audio, Modality::Imu];
-        let msgs = braid_pipeline::place_media(&[Message::new("user", "what happens?")], &kinds);
-        let ids = prompter.prompt_ids(&msgs).unwrap();
-        let embeds = p.embed_prompt(&ids, &inputs).unwrap();
-        let cfg = GenerateConfig { max_new_tokens: 8, ..Default::default() };
-        let (g, _) = braid_llm::generate::generate_embeds(
-            p.llm().unwrap(),
-            prompter.tokenizer(),
-            &embeds,
-            None,
-            &[ids],
-            &cfg,
-            &mut |_, _| Ok(()),
-        )
-        .unwrap();
-        g[0].text.clone()
+        direct_answer(&p, "what happens?", &inputs, 8)
     };
     let chat = ChatModel::open(dir.path(), &Device::Cpu).unwrap();
     let addr = start(Models { chat, chat_id: "m".into(), embedder: None }, config());

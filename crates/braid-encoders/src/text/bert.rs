@@ -73,18 +73,21 @@ impl BertConfig {
 
     /// The fields that shape the model, by their `config.json` names.
     pub(crate) fn shape(&self) -> Shape<'static> {
-        Shape {
-            hidden: ("hidden_size", self.hidden_size),
-            heads: ("num_attention_heads", self.num_attention_heads),
-            layers: ("num_hidden_layers", self.num_hidden_layers),
-            inner: ("intermediate_size", self.intermediate_size),
-            eps: Some(("layer_norm_eps", self.layer_norm_eps)),
-            counts: vec![
+        let sizes = [
+            self.hidden_size,
+            self.num_attention_heads,
+            self.num_hidden_layers,
+            self.intermediate_size,
+        ];
+        Shape::hf(
+            sizes,
+            self.layer_norm_eps,
+            vec![
                 ("vocab_size", self.vocab_size),
                 ("max_position_embeddings", self.max_position_embeddings),
                 ("type_vocab_size", self.type_vocab_size),
             ],
-        }
+        )
     }
 
     fn block_config(&self) -> BlockConfig {
