@@ -9,7 +9,7 @@ chunk's usage, else the chunk count).
         --clients 32 --seconds 60 --max-tokens 64
 
 `bench/serve_load.sh` runs it against `braid serve` and llama-cpp-python's server on the
-same GGUF, one after the other, and prints the ratio. Needs httpx (comes with `openai`).
+same GGUF, one after the other, and prints the ratio. Needs `pip install httpx`.
 """
 import argparse
 import asyncio

@@ -4,7 +4,7 @@
 # (bench/serve_load.py), one after the other in one run, 2 threads each; prints each
 # server's JSON line, its peak RSS, and the ratio of generated tokens/s.
 #
-#   pip install "llama-cpp-python[server]" openai   # in a venv outside the repo
+#   pip install "llama-cpp-python[server]" httpx   # in a venv outside the repo
 #   PY=/path/to/venv/bin/python bench/serve_load.sh [--clients 32 --seconds 60 --max-tokens 64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
