@@ -268,7 +268,14 @@ impl Worker {
             }
             Ok(())
         };
-        match self.generate(&batch, &first.cfg, &mut stream) {
+        // A panic inside a kernel fails this batch, not the server: the worker goes on.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.generate(&batch, &first.cfg, &mut stream)
+        }))
+        .unwrap_or_else(|_| {
+            Err(Error::Invalid("the model failed on this request (a panic)".into()))
+        });
+        match run {
             Ok((gens, t)) => {
                 for (job, g) in batch.iter().zip(gens) {
                     let timings = Timings {
@@ -316,7 +323,10 @@ impl Worker {
 
     fn embed(&self, job: EmbedJob) {
         let out = match &self.embedder {
-            Some(enc) => embed_texts(enc, &job.texts),
+            Some(enc) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                embed_texts(enc, &job.texts)
+            }))
+            .unwrap_or_else(|_| Err(Error::Invalid("the embedder failed (a panic)".into()))),
             None => Err(Error::Invalid("this server has no embedding model".into())),
         };
         let _ = job.reply.send(out);
