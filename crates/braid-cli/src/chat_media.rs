@@ -205,21 +205,4 @@ mod tests {
         let err = format!("{:#}", MediaChat::open(&dir, &media).err().unwrap());
         assert!(err.contains("images only") && err.contains("--imu rec.csv"), "{err}");
     }
-
-    #[test]
-    fn media_open_the_first_user_turn_in_the_order_given() {
-        let h = vec![
-            Message::new("system", "be brief"),
-            Message::new("user", "what is it?"),
-            Message::new("user", "and?"),
-        ];
-        let got = place_media(&h, &[Modality::Image, Modality::Image]);
-        assert_eq!(got[1].content, "<image>\n<image>\nwhat is it?");
-        assert_eq!(got[2].content, "and?");
-        let mixed = place_media(&h, &[Modality::Imu, Modality::Audio, Modality::Imu]);
-        assert_eq!(mixed[1].content, "<imu>\n<audio>\n<imu>\nwhat is it?");
-        let placed = vec![Message::new("user", "compare <image> with <image>")];
-        let got = place_media(&placed, &[Modality::Image, Modality::Image, Modality::Audio]);
-        assert_eq!(got[0].content, "<audio>\ncompare <image> with <image>");
-    }
 }
