@@ -76,6 +76,73 @@ impl KvBuffer {
         Ok(out)
     }
 
+    /// The stored keys and values, `[batch, kv_heads, len, head_dim]` each.
+    fn stored(&self) -> Result<Option<(Tensor, Tensor)>> {
+        match &self.kv {
+            Some((k, v)) => Ok(Some((k.narrow(2, 0, self.len)?, v.narrow(2, 0, self.len)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// A copy holding only the batch rows `rows`, in that order.
+    pub fn select_rows(&self, rows: &[u32]) -> Result<Self> {
+        let mut out = Self::default();
+        if let (Some((k, v)), false) = (self.stored()?, rows.is_empty()) {
+            let idx = Tensor::new(rows, k.device())?;
+            let (k, v) = (k.contiguous()?, v.contiguous()?);
+            out.append(&k.index_select(&idx, 0)?, &v.index_select(&idx, 0)?)?;
+        }
+        Ok(out)
+    }
+
+    /// The rows of `parts` stacked into one batch, each part's positions moved right to end
+    /// at the longest part's length (zeros before them, which the caller masks out).
+    pub fn stack(parts: &[&Self]) -> Result<Self> {
+        let longest = parts.iter().map(|p| p.len).max().unwrap_or(0);
+        let (mut ks, mut vs) = (Vec::new(), Vec::new());
+        for p in parts {
+            let Some((k, v)) = p.stored()? else { continue };
+            let pad = longest - p.len;
+            let left = |t: &Tensor| -> Result<Tensor> {
+                if pad == 0 {
+                    return Ok(t.clone());
+                }
+                let (b, h, _, d) = t.dims4()?;
+                let zeros = Tensor::zeros((b, h, pad, d), t.dtype(), t.device())?;
+                Ok(Tensor::cat(&[&zeros, t], 2)?)
+            };
+            ks.push(left(&k)?);
+            vs.push(left(&v)?);
+        }
+        let mut out = Self::default();
+        if !ks.is_empty() {
+            out.append(&Tensor::cat(&ks, 0)?, &Tensor::cat(&vs, 0)?)?;
+        }
+        Ok(out)
+    }
+
+    /// One row of `n` zero positions shaped like this buffer's (placeholders that a mask
+    /// hides, so that a sequence joining the batch sits at the batch's positions).
+    pub fn zeros_like(&self, n: usize) -> Result<Self> {
+        let mut out = Self::default();
+        if let (Some((k, _)), true) = (&self.kv, n > 0) {
+            let (_, h, _, d) = k.dims4()?;
+            let z = Tensor::zeros((1, h, n, d), k.dtype(), k.device())?;
+            out.append(&z, &z)?;
+        }
+        Ok(out)
+    }
+
+    /// A copy without its first `n` positions.
+    pub fn drop_front(&self, n: usize) -> Result<Self> {
+        let mut out = Self::default();
+        if let (Some((k, v)), true) = (self.stored()?, n < self.len) {
+            let keep = self.len - n;
+            out.append(&k.narrow(2, n, keep)?.contiguous()?, &v.narrow(2, n, keep)?.contiguous()?)?;
+        }
+        Ok(out)
+    }
+
     /// Forgets every position (keeps nothing allocated).
     pub fn reset(&mut self) {
         self.kv = None;
@@ -104,6 +171,32 @@ mod tests {
             assert_eq!(va.flatten_all()?.to_vec1::<f32>()?, want.flatten_all()?.to_vec1::<f32>()?);
         }
         assert_eq!(buf.len(), 301);
+        Ok(())
+    }
+
+    #[test]
+    fn rows_are_selected_and_stacked_right_aligned() -> Result<()> {
+        let dev = Device::Cpu;
+        let (mut a, mut b) = (KvBuffer::default(), KvBuffer::default());
+        let ka = Tensor::randn(0f32, 1., (2, 1, 3, 2), &dev)?;
+        let kb = Tensor::randn(0f32, 1., (1, 1, 5, 2), &dev)?;
+        a.append(&ka, &ka)?;
+        b.append(&kb, &kb)?;
+        let s = KvBuffer::stack(&[&a, &b])?;
+        assert_eq!(s.len(), 5);
+        let (k, _) = s.stored()?.unwrap();
+        assert_eq!(k.dims(), [3, 1, 5, 2]);
+        // a's rows end at position 5 after two zero positions; b's row is as it was.
+        let a_tail = k.narrow(0, 0, 2)?.narrow(2, 2, 3)?;
+        assert_eq!(a_tail.flatten_all()?.to_vec1::<f32>()?, ka.flatten_all()?.to_vec1::<f32>()?);
+        let zeros = k.narrow(0, 0, 2)?.narrow(2, 0, 2)?.abs()?.sum_all()?.to_scalar::<f32>()?;
+        assert_eq!(zeros, 0.0);
+        let one = s.select_rows(&[2, 0])?;
+        let (k1, _) = one.stored()?.unwrap();
+        assert_eq!(k1.dims(), [2, 1, 5, 2]);
+        let row = k1.narrow(0, 0, 1)?.flatten_all()?.to_vec1::<f32>()?;
+        assert_eq!(row, kb.flatten_all()?.to_vec1::<f32>()?);
+        assert_eq!(s.select_rows(&[])?.len(), 0);
         Ok(())
     }
 }

@@ -62,6 +62,53 @@ impl DecodeCache {
         })
     }
 
+    /// A frozen model's cache holding only the batch rows `rows`, in that order, less its
+    /// first `drop` positions (padding no remaining row needs).
+    pub fn select_rows(&self, rows: &[u32], drop: usize) -> Result<Self> {
+        self.frozen_only()?;
+        let buffers = self
+            .buffers
+            .iter()
+            .map(|b| b.select_rows(rows)?.drop_front(drop))
+            .collect::<Result<_>>()?;
+        Ok(Self { layers: Vec::new(), buffers })
+    }
+
+    /// A one-row frozen cache of `n` zero positions shaped like this one's, for a sequence
+    /// to be prefilled at this batch's positions (the zeros masked out).
+    pub fn zeros_like(&self, n: usize) -> Result<Self> {
+        self.frozen_only()?;
+        let buffers = self.buffers.iter().map(|b| b.zeros_like(n)).collect::<Result<_>>()?;
+        Ok(Self { layers: Vec::new(), buffers })
+    }
+
+    /// Frozen models' caches stacked into one batch, each moved right to end at the
+    /// longest one's length (the positions before are zeros: mask them out).
+    pub fn stack(parts: &[&Self]) -> Result<Self> {
+        let mut layers = 0;
+        for p in parts {
+            p.frozen_only()?;
+            layers = layers.max(p.buffers.len());
+        }
+        let buffers = (0..layers)
+            .map(|l| {
+                let bufs: Vec<&KvBuffer> = parts.iter().filter_map(|p| p.buffers.get(l)).collect();
+                KvBuffer::stack(&bufs)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { layers: Vec::new(), buffers })
+    }
+
+    fn frozen_only(&self) -> Result<()> {
+        if self.layers.iter().any(|c| c.len() > 0) {
+            return Err(braid_core::Error::Invalid(
+                "only a frozen model's cache can be rebatched (load it with Weights::Frozen)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether nothing is cached yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

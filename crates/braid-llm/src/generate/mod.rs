@@ -3,6 +3,7 @@
 //! streamed as text. Reference: `transformers.GenerationMixin.generate` (left padding,
 //! attention mask growing by one column per step).
 
+mod batcher;
 mod row;
 mod sampling;
 mod stop;
@@ -14,6 +15,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::{LanguageModel, Tokenizer};
+pub use batcher::Batcher;
 use row::Row;
 pub use sampling::{argmax, Sampler, SamplingConfig};
 pub use stop::StopStrings;
