@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// Most requests decoded together in one batch.
     #[arg(long, default_value_t = 16)]
     pub max_batch: usize,
+    /// Positions the running batch's KV cache may span: a prompt plus its answer must fit,
+    /// and the cache's memory is bounded by this times --max-batch rows.
+    #[arg(long, default_value_t = 2048)]
+    pub batch_span: usize,
     /// Most tokens one answer may ask for.
     #[arg(long, default_value_t = 4096)]
     pub max_tokens: usize,
@@ -85,6 +89,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         api_key: args.api_key.clone(),
         max_queue: args.max_queue,
         max_batch: args.max_batch,
+        batch_span: args.batch_span,
         timeout: std::time::Duration::try_from_secs_f64(args.timeout)
             .ok()
             .filter(|d| !d.is_zero())

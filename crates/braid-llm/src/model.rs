@@ -100,7 +100,7 @@ impl DecodeCache {
     }
 
     fn frozen_only(&self) -> Result<()> {
-        if self.layers.iter().any(|c| c.len() > 0) {
+        if self.layers.iter().any(|c| !c.is_empty()) {
             return Err(braid_core::Error::Invalid(
                 "only a frozen model's cache can be rebatched (load it with Weights::Frozen)"
                     .into(),

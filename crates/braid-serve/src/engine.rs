@@ -1,21 +1,21 @@
 //! The model worker: one thread owns the language model (and the text embedder), takes
-//! jobs from a queue and runs them; HTTP handlers never touch a model. Chat jobs waiting
-//! together with the same generation settings are decoded as one batch (left-padded
-//! prompts, one forward pass per step for every row), so concurrent clients share each
-//! step's weight reads, as llama.cpp's server shares them between its slots. Each row's
-//! text streams back through its own channel as it is decoded. The queue is bounded by
-//! permits: a request that finds none is refused at once (the handler answers 503).
+//! jobs from a queue and runs them; HTTP handlers never touch a model. Chat jobs are
+//! continuously batched ([`braid_llm::generate::Batcher`]): between two decoding steps,
+//! waiting jobs join the running batch after a prefill of their own (media spliced in),
+//! finished ones leave, and those whose client left are dropped, so a request never
+//! waits for another's answer to end, and concurrent clients share each step's weight
+//! reads, as llama.cpp's server slots do. Each row's text streams back through its own
+//! channel as it is decoded. The queue is bounded by permits: a request that finds none
+//! is refused at once (the handler answers 503).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use braid_core::{Error, Result};
 use braid_encoders::text::SentenceEncoder;
-use braid_llm::generate::{
-    generate, generate_embeds, FinishReason, GenerateConfig, Generation, Timing,
-};
+use braid_llm::generate::{Batcher, FinishReason, GenerateConfig, Generation};
 use braid_pipeline::Input;
 use candle_core::Device;
 use tokio::sync::{mpsc as tmpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -56,6 +56,8 @@ pub struct Done {
 struct ChatJob {
     prompt: Vec<u32>,
     inputs: Vec<Input>,
+    /// The prompt's embeddings, once computed (a job waiting to join keeps them).
+    embeds: Option<candle_core::Tensor>,
     cfg: GenerateConfig,
     events: tmpsc::UnboundedSender<Event>,
     queued: Instant,
@@ -112,7 +114,8 @@ impl Engine {
     /// or waiting), batches of at most `cfg.max_batch` rows, and jobs that waited longer
     /// than `cfg.timeout` refused instead of run.
     pub fn start(models: Models, cfg: &ServeConfig) -> Result<Self> {
-        let (max_queue, max_batch, timeout) = (cfg.max_queue, cfg.max_batch, cfg.timeout);
+        let (max_queue, max_batch, timeout, span) =
+            (cfg.max_queue, cfg.max_batch, cfg.timeout, cfg.batch_span);
         if max_queue == 0 || max_batch == 0 {
             return Err(Error::config("max_queue", "the queue and batches need room for one job"));
         }
@@ -132,7 +135,8 @@ impl Engine {
         std::thread::Builder::new()
             .name("braid-serve-model".into())
             .spawn(move || {
-                Worker { chat, embedder, rx, pending: VecDeque::new(), max_batch, timeout }.run()
+                let pending = VecDeque::new();
+                Worker { chat, embedder, rx, pending, max_batch, span, timeout }.run()
             })
             .map_err(|e| Error::Invalid(format!("cannot start the model thread: {e}")))?;
         Ok(engine)
@@ -172,7 +176,15 @@ impl Engine {
         cfg: GenerateConfig,
     ) -> std::result::Result<tmpsc::UnboundedReceiver<Event>, Refused> {
         let (events, rx) = tmpsc::unbounded_channel();
-        let job = ChatJob { prompt, inputs, cfg, events, queued: Instant::now(), _permit: permit };
+        let job = ChatJob {
+            prompt,
+            inputs,
+            embeds: None,
+            cfg,
+            events,
+            queued: Instant::now(),
+            _permit: permit,
+        };
         self.jobs.send(Job::Chat(job)).map_err(|_| Refused::Stopped)?;
         Ok(rx)
     }
@@ -198,127 +210,161 @@ struct Worker {
     rx: mpsc::Receiver<Job>,
     pending: VecDeque<Job>,
     max_batch: usize,
+    span: usize,
     timeout: Duration,
+}
+
+/// A job in the batch.
+struct Running {
+    job: ChatJob,
+    admitted: Instant,
+    prompt_s: f64,
+    /// Largest batch it was decoded in.
+    batch: usize,
 }
 
 impl Worker {
     fn run(mut self) {
+        let chat = self.chat.clone();
+        let (Ok(llm), Ok(tokenizer)) = (chat.llm(), chat.tokenizer()) else { return };
+        let mut batcher = Batcher::new(llm, tokenizer, &Device::Cpu, self.span);
+        let mut running: HashMap<u64, Running> = HashMap::new();
+        let mut next_id = 0u64;
         loop {
-            if self.pending.is_empty() {
+            if batcher.is_empty() && self.pending.is_empty() {
                 match self.rx.recv() {
                     Ok(job) => self.pending.push_back(job),
                     Err(_) => return,
                 }
             }
-            // Everything that arrived meanwhile joins the queue, so it can join a batch.
             while let Ok(job) = self.rx.try_recv() {
                 self.pending.push_back(job);
             }
-            match self.pending.pop_front() {
-                Some(Job::Embed(job)) => self.embed(job),
-                Some(Job::Chat(first)) => {
-                    let batch = self.batch_with(first);
-                    self.chat(batch);
+            self.admit(&mut batcher, &mut running, &mut next_id);
+            // Clients that left (disconnected, or past their deadline) leave the batch.
+            let gone: Vec<u64> = running
+                .iter()
+                .filter(|(_, r)| r.job.events.is_closed())
+                .map(|(id, _)| *id)
+                .collect();
+            if !gone.is_empty() {
+                if batcher.cancel(&gone).is_err() {
+                    fail_all(&mut running, "the batch could not drop a departed client");
+                    batcher = Batcher::new(llm, tokenizer, &Device::Cpu, self.span);
                 }
-                None => {}
+                gone.iter().for_each(|id| drop(running.remove(id)));
+            }
+            if batcher.is_empty() {
+                continue;
+            }
+            let size = batcher.len();
+            running.values_mut().for_each(|r| r.batch = r.batch.max(size));
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                batcher.step(&mut |id, piece| {
+                    if let Some(r) = running.get(&id) {
+                        // A closed channel is a client gone; it leaves before the next step.
+                        let _ = r.job.events.send(Event::Piece(piece.to_string()));
+                    }
+                    Ok(())
+                })
+            }));
+            match step {
+                Ok(Ok(done)) => {
+                    for (id, g) in done {
+                        if let Some(r) = running.remove(&id) {
+                            finish(r, g);
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    fail_all(&mut running, &e.to_string());
+                    batcher = Batcher::new(llm, tokenizer, &Device::Cpu, self.span);
+                }
+                // A panic inside a kernel fails this batch, not the server.
+                Err(_) => {
+                    fail_all(&mut running, "the model failed on this batch (a panic)");
+                    batcher = Batcher::new(llm, tokenizer, &Device::Cpu, self.span);
+                }
             }
         }
     }
 
-    /// `first` and the waiting chat jobs with the same settings, up to `max_batch`.
-    fn batch_with(&mut self, first: ChatJob) -> Vec<ChatJob> {
-        let mut batch = vec![first];
+    /// Moves waiting jobs into the batch while it has room: embeddings run at once, a chat
+    /// job joins after its prefill, or waits (its prompt embedded once) while the batch is
+    /// shorter than its prompt.
+    fn admit<M: braid_llm::LanguageModel + ?Sized>(
+        &mut self,
+        batcher: &mut Batcher<'_, M>,
+        running: &mut HashMap<u64, Running>,
+        next_id: &mut u64,
+    ) {
         let mut rest = VecDeque::new();
         while let Some(job) = self.pending.pop_front() {
-            // Text-only prompts share a batch; a prompt with media runs on its own.
-            let joins = |j: &ChatJob| j.inputs.is_empty() && batch[0].inputs.is_empty();
-            match job {
-                Job::Chat(j)
-                    if batch.len() < self.max_batch && j.cfg == batch[0].cfg && joins(&j) =>
-                {
-                    batch.push(j)
+            let mut j = match job {
+                Job::Embed(e) => {
+                    self.embed(e);
+                    continue;
                 }
-                other => rest.push_back(other),
+                Job::Chat(j) => j,
+            };
+            if j.events.is_closed() {
+                continue;
+            }
+            if j.queued.elapsed() > self.timeout {
+                let _ = j.events.send(Event::TimedOut);
+                continue;
+            }
+            if batcher.len() >= self.max_batch {
+                rest.push_back(Job::Chat(j));
+                continue;
+            }
+            let embeds = match j.embeds.take() {
+                Some(e) => Ok(e),
+                None => self.chat.embed_prompt(&j.prompt, &j.inputs),
+            };
+            let embeds = match embeds.and_then(|e| Ok((e.dim(1)?, e))) {
+                Ok(x) => x,
+                Err(e) => {
+                    let _ = j.events.send(Event::Failed(e.to_string()));
+                    continue;
+                }
+            };
+            let (p, embeds) = embeds;
+            let max_new = j.cfg.max_new_tokens;
+            if !batcher.fits(p, max_new) {
+                let msg = format!(
+                    "a prompt of {p} positions plus {max_new} new tokens exceeds the {} a request may take (--batch-span, or the model's context)",
+                    self.span
+                );
+                let _ = j.events.send(Event::Failed(msg));
+                continue;
+            }
+            if !batcher.can_join(p, max_new) {
+                j.embeds = Some(embeds);
+                rest.push_back(Job::Chat(j));
+                continue;
+            }
+            let (id, admitted) = (*next_id, Instant::now());
+            *next_id += 1;
+            let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                batcher.join(id, &embeds, j.prompt.clone(), &j.cfg)
+            }));
+            match joined {
+                Ok(Ok(())) => {
+                    let prompt_s = admitted.elapsed().as_secs_f64();
+                    running.insert(id, Running { job: j, admitted, prompt_s, batch: 0 });
+                }
+                Ok(Err(e)) => {
+                    let _ = j.events.send(Event::Failed(e.to_string()));
+                }
+                Err(_) => {
+                    let _ = j
+                        .events
+                        .send(Event::Failed("the model failed on this prompt (a panic)".into()));
+                }
             }
         }
         self.pending = rest;
-        // A client that already left needs no answer; one that waited past its deadline
-        // is told so instead of being served late.
-        batch.retain(|j| {
-            let late = j.queued.elapsed() > self.timeout;
-            if late {
-                let _ = j.events.send(Event::TimedOut);
-            }
-            !late && !j.events.is_closed()
-        });
-        batch
-    }
-
-    fn chat(&self, batch: Vec<ChatJob>) {
-        let Some(first) = batch.first() else { return };
-        let started = Instant::now();
-        let mut stream = |row: usize, piece: &str| -> Result<()> {
-            if let Some(j) = batch.get(row) {
-                // A closed channel is a client gone; the others go on.
-                let _ = j.events.send(Event::Piece(piece.to_string()));
-            }
-            if batch.iter().all(|j| j.events.is_closed()) {
-                // Every client of the batch left (disconnected, or timed out): stop.
-                return Err(Error::Invalid("every client of the batch left".into()));
-            }
-            Ok(())
-        };
-        // A panic inside a kernel fails this batch, not the server: the worker goes on.
-        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.generate(&batch, &first.cfg, &mut stream)
-        }))
-        .unwrap_or_else(|_| {
-            Err(Error::Invalid("the model failed on this request (a panic)".into()))
-        });
-        match run {
-            Ok((gens, t)) => {
-                for (job, g) in batch.iter().zip(gens) {
-                    let timings = Timings {
-                        queued_s: started.duration_since(job.queued).as_secs_f64(),
-                        prompt_s: t.prompt_seconds,
-                        decode_s: t.decode_seconds,
-                        batch: batch.len(),
-                    };
-                    let done = Done {
-                        completion_tokens: g.tokens.len(),
-                        text: g.text,
-                        finish: g.finish,
-                        prompt_tokens: g.prompt_tokens,
-                        timings,
-                    };
-                    let _ = job.events.send(Event::Done(done));
-                }
-            }
-            Err(e) => {
-                for job in &batch {
-                    let _ = job.events.send(Event::Failed(e.to_string()));
-                }
-            }
-        }
-    }
-
-    /// Text-only prompts as one left-padded batch; a prompt with media (alone) through its
-    /// spliced embeddings.
-    fn generate(
-        &self,
-        batch: &[ChatJob],
-        cfg: &GenerateConfig,
-        stream: &mut dyn FnMut(usize, &str) -> Result<()>,
-    ) -> Result<(Vec<Generation>, Timing)> {
-        let (llm, tokenizer) = (self.chat.llm()?, self.chat.tokenizer()?);
-        let prompts: Vec<Vec<u32>> = batch.iter().map(|j| j.prompt.clone()).collect();
-        match batch {
-            [one] if !one.inputs.is_empty() => {
-                let embeds = self.chat.embed_prompt(&one.prompt, &one.inputs)?;
-                generate_embeds(llm, tokenizer, &embeds, None, &prompts, cfg, stream)
-            }
-            _ => generate(llm, tokenizer, &prompts, cfg, &Device::Cpu, stream),
-        }
     }
 
     fn embed(&self, job: EmbedJob) {
@@ -330,6 +376,31 @@ impl Worker {
             None => Err(Error::Invalid("this server has no embedding model".into())),
         };
         let _ = job.reply.send(out);
+    }
+}
+
+/// Sends a finished job its end.
+fn finish(r: Running, g: Generation) {
+    let timings = Timings {
+        queued_s: r.admitted.duration_since(r.job.queued).as_secs_f64(),
+        prompt_s: r.prompt_s,
+        decode_s: (r.admitted.elapsed().as_secs_f64() - r.prompt_s).max(0.0),
+        batch: r.batch,
+    };
+    let done = Done {
+        completion_tokens: g.tokens.len(),
+        text: g.text,
+        finish: g.finish,
+        prompt_tokens: g.prompt_tokens,
+        timings,
+    };
+    let _ = r.job.events.send(Event::Done(done));
+}
+
+/// Fails every running job with `msg`.
+fn fail_all(running: &mut HashMap<u64, Running>, msg: &str) {
+    for (_, r) in running.drain() {
+        let _ = r.job.events.send(Event::Failed(msg.to_string()));
     }
 }
 

@@ -1,8 +1,8 @@
 //! The HTTP API as a library: OpenAI-style `/v1/chat/completions` (whole or streamed as
 //! server-sent events), `/v1/completions`, `/v1/embeddings`, `/v1/models` and `/health`,
 //! on tokio and axum; the `braid` binary only starts it (`braid serve`). One worker
-//! thread owns the models ([`engine`]); concurrent requests with the same settings are
-//! decoded together as one batch. Limits (body size, tokens, queue places) are settings
+//! thread owns the models ([`engine`]) and decodes concurrent requests together,
+//! continuously batched. Limits (body size, tokens, queue places) are settings
 //! with defaults, an optional API key guards every route but `/health`, and the server
 //! binds to loopback unless told otherwise.
 //!
@@ -69,6 +69,9 @@ pub struct ServeConfig {
     pub max_queue: usize,
     /// Most requests decoded together in one batch.
     pub max_batch: usize,
+    /// Positions the running batch's KV cache may span (and so, prompt plus answer of any
+    /// one request); the cache's memory is bounded by this times `max_batch` rows.
+    pub batch_span: usize,
     /// A request not answered within this long (waiting included) is answered 504.
     pub timeout: Duration,
     /// Per-request limits.
@@ -82,6 +85,7 @@ impl Default for ServeConfig {
             api_key: None,
             max_queue: 64,
             max_batch: 16,
+            batch_span: 2048,
             timeout: Duration::from_secs(600),
             limits: Limits::default(),
         }

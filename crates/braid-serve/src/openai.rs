@@ -243,11 +243,11 @@ pub struct Usage {
 pub struct Timings {
     /// Seconds waiting in the queue.
     pub queued_s: f64,
-    /// Seconds of prompt processing (of the batch the request ran in).
+    /// Seconds of its prompt's processing (its prefill).
     pub prompt_s: f64,
-    /// Seconds of decoding (of the batch).
+    /// Seconds from its prefill to its last token.
     pub decode_s: f64,
-    /// Requests decoded together with this one (itself included).
+    /// The largest batch it was decoded in (itself included).
     pub batch: usize,
 }
 

@@ -330,6 +330,36 @@ fn embeddings_and_a_full_queue_with_fetched_models() {
     assert!(t.elapsed().as_secs_f64() < 1.0, "refused after {:?}", t.elapsed());
     let (s, _, _) = first.join().unwrap();
     assert_eq!(s, 200);
+    // Continuous batching: a short request that arrives while a long answer is being
+    // decoded joins the running batch and is answered before the long one ends.
+    let text = TextModel::load(&llm, FROZEN, &Device::Cpu).unwrap();
+    let models =
+        Models { chat: ChatModel::text(text).unwrap(), chat_id: "smollm2".into(), embedder: None };
+    let addr2 = start(models, config());
+    let long = json!({"model": "smollm2", "max_tokens": 200,
+        "messages": [{"role": "user", "content": "Tell a long story about a hiker."}]})
+    .to_string();
+    let t0 = std::time::Instant::now();
+    let first = std::thread::spawn(move || {
+        let r = request(addr2, "POST", "/v1/chat/completions", &long, &[]);
+        (r, t0.elapsed())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let short = chat_body("hi", 4, false).to_string().replace("tiny", "smollm2");
+    let (s, _, b) = request(addr2, "POST", "/v1/chat/completions", &short, &[]);
+    let short_done = t0.elapsed();
+    assert_eq!(s, 200, "{b}");
+    let v: Value = serde_json::from_str(&b).unwrap();
+    let ((s, _, lb), long_done) = first.join().unwrap();
+    let lv: Value = serde_json::from_str(&lb).unwrap();
+    assert_eq!(s, 200);
+    println!(
+        "short answered after {short_done:?} (batch {}), long after {long_done:?} ({} tokens)",
+        v["timings"]["batch"], lv["usage"]["completion_tokens"]
+    );
+    if lv["usage"]["completion_tokens"].as_u64().unwrap() > 100 {
+        assert!(short_done < long_done && v["timings"]["batch"] == 2, "{v}");
+    }
     let (s, _, _) = request(
         addr,
         "POST",
