@@ -1,6 +1,7 @@
 //! `braid serve` as users start it (issue 16): the committed easy-VQA model directory and
 //! SmolLM2 behind the HTTP API answer as `braid chat` answers, with an image sent as a
-//! `data:` URI; SIGTERM stops the server. They need `braid fetch easy-vqa smollm2`;
+//! `data:` URI; MiniLM's embeddings equal `braid embed text`'s; SIGTERM stops the server.
+//! They need `braid fetch easy-vqa smollm2 minilm`;
 //! without them they skip, unless BRAID_REQUIRE_ASSETS=1 (CI), which makes them fail.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,14 +27,7 @@ impl Serve {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("braid serve ended before serving").unwrap();
-            if let Some(rest) = line.strip_prefix("serving on http://") {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        std::thread::spawn(move || lines.for_each(drop));
+        let addr = serving_addr(&mut child);
         Self { child, addr }
     }
 
@@ -58,14 +52,28 @@ impl Serve {
     }
 }
 
+/// Reads a starting `braid serve`'s stderr up to the address it serves on (the rest is
+/// drained in the background).
+fn serving_addr(child: &mut Child) -> String {
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("braid serve ended before serving").unwrap();
+        if let Some(rest) = line.strip_prefix("serving on http://") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    addr
+}
+
 fn reply(body: &serde_json::Value) -> String {
     body["choices"][0]["message"]["content"].as_str().unwrap_or_default().trim().to_string()
 }
 
 #[test]
 fn served_answers_equal_braid_chat() {
-    if !["easy-vqa", "smollm2"].iter().all(|n| fetched(n)) {
-        eprintln!("skipping: run `braid fetch easy-vqa smollm2`");
+    if !["easy-vqa", "smollm2", "minilm"].iter().all(|n| fetched(n)) {
+        eprintln!("skipping: run `braid fetch easy-vqa smollm2 minilm`");
         return;
     }
     use base64::Engine as _;
@@ -95,6 +103,46 @@ fn served_answers_equal_braid_chat() {
     let want = String::from_utf8_lossy(&chat.stdout).trim().to_string();
     assert_eq!(reply(&answer), want);
     assert!(want.to_lowercase().contains("green"), "{want}");
+
+    // Embeddings over HTTP equal `braid embed text`'s within 1e-6.
+    let dir = tempfile::tempdir().unwrap();
+    let texts =
+        ["The wearable records acceleration.", "Sitting, then standing up.", "A spoken seven."];
+    let input = dir.path().join("t.txt");
+    std::fs::write(&input, texts.join("\n")).unwrap();
+    let out = dir.path().join("e.npy");
+    braid(&[
+        "embed",
+        "text",
+        "--model",
+        "minilm",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let want = braid_core::checkpoint::read_npy(&out)
+        .unwrap()
+        .to_tensor(&candle_core::Device::Cpu)
+        .unwrap();
+    let want: Vec<Vec<f32>> = want.to_vec2().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(["serve", "--model", "smollm2", "--embed-model", "minilm", "--port", "0"])
+        .current_dir(root())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = serving_addr(&mut child);
+    let serve = Serve { child, addr };
+    let (status, body) =
+        serve.post("/v1/embeddings", &serde_json::json!({"model": "minilm", "input": texts}));
+    assert_eq!(status, 200, "{body}");
+    for (i, w) in want.iter().enumerate() {
+        let got: Vec<f32> = serde_json::from_value(body["data"][i]["embedding"].clone()).unwrap();
+        let d = got.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(got.len() == w.len() && d <= 1e-6, "text {i}: {d}");
+    }
+    serve.stop();
 
     let serve = Serve::start("smollm2");
     let q = "What is an accelerometer?";

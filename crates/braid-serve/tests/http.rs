@@ -485,6 +485,19 @@ fn concurrent_streams_with_different_numbers_of_images() {
         {"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]}]});
     let (s, b) = post(addr, "/v1/chat/completions", &path);
     assert!(s == 400 && b["error"]["message"].as_str().unwrap().contains("not fetched"), "{b}");
+    // An image over the pixel budget (a 20000 x 20000 PNG of 69 bytes): refused unread.
+    use base64::Engine as _;
+    let bomb = std::fs::read(fixture().join("../../image/bomb_20000x20000.png")).unwrap();
+    let url =
+        format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bomb));
+    let big = json!({"model": "tiny-vlm", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": url}}]}]});
+    let (s, b) = post(addr, "/v1/chat/completions", &big);
+    let msg = b["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        s == 400 && msg.contains("decompression-bomb") && msg.contains("BRAID_MAX_PIXELS"),
+        "{b}"
+    );
     let junk = json!({"model": "tiny-vlm", "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}}]}]});
     let (s, b) = post(addr, "/v1/chat/completions", &junk);
