@@ -33,14 +33,25 @@ impl Serve {
 
     /// POSTs `body` to `path`: the status and the JSON answer.
     fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let raw = self.exchange(path, body);
+        let (head, rest) = raw.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, serde_json::from_str(rest).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// POSTs `body` to `path`: the raw body (a chunked stream's chunks as they came).
+    fn post_raw(&self, path: &str, body: &serde_json::Value) -> String {
+        let raw = self.exchange(path, body);
+        raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+    }
+
+    fn exchange(&self, path: &str, body: &serde_json::Value) -> String {
         let body = body.to_string();
         let mut s = TcpStream::connect(&self.addr).unwrap();
         write!(s, "POST {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", self.addr, body.len()).unwrap();
         let mut raw = String::new();
         s.read_to_string(&mut raw).unwrap();
-        let (head, rest) = raw.split_once("\r\n\r\n").unwrap();
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, serde_json::from_str(rest).unwrap_or(serde_json::Value::Null))
+        raw
     }
 
     /// SIGTERM, then the exit status must be a clean one.
@@ -149,6 +160,18 @@ fn served_answers_equal_braid_chat() {
     let body = serde_json::json!({"model": "smollm2", "max_tokens": 24, "messages": [{"role": "user", "content": q}]});
     let (status, answer) = serve.post("/v1/chat/completions", &body);
     assert_eq!(status, 200, "{answer}");
+    // Streamed: the deltas join into the same answer, then [DONE].
+    let mut stream = body.clone();
+    stream["stream"] = serde_json::json!(true);
+    let raw = serve.post_raw("/v1/chat/completions", &stream);
+    let data: Vec<&str> = raw.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert_eq!(data.last(), Some(&"[DONE]"), "{raw}");
+    let streamed: String = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap())
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(streamed.trim(), reply(&answer));
     serve.stop();
     let chat = braid(&["chat", "--model", "smollm2", "--max-tokens", "24", q]);
     assert_eq!(reply(&answer), String::from_utf8_lossy(&chat.stdout).trim());
