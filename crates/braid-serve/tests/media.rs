@@ -13,32 +13,62 @@ use candle_core::Device;
 use common::*;
 use serde_json::{json, Value};
 
-/// A tiny Braid model directory: a ViT image slot (with its preprocessing) and an MLP
-/// projector in front of the tiny Qwen2.
-fn tiny_pipeline(dir: &std::path::Path) {
-    let toml = format!(
-        r#"llm = {:?}
+/// The slots a tiny model directory may have: a ViT image slot, a spectrogram-patch audio
+/// slot and a patch-transformer IMU slot, each with its preprocessing.
+const IMAGE: &str = r#"
 [[encoders]]
 modality = "image"
 [encoders.encoder]
 type = "vit"
-feature_layer = -1
-vit = {{ hidden_size = 16, intermediate_size = 24, num_hidden_layers = 1, num_attention_heads = 2, image_size = 16, patch_size = 8 }}
-[encoders.projector]
-type = "mlp"
+vit = { hidden_size = 16, intermediate_size = 24, num_hidden_layers = 1, num_attention_heads = 2, image_size = 16, patch_size = 8 }
 [encoders.preprocess]
 type = "image"
-resize = {{ height = 16, width = 16 }}
+resize = { height = 16, width = 16 }
 image_mean = [0.5, 0.5, 0.5]
 image_std = [0.5, 0.5, 0.5]
-"#,
-        fixture().canonicalize().unwrap().display().to_string()
-    );
+"#;
+
+const AUDIO: &str = r#"
+[[encoders]]
+modality = "audio"
+[encoders.encoder]
+type = "spectrogram_patch"
+mels = 16
+patch_size = 8
+stride = 8
+transformer = { hidden_size = 16, intermediate_size = 24, num_layers = 1, num_heads = 2, max_positions = 64 }
+[encoders.preprocess]
+type = "audio"
+max_seconds = 0.5
+mels = 16
+trim = true
+"#;
+
+const IMU: &str = r#"
+[[encoders]]
+modality = "imu"
+[encoders.encoder]
+type = "imu_patch"
+channels = 3
+patch_size = 8
+stride = 8
+transformer = { hidden_size = 16, intermediate_size = 24, num_layers = 1, num_heads = 2, max_positions = 16 }
+[encoders.preprocess]
+type = "imu"
+channels = ["ax", "ay", "az"]
+mean = [0.0, 0.0, 9.8]
+std = [1.0, 1.0, 1.0]
+rate_hz = 50.0
+"#;
+
+/// A tiny Braid model directory of `slots` in front of the tiny Qwen2, randomly
+/// initialised (seeded) and saved in `dir`.
+fn model_dir(dir: &std::path::Path, slots: &[&str]) {
+    let llm = fixture().canonicalize().unwrap().display().to_string();
     let path = dir.join("pipeline.toml");
-    std::fs::write(&path, toml).unwrap();
+    std::fs::write(&path, format!("llm = {llm:?}\n{}", slots.concat())).unwrap();
     let cfg = braid_pipeline::PipelineConfig::load(&path).unwrap();
-    let p = braid_pipeline::Pipeline::init(&cfg, dir, &Device::Cpu).unwrap();
-    p.save(dir).unwrap();
+    braid_pipeline::Pipeline::init_seeded(&cfg, dir, &Device::Cpu, 7).unwrap().save(dir).unwrap();
 }
 
 /// What the pipeline `p` answers to `question` about `inputs`, run directly (greedy).
@@ -91,7 +121,7 @@ fn image_request(question: &str, images: usize, max: usize, stream: bool) -> Val
 #[test]
 fn concurrent_streams_with_different_numbers_of_images() {
     let dir = tempfile::tempdir().unwrap();
-    tiny_pipeline(dir.path());
+    model_dir(dir.path(), &[IMAGE]);
     let chat = ChatModel::open(dir.path(), &Device::Cpu).unwrap();
     let addr = start(Models { chat, chat_id: "tiny-vlm".into(), embedder: None }, config());
     let cases: Vec<(String, usize)> =
@@ -147,56 +177,6 @@ fn concurrent_streams_with_different_numbers_of_images() {
     assert_eq!(s, 400);
 }
 
-/// A Braid model directory with image, audio and IMU slots over the tiny Qwen2.
-fn media_pipeline(dir: &std::path::Path) {
-    let toml = format!(
-        r#"llm = {:?}
-[[encoders]]
-modality = "image"
-[encoders.encoder]
-type = "vit"
-vit = {{ hidden_size = 16, intermediate_size = 24, num_hidden_layers = 1, num_attention_heads = 2, image_size = 16, patch_size = 8 }}
-[encoders.preprocess]
-type = "image"
-resize = {{ height = 16, width = 16 }}
-image_mean = [0.5, 0.5, 0.5]
-image_std = [0.5, 0.5, 0.5]
-[[encoders]]
-modality = "audio"
-[encoders.encoder]
-type = "spectrogram_patch"
-mels = 16
-patch_size = 8
-stride = 8
-transformer = {{ hidden_size = 16, intermediate_size = 24, num_layers = 1, num_heads = 2, max_positions = 64 }}
-[encoders.preprocess]
-type = "audio"
-max_seconds = 0.5
-mels = 16
-trim = true
-[[encoders]]
-modality = "imu"
-[encoders.encoder]
-type = "imu_patch"
-channels = 3
-patch_size = 8
-stride = 8
-transformer = {{ hidden_size = 16, intermediate_size = 24, num_layers = 1, num_heads = 2, max_positions = 16 }}
-[encoders.preprocess]
-type = "imu"
-channels = ["ax", "ay", "az"]
-mean = [0.0, 0.0, 9.8]
-std = [1.0, 1.0, 1.0]
-rate_hz = 50.0
-"#,
-        fixture().canonicalize().unwrap().display().to_string()
-    );
-    let path = dir.join("pipeline.toml");
-    std::fs::write(&path, toml).unwrap();
-    let cfg = braid_pipeline::PipelineConfig::load(&path).unwrap();
-    braid_pipeline::Pipeline::init_seeded(&cfg, dir, &Device::Cpu, 7).unwrap().save(dir).unwrap();
-}
-
 /// An image, a spoken clip (base64 WAV) and an IMU recording (Braid's `input_imu` rows)
 /// in one request answer as the pipeline answers the same files run directly; a
 /// recording of the wrong channel count or rate is refused naming the part.
@@ -205,7 +185,7 @@ fn image_audio_and_imu_parts_answer_as_the_files_do() {
     use base64::Engine as _;
     use braid_core::Modality;
     let dir = tempfile::tempdir().unwrap();
-    media_pipeline(dir.path());
+    model_dir(dir.path(), &[IMAGE, AUDIO, IMU]);
     let wav = fixture().join("../../audio/speech_16k.wav");
     let png = fixture().join("../../image/gray.png");
     let rows: Vec<Vec<f32>> = (0..64)
