@@ -9,6 +9,7 @@ use braid_data::imu::{
     read_csv, read_hapt, read_ts, sliding_windows, whole_recordings, CsvOptions, ImuDataset,
     WindowConfig, WindowStats,
 };
+use braid_data::make::easy_vqa::make_easy_vqa;
 use braid_data::make::hapt_chat::{make_hapt_chat, HaptChatOptions};
 use braid_data::make::spoken_digits::{make_spoken_digits, SpokenDigitsOptions};
 
@@ -25,16 +26,17 @@ pub enum DataWhat {
     /// Windows per class and per subject of a dataset (hapt, basicmotions, japanesevowels,
     /// or a .ts / .npz / .csv file or folder of .ts files).
     Stats(StatsArgs),
-    /// Writes a conversation dataset (train.json, test.json, captions_train.json and the
-    /// media) into --out: hapt-chat (questions about HAPT IMU windows; needs `braid fetch
-    /// hapt`) or spoken-digits (digits said by espeak-ng voices, noised by sox).
+    /// Writes a conversation dataset (train.json, test.json, captions_train.json,
+    /// captions_test.json and the media) into --out: hapt-chat (questions about HAPT IMU
+    /// windows; needs `braid fetch hapt`), spoken-digits (digits said by espeak-ng voices,
+    /// noised by sox) or easy-vqa (the fetched easy-VQA in this layout; images not copied).
     Make(MakeArgs),
 }
 
 /// Flags of `braid data make`.
 #[derive(Debug, clap::Args)]
 pub struct MakeArgs {
-    /// What to make: hapt-chat or spoken-digits.
+    /// What to make: hapt-chat, spoken-digits or easy-vqa.
     pub kind: String,
     /// The folder to write; absent or empty unless --force.
     #[arg(long)]
@@ -70,6 +72,7 @@ pub struct MakeArgs {
 enum Make {
     HaptChat { hapt: String, options: HaptChatOptions },
     SpokenDigits(SpokenDigitsOptions),
+    EasyVqa,
 }
 
 impl Make {
@@ -120,6 +123,11 @@ impl Make {
                     force: a.force,
                 }))
             }
+            "easy-vqa" => {
+                refuse(&hapt_flags, "hapt-chat")?;
+                refuse(&spoken_flags, "spoken-digits")?;
+                Ok(Self::EasyVqa)
+            }
             other => {
                 Err(braid_core::Error::unknown("dataset kind", other, braid_data::make::KINDS)
                     .into())
@@ -136,6 +144,7 @@ fn make(a: &MakeArgs) -> anyhow::Result<()> {
             make_hapt_chat(&ds, &a.out, &options)?
         }
         Make::SpokenDigits(options) => make_spoken_digits(&a.out, &options)?,
+        Make::EasyVqa => make_easy_vqa(&dataset_path("easy-vqa")?, &a.out, a.force)?,
     };
     println!("made {} in {:.1} s: {made}", a.kind, start.elapsed().as_secs_f64());
     Ok(())

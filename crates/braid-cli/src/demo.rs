@@ -44,6 +44,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     crate::chat::demo_turn(&braid_hub::resolve_model("smollm2")?)?;
     hapt_demo(args.offline)?;
     easyvqa_demo(args.offline)?;
+    onellm_demo()?;
     Ok(())
 }
 
@@ -214,5 +215,45 @@ pub(crate) fn hapt_demo(offline: bool) -> anyhow::Result<()> {
         100.0 * m.macro_f1,
         seconds
     );
+    Ok(())
+}
+
+/// Asks the committed OneLLM-style model (`recipes/onellm/*.toml`: image, audio and IMU
+/// through one shared UPM into SmolLM2) about the held-out samples committed beside it
+/// (`models/onellm/demo/demo.json`: a HAPT window of a test user, a digit in a test voice,
+/// an easy-VQA test image) and prints each answer beside the truth.
+pub(crate) fn onellm_demo() -> anyhow::Result<()> {
+    let dir = committed_model_dir("onellm");
+    if !dir.join(braid_pipeline::PIPELINE_FILE).is_file() {
+        println!(
+            "\nOneLLM-style model: {} is not there; scripts/onellm.sh trains it",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let file = dir.join("demo/demo.json");
+    let data = braid_data::conversation::ConversationDataset::open(&file, &Default::default())?;
+    let pipeline =
+        Pipeline::open(&dir, braid_pipeline::Weights::Frozen { dequantize: false }, &Device::Cpu)
+            .with_context(|| format!("loading {}", dir.display()))?;
+    println!(
+        "\nOneLLM-style model ({}), one shared projection module for all three:",
+        dir.display()
+    );
+    let start = Instant::now();
+    let report = braid_pipeline::evaluate_conversations(&pipeline, &data, 0, 8, false)?;
+    let ms = 1000.0 * start.elapsed().as_secs_f64() / report.n.max(1) as f64;
+    for (sample, a) in data.iter().zip(&report.answers) {
+        let kind = sample.media.first().map_or("text".to_string(), |m| m.modality.to_string());
+        let question = sample.turns.first().map_or("", |t| t.text.as_str());
+        let question = question.rsplit('\n').next().unwrap_or(question);
+        let ok = if a.is_right() { "ok" } else { "MISS" };
+        println!(
+            "  {kind:<5} {question:<44} answer {:<12} truth {:<12} {ok}",
+            a.answer.trim(),
+            a.truth
+        );
+    }
+    println!("  ({ms:.0} ms per question)");
     Ok(())
 }

@@ -46,6 +46,18 @@ pub struct EvalArgs {
     /// Score the first N test images (`vqa`) or samples (a conversation file) only.
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
+    /// A conversation file: score every K-th sample only (the 1st, the K+1-th, ...),
+    /// a sample spread over a file ordered by user or voice; then --limit.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub every: u64,
+    /// A conversation file: samples decoded together (continuous batching; each answer is
+    /// the one it gets alone, up to float rounding). 1, or --trainable-weights: one at a time.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub batch: u64,
+    /// A conversation file: score only samples of this question type (the sample id after
+    /// its last `_`: `activity` of `u22_r0_w17_activity`); before --every.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub question_type: Option<String>,
     /// Where the report goes: `vqa` and conversation files, a JSON file with accuracy per
     /// answer type (`vqa`) or per question type (a conversation file: the sample id after
     /// its last `_`, `u22_r0_w17_activity` -> `activity`; `all` for ids without one)
@@ -155,12 +167,22 @@ fn eval_vqa(args: &EvalArgs) -> anyhow::Result<()> {
 }
 
 fn eval_conversations(args: &EvalArgs) -> anyhow::Result<()> {
-    let data = ConversationDataset::open(&args.what, &ConversationOptions::default())?;
+    let mut data = ConversationDataset::open(&args.what, &ConversationOptions::default())?;
+    if let Some(t) = &args.question_type {
+        data.samples.retain(|s| braid_pipeline::question_type(&s.id) == t);
+        if data.samples.is_empty() {
+            bail!("{}: no sample of question type `{t}`", args.what.display());
+        }
+    }
+    let every = usize::try_from(args.every).unwrap_or(usize::MAX);
+    data.samples = data.samples.into_iter().step_by(every).collect();
     let pipeline = open_model(args)?;
+    let batch = args.batch as usize;
     let report = braid_pipeline::evaluate_conversations(
         &pipeline,
         &data,
         args.limit,
+        batch,
         std::io::stderr().is_terminal(),
     )?;
     println!("{}", serde_json::to_string(&report)?);
@@ -178,11 +200,17 @@ fn eval_conversations(args: &EvalArgs) -> anyhow::Result<()> {
 }
 
 pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
-    if args.what.as_os_str() == "vqa" {
-        return eval_vqa(args);
-    }
     if args.what.extension().is_some_and(|e| e == "json" || e == "jsonl") {
         return eval_conversations(args);
+    }
+    if args.every != 1 || args.question_type.is_some() {
+        bail!(
+            "--every and --type apply to a conversation file (.json / .jsonl), not {:?}",
+            args.what
+        );
+    }
+    if args.what.as_os_str() == "vqa" {
+        return eval_vqa(args);
     }
     let (recipe, _) = load(&args.what, None)?;
     match &recipe {
@@ -210,6 +238,9 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
                 model: args.model.clone(),
                 data,
                 limit: args.limit,
+                every: 1,
+                batch: args.batch,
+                question_type: None,
                 out: args.out.clone(),
                 answers: args.answers.clone(),
                 trainable_weights: args.trainable_weights,

@@ -28,7 +28,7 @@ fn item(id: &str) -> &str {
 }
 
 fn read_all(dir: &Path) -> Vec<Vec<u8>> {
-    ["train.json", "test.json", "captions_train.json"]
+    ["train.json", "test.json", "captions_train.json", "captions_test.json"]
         .iter()
         .map(|f| std::fs::read(dir.join(f)).unwrap())
         .collect()
@@ -123,6 +123,12 @@ fn tiny_spoken_digits_decode_at_16_khz_with_unseen_test_voices() {
     let (train, test, captions) =
         (open(&dir, "train.json"), open(&dir, "test.json"), open(&dir, "captions_train.json"));
     assert_eq!((train.len(), test.len(), captions.len()), (20, 10, 20));
+    // Held-out captions are of the test clips, in the test voices.
+    let captions_test = open(&dir, "captions_test.json");
+    assert_eq!(
+        captions_test.iter().map(|s| item(&s.id)).collect::<Vec<_>>(),
+        test.iter().map(|s| item(&s.id)).collect::<Vec<_>>()
+    );
     // The voice is the field before the question type: `train_00017_en-us+m1_digit`.
     let voices = |d: &ConversationDataset| -> BTreeSet<String> {
         d.iter().map(|s| item(&s.id).rsplit('_').next().unwrap().to_string()).collect()

@@ -249,4 +249,27 @@ fn eval_reports_accuracy_per_question_type() {
     let file: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(file, line, "--out holds the printed report");
+    // One question type, then every second of those: the ids say which were scored.
+    let (d, m) = (data.to_str().unwrap(), dir.to_str().unwrap());
+    let a = answers.to_str().unwrap();
+    braid(&["eval", d, "--model", m, "--type", "activity", "--every", "2", "--answers", a]);
+    let scored: Vec<serde_json::Value> = std::fs::read_to_string(&answers)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(scored.len(), 1);
+    assert_eq!(scored[0]["id"], "u22_r0_w17_activity");
+    let none = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(["eval", d, "--model", m, "--type", "gait"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(!none.status.success() && err.contains("no sample of question type `gait`"), "{err}");
+    let vqa = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(["eval", "vqa", "--model", m, "--every", "2"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&vqa.stderr);
+    assert!(!vqa.status.success() && err.contains("--every and --type apply"), "{err}");
 }

@@ -20,7 +20,7 @@ use braid_core::checkpoint::{npy_bytes, NpyArray, NpyData};
 use braid_core::{Error, Result};
 
 use super::rng::Rng;
-use super::{ask, prepare, write_splits, Made};
+use super::{ask, prepare, write_splits, Made, Splits};
 use crate::conversation::NewSample;
 use crate::imu::{sliding_windows, ImuDataset, WindowConfig};
 
@@ -215,7 +215,7 @@ pub fn make_hapt_chat(hapt: &ImuDataset, dir: &Path, opts: &HaptChatOptions) -> 
     let cfg = WindowConfig { length: opts.window, stride: opts.stride, drop_unlabelled: true };
     let windows = sliding_windows(hapt, &cfg)?;
     let imu_dir = prepare(dir, opts.force, "imu", "npy")?;
-    let (mut train, mut test, mut captions) = (Vec::new(), Vec::new(), Vec::new());
+    let mut splits = Splits::default();
     let mut media = 0;
     for w in &windows {
         let Some(rec) = hapt.recordings.get(w.recording) else { continue };
@@ -241,19 +241,19 @@ pub fn make_hapt_chat(hapt: &ImuDataset, dir: &Path, opts: &HaptChatOptions) -> 
         let path = imu_dir.join(format!("{name}.npy"));
         std::fs::write(&path, npy_bytes(&array)?).map_err(|e| Error::io(&path, e))?;
         media += 1;
-        let split = if user <= LAST_TRAIN_USER { &mut train } else { &mut test };
+        let (split, captions) = splits.of(user <= LAST_TRAIN_USER);
         for (kind, answer) in questions {
             let id = format!("{name}_{}", kind.as_str());
             let question = phrase(opts.seed, &id, kind.phrasings());
             split.push(with_imu(ask(id, "<imu>", question, answer), &file));
         }
-        if let (true, Some(caption)) = (user <= LAST_TRAIN_USER, facts.caption()) {
+        if let Some(caption) = facts.caption() {
             let id = format!("{name}_caption");
             let request = phrase(opts.seed, &id, &CAPTION_REQUESTS);
             captions.push(with_imu(ask(id, "<imu>", request, caption), &file));
         }
     }
-    write_splits(dir, media, &train, &test, &captions)
+    write_splits(dir, media, &splits)
 }
 
 fn with_imu(mut sample: NewSample, file: &str) -> NewSample {

@@ -6,11 +6,15 @@
 //! - [`hapt_chat`]: HAPT IMU windows (`imu/*.npy`, `[window, 6]` f32) with questions about
 //!   the activity, whether the person moves, and the postural transition;
 //! - [`spoken_digits`]: "zero" to "nine" synthesised by espeak-ng over many voices, then
-//!   resampled to 16 kHz, trimmed, padded to one second and noised by sox (`audio/*.wav`).
+//!   resampled to 16 kHz, trimmed, padded to one second and noised by sox (`audio/*.wav`);
+//! - [`easy_vqa`]: the fetched easy-VQA in the same layout (its images stay where they
+//!   are), so the three modalities of a OneLLM-style model are scored alike.
 //!
 //! Each writes `train.json` and `test.json` (one question a sample), and
 //! `captions_train.json` for the `align` stage (the placeholder, a caption request, a
-//! caption as the answer) into its folder; media are named relative to it.
+//! caption as the answer) with `captions_test.json`, the held-out items' captions, to
+//! score an aligned model on (and what later stages make it forget), into its folder;
+//! media are named relative to it.
 //!
 //! **The question type is the last `_`-separated field of a sample's id**
 //! ([`question_type`]): `u22_r0_w17_activity` asks the `activity` of window 17 of user 22's
@@ -20,6 +24,7 @@
 //! The test file asks each question type that applies once per item. Phrasings and every
 //! other choice come from the seed: the same seed gives byte-identical JSON.
 
+pub mod easy_vqa;
 pub mod hapt_chat;
 mod rng;
 pub mod spoken_digits;
@@ -33,7 +38,7 @@ use braid_core::{Error, Result};
 use crate::conversation::{write_json, NewSample};
 
 /// The kinds of dataset `braid data make` knows.
-pub const KINDS: [&str; 2] = ["hapt-chat", "spoken-digits"];
+pub const KINDS: [&str; 3] = ["hapt-chat", "spoken-digits", "easy-vqa"];
 
 /// The question-answer training file.
 pub const TRAIN_FILE: &str = "train.json";
@@ -41,6 +46,8 @@ pub const TRAIN_FILE: &str = "train.json";
 pub const TEST_FILE: &str = "test.json";
 /// The captions of the training items, for the `align` stage.
 pub const CAPTIONS_FILE: &str = "captions_train.json";
+/// The captions of the test items, to score an `align` stage on.
+pub const CAPTIONS_TEST_FILE: &str = "captions_test.json";
 
 /// The question type of a sample id: its last `_`-separated field (`activity` of
 /// `u22_r0_w17_activity`; the whole id when it has no `_`).
@@ -71,7 +78,8 @@ impl fmt::Display for Made {
 
 /// Makes `dir` ready and returns `dir/media`. An absent `dir` is created; an existing one
 /// that is not empty is an error unless `force`, which removes the maker's own outputs
-/// there (the three conversation files and `media/*.ext`) and nothing else.
+/// there (the four conversation files and `media/*.ext`) and nothing else. A maker whose
+/// media stay where they are passes an empty `media` (and gets `dir` back).
 pub(crate) fn prepare(dir: &Path, force: bool, media: &str, ext: &str) -> Result<PathBuf> {
     let media_dir = dir.join(media);
     if dir.exists() {
@@ -84,10 +92,10 @@ pub(crate) fn prepare(dir: &Path, force: bool, media: &str, ext: &str) -> Result
                 ),
             ));
         }
-        for name in [TRAIN_FILE, TEST_FILE, CAPTIONS_FILE] {
+        for name in [TRAIN_FILE, TEST_FILE, CAPTIONS_FILE, CAPTIONS_TEST_FILE] {
             remove_if_file(&dir.join(name))?;
         }
-        if media_dir.is_dir() {
+        if !media.is_empty() && media_dir.is_dir() {
             for entry in std::fs::read_dir(&media_dir).map_err(|e| Error::io(&media_dir, e))? {
                 let path = entry.map_err(|e| Error::io(&media_dir, e))?.path();
                 if path.extension().is_some_and(|e| e == ext) {
@@ -120,16 +128,35 @@ fn remove_if_file(path: &Path) -> Result<()> {
     }
 }
 
-/// Writes the three conversation files of a dataset, last (once its media exist).
-pub(crate) fn write_splits(
-    dir: &Path,
-    media: usize,
-    train: &[NewSample],
-    test: &[NewSample],
-    captions: &[NewSample],
-) -> Result<Made> {
+/// The samples of a dataset's four conversation files.
+#[derive(Debug, Default)]
+pub(crate) struct Splits {
+    pub train: Vec<NewSample>,
+    pub test: Vec<NewSample>,
+    pub captions: Vec<NewSample>,
+    pub captions_test: Vec<NewSample>,
+}
+
+impl Splits {
+    /// The question samples' file of a split, then its captions' file.
+    pub fn of(&mut self, train: bool) -> (&mut Vec<NewSample>, &mut Vec<NewSample>) {
+        if train {
+            (&mut self.train, &mut self.captions)
+        } else {
+            (&mut self.test, &mut self.captions_test)
+        }
+    }
+}
+
+/// Writes the four conversation files of a dataset, last (once its media exist).
+pub(crate) fn write_splits(dir: &Path, media: usize, splits: &Splits) -> Result<Made> {
     let mut files = Vec::new();
-    for (name, samples) in [(TRAIN_FILE, train), (TEST_FILE, test), (CAPTIONS_FILE, captions)] {
+    for (name, samples) in [
+        (TRAIN_FILE, &splits.train),
+        (TEST_FILE, &splits.test),
+        (CAPTIONS_FILE, &splits.captions),
+        (CAPTIONS_TEST_FILE, &splits.captions_test),
+    ] {
         if samples.is_empty() {
             return Err(Error::Invalid(format!(
                 "{}: no samples for {name} (too few items for this split)",

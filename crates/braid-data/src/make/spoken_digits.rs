@@ -21,7 +21,7 @@ use braid_core::{Error, Result};
 
 use super::rng::Rng;
 use super::tools::{self, arg};
-use super::{ask, prepare, write_splits, Made};
+use super::{ask, prepare, write_splits, Made, Splits};
 use crate::conversation::NewSample;
 
 /// The answers: the digit words.
@@ -186,9 +186,9 @@ pub fn plan(opts: &SpokenDigitsOptions) -> Result<Vec<Clip>> {
     Ok(clips)
 }
 
-/// The conversation samples of the plan: (train, test, captions).
-fn samples(clips: &[Clip], seed: u64) -> (Vec<NewSample>, Vec<NewSample>, Vec<NewSample>) {
-    let (mut train, mut test, mut captions) = (Vec::new(), Vec::new(), Vec::new());
+/// The conversation samples of the plan.
+fn samples(clips: &[Clip], seed: u64) -> Splits {
+    let mut splits = Splits::default();
     for clip in clips {
         let file = format!("audio/{}.wav", clip.name);
         let with_audio = |mut s: NewSample| {
@@ -197,23 +197,15 @@ fn samples(clips: &[Clip], seed: u64) -> (Vec<NewSample>, Vec<NewSample>, Vec<Ne
         };
         let id = format!("{}_digit", clip.name);
         let question = Rng::keyed(seed, &id).pick(&DIGIT_QUESTIONS).copied().unwrap_or_default();
-        let sample = with_audio(ask(id, "<audio>", question, DIGITS[clip.digit]));
-        match clip.split {
-            Split::Train => train.push(sample),
-            Split::Test => test.push(sample),
-        }
-        if clip.split == Split::Train {
-            let id = format!("{}_caption", clip.name);
-            let request =
-                Rng::keyed(seed, &id).pick(&CAPTION_REQUESTS).copied().unwrap_or_default();
-            let caption = format!(
-                "a voice with {} accent saying {}",
-                ACCENTS[clip.accent].1, DIGITS[clip.digit]
-            );
-            captions.push(with_audio(ask(id, "<audio>", request, &caption)));
-        }
+        let (split, captions) = splits.of(clip.split == Split::Train);
+        split.push(with_audio(ask(id, "<audio>", question, DIGITS[clip.digit])));
+        let id = format!("{}_caption", clip.name);
+        let request = Rng::keyed(seed, &id).pick(&CAPTION_REQUESTS).copied().unwrap_or_default();
+        let caption =
+            format!("a voice with {} accent saying {}", ACCENTS[clip.accent].1, DIGITS[clip.digit]);
+        captions.push(with_audio(ask(id, "<audio>", request, &caption)));
     }
-    (train, test, captions)
+    splits
 }
 
 /// Synthesises the clips of `opts` into `dir` (see the module's documentation).
@@ -230,8 +222,7 @@ pub fn make_spoken_digits(dir: &Path, opts: &SpokenDigitsOptions) -> Result<Made
         .and_then(|noise| synthesise_all(&clips, &noise, &tmp, &audio, opts.jobs));
     let _ = std::fs::remove_dir_all(&tmp);
     made?;
-    let (train, test, captions) = samples(&clips, opts.seed);
-    write_splits(dir, clips.len(), &train, &test, &captions)
+    write_splits(dir, clips.len(), &samples(&clips, opts.seed))
 }
 
 /// espeak-ng and sox run, and espeak-ng has every variant (an unknown one would silently

@@ -69,17 +69,27 @@ fn users_split_and_the_files_read_back() {
     let open = |name: &str| {
         ConversationDataset::open(dir.path().join(name), &ConversationOptions::default()).unwrap()
     };
-    let (train, test, captions) =
-        (open("train.json"), open("test.json"), open("captions_train.json"));
-    assert!(train.iter().all(|s| s.id.starts_with("u01_")));
-    assert!(test.iter().all(|s| s.id.starts_with("u22_")));
-    assert_eq!(captions.len(), 7);
+    let (train, test, captions, captions_test) = (
+        open("train.json"),
+        open("test.json"),
+        open("captions_train.json"),
+        open("captions_test.json"),
+    );
+    assert!(train.iter().chain(captions.iter()).all(|s| s.id.starts_with("u01_")));
+    assert!(test.iter().chain(captions_test.iter()).all(|s| s.id.starts_with("u22_")));
+    assert_eq!((captions.len(), captions_test.len()), (7, 7));
     let types: Vec<&str> = test.iter().map(|s| question_type(&s.id)).collect();
     // Six windows with an activity (each also asked `motion`), three with a transition.
     assert_eq!(types.iter().filter(|&&t| t == "activity").count(), 6);
     assert_eq!(types.iter().filter(|&&t| t == "motion").count(), 6);
     assert_eq!(types.iter().filter(|&&t| t == "transition").count(), 3);
-    assert_eq!(made.files, [("train.json", 15), ("test.json", 15), ("captions_train.json", 7)]);
+    let files = [
+        ("train.json", 15),
+        ("test.json", 15),
+        ("captions_train.json", 7),
+        ("captions_test.json", 7),
+    ];
+    assert_eq!(made.files, files);
     let s = test.iter().find(|s| s.id == "u22_r0_w3_transition").unwrap();
     assert!(s.turns[0].text.starts_with("<imu>\n"), "{}", s.turns[0].text);
     assert_eq!(s.turns[1].text, "sit to stand");
@@ -94,7 +104,7 @@ fn a_seed_gives_byte_identical_files() {
     let read = |seed: u64| {
         let dir = tempfile::tempdir().unwrap();
         make_hapt_chat(&hapt(), dir.path(), &small(seed)).unwrap();
-        ["train.json", "test.json", "captions_train.json"]
+        ["train.json", "test.json", "captions_train.json", "captions_test.json"]
             .map(|f| std::fs::read(dir.path().join(f)).unwrap())
     };
     assert_eq!(read(5), read(5));
@@ -130,7 +140,7 @@ fn two_fetched_users_give_byte_identical_files() {
     let read = || {
         let out = tempfile::tempdir().unwrap();
         let made = make_hapt_chat(&hapt, out.path(), &HaptChatOptions::default()).unwrap();
-        let files = ["train.json", "test.json", "captions_train.json"]
+        let files = ["train.json", "test.json", "captions_train.json", "captions_test.json"]
             .map(|f| std::fs::read(out.path().join(f)).unwrap());
         (made.media, made.files, files)
     };

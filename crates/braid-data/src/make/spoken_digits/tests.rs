@@ -53,10 +53,10 @@ fn the_plan_is_seeded_balanced_and_split_by_voice() {
 }
 
 #[test]
-fn samples_ask_the_digit_and_caption_training_clips() {
+fn samples_ask_the_digit_and_caption_every_clip() {
     let clips = plan(&tiny(0)).unwrap();
-    let (train, test, captions) = samples(&clips, 0);
-    assert_eq!((train.len(), test.len(), captions.len()), (12, 6, 12));
+    let Splits { train, test, captions, captions_test } = samples(&clips, 0);
+    assert_eq!((train.len(), test.len(), captions.len(), captions_test.len()), (12, 6, 12, 6));
     let s = &test[0];
     assert_eq!(question_type(&s.id), "digit");
     assert_eq!(s.audio, [format!("audio/{}.wav", clips[12].name)]);
@@ -74,7 +74,7 @@ fn a_tiny_set_is_synthesised_the_same_twice() {
     }
     let make = |dir: &Path| {
         make_spoken_digits(dir, &SpokenDigitsOptions { train: 3, test: 2, ..tiny(4) }).unwrap();
-        ["train.json", "test.json", "captions_train.json"]
+        ["train.json", "test.json", "captions_train.json", "captions_test.json"]
             .map(|f| std::fs::read(dir.join(f)).unwrap())
     };
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -321,7 +321,7 @@ pub fn train_conversation(
         match (&eval_data, n) {
             (_, 0) => Ok(Default::default()),
             (Some(eval), n) => {
-                let r = evaluate_conversations(&pipeline, eval, n, false)?;
+                let r = evaluate_conversations(&pipeline, eval, n, 1, false)?;
                 Ok(std::collections::BTreeMap::from([("accuracy".to_string(), r.accuracy)]))
             }
             (None, n) if is_easy_vqa(&recipe.data.path) => {
