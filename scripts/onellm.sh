@@ -40,7 +40,14 @@ captions() {
   for m in "$@"; do
     case $m in
       image) score "$stage" image-captions runs/data/easy-vqa/captions_test.json --every "$EVERY" ;;
-      audio) score "$stage" audio-captions runs/data/spoken-digits/captions_test.json --every "$EVERY" ;;
+      audio)
+        score "$stage" audio-captions runs/data/spoken-digits/captions_test.json --every "$EVERY"
+        # The caption names the accent too ("a voice with a Scottish accent saying seven"),
+        # which test voices need not give away: the digit alone, its last word.
+        echo -n "$stage audio-captions, digit right: "
+        jq -s '[.[] | (.answer | split(" ") | last) == (.truth | split(" ") | last)]
+          | (map(select(.)) | length) / length' "$OUT/$stage-audio-captions.answers.jsonl"
+        ;;
       imu) score "$stage" imu-captions runs/data/hapt-chat/captions_test.json --every "$((EVERY * 4))" ;;
     esac
   done
@@ -52,6 +59,7 @@ for stage in $STAGES; do
     data)
       [ -f runs/data/easy-vqa/captions_test.json ] || "$BRAID" data make easy-vqa --out runs/data/easy-vqa
       [ -f runs/data/hapt-chat/captions_test.json ] || "$BRAID" data make hapt-chat --out runs/data/hapt-chat --force
+      [ -f runs/data/hapt-chat-s128/train.json ] || "$BRAID" data make hapt-chat --out runs/data/hapt-chat-s128 --stride 128 --force
       [ -f runs/data/hapt-chat-s256/train.json ] || "$BRAID" data make hapt-chat --out runs/data/hapt-chat-s256 --stride 256 --force
       [ -f runs/data/spoken-digits/captions_test.json ] || "$BRAID" data make spoken-digits --out runs/data/spoken-digits --force
       ;;
@@ -75,6 +83,13 @@ for stage in $STAGES; do
       "$BRAID" eval vqa --model runs/onellm-instruct/model --limit 100 \
         --out "$OUT/instruct-image-vqa.json" | tail -1
       captions instruct image audio imu
+      # Router weights per modality and expert over 60 held-out items of each modality.
+      jq -s '(.[0] | map(.imu = "../data/hapt-chat/" + .imu) | .[0:60])
+        + (.[1] | map(.audio = "../data/spoken-digits/" + .audio) | .[0:60]) + (.[2] | .[0:60])' \
+        runs/data/hapt-chat/captions_test.json runs/data/spoken-digits/captions_test.json \
+        runs/data/easy-vqa/captions_test.json > "$OUT/routing.json"
+      "$BRAID" routing "$OUT/routing.json" --model runs/onellm-instruct/model --limit 0 \
+        --png "$OUT/routing.png"
       ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
