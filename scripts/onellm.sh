@@ -12,6 +12,7 @@
 #   scripts/onellm.sh            # everything (needs `braid fetch smollm2 easy-vqa hapt`,
 #                                # espeak-ng and sox)
 #   STAGES="instruct" scripts/onellm.sh   # some stages only, from the runs already there
+# A stage whose model is there already (runs/onellm-<stage>/model) is only scored.
 #   EVERY=4 scripts/onellm.sh    # score every 4th held-out sample (quicker)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,30 +54,35 @@ captions() {
   done
 }
 
+# train STAGE: recipes/onellm/STAGE.toml, unless its model is there.
+train() {
+  [ -f "runs/onellm-$1/model/pipeline.toml" ] || "$BRAID" train "recipes/onellm/$1.toml"
+}
+
 for stage in $STAGES; do
   start=$(date +%s)
   case $stage in
     data)
       [ -f runs/data/easy-vqa/captions_test.json ] || "$BRAID" data make easy-vqa --out runs/data/easy-vqa
       [ -f runs/data/hapt-chat/captions_test.json ] || "$BRAID" data make hapt-chat --out runs/data/hapt-chat --force
-      [ -f runs/data/hapt-chat-s128/train.json ] || "$BRAID" data make hapt-chat --out runs/data/hapt-chat-s128 --stride 128 --force
+      [ -f runs/data/hapt-chat-s512/train.json ] || "$BRAID" data make hapt-chat --out runs/data/hapt-chat-s512 --stride 512 --force
       [ -f runs/data/hapt-chat-s256/train.json ] || "$BRAID" data make hapt-chat --out runs/data/hapt-chat-s256 --stride 256 --force
       [ -f runs/data/spoken-digits/captions_test.json ] || "$BRAID" data make spoken-digits --out runs/data/spoken-digits --force
       ;;
     image)
-      "$BRAID" train recipes/onellm/image.toml
+      train image
       captions image image
       ;;
     audio)
-      "$BRAID" train recipes/onellm/audio.toml
+      train audio
       captions audio image audio
       ;;
     imu)
-      "$BRAID" train recipes/onellm/imu.toml
+      train imu
       captions imu image audio imu
       ;;
     instruct)
-      "$BRAID" train recipes/onellm/instruct.toml
+      train instruct
       score instruct imu-activity runs/data/hapt-chat/test.json --type activity --every "$((EVERY * 2))"
       score instruct audio-digit runs/data/spoken-digits/test.json
       echo -n "instruct image-vqa: "

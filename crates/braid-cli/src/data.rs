@@ -301,7 +301,10 @@ mod tests {
     #[test]
     fn make_flags_resolve_per_kind() {
         let e = Make::from_args(&make_args("mnist-chat")).unwrap_err().to_string();
-        assert_eq!(e, "unknown dataset kind `mnist-chat`; known: hapt-chat, spoken-digits");
+        assert_eq!(
+            e,
+            "unknown dataset kind `mnist-chat`; known: hapt-chat, spoken-digits, easy-vqa"
+        );
         let hapt = Make::from_args(&MakeArgs { window: Some(100), ..make_args("hapt-chat") });
         let want = HaptChatOptions { window: 100, stride: 50, seed: 3, force: false };
         assert_eq!(hapt.unwrap(), Make::HaptChat { hapt: "hapt".into(), options: want });
@@ -314,5 +317,8 @@ mod tests {
         assert_eq!(e, "--stride applies to `braid data make hapt-chat`, not spoken-digits");
         let e = Make::from_args(&MakeArgs { train: Some(9), ..make_args("hapt-chat") });
         assert!(e.unwrap_err().to_string().contains("--train applies to"));
+        assert_eq!(Make::from_args(&make_args("easy-vqa")).unwrap(), Make::EasyVqa);
+        let e = Make::from_args(&MakeArgs { window: Some(9), ..make_args("easy-vqa") });
+        assert!(e.unwrap_err().to_string().contains("--window applies to"));
     }
 }

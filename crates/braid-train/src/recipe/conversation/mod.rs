@@ -146,7 +146,8 @@ pub struct ConversationModel {
     /// encoder), e.g. the `align` stage's model.
     #[serde(default)]
     pub init: Option<PathBuf>,
-    /// Fine-tune the image encoder too (its weights are then part of the saved model).
+    /// Fine-tune every encoder of the model too (the image encoder, and the slots' from
+    /// `init`; their weights are then part of the saved model).
     #[serde(default)]
     pub train_encoder: bool,
     /// The system turn of every conversation (`""`: a short empty one instead of the
