@@ -25,17 +25,25 @@ score() {
       imu) file=runs/data/hapt-chat/captions_test.json; every=$((EVERY * 4)) ;;
     esac
     echo -n "$arm $m: "
-    "$BRAID" eval "$file" --model "$model" --every "$every" --out "$OUT/$arm-$m.json" | tail -1
+    "$BRAID" eval "$file" --model "$model" --every "$every" --out "$OUT/$arm-$m.json" \
+      --answers "$OUT/$arm-$m.answers.jsonl" | tail -1
   done
+}
+
+# train RECIPE RUN: $R/RECIPE.toml, unless $OUT/RUN/model is there (then only scored).
+train() {
+  [ -f "$OUT/$2/model/pipeline.toml" ] || "$BRAID" train "$R/$1.toml"
 }
 
 for arm in $ARMS; do
   start=$(date +%s)
   case $arm in
-    joint-upm) "$BRAID" train $R/joint_upm.toml; model=$OUT/joint-upm/model ;;
-    joint-mlp) "$BRAID" train $R/joint_mlp.toml; model=$OUT/joint-mlp/model ;;
+    joint-upm) train joint_upm joint-upm; model=$OUT/joint-upm/model ;;
+    joint-mlp) train joint_mlp joint-mlp; model=$OUT/joint-mlp/model ;;
     progressive)
-      for s in 1_image 2_audio 3_imu; do "$BRAID" train "$R/progressive_$s.toml"; done
+      train progressive_1_image progressive-1-image
+      train progressive_2_audio progressive-2-audio
+      train progressive_3_imu progressive-3-imu
       model=$OUT/progressive-3-imu/model
       ;;
     *) echo "unknown arm $arm" >&2; exit 2 ;;
