@@ -145,8 +145,8 @@ def align(model, case, image, repeats, heads, upm=False):
     size, text, labelled = 8, 32, 8
     tokens = 8 + 2 if upm else image  # what the projector hands the language model
     seq = tokens + text
-    batch = make_batch(size, image, text, range(seq - labelled, seq))
-    features, ids, labels = batch
+    # The labels are made here: the UPM's sequence (queries and tags) is not image + text.
+    features, ids, _ = make_batch(size, image, text, [])
     labels = torch.full((size, seq), -100, dtype=torch.long)
     for p in range(seq - labelled, seq):
         labels[:, p] = 100 + (p * 13) % 4000
