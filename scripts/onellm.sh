@@ -9,7 +9,7 @@
 # match. After instruction tuning, the questions are (activity of the HAPT window, the digit
 # spoken, easy-VQA's questions).
 #
-#   scripts/onellm.sh            # everything (needs `braid fetch smollm2 easy-vqa hapt`,
+#   scripts/onellm.sh            # everything (needs `braid fetch smollm2 easy-vqa hapt`, jq,
 #                                # espeak-ng and sox)
 #   STAGES="instruct" scripts/onellm.sh   # some stages only, from the runs already there
 # A stage whose model is there already (runs/onellm-<stage>/model) is only scored.
