@@ -10,7 +10,15 @@
 //! - [`easy_vqa`]: the fetched easy-VQA in the same layout (its images stay where they
 //!   are), so the three modalities of a OneLLM-style model are scored alike.
 //!
-//! Each writes `train.json` and `test.json` (one question a sample), and
+//! Two more write fusion datasets ([`crate::fusion`]: `fusion.json`, `train.safetensors`,
+//! `test.safetensors`), for the fusion classifiers of MultiBench (Liang et al. 2021):
+//!
+//! - [`hapt_fusion`]: the HAPT windows of the classify recipe as two inputs, `acc` and
+//!   `gyro`, with the user as group;
+//! - [`av_digits`]: AV-MNIST-style pairs (Vielzeuf et al. 2018) of an MNIST digit with its
+//!   leading principal components removed and the log-mel of a noised spoken digit.
+//!
+//! The conversation makers each write `train.json` and `test.json` (one question a sample), and
 //! `captions_train.json` for the `align` stage (the placeholder, a caption request, a
 //! caption as the answer) with `captions_test.json`, the held-out items' captions, to
 //! score an aligned model on (and what later stages make it forget), into its folder;
@@ -24,8 +32,10 @@
 //! The test file asks each question type that applies once per item. Phrasings and every
 //! other choice come from the seed: the same seed gives byte-identical JSON.
 
+pub mod av_digits;
 pub mod easy_vqa;
 pub mod hapt_chat;
+pub mod hapt_fusion;
 mod rng;
 pub mod spoken_digits;
 mod tools;
@@ -38,7 +48,7 @@ use braid_core::{Error, Result};
 use crate::conversation::{write_json, NewSample};
 
 /// The kinds of dataset `braid data make` knows.
-pub const KINDS: [&str; 3] = ["hapt-chat", "spoken-digits", "easy-vqa"];
+pub const KINDS: [&str; 5] = ["hapt-chat", "spoken-digits", "easy-vqa", "hapt-fusion", "av-digits"];
 
 /// The question-answer training file.
 pub const TRAIN_FILE: &str = "train.json";
@@ -106,6 +116,25 @@ pub(crate) fn prepare(dir: &Path, force: bool, media: &str, ext: &str) -> Result
     }
     std::fs::create_dir_all(&media_dir).map_err(|e| Error::io(&media_dir, e))?;
     Ok(media_dir)
+}
+
+/// A fusion dataset may be written to `dir`: it is absent or empty, or (with `force`) holds
+/// a fusion dataset, which the new one replaces whole. `force` never replaces a folder
+/// without `fusion.json`.
+pub(crate) fn check_fusion_out(dir: &Path, force: bool) -> Result<()> {
+    let empty = match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(_) => return Ok(()),
+    };
+    if empty || (force && dir.join(crate::fusion::META_FILE).is_file()) {
+        return Ok(());
+    }
+    let what = if force {
+        "holds no fusion dataset (no fusion.json), so --force does not replace it"
+    } else {
+        "exists and is not empty; choose a new folder, or force (`--force`) to replace the fusion dataset there"
+    };
+    Err(Error::config("out", format!("{} {what}", dir.display())))
 }
 
 /// Whether `dir` holds nothing, or only an empty `media_dir` (as a failed run leaves it).
