@@ -1,10 +1,11 @@
 //! The fusion contract.
 
-use braid_core::{Features, Result};
+use braid_core::{Error, Features, Result};
+use braid_nn::cross_entropy;
 use candle_core::Tensor;
 
 /// Several modalities' features -> class logits.
-pub trait FusionModel {
+pub trait FusionModel: Send + Sync {
     /// Number of modalities it fuses, in a fixed order.
     fn num_modalities(&self) -> usize;
 
@@ -14,4 +15,47 @@ pub trait FusionModel {
     /// inputs: one entry per modality, `None` where a modality is missing (the model
     /// imputes or skips it) -> logits `[batch, num_classes]`.
     fn forward(&self, inputs: &[Option<Features>]) -> Result<Tensor>;
+
+    /// The training loss of a batch with every modality present: cross-entropy of
+    /// [`Self::forward`] unless the method adds its own terms (reconstruction, members'
+    /// losses, an alignment objective). `raw`: the standardised inputs the features came
+    /// from; labels: `[batch]` class indices.
+    fn loss(&self, inputs: &[Option<Features>], raw: &[Tensor], labels: &Tensor) -> Result<Tensor> {
+        let _ = raw;
+        cross_entropy(&self.forward(inputs)?, labels, None)
+    }
+}
+
+/// Each input's tokens mean-pooled over positions (masked when a mask is given):
+/// `[batch, n, d]` -> `[batch, d]`; `None` stays `None`.
+pub fn pooled(inputs: &[Option<Features>]) -> Result<Vec<Option<Tensor>>> {
+    inputs
+        .iter()
+        .map(|f| {
+            f.as_ref()
+                .map(|f| match &f.mask {
+                    Some(m) => braid_nn::mean_pool(&f.tokens, m),
+                    None => Ok(f.tokens.mean(1)?),
+                })
+                .transpose()
+        })
+        .collect()
+}
+
+/// The batch size of the first present input, or an error when every input is missing.
+pub fn batch_of(inputs: &[Option<Tensor>]) -> Result<(usize, candle_core::Device)> {
+    inputs
+        .iter()
+        .flatten()
+        .next()
+        .map(|t| Ok((t.dim(0)?, t.device().clone())))
+        .unwrap_or_else(|| Err(Error::Invalid("every input of the fusion model is missing".into())))
+}
+
+/// `x`, or zeros `[batch, dim]` where it is missing.
+pub fn or_zeros(x: &Option<Tensor>, batch: usize, dim: usize, device: &candle_core::Device) -> Result<Tensor> {
+    match x {
+        Some(t) => Ok(t.clone()),
+        None => Ok(Tensor::zeros((batch, dim), candle_core::DType::F32, device)?),
+    }
 }
