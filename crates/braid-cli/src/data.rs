@@ -5,12 +5,15 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use braid_data::fusion::FusionDataset;
 use braid_data::imu::{
     read_csv, read_hapt, read_ts, sliding_windows, whole_recordings, CsvOptions, ImuDataset,
     WindowConfig, WindowStats,
 };
+use braid_data::make::av_digits::{make_av_digits, AvDigitsOptions};
 use braid_data::make::easy_vqa::make_easy_vqa;
 use braid_data::make::hapt_chat::{make_hapt_chat, HaptChatOptions};
+use braid_data::make::hapt_fusion::{make_hapt_fusion, HaptFusionOptions};
 use braid_data::make::spoken_digits::{make_spoken_digits, SpokenDigitsOptions};
 
 /// Flags of `braid data`.
@@ -29,14 +32,17 @@ pub enum DataWhat {
     /// Writes a conversation dataset (train.json, test.json, captions_train.json,
     /// captions_test.json and the media) into --out: hapt-chat (questions about HAPT IMU
     /// windows; needs `braid fetch hapt`), spoken-digits (digits said by espeak-ng voices,
-    /// noised by sox) or easy-vqa (the fetched easy-VQA in this layout; images not copied).
+    /// noised by sox) or easy-vqa (the fetched easy-VQA in this layout; images not copied);
+    /// or a fusion dataset (fusion.json, train.safetensors, test.safetensors): hapt-fusion
+    /// (HAPT windows as acc and gyro inputs) or av-digits (AV-MNIST-style degraded MNIST
+    /// images paired with noised spoken digits; needs `braid fetch mnist`, espeak-ng, sox).
     Make(MakeArgs),
 }
 
 /// Flags of `braid data make`.
 #[derive(Debug, clap::Args)]
 pub struct MakeArgs {
-    /// What to make: hapt-chat, spoken-digits or easy-vqa.
+    /// What to make: hapt-chat, spoken-digits, easy-vqa, hapt-fusion or av-digits.
     pub kind: String,
     /// The folder to write; absent or empty unless --force.
     #[arg(long)]
@@ -44,89 +50,119 @@ pub struct MakeArgs {
     /// Chooses the phrasings (and for spoken-digits the voices, speeds, pitches and noise).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Write over the dataset in a folder that is not empty (other files are kept).
+    /// Write over the dataset in a folder that is not empty (conversation datasets: other
+    /// files are kept; fusion datasets: the folder, which must hold one, is replaced).
     #[arg(long)]
     pub force: bool,
-    /// hapt-chat: samples per window [default: 128].
+    /// hapt-chat, hapt-fusion: samples per window [default: 128].
     #[arg(long)]
     pub window: Option<usize>,
-    /// hapt-chat: samples between window starts [default: 64].
+    /// hapt-chat, hapt-fusion: samples between window starts [default: 64].
     #[arg(long)]
     pub stride: Option<usize>,
-    /// hapt-chat: the HAPT recordings, a registered name or an .npz path [default: hapt].
+    /// hapt-chat, hapt-fusion: the HAPT recordings, a registered name or an .npz path
+    /// [default: hapt].
     #[arg(long)]
     pub hapt: Option<String>,
-    /// spoken-digits: training clips [default: 2000].
+    /// spoken-digits, av-digits: training clips [default: 2000].
     #[arg(long)]
     pub train: Option<usize>,
-    /// spoken-digits: test clips [default: 300].
+    /// spoken-digits, av-digits: test clips [default: 300; av-digits 500].
     #[arg(long)]
     pub test: Option<usize>,
-    /// spoken-digits: clips made at once [default: one per core].
+    /// spoken-digits, av-digits: clips made at once [default: one per core].
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// av-digits: MNIST images of each digit, before the 80/20 split [default: all].
+    #[arg(long)]
+    pub per_digit: Option<usize>,
+    /// av-digits: the spoken-digits dataset whose clips are paired; made there first when
+    /// the folder holds none [default: made in a temporary folder beside --out].
+    #[arg(long)]
+    pub audio: Option<PathBuf>,
+    /// av-digits: signal-to-noise ratio in dB of the white noise added to each clip
+    /// [default: -6].
+    #[arg(long, allow_negative_numbers = true)]
+    pub snr: Option<f64>,
 }
 
 /// `braid data make`'s flags resolved for one kind.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 enum Make {
     HaptChat { hapt: String, options: HaptChatOptions },
     SpokenDigits(SpokenDigitsOptions),
     EasyVqa,
+    HaptFusion { hapt: String, options: HaptFusionOptions },
+    AvDigits { audio: Option<PathBuf>, clips: SpokenDigitsOptions, options: AvDigitsOptions },
 }
+
+/// The kinds that take each optional flag.
+const HAPT_KINDS: &[&str] = &["hapt-chat", "hapt-fusion"];
+const SPOKEN_KINDS: &[&str] = &["spoken-digits", "av-digits"];
+const AV_KINDS: &[&str] = &["av-digits"];
 
 impl Make {
     fn from_args(a: &MakeArgs) -> anyhow::Result<Self> {
-        let hapt_flags = [
-            ("--window", a.window.is_some()),
-            ("--stride", a.stride.is_some()),
-            ("--hapt", a.hapt.is_some()),
+        let flags = [
+            ("--window", a.window.is_some(), HAPT_KINDS),
+            ("--stride", a.stride.is_some(), HAPT_KINDS),
+            ("--hapt", a.hapt.is_some(), HAPT_KINDS),
+            ("--train", a.train.is_some(), SPOKEN_KINDS),
+            ("--test", a.test.is_some(), SPOKEN_KINDS),
+            ("--jobs", a.jobs.is_some(), SPOKEN_KINDS),
+            ("--per-digit", a.per_digit.is_some(), AV_KINDS),
+            ("--audio", a.audio.is_some(), AV_KINDS),
+            ("--snr", a.snr.is_some(), AV_KINDS),
         ];
-        let spoken_flags = [
-            ("--train", a.train.is_some()),
-            ("--test", a.test.is_some()),
-            ("--jobs", a.jobs.is_some()),
-        ];
-        let refuse = |flags: &[(&str, bool)], owner: &str| match flags.iter().find(|(_, set)| *set)
+        let known = braid_data::make::KINDS.contains(&a.kind.as_str());
+        if let Some((flag, _, kinds)) =
+            flags.iter().find(|(_, set, kinds)| known && *set && !kinds.contains(&a.kind.as_str()))
         {
-            Some((flag, _)) => bail!("{flag} applies to `braid data make {owner}`, not {}", a.kind),
-            None => Ok(()),
+            bail!("{flag} applies to `braid data make {}`, not {}", kinds.join("` and `"), a.kind);
+        }
+        let hapt = || a.hapt.clone().unwrap_or_else(|| "hapt".into());
+        // A window given alone is strided by half of itself.
+        let stride = |window: usize, default: usize| {
+            a.stride.unwrap_or(if a.window.is_some() { (window / 2).max(1) } else { default })
+        };
+        let d = SpokenDigitsOptions::default();
+        let clips = |test: usize| SpokenDigitsOptions {
+            train: a.train.unwrap_or(d.train),
+            test: a.test.unwrap_or(test),
+            seed: a.seed,
+            jobs: a.jobs.unwrap_or(d.jobs),
+            force: a.force,
         };
         match a.kind.as_str() {
             "hapt-chat" => {
-                refuse(&spoken_flags, "spoken-digits")?;
                 let d = HaptChatOptions::default();
                 let window = a.window.unwrap_or(d.window);
-                let options = HaptChatOptions {
-                    window,
-                    stride: a.stride.unwrap_or(if a.window.is_some() {
-                        (window / 2).max(1)
-                    } else {
-                        d.stride
-                    }),
-                    seed: a.seed,
-                    force: a.force,
-                };
-                Ok(Self::HaptChat {
-                    hapt: a.hapt.clone().unwrap_or_else(|| "hapt".into()),
-                    options,
-                })
+                let stride = stride(window, d.stride);
+                let options = HaptChatOptions { window, stride, seed: a.seed, force: a.force };
+                Ok(Self::HaptChat { hapt: hapt(), options })
             }
-            "spoken-digits" => {
-                refuse(&hapt_flags, "hapt-chat")?;
-                let d = SpokenDigitsOptions::default();
-                Ok(Self::SpokenDigits(SpokenDigitsOptions {
-                    train: a.train.unwrap_or(d.train),
-                    test: a.test.unwrap_or(d.test),
+            "spoken-digits" => Ok(Self::SpokenDigits(clips(d.test))),
+            "easy-vqa" => Ok(Self::EasyVqa),
+            "hapt-fusion" => {
+                let d = HaptFusionOptions::default();
+                let window = a.window.unwrap_or(d.window);
+                let options =
+                    HaptFusionOptions { window, stride: stride(window, d.stride), force: a.force };
+                Ok(Self::HaptFusion { hapt: hapt(), options })
+            }
+            "av-digits" => {
+                let d = AvDigitsOptions::default();
+                let options = AvDigitsOptions {
+                    per_digit: a.per_digit,
+                    snr_db: a.snr.unwrap_or(d.snr_db),
                     seed: a.seed,
                     jobs: a.jobs.unwrap_or(d.jobs),
                     force: a.force,
-                }))
-            }
-            "easy-vqa" => {
-                refuse(&hapt_flags, "hapt-chat")?;
-                refuse(&spoken_flags, "spoken-digits")?;
-                Ok(Self::EasyVqa)
+                    ..d
+                };
+                // The audio folder is the user's: it is never written over.
+                let clips = SpokenDigitsOptions { force: false, ..clips(500) };
+                Ok(Self::AvDigits { audio: a.audio.clone(), clips, options })
             }
             other => {
                 Err(braid_core::Error::unknown("dataset kind", other, braid_data::make::KINDS)
@@ -145,8 +181,75 @@ fn make(a: &MakeArgs) -> anyhow::Result<()> {
         }
         Make::SpokenDigits(options) => make_spoken_digits(&a.out, &options)?,
         Make::EasyVqa => make_easy_vqa(&dataset_path("easy-vqa")?, &a.out, a.force)?,
+        Make::HaptFusion { hapt, options } => {
+            let ds = read_hapt(&dataset_path(&hapt)?)?;
+            let made = make_hapt_fusion(&ds, &a.out, &options)?;
+            return report_fusion(a, &made, start);
+        }
+        Make::AvDigits { audio, clips, options } => {
+            let mnist = dataset_path("mnist")?;
+            let made = with_clips(audio, &a.out, &clips, |dir| {
+                println!("pairing MNIST with the clips of {} ...", dir.display());
+                Ok(make_av_digits(&mnist, dir, &a.out, &options)?)
+            })?;
+            return report_fusion(a, &made, start);
+        }
     };
     println!("made {} in {:.1} s: {made}", a.kind, start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Runs `f` on a spoken-digits dataset: `audio` when it holds one, else one made there
+/// (kept), or without `audio` in a folder beside `out` (removed afterwards).
+fn with_clips<T>(
+    audio: Option<PathBuf>,
+    out: &Path,
+    clips: &SpokenDigitsOptions,
+    f: impl FnOnce(&Path) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let temporary = audio.is_none();
+    let dir = audio.unwrap_or_else(|| {
+        let mut name = out.as_os_str().to_os_string();
+        name.push(".clips-tmp");
+        PathBuf::from(name)
+    });
+    if temporary && dir.exists() {
+        // A failed run's leftover: ours to remove.
+        std::fs::remove_dir_all(&dir).with_context(|| dir.display().to_string())?;
+    }
+    if !dir.join(braid_data::make::TRAIN_FILE).exists() {
+        let t = std::time::Instant::now();
+        println!(
+            "synthesising {} training and {} test clips into {} ...",
+            clips.train,
+            clips.test,
+            dir.display()
+        );
+        let made = make_spoken_digits(&dir, clips)?;
+        println!("made the clips in {:.1} s: {made}", t.elapsed().as_secs_f64());
+    }
+    let result = f(&dir);
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+/// The final line of a fusion maker, then each split's samples per class.
+fn report_fusion(
+    a: &MakeArgs,
+    ds: &FusionDataset,
+    start: std::time::Instant,
+) -> anyhow::Result<()> {
+    let secs = start.elapsed().as_secs_f64();
+    println!("made {} in {secs:.1} s: {}: {ds}", a.kind, a.out.display());
+    let classes = &ds.meta.classes;
+    for (name, split) in [("train", &ds.train), ("test", &ds.test)] {
+        let counts = split.class_counts(classes.len());
+        let per: Vec<String> =
+            classes.iter().zip(counts).map(|(c, n)| format!("{c} {n}")).collect();
+        println!("  {name} per class: {}", per.join(", "));
+    }
     Ok(())
 }
 
@@ -295,6 +398,9 @@ mod tests {
             train: None,
             test: None,
             jobs: None,
+            per_digit: None,
+            audio: None,
+            snr: None,
         }
     }
 
@@ -303,7 +409,8 @@ mod tests {
         let e = Make::from_args(&make_args("mnist-chat")).unwrap_err().to_string();
         assert_eq!(
             e,
-            "unknown dataset kind `mnist-chat`; known: hapt-chat, spoken-digits, easy-vqa"
+            "unknown dataset kind `mnist-chat`; known: hapt-chat, spoken-digits, easy-vqa, \
+             hapt-fusion, av-digits"
         );
         let hapt = Make::from_args(&MakeArgs { window: Some(100), ..make_args("hapt-chat") });
         let want = HaptChatOptions { window: 100, stride: 50, seed: 3, force: false };
@@ -314,11 +421,42 @@ mod tests {
         let e = Make::from_args(&MakeArgs { stride: Some(9), ..make_args("spoken-digits") })
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "--stride applies to `braid data make hapt-chat`, not spoken-digits");
+        assert_eq!(
+            e,
+            "--stride applies to `braid data make hapt-chat` and `hapt-fusion`, not spoken-digits"
+        );
         let e = Make::from_args(&MakeArgs { train: Some(9), ..make_args("hapt-chat") });
         assert!(e.unwrap_err().to_string().contains("--train applies to"));
         assert_eq!(Make::from_args(&make_args("easy-vqa")).unwrap(), Make::EasyVqa);
         let e = Make::from_args(&MakeArgs { window: Some(9), ..make_args("easy-vqa") });
         assert!(e.unwrap_err().to_string().contains("--window applies to"));
+    }
+
+    #[test]
+    fn fusion_make_flags_resolve_per_kind() {
+        let hapt = Make::from_args(&MakeArgs { window: Some(64), ..make_args("hapt-fusion") });
+        let want = HaptFusionOptions { window: 64, stride: 32, force: false };
+        assert_eq!(hapt.unwrap(), Make::HaptFusion { hapt: "hapt".into(), options: want });
+        let av = MakeArgs {
+            per_digit: Some(50),
+            snr: Some(-3.0),
+            train: Some(100),
+            force: true,
+            ..make_args("av-digits")
+        };
+        let clips = SpokenDigitsOptions { train: 100, test: 500, seed: 3, jobs: 0, force: false };
+        let options = AvDigitsOptions {
+            per_digit: Some(50),
+            snr_db: -3.0,
+            seed: 3,
+            force: true,
+            ..AvDigitsOptions::default()
+        };
+        assert_eq!(Make::from_args(&av).unwrap(), Make::AvDigits { audio: None, clips, options });
+        let e = Make::from_args(&MakeArgs { snr: Some(0.0), ..make_args("spoken-digits") });
+        let e = e.unwrap_err().to_string();
+        assert_eq!(e, "--snr applies to `braid data make av-digits`, not spoken-digits");
+        let e = Make::from_args(&MakeArgs { train: Some(9), ..make_args("hapt-fusion") });
+        assert!(e.unwrap_err().to_string().contains("--train applies to"));
     }
 }
