@@ -149,16 +149,7 @@ fn leading_eigen(
             }
         }
         let (theta, u) = jacobi_eigen(t, k);
-        let ritz: Vec<Vec<f64>> = (0..k)
-            .map(|j| {
-                let mut v = vec![0f64; d];
-                for (a, za) in z.iter().enumerate() {
-                    let w = u[a * k + j];
-                    v.iter_mut().zip(za).for_each(|(vi, &x)| *vi += w * x);
-                }
-                v
-            })
-            .collect();
+        let ritz = rotate(&z, &u, k, d);
         let scale = theta.first().copied().unwrap_or(0.0).abs().max(f64::MIN_POSITIVE);
         let converged = theta
             .iter()
@@ -167,22 +158,28 @@ fn leading_eigen(
             .all(|(a, b)| (a - b).abs() <= TOLERANCE * scale);
         if converged {
             // The Ritz vectors of this step (Q U) pair with these values.
-            let vectors = (0..k)
-                .map(|j| {
-                    let mut v = vec![0f64; d];
-                    for (a, qa) in q.iter().enumerate() {
-                        let w = u[a * k + j];
-                        v.iter_mut().zip(qa).for_each(|(vi, &x)| *vi += w * x);
-                    }
-                    v
-                })
-                .collect();
+            let vectors = rotate(&q, &u, k, d);
             return Ok((theta, vectors));
         }
         previous = theta;
         q = orthonormal(ritz, &mut rng);
     }
     Err(Error::Invalid(format!("PCA: subspace iteration did not converge in {MAX_ITERS} steps")))
+}
+
+/// The block `vs` (`k` vectors of `d`) times `u` (`[k, k]`): vector `j` is
+/// `sum_a u[a][j] vs[a]`.
+fn rotate(vs: &[Vec<f64>], u: &[f64], k: usize, d: usize) -> Vec<Vec<f64>> {
+    (0..k)
+        .map(|j| {
+            let mut v = vec![0f64; d];
+            for (a, va) in vs.iter().enumerate() {
+                let w = u[a * k + j];
+                v.iter_mut().zip(va).for_each(|(vi, &x)| *vi += w * x);
+            }
+            v
+        })
+        .collect()
 }
 
 /// Modified Gram-Schmidt; a vector that vanishes is replaced by a random one.
