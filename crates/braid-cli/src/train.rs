@@ -1,4 +1,4 @@
-//! `braid train RECIPE.toml [--resume]` and `braid eval (RECIPE.toml | vqa | DATA.json) --model DIR`.
+//! `braid train RECIPE.toml [--resume]` and `braid eval (RECIPE.toml | vqa | DATA.json | FUSION_DATA_DIR) --model DIR`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use braid_data::conversation::{ConversationDataset, ConversationOptions};
 use braid_pipeline::{Pipeline, Weights};
-use braid_train::recipe::{evaluate_classifier, evaluate_vision, Launch, Recipe};
+use braid_train::recipe::{
+    evaluate_classifier, evaluate_fusion, evaluate_vision, Corruption, Launch, Recipe,
+};
 use candle_core::{DType, Device};
 
 /// Train a model as a recipe describes.
@@ -73,6 +75,20 @@ pub struct EvalArgs {
     /// to check the frozen answers against).
     #[arg(long)]
     pub trainable_weights: bool,
+    /// Fusion models: score with this input missing (repeatable), e.g. `--drop gyro`.
+    #[arg(long, value_name = "INPUT")]
+    pub drop: Vec<String>,
+    /// Fusion models: add Gaussian noise of LEVEL times each channel's training std to an
+    /// input (repeatable), e.g. `--noise audio=1.0`.
+    #[arg(long, value_name = "INPUT=LEVEL")]
+    pub noise: Vec<String>,
+    /// Fusion models: also sweep every input's noise level and its absence; writes
+    /// robustness.json-style points into eval.json and robustness.png into --out.
+    #[arg(long)]
+    pub robustness: bool,
+    /// Seed of the added noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// Reads, overrides and resolves a recipe; returns it with its text as written.
@@ -199,7 +215,43 @@ fn eval_conversations(args: &EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn eval_fusion(args: &EvalArgs, data: &Path) -> anyhow::Result<()> {
+    let corruption = Corruption {
+        drop: args.drop.clone(),
+        noise: args.noise.iter().map(|n| Corruption::parse_noise(n)).collect::<Result<_, _>>()?,
+        seed: args.seed,
+    };
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
+    }
+    let report =
+        evaluate_fusion(data, &args.model, args.out.as_deref(), &corruption, args.robustness)?;
+    println!("{}", report.line());
+    if let Some(points) = &report.robustness {
+        for p in points {
+            eprintln!(
+                "{:>8} {:<12} accuracy {:.4}",
+                p.input,
+                p.noise.map_or("missing".to_string(), |l| format!("noise {l}")),
+                p.accuracy
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
+    let fusion_data = args.what.join("fusion.json").is_file();
+    let fusion_recipe = !fusion_data
+        && args.what.extension().is_some_and(|e| e == "toml")
+        && matches!(load(&args.what, None), Ok((Recipe::Fuse(_), _)));
+    let corrupts = !args.drop.is_empty() || !args.noise.is_empty() || args.robustness;
+    if corrupts && !fusion_data && !fusion_recipe {
+        bail!("--drop, --noise and --robustness apply to fusion models (a fusion dataset or a `fuse` recipe), not {:?}", args.what);
+    }
+    if fusion_data {
+        return eval_fusion(args, &args.what);
+    }
     if args.what.extension().is_some_and(|e| e == "json" || e == "jsonl") {
         return eval_conversations(args);
     }
@@ -224,6 +276,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             std::fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
             println!("{}", serde_json::to_string(&evaluate_vision(r, &args.model, &out)?)?)
         }
+        Recipe::Fuse(r) => eval_fusion(args, &r.data.path)?,
         // The held-out file; else easy-VQA's test split; else the training file itself.
         Recipe::Align(r) | Recipe::Instruct(r) => {
             let (what, data) = match &r.data.eval_path {
@@ -244,6 +297,10 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
                 out: args.out.clone(),
                 answers: args.answers.clone(),
                 trainable_weights: args.trainable_weights,
+                drop: vec![],
+                noise: vec![],
+                robustness: false,
+                seed: args.seed,
             })?
         }
     }

@@ -31,6 +31,9 @@ impl std::fmt::Debug for FusionClassifier {
     }
 }
 
+/// Standardised inputs and their features, `None` where an input is missing.
+type Encoded = (Vec<Option<Tensor>>, Vec<Option<Features>>);
+
 /// The prefix of the encoders' variables (a frozen-encoder run leaves them out).
 pub const ENCODER_PREFIX: &str = "encoders.";
 
@@ -66,12 +69,14 @@ impl FusionClassifier {
             .iter()
             .map(|i| {
                 use braid_encoders::EncoderConfig as E;
-                matches!(i.encoder, E::Cnn(_) | E::ImuPatch(_) | E::Recurrent(_)) && i.shape.len() == 2
+                matches!(i.encoder, E::Cnn(_) | E::ImuPatch(_) | E::Recurrent(_))
+                    && i.shape.len() == 2
             })
             .collect();
         let dims: Vec<usize> = encoders.iter().map(|e| e.output_dim()).collect();
         let sizes: Vec<usize> = cfg.inputs.iter().map(|i| i.shape.iter().product()).collect();
-        let method = build(&cfg.method, &dims, &sizes, cfg.classes.len(), cfg.hidden, vb.pp("fusion"))?;
+        let method =
+            build(&cfg.method, &dims, &sizes, cfg.classes.len(), cfg.hidden, vb.pp("fusion"))?;
         let imputer =
             cfg.impute.map(|k| Imputer::new(&dims, cfg.hidden, k, vb.pp("impute"))).transpose()?;
         Ok(Self { cfg: cfg.clone(), encoders, stats, time_major, method, imputer })
@@ -108,7 +113,7 @@ impl FusionClassifier {
     }
 
     /// Standardised inputs and their encoder features (imputed where configured).
-    fn encode(&self, inputs: &[Option<Tensor>]) -> Result<(Vec<Option<Tensor>>, Vec<Option<Features>>)> {
+    fn encode(&self, inputs: &[Option<Tensor>]) -> Result<Encoded> {
         self.check_arity(inputs)?;
         let raw: Vec<Option<Tensor>> = inputs
             .iter()
@@ -121,7 +126,11 @@ impl FusionClassifier {
             .map(|(i, x)| {
                 x.as_ref()
                     .map(|x| {
-                        let x = if self.time_major[i] { x.transpose(1, 2)?.contiguous()? } else { x.clone() };
+                        let x = if self.time_major[i] {
+                            x.transpose(1, 2)?.contiguous()?
+                        } else {
+                            x.clone()
+                        };
                         self.encoders[i].encode(&x, None)
                     })
                     .transpose()

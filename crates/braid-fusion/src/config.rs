@@ -202,7 +202,10 @@ impl FusionConfig {
     pub fn input(&self, name: &str) -> Result<usize> {
         self.inputs.iter().position(|i| i.name == name).ok_or_else(|| {
             let have: Vec<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
-            Error::Invalid(format!("this model has no input `{name}` (it has: {})", have.join(", ")))
+            Error::Invalid(format!(
+                "this model has no input `{name}` (it has: {})",
+                have.join(", ")
+            ))
         })
     }
 
@@ -224,7 +227,10 @@ impl FusionConfig {
                 return Err(Error::config(f("name"), format!("`{}` appears twice", input.name)));
             }
             if input.shape.is_empty() || input.shape.contains(&0) {
-                return Err(Error::config(f("shape"), format!("{:?} is not a sample shape", input.shape)));
+                return Err(Error::config(
+                    f("shape"),
+                    format!("{:?} is not a sample shape", input.shape),
+                ));
             }
             let c = input.shape[0];
             for (name, v) in [("mean", &input.mean), ("std", &input.std)] {

@@ -53,7 +53,12 @@ pub fn batch_of(inputs: &[Option<Tensor>]) -> Result<(usize, candle_core::Device
 }
 
 /// `x`, or zeros `[batch, dim]` where it is missing.
-pub fn or_zeros(x: &Option<Tensor>, batch: usize, dim: usize, device: &candle_core::Device) -> Result<Tensor> {
+pub fn or_zeros(
+    x: &Option<Tensor>,
+    batch: usize,
+    dim: usize,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
     match x {
         Some(t) => Ok(t.clone()),
         None => Ok(Tensor::zeros((batch, dim), candle_core::DType::F32, device)?),

@@ -54,7 +54,10 @@ pub struct Mlp2 {
 impl Mlp2 {
     /// in -> hidden -> out.
     pub fn new(input: usize, hidden: usize, out: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self { a: Linear::new(input, hidden, true, vb.pp("0"))?, b: Linear::new(hidden, out, true, vb.pp("1"))? })
+        Ok(Self {
+            a: Linear::new(input, hidden, true, vb.pp("0"))?,
+            b: Linear::new(hidden, out, true, vb.pp("1"))?,
+        })
     }
 
     /// x: [..., in] -> [..., out]

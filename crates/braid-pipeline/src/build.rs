@@ -166,6 +166,13 @@ impl Pipeline {
             }
             _ => None,
         };
+        let fusion = match &cfg.fusion {
+            Some(f) => {
+                let (vars, vb) = fresh.vars();
+                Some((braid_fusion::FusionClassifier::new(f, vb, device)?, vars))
+            }
+            None => None,
+        };
         Ok(Self {
             cfg: cfg.clone(),
             base: base.to_path_buf(),
@@ -175,6 +182,7 @@ impl Pipeline {
             llm_vars,
             lora_vars,
             head,
+            fusion,
             prompter,
             device: device.clone(),
         })

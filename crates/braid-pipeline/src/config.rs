@@ -102,6 +102,10 @@ pub struct PipelineConfig {
     /// encoder; used by zero-shot evaluation, not by the pipeline's own forward).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contrastive: Option<ContrastiveConfig>,
+    /// A fusion classifier over several named inputs, each with its own encoder
+    /// (`fusion.safetensors`); such a model has no `encoders`, language model or `head`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fusion: Option<braid_fusion::FusionConfig>,
 }
 
 /// LoRA on the language model's projections.
@@ -149,6 +153,15 @@ impl PipelineConfig {
 
     /// Checks what serde cannot: no modality twice, a language model or a head.
     pub fn validate(&self) -> Result<()> {
+        if let Some(f) = &self.fusion {
+            if !self.encoders.is_empty() || self.llm.is_some() || self.head.is_some() {
+                return Err(Error::config(
+                    "fusion",
+                    "a fusion model holds its own encoders and classes: it has no `encoders`, `llm` or `head`",
+                ));
+            }
+            return f.validate("fusion");
+        }
         match (&self.llm, &self.head) {
             (Some(l), _) if l.trim().is_empty() => {
                 return Err(Error::config("llm", "must name a language model"))

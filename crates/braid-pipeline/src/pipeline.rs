@@ -60,6 +60,8 @@ pub struct Pipeline {
     pub(crate) lora_vars: Option<VarMap>,
     /// A classification head with its variables.
     pub(crate) head: Option<(Head, VarMap)>,
+    /// A fusion classifier with its variables.
+    pub(crate) fusion: Option<(braid_fusion::FusionClassifier, VarMap)>,
     /// Prompts in the model's template; `None` for a model without a tokenizer.
     pub(crate) prompter: Option<Prompter>,
     pub(crate) device: Device,
@@ -152,7 +154,16 @@ impl Pipeline {
 
     /// The classification head's class names, if the model is a classifier.
     pub fn classes(&self) -> Option<&[String]> {
-        self.head.as_ref().map(|(h, _)| h.classes())
+        match (&self.head, &self.fusion) {
+            (Some((h, _)), _) => Some(h.classes()),
+            (None, Some((f, _))) => Some(&f.config().classes),
+            _ => None,
+        }
+    }
+
+    /// The fusion classifier, if the model is one.
+    pub fn fusion(&self) -> Option<&braid_fusion::FusionClassifier> {
+        self.fusion.as_ref().map(|(f, _)| f)
     }
 
     /// The tokens of `input`'s encoder (no projector): what an encoder model embeds.
@@ -201,6 +212,7 @@ impl Pipeline {
         }
         maps.extend(self.upm.iter().map(|(_, v)| ("projector.upm".to_string(), v)));
         maps.extend(self.head.iter().map(|(_, v)| ("head".to_string(), v)));
+        maps.extend(self.fusion.iter().map(|(_, v)| ("fusion".to_string(), v)));
         maps
     }
 

@@ -87,6 +87,11 @@ fn bounds(series: &[Series]) -> ((f64, f64), (f64, f64)) {
 
 /// A line chart of `series` against steps.
 pub fn line_chart(path: &Path, title: &str, series: &[Series]) -> Result<()> {
+    line_chart_xy(path, title, "step", series)
+}
+
+/// A line chart of `series` against an x axis described by `x_desc`.
+pub fn line_chart_xy(path: &Path, title: &str, x_desc: &str, series: &[Series]) -> Result<()> {
     fonts();
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
@@ -100,7 +105,7 @@ pub fn line_chart(path: &Path, title: &str, series: &[Series]) -> Result<()> {
         .map_err(|e| plot_err(path, e))?;
     chart
         .configure_mesh()
-        .x_desc("step")
+        .x_desc(x_desc)
         .label_style((FAMILY, 14))
         .draw()
         .map_err(|e| plot_err(path, e))?;

@@ -32,6 +32,8 @@ pub enum Stage {
     Contrastive,
     /// Supervised classification: encoder and head.
     Classify,
+    /// A fusion classifier: encoders (unless frozen) and the fusion layers.
+    Fuse,
 }
 
 impl Stage {
@@ -42,6 +44,7 @@ impl Stage {
             Self::Instruct => &[Component::InputProjector, Component::LlmLora],
             Self::Contrastive => &[Component::Encoder, Component::Head],
             Self::Classify => &[Component::Encoder, Component::Head],
+            Self::Fuse => &[Component::Encoder, Component::Head],
         }
     }
 }

@@ -32,7 +32,9 @@ impl Ensemble {
             .map(|(i, &d)| Linear::new(d, classes, true, vb.pp(format!("members.{i}"))))
             .collect::<Result<Vec<_>>>()?;
         let meta = match combine {
-            Combine::Stacking => Some(Linear::new(dims.len() * classes, classes, true, vb.pp("meta"))?),
+            Combine::Stacking => {
+                Some(Linear::new(dims.len() * classes, classes, true, vb.pp("meta"))?)
+            }
             _ => None,
         };
         Ok(Self { members, meta, combine, classes })
@@ -47,7 +49,12 @@ impl Ensemble {
     }
 
     /// Members' probabilities (detached), uniform where a member abstains -> `[b, n * c]`.
-    fn stacked(&self, logits: &[Option<Tensor>], b: usize, dev: &candle_core::Device) -> Result<Tensor> {
+    fn stacked(
+        &self,
+        logits: &[Option<Tensor>],
+        b: usize,
+        dev: &candle_core::Device,
+    ) -> Result<Tensor> {
         let uniform = (Tensor::ones((b, self.classes), DType::F32, dev)? / self.classes as f64)?;
         let parts = logits
             .iter()
@@ -93,7 +100,12 @@ impl FusionModel for Ensemble {
         }
     }
     /// The sum of the members' cross-entropies (plus the meta-classifier's, stacking).
-    fn loss(&self, inputs: &[Option<Features>], _raw: &[Tensor], labels: &Tensor) -> Result<Tensor> {
+    fn loss(
+        &self,
+        inputs: &[Option<Features>],
+        _raw: &[Tensor],
+        labels: &Tensor,
+    ) -> Result<Tensor> {
         let logits = self.member_logits(inputs)?;
         let mut loss: Option<Tensor> = None;
         for l in logits.iter().flatten() {
@@ -103,7 +115,8 @@ impl FusionModel for Ensemble {
                 None => ce,
             });
         }
-        let mut loss = loss.ok_or_else(|| braid_core::Error::Invalid("every input is missing".into()))?;
+        let mut loss =
+            loss.ok_or_else(|| braid_core::Error::Invalid("every input is missing".into()))?;
         if let Some(meta) = &self.meta {
             let b = labels.dim(0)?;
             let stacked = self.stacked(&logits, b, labels.device())?;

@@ -57,8 +57,11 @@ impl Autoencoder {
     fn latent(&self, inputs: &[Option<Features>]) -> Result<Tensor> {
         let z = pooled(inputs)?;
         let (b, dev) = batch_of(&z)?;
-        let parts =
-            z.iter().zip(&self.dims).map(|(z, &d)| or_zeros(z, b, d, &dev)).collect::<Result<Vec<_>>>()?;
+        let parts = z
+            .iter()
+            .zip(&self.dims)
+            .map(|(z, &d)| or_zeros(z, b, d, &dev))
+            .collect::<Result<Vec<_>>>()?;
         Ok(self.encode.forward(&Tensor::cat(&parts, 1)?)?.relu()?)
     }
 }
@@ -159,7 +162,12 @@ impl FusionModel for Shared {
     /// Cross-entropy plus `weight` times the objective: mean InfoNCE over input pairs, or
     /// the discriminator's cross-entropy at naming each projection's input behind
     /// gradient reversal.
-    fn loss(&self, inputs: &[Option<Features>], _raw: &[Tensor], labels: &Tensor) -> Result<Tensor> {
+    fn loss(
+        &self,
+        inputs: &[Option<Features>],
+        _raw: &[Tensor],
+        labels: &Tensor,
+    ) -> Result<Tensor> {
         let h = self.projections(inputs)?;
         let ce = cross_entropy(&self.classify(&h)?, labels, None)?;
         let h: Vec<&Tensor> = h.iter().flatten().collect();

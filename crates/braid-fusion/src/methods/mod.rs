@@ -40,15 +40,9 @@ pub fn build(
         FusionMethod::Mult { layers, heads } => {
             Box::new(Mult::new(dims, classes, hidden, *layers, *heads, vb)?)
         }
-        FusionMethod::Autoencoder { latent, reconstruction } => Box::new(Autoencoder::new(
-            dims,
-            sizes,
-            classes,
-            hidden,
-            *latent,
-            *reconstruction,
-            vb,
-        )?),
+        FusionMethod::Autoencoder { latent, reconstruction } => {
+            Box::new(Autoencoder::new(dims, sizes, classes, hidden, *latent, *reconstruction, vb)?)
+        }
         FusionMethod::Ensemble { combine } => Box::new(Ensemble::new(dims, classes, *combine, vb)?),
         FusionMethod::Shared { objective, weight } => {
             Box::new(Shared::new(dims, classes, hidden, *objective, *weight, vb)?)

@@ -31,7 +31,11 @@ impl CrossModalBlock {
     pub fn new(hidden: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             attn_norm: LayerNorm::new(hidden, 1e-5, vb.pp("attn_norm"))?,
-            attn: Attention::new(AttentionConfig::new(hidden, heads), AttentionNames::CLIP, vb.pp("attn"))?,
+            attn: Attention::new(
+                AttentionConfig::new(hidden, heads),
+                AttentionNames::CLIP,
+                vb.pp("attn"),
+            )?,
             ffn_norm: LayerNorm::new(hidden, 1e-5, vb.pp("ffn_norm"))?,
             fc1: Linear::new(hidden, 4 * hidden, true, vb.pp("fc1"))?,
             fc2: Linear::new(4 * hidden, hidden, true, vb.pp("fc2"))?,
@@ -149,8 +153,12 @@ impl FusionModel for Mult {
                 outs.push(Tensor::zeros((b, self.hidden), candle_core::DType::F32, &dev)?);
                 continue;
             };
-            let sources: Vec<&Tensor> =
-                seqs.iter().enumerate().filter(|(j, _)| *j != i).filter_map(|(_, s)| s.as_ref()).collect();
+            let sources: Vec<&Tensor> = seqs
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .filter_map(|(_, s)| s.as_ref())
+                .collect();
             let ctx = if sources.is_empty() { None } else { Some(Tensor::cat(&sources, 1)?) };
             let mut x = target.clone();
             for block in &self.branches[i].blocks {

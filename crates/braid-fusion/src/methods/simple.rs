@@ -42,8 +42,11 @@ impl FusionModel for Early {
     fn forward(&self, inputs: &[Option<Features>]) -> Result<Tensor> {
         let z = pooled(inputs)?;
         let (b, dev) = batch_of(&z)?;
-        let parts =
-            z.iter().zip(&self.dims).map(|(z, &d)| or_zeros(z, b, d, &dev)).collect::<Result<Vec<_>>>()?;
+        let parts = z
+            .iter()
+            .zip(&self.dims)
+            .map(|(z, &d)| or_zeros(z, b, d, &dev))
+            .collect::<Result<Vec<_>>>()?;
         self.head.forward(&Tensor::cat(&parts, 1)?)
     }
 }
@@ -58,12 +61,7 @@ pub struct Late {
 
 impl Late {
     /// dims: each input's feature width.
-    pub fn new(
-        dims: &[usize],
-        classes: usize,
-        how: LateWeights,
-        vb: VarBuilder,
-    ) -> Result<Self> {
+    pub fn new(dims: &[usize], classes: usize, how: LateWeights, vb: VarBuilder) -> Result<Self> {
         let heads = dims
             .iter()
             .enumerate()
@@ -71,7 +69,9 @@ impl Late {
             .collect::<Result<Vec<_>>>()?;
         let weights = match how {
             LateWeights::Mean => None,
-            LateWeights::Learned => Some(vb.get_with_hints(dims.len(), "weights", Init::Const(0.0))?),
+            LateWeights::Learned => {
+                Some(vb.get_with_hints(dims.len(), "weights", Init::Const(0.0))?)
+            }
         };
         Ok(Self { heads, weights, classes })
     }

@@ -47,8 +47,13 @@ pub struct Tfn {
 impl Tfn {
     /// dims: each input's feature width.
     pub fn new(dims: &[usize], classes: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
-        let width: usize = if dims.len() == 1 { dims[0] } else { dims.iter().map(|d| d + 1).product() };
-        Ok(Self { dims: dims.to_vec(), head: Mlp2::new(width, hidden, classes, vb.pp("head"))?, classes })
+        let width: usize =
+            if dims.len() == 1 { dims[0] } else { dims.iter().map(|d| d + 1).product() };
+        Ok(Self {
+            dims: dims.to_vec(),
+            head: Mlp2::new(width, hidden, classes, vb.pp("head"))?,
+            classes,
+        })
     }
 }
 
@@ -62,8 +67,11 @@ impl FusionModel for Tfn {
     fn forward(&self, inputs: &[Option<Features>]) -> Result<Tensor> {
         let z = pooled(inputs)?;
         let (b, dev) = batch_of(&z)?;
-        let parts =
-            z.iter().zip(&self.dims).map(|(z, &d)| or_zeros(z, b, d, &dev)).collect::<Result<Vec<_>>>()?;
+        let parts = z
+            .iter()
+            .zip(&self.dims)
+            .map(|(z, &d)| or_zeros(z, b, d, &dev))
+            .collect::<Result<Vec<_>>>()?;
         self.head.forward(&tensor_fusion(&parts)?)
     }
 }
@@ -113,11 +121,13 @@ impl LowRankFusion {
                 None => f,
             });
         }
-        let fused = fused.ok_or_else(|| braid_core::Error::Invalid("low-rank fusion of no inputs".into()))?;
+        let fused = fused
+            .ok_or_else(|| braid_core::Error::Invalid("low-rank fusion of no inputs".into()))?;
         // fusion_weights [1, rank] @ fused.permute(1, 0, 2) [batch, rank, out] -> [batch, out]
         let b = fused.dim(1)?;
         let per = fused.permute((1, 0, 2))?.contiguous()?;
-        let w = self.weights.unsqueeze(0)?.broadcast_as((b, 1, self.weights.dim(1)?))?.contiguous()?;
+        let w =
+            self.weights.unsqueeze(0)?.broadcast_as((b, 1, self.weights.dim(1)?))?.contiguous()?;
         let out = w.matmul(&per)?.reshape((b, self.out))?;
         Ok(out.broadcast_add(&self.bias)?)
     }
@@ -133,7 +143,13 @@ pub struct Lmf {
 
 impl Lmf {
     /// dims: each input's feature width.
-    pub fn new(dims: &[usize], classes: usize, hidden: usize, rank: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        dims: &[usize],
+        classes: usize,
+        hidden: usize,
+        rank: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         Ok(Self {
             dims: dims.to_vec(),
             fusion: LowRankFusion::new(dims, hidden, rank, vb.pp("lmf"))?,
@@ -153,8 +169,11 @@ impl FusionModel for Lmf {
     fn forward(&self, inputs: &[Option<Features>]) -> Result<Tensor> {
         let z = pooled(inputs)?;
         let (b, dev) = batch_of(&z)?;
-        let parts =
-            z.iter().zip(&self.dims).map(|(z, &d)| or_zeros(z, b, d, &dev)).collect::<Result<Vec<_>>>()?;
+        let parts = z
+            .iter()
+            .zip(&self.dims)
+            .map(|(z, &d)| or_zeros(z, b, d, &dev))
+            .collect::<Result<Vec<_>>>()?;
         self.head.forward(&self.fusion.forward(&parts)?)
     }
 }

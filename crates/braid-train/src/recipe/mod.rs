@@ -6,7 +6,7 @@
 //! field; [`Recipe::validate`] checks the rest before any training.
 //!
 //! ```toml
-//! stage = "classify"        # classify | contrastive | align | instruct
+//! stage = "classify"        # classify | contrastive | align | instruct | fuse
 //! out_dir = "runs/hapt-cnn"
 //! [data]
 //! path = "hapt"
@@ -22,6 +22,7 @@
 
 mod classify;
 mod conversation;
+mod fuse;
 mod imu;
 mod run;
 mod vision;
@@ -35,6 +36,10 @@ pub use classify::{ClassifyRecipe, HeadSpec, ModelSpec};
 pub use conversation::{
     train_conversation, ConversationData, ConversationModel, ConversationRecipe, ConversationRun,
     ImageFeatures,
+};
+pub use fuse::{
+    evaluate_fusion, train_fusion, Corruption, FuseData, FuseModel, FuseRecipe, FuseTask,
+    FusionReport, RobustnessPoint,
 };
 pub use imu::{ImuData, ImuSplit, SubjectSet};
 pub use run::{evaluate_classifier, imu_stats, train_classifier, ClassifyReport};
@@ -57,6 +62,8 @@ pub enum Recipe {
     Align(ConversationRecipe),
     /// Stage 2: projector and LoRA on conversations.
     Instruct(ConversationRecipe),
+    /// A fusion classifier over several inputs.
+    Fuse(FuseRecipe),
 }
 
 /// How a run starts, and the recipe text it keeps.
@@ -143,6 +150,7 @@ impl Recipe {
             Self::Contrastive(_) => Stage::Contrastive,
             Self::Align(_) => Stage::Align,
             Self::Instruct(_) => Stage::Instruct,
+            Self::Fuse(_) => Stage::Fuse,
         }
     }
 
@@ -152,6 +160,7 @@ impl Recipe {
             Self::Classify(r) => &r.out_dir,
             Self::Contrastive(r) => &r.out_dir,
             Self::Align(r) | Self::Instruct(r) => &r.out_dir,
+            Self::Fuse(r) => &r.out_dir,
         }
     }
 
@@ -161,6 +170,7 @@ impl Recipe {
             Self::Classify(r) => r.out_dir = dir,
             Self::Contrastive(r) => r.out_dir = dir,
             Self::Align(r) | Self::Instruct(r) => r.out_dir = dir,
+            Self::Fuse(r) => r.out_dir = dir,
         }
     }
 
@@ -170,6 +180,7 @@ impl Recipe {
             Self::Classify(r) => &r.train,
             Self::Contrastive(r) => &r.train,
             Self::Align(r) | Self::Instruct(r) => &r.train,
+            Self::Fuse(r) => &r.train,
         }
     }
 
@@ -190,6 +201,10 @@ impl Recipe {
             Self::Contrastive(r) => {
                 fields.push(("data.path", &mut r.data.path));
                 fields.push(("model.text", &mut r.model.text));
+            }
+            Self::Fuse(r) => {
+                fields.push(("data.path", &mut r.data.path));
+                fields.extend(r.model.init.as_mut().map(|p| ("model.init", p)));
             }
             Self::Align(r) | Self::Instruct(r) => {
                 let (d, m) = (&mut r.data, &mut r.model);
@@ -216,6 +231,7 @@ impl Recipe {
             Self::Classify(r) => r.validate(),
             Self::Contrastive(r) => r.validate(),
             Self::Align(r) | Self::Instruct(r) => r.validate(self.stage()),
+            Self::Fuse(r) => r.validate(),
         }
     }
 
@@ -242,6 +258,10 @@ impl Recipe {
                 let run = train_conversation(r, self.stage(), launch)?;
                 let report = serde_json::json!({ "final_loss": run.summary.final_loss, "eval": run.summary.eval });
                 Ok(Trained { model_dir: run.model_dir, summary: run.summary, report })
+            }
+            Self::Fuse(r) => {
+                let (report, summary) = train_fusion(r, launch)?;
+                Ok(Trained { model_dir: report.model_dir.clone(), summary, report: report.line() })
             }
         }?;
         let kept = out.join("recipe.toml");

@@ -31,7 +31,7 @@ impl Pca {
     /// Fits on the rows of `x` (`[n, d]`, row-major) the fewest leading components whose
     /// variance is at least `share` (in `(0, 1]`) of the total.
     pub fn fit_leading(x: &[f32], d: usize, share: f64) -> Result<Self> {
-        let n = if d == 0 { 0 } else { x.len() / d };
+        let n = x.len().checked_div(d).unwrap_or(0);
         if n < 2 || n * d != x.len() {
             return Err(Error::Invalid(format!(
                 "PCA needs at least 2 rows of {d} values, got {} values",

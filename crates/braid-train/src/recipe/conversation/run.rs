@@ -164,6 +164,7 @@ fn pipeline_config(
         prompt: PromptConfig { system: Some(m.system.clone()) },
         head: None,
         contrastive: None,
+        fusion: None,
     })
 }
 
