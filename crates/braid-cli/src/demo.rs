@@ -45,6 +45,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     hapt_demo(args.offline)?;
     easyvqa_demo(args.offline)?;
     onellm_demo()?;
+    fusion_demo()?;
     Ok(())
 }
 
@@ -255,5 +256,67 @@ pub(crate) fn onellm_demo() -> anyhow::Result<()> {
         );
     }
     println!("  ({ms:.0} ms per question)");
+    Ok(())
+}
+
+/// The committed fusion models (`scripts/fusion.sh`, best method of each dataset) and the
+/// held-out samples beside them (`demo.safetensors`: one tensor per input, `label`).
+const FUSION_MODELS: [&str; 2] = ["fusion-hapt", "fusion-avdigits"];
+
+/// Classifies each committed fusion model's demo samples with every input, and again
+/// without each input, beside the truth.
+pub(crate) fn fusion_demo() -> anyhow::Result<()> {
+    for name in FUSION_MODELS {
+        let dir = committed_model_dir(name);
+        if !dir.join(braid_pipeline::PIPELINE_FILE).is_file() {
+            println!("\nfusion model: {} is not there; scripts/fusion.sh trains it", dir.display());
+            continue;
+        }
+        let model = Pipeline::open(
+            &dir,
+            braid_pipeline::Weights::Frozen { dequantize: false },
+            &Device::Cpu,
+        )
+        .with_context(|| format!("loading {}", dir.display()))?;
+        let Some(fusion) = model.fusion() else {
+            anyhow::bail!("{}: not a fusion model", dir.display());
+        };
+        let cfg = fusion.config();
+        let file = dir.join("demo.safetensors");
+        let samples = candle_core::safetensors::load(&file, &Device::Cpu)
+            .with_context(|| file.display().to_string())?;
+        let get = |n: &str| {
+            samples.get(n).cloned().with_context(|| format!("{}: no tensor `{n}`", file.display()))
+        };
+        let inputs = cfg.inputs.iter().map(|i| get(&i.name)).collect::<anyhow::Result<Vec<_>>>()?;
+        let labels: Vec<u32> = get("label")?.to_vec1()?;
+        let names: Vec<&str> = cfg.inputs.iter().map(|i| i.name.as_str()).collect();
+        println!("\nfusion model ({}, {}):", dir.display(), names.join(" + "));
+        let predict = |drop: Option<usize>| -> anyhow::Result<Vec<u32>> {
+            let x: Vec<Option<candle_core::Tensor>> = inputs
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (Some(i) != drop).then(|| t.clone()))
+                .collect();
+            Ok(fusion.forward(&x)?.argmax(1)?.to_vec1::<u32>()?)
+        };
+        let all = predict(None)?;
+        let without: Vec<Vec<u32>> =
+            (0..inputs.len()).map(|i| predict(Some(i))).collect::<anyhow::Result<_>>()?;
+        let class = |k: u32| cfg.classes.get(k as usize).map_or("?", String::as_str);
+        for (j, &truth) in labels.iter().enumerate() {
+            let others: Vec<String> = names
+                .iter()
+                .zip(&without)
+                .map(|(n, p)| format!("without {n}: {}", class(p[j])))
+                .collect();
+            println!(
+                "  truth {:<18} fused: {:<18} {}",
+                class(truth),
+                class(all[j]),
+                others.join(", ")
+            );
+        }
+    }
     Ok(())
 }
