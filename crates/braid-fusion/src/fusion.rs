@@ -64,3 +64,19 @@ pub fn or_zeros(
         None => Ok(Tensor::zeros((batch, dim), candle_core::DType::F32, device)?),
     }
 }
+
+/// Each input's pooled features, zeros `[batch, dims[i]]` where an input is missing: what
+/// the methods that need every input read.
+pub fn pooled_or_zeros(inputs: &[Option<Features>], dims: &[usize]) -> Result<Vec<Tensor>> {
+    let z = pooled(inputs)?;
+    let (b, dev) = batch_of(&z)?;
+    z.iter().zip(dims).map(|(z, &d)| or_zeros(z, b, d, &dev)).collect()
+}
+
+/// The sum of `terms` (scalars), or an error when there is none.
+pub fn sum_terms(terms: &[Tensor]) -> Result<Tensor> {
+    if terms.is_empty() {
+        return Err(Error::Invalid("every input is missing".into()));
+    }
+    Ok(Tensor::stack(terms, 0)?.sum_all()?)
+}

@@ -15,4 +15,4 @@ pub use classifier::{FusionClassifier, ENCODER_PREFIX};
 pub use config::{
     Combine, FusionConfig, FusionInput, FusionMethod, ImputeKind, LateWeights, SharedObjective,
 };
-pub use fusion::{batch_of, or_zeros, pooled, FusionModel};
+pub use fusion::{batch_of, or_zeros, pooled, pooled_or_zeros, sum_terms, FusionModel};

@@ -44,6 +44,19 @@ fn l2_normalise(x: &Tensor) -> Result<Tensor> {
     Ok(x.broadcast_div(&norm)?)
 }
 
+/// One linear layer per input, `in = dims[i]` -> `out`, under `NAME.i`.
+pub fn per_input_linear(
+    dims: &[usize],
+    out: usize,
+    name: &str,
+    vb: &VarBuilder,
+) -> Result<Vec<Linear>> {
+    dims.iter()
+        .enumerate()
+        .map(|(i, &d)| Linear::new(d, out, true, vb.pp(format!("{name}.{i}"))))
+        .collect()
+}
+
 /// `Linear -> ReLU -> Linear` (variables `0.*` and `1.*`).
 #[derive(Debug, Clone)]
 pub struct Mlp2 {

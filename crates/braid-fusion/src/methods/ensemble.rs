@@ -9,7 +9,8 @@ use candle_core::{DType, Module, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::config::Combine;
-use crate::fusion::pooled;
+use crate::fusion::{pooled, sum_terms};
+use crate::ops::per_input_linear;
 use crate::FusionModel;
 
 /// Weight of the summed probabilities that break a vote's ties.
@@ -26,11 +27,7 @@ pub struct Ensemble {
 impl Ensemble {
     /// dims: each input's feature width.
     pub fn new(dims: &[usize], classes: usize, combine: Combine, vb: VarBuilder) -> Result<Self> {
-        let members = dims
-            .iter()
-            .enumerate()
-            .map(|(i, &d)| Linear::new(d, classes, true, vb.pp(format!("members.{i}"))))
-            .collect::<Result<Vec<_>>>()?;
+        let members = per_input_linear(dims, classes, "members", &vb)?;
         let meta = match combine {
             Combine::Stacking => {
                 Some(Linear::new(dims.len() * classes, classes, true, vb.pp("meta"))?)
@@ -107,16 +104,12 @@ impl FusionModel for Ensemble {
         labels: &Tensor,
     ) -> Result<Tensor> {
         let logits = self.member_logits(inputs)?;
-        let mut loss: Option<Tensor> = None;
-        for l in logits.iter().flatten() {
-            let ce = cross_entropy(l, labels, None)?;
-            loss = Some(match loss {
-                Some(s) => (s + ce)?,
-                None => ce,
-            });
-        }
-        let mut loss =
-            loss.ok_or_else(|| braid_core::Error::Invalid("every input is missing".into()))?;
+        let members = logits
+            .iter()
+            .flatten()
+            .map(|l| cross_entropy(l, labels, None))
+            .collect::<Result<Vec<_>>>()?;
+        let mut loss = sum_terms(&members)?;
         if let Some(meta) = &self.meta {
             let b = labels.dim(0)?;
             let stacked = self.stacked(&logits, b, labels.device())?;

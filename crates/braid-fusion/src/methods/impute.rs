@@ -87,7 +87,6 @@ impl Imputer {
                 }
             }
         }
-        let n = terms.len().max(1) as f64;
-        Ok((Tensor::stack(&terms, 0)?.sum_all()? / n)?)
+        Ok((crate::fusion::sum_terms(&terms)? / terms.len() as f64)?)
     }
 }

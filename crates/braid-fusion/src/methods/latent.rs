@@ -10,8 +10,8 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::config::SharedObjective;
-use crate::fusion::{batch_of, or_zeros, pooled};
-use crate::ops::{grad_reverse, info_nce, mse, Mlp2};
+use crate::fusion::{pooled, pooled_or_zeros, sum_terms};
+use crate::ops::{grad_reverse, info_nce, mse, per_input_linear, Mlp2};
 use crate::FusionModel;
 
 /// Temperature of the shared space's InfoNCE.
@@ -55,13 +55,7 @@ impl Autoencoder {
     }
 
     fn latent(&self, inputs: &[Option<Features>]) -> Result<Tensor> {
-        let z = pooled(inputs)?;
-        let (b, dev) = batch_of(&z)?;
-        let parts = z
-            .iter()
-            .zip(&self.dims)
-            .map(|(z, &d)| or_zeros(z, b, d, &dev))
-            .collect::<Result<Vec<_>>>()?;
+        let parts = pooled_or_zeros(inputs, &self.dims)?;
         Ok(self.encode.forward(&Tensor::cat(&parts, 1)?)?.relu()?)
     }
 }
@@ -111,11 +105,7 @@ impl Shared {
         weight: f64,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let proj = dims
-            .iter()
-            .enumerate()
-            .map(|(i, &d)| Linear::new(d, hidden, true, vb.pp(format!("proj.{i}"))))
-            .collect::<Result<Vec<_>>>()?;
+        let proj = per_input_linear(dims, hidden, "proj", &vb)?;
         let discriminator = match objective {
             SharedObjective::Contrastive => None,
             SharedObjective::Adversarial => {
@@ -191,8 +181,7 @@ impl FusionModel for Shared {
         if terms.is_empty() {
             return Ok(ce);
         }
-        let n = terms.len() as f64;
-        let objective = (Tensor::stack(&terms, 0)?.sum_all()? / n)?;
+        let objective = (sum_terms(&terms)? / terms.len() as f64)?;
         Ok((ce + (objective * self.weight)?)?)
     }
 }

@@ -9,8 +9,8 @@ use candle_core::{Module, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::config::LateWeights;
-use crate::fusion::{batch_of, or_zeros, pooled};
-use crate::ops::{masked_softmax, Mlp2};
+use crate::fusion::{batch_of, pooled, pooled_or_zeros};
+use crate::ops::{masked_softmax, per_input_linear, Mlp2};
 use crate::FusionModel;
 
 fn present(z: &[Option<Tensor>]) -> Vec<bool> {
@@ -40,13 +40,7 @@ impl FusionModel for Early {
         self.classes
     }
     fn forward(&self, inputs: &[Option<Features>]) -> Result<Tensor> {
-        let z = pooled(inputs)?;
-        let (b, dev) = batch_of(&z)?;
-        let parts = z
-            .iter()
-            .zip(&self.dims)
-            .map(|(z, &d)| or_zeros(z, b, d, &dev))
-            .collect::<Result<Vec<_>>>()?;
+        let parts = pooled_or_zeros(inputs, &self.dims)?;
         self.head.forward(&Tensor::cat(&parts, 1)?)
     }
 }
@@ -62,11 +56,7 @@ pub struct Late {
 impl Late {
     /// dims: each input's feature width.
     pub fn new(dims: &[usize], classes: usize, how: LateWeights, vb: VarBuilder) -> Result<Self> {
-        let heads = dims
-            .iter()
-            .enumerate()
-            .map(|(i, &d)| Linear::new(d, classes, true, vb.pp(format!("heads.{i}"))))
-            .collect::<Result<Vec<_>>>()?;
+        let heads = per_input_linear(dims, classes, "heads", &vb)?;
         let weights = match how {
             LateWeights::Mean => None,
             LateWeights::Learned => {
@@ -137,11 +127,7 @@ impl Gated {
         attention: bool,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let proj = dims
-            .iter()
-            .enumerate()
-            .map(|(i, &d)| Linear::new(d, hidden, true, vb.pp(format!("proj.{i}"))))
-            .collect::<Result<Vec<_>>>()?;
+        let proj = per_input_linear(dims, hidden, "proj", &vb)?;
         let (score, weights) = if attention {
             let w = Linear::new(hidden, hidden, true, vb.pp("score.w"))?;
             let v = Linear::new(hidden, 1, false, vb.pp("score.v"))?;

@@ -7,7 +7,7 @@ use braid_core::{Features, Result};
 use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 
-use crate::fusion::{batch_of, or_zeros, pooled};
+use crate::fusion::pooled_or_zeros;
 use crate::ops::Mlp2;
 use crate::FusionModel;
 
@@ -65,13 +65,7 @@ impl FusionModel for Tfn {
         self.classes
     }
     fn forward(&self, inputs: &[Option<Features>]) -> Result<Tensor> {
-        let z = pooled(inputs)?;
-        let (b, dev) = batch_of(&z)?;
-        let parts = z
-            .iter()
-            .zip(&self.dims)
-            .map(|(z, &d)| or_zeros(z, b, d, &dev))
-            .collect::<Result<Vec<_>>>()?;
+        let parts = pooled_or_zeros(inputs, &self.dims)?;
         self.head.forward(&tensor_fusion(&parts)?)
     }
 }
@@ -167,13 +161,7 @@ impl FusionModel for Lmf {
         self.classes
     }
     fn forward(&self, inputs: &[Option<Features>]) -> Result<Tensor> {
-        let z = pooled(inputs)?;
-        let (b, dev) = batch_of(&z)?;
-        let parts = z
-            .iter()
-            .zip(&self.dims)
-            .map(|(z, &d)| or_zeros(z, b, d, &dev))
-            .collect::<Result<Vec<_>>>()?;
+        let parts = pooled_or_zeros(inputs, &self.dims)?;
         self.head.forward(&self.fusion.forward(&parts)?)
     }
 }
