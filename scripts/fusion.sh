@@ -65,7 +65,7 @@ recipe() {
   awk -v drop="$drop" -v arm="$arm" -v keep="${arm#uni-}" -v a="$a" -v b="$b" '
     /^\[/ { skip = ($0 == "[model.method]" || (drop != "" && $0 == "[model.encoders." drop "]")) }
     skip { next }
-    /^out_dir = / { print "out_dir = \"runs/fusion/'"$ds"'/" arm "-s'"$seed"'\""; if (arm ~ /^impute-/) print "modality_dropout = 0.3"; next }
+    /^out_dir = / { print "out_dir = \"runs/fusion/'"$ds"'/" arm "-s'"$seed"'\""; next }
     /^path = / { print "path = \"../../../'"$(datadir "$ds")"'\""; if (drop != "") print "inputs = [\"" (drop == b ? a : b) "\"]"; next }
     /^hidden = / { print; if (arm ~ /^impute-/) print "impute = \"" substr(arm, 8) "\""; next }
     /^seed = / { print "seed = '"$seed"'"; next }

@@ -157,8 +157,10 @@ impl FusionClassifier {
     }
 
     /// The training loss of a batch: the method's loss (with its own terms) when every
-    /// input is present, plus the imputer's loss; the plain cross-entropy of the (imputed)
-    /// forward when an input was dropped. labels: `[batch]`.
+    /// input is present; with an imputer, plus `impute_weight` times its own loss and, for
+    /// each input, the cross-entropy with that input's features imputed from the others'
+    /// (so the classifier, the imputer and each encoder learn to do without it); the plain
+    /// cross-entropy of the (imputed) forward when an input was dropped. labels: `[batch]`.
     pub fn loss(&self, inputs: &[Option<Tensor>], labels: &Tensor) -> Result<Tensor> {
         let (raw, feats) = self.encode(inputs)?;
         let all: Option<Vec<Tensor>> = raw.into_iter().collect();
@@ -166,12 +168,20 @@ impl FusionClassifier {
             return braid_nn::cross_entropy(&self.method.forward(&feats)?, labels, None);
         };
         let loss = self.method.loss(&feats, &raw, labels)?;
-        match &self.imputer {
-            Some(imp) => {
-                let z: Vec<Tensor> = pooled(&feats)?.into_iter().flatten().collect();
-                Ok((loss + (imp.loss(&z)? * self.cfg.impute_weight)?)?)
-            }
-            None => Ok(loss),
+        let Some(imp) = &self.imputer else { return Ok(loss) };
+        let z: Vec<Tensor> = pooled(&feats)?.into_iter().flatten().collect();
+        let mut terms = vec![loss, (imp.loss(&z)? * self.cfg.impute_weight)?];
+        for m in 0..feats.len() {
+            let mut partial: Vec<Option<Tensor>> = z.iter().cloned().map(Some).collect();
+            partial[m] = None;
+            let filled = imp.fill(&partial)?;
+            let with: Vec<Option<Features>> = filled
+                .into_iter()
+                .map(|z| z.map(|z| Features::new(z.unsqueeze(1)?, None)).transpose())
+                .collect::<Result<_>>()?;
+            let ce = braid_nn::cross_entropy(&self.method.forward(&with)?, labels, None)?;
+            terms.push((ce * self.cfg.impute_weight)?);
         }
+        crate::fusion::sum_terms(&terms)
     }
 }
