@@ -3,7 +3,8 @@
 # on both datasets over 3 seeds. Each arm is the dataset's base recipe
 # (recipes/fusion/<dataset>.toml) with its method, seed and inputs changed; each trained
 # model is scored as it is, with each input missing, and over the noise sweep
-# (`braid eval --robustness`). One JSON line per run goes to runs/fusion/results.jsonl;
+# (`braid eval --robustness`). `impute-transfer` fuses the seed's two unimodal baselines'
+# encoders, frozen, with an imputer (run uni-a and uni-b first). One JSON line per run goes to runs/fusion/results.jsonl;
 # scripts/fusion_table.sh turns it into the table.
 #   scripts/fusion.sh                                   # everything (about 70 min on 2 cores)
 #   DATASETS=hapt SEEDS=0 ARMS="early lmf" scripts/fusion.sh
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 BRAID=${BRAID:-target/release/braid}
 DATASETS=${DATASETS:-"hapt av-digits"}
 SEEDS=${SEEDS:-"0 1 2"}
-ARMS=${ARMS:-"uni-a uni-b early late late-learned weighted-sum attention tfn lmf mult autoencoder vote average stacking shared-contrastive shared-adversarial impute-autoencoder impute-adversarial"}
+ARMS=${ARMS:-"uni-a uni-b early late late-learned weighted-sum attention tfn lmf mult autoencoder vote average stacking shared-contrastive shared-adversarial impute-autoencoder impute-adversarial impute-transfer"}
 OUT=runs/fusion
 RESULTS=$OUT/results.jsonl
 command -v jq >/dev/null || { echo "fusion.sh needs jq (apt-get install jq)" >&2; exit 1; }
@@ -67,7 +68,15 @@ recipe() {
     skip { next }
     /^out_dir = / { print "out_dir = \"runs/fusion/'"$ds"'/" arm "-s'"$seed"'\""; next }
     /^path = / { print "path = \"../../../'"$(datadir "$ds")"'\""; if (drop != "") print "inputs = [\"" (drop == b ? a : b) "\"]"; next }
-    /^hidden = / { print; if (arm ~ /^impute-/) print "impute = \"" substr(arm, 8) "\""; next }
+    /^hidden = / {
+      print
+      if (arm == "impute-transfer") {
+        print "impute = \"autoencoder\""
+        print "init = [\"../'"$ds"'/uni-a-s'"$seed"'/model\", \"../'"$ds"'/uni-b-s'"$seed"'/model\"]"
+        print "freeze_encoders = true"
+      } else if (arm ~ /^impute-/) print "impute = \"" substr(arm, 8) "\""
+      next
+    }
     /^seed = / { print "seed = '"$seed"'"; next }
     { print }
   ' "recipes/fusion/$ds.toml"

@@ -117,7 +117,7 @@ fn trains_saves_reopens_and_scores_with_corrupted_inputs() {
 
     // Transfer: a second model starts from these encoders, frozen; they stay as they were.
     let out2 = tmp.path().join("run2");
-    let init = format!("init = \"{}\"\nfreeze_encoders = true", model_dir.display());
+    let init = format!("init = [\"{}\"]\nfreeze_encoders = true", model_dir.display());
     train(&recipe_text(&out2, &data, "type = \"early\"", &init));
     let a =
         candle_core::safetensors::load(model_dir.join("fusion.safetensors"), &Device::Cpu).unwrap();

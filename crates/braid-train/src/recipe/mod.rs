@@ -204,7 +204,7 @@ impl Recipe {
             }
             Self::Fuse(r) => {
                 fields.push(("data.path", &mut r.data.path));
-                fields.extend(r.model.init.as_mut().map(|p| ("model.init", p)));
+                fields.extend(r.model.init.iter_mut().map(|p| ("model.init", p)));
             }
             Self::Align(r) | Self::Instruct(r) => {
                 let (d, m) = (&mut r.data, &mut r.model);

@@ -86,10 +86,10 @@ pub struct FuseModel {
     pub impute_weight: f64,
     /// One encoder per input, by input name.
     pub encoders: BTreeMap<String, EncoderConfig>,
-    /// Start the encoders from another fusion model's (a model directory whose inputs
-    /// have the same names and encoders; e.g. the unimodal baselines).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub init: Option<PathBuf>,
+    /// Start each encoder from the first of these fusion models that has an input of its
+    /// name with the same encoder (e.g. the unimodal baselines, one per input).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub init: Vec<PathBuf>,
     /// Keep the encoders as initialised (transfer): only the fusion layers train.
     #[serde(default)]
     pub freeze_encoders: bool,
@@ -109,7 +109,7 @@ impl FuseRecipe {
         if !(0.0..1.0).contains(&self.modality_dropout) {
             return Err(Error::config("modality_dropout", "must be in [0, 1)"));
         }
-        if self.model.freeze_encoders && self.model.init.is_none() {
+        if self.model.freeze_encoders && self.model.init.is_empty() {
             return Err(Error::config(
                 "model.freeze_encoders",
                 "frozen encoders need trained weights: name a model in `model.init`",
@@ -124,10 +124,10 @@ impl FuseRecipe {
                 ),
             ));
         }
-        if let Some(init) = &self.model.init {
+        for (i, init) in self.model.init.iter().enumerate() {
             if !init.join(braid_pipeline::PIPELINE_FILE).is_file() {
                 return Err(Error::config(
-                    "model.init",
+                    format!("model.init[{i}]"),
                     format!("{} is not a model directory", init.display()),
                 ));
             }

@@ -239,28 +239,41 @@ fn examples(
     Ok(FusionExamples { inputs, labels: split.labels.clone() })
 }
 
-/// Copies the encoders of the model in `init` into `model`, input by input.
-fn init_encoders(model: &Pipeline, init: &Path) -> Result<()> {
-    let from = Pipeline::open(init, Weights::Frozen { dequantize: false }, &Device::Cpu)?;
-    let source = from.var_maps().into_iter().find(|(n, _)| n == "fusion").map(|(_, v)| v.clone());
-    let target = model.var_maps().into_iter().find(|(n, _)| n == "fusion").map(|(_, v)| v.clone());
-    let (Some(source), Some(target)) = (source, target) else {
-        return Err(Error::config(
-            "model.init",
-            format!("{} is not a fusion model", init.display()),
-        ));
+/// Copies each encoder of `model` from the first model in `init` that has it (the
+/// unimodal baselines, one per input, or one fused model holding all).
+fn init_encoders(model: &Pipeline, init: &[PathBuf]) -> Result<()> {
+    let fusion_vars = |p: &Pipeline| {
+        p.var_maps().into_iter().find(|(n, _)| n == "fusion").map(|(_, v)| v.clone())
     };
-    let src = source.data().lock().map_err(|_| Error::Invalid("poisoned lock".into()))?;
-    let dst = target.data().lock().map_err(|_| Error::Invalid("poisoned lock".into()))?;
-    let mut copied = 0;
-    for (name, var) in dst.iter().filter(|(n, _)| n.starts_with(braid_fusion::ENCODER_PREFIX)) {
-        let Some(s) = src.get(name) else {
+    let target = fusion_vars(model)
+        .ok_or_else(|| Error::Invalid("the model being trained is not a fusion model".into()))?;
+    let mut sources = Vec::with_capacity(init.len());
+    for (i, dir) in init.iter().enumerate() {
+        let from = Pipeline::open(dir, Weights::Frozen { dequantize: false }, &Device::Cpu)?;
+        let vars = fusion_vars(&from).ok_or_else(|| {
+            Error::config(
+                format!("model.init[{i}]"),
+                format!("{} is not a fusion model", dir.display()),
+            )
+        })?;
+        sources.push((dir, vars));
+    }
+    let lock =
+        |v: &candle_nn::VarMap| -> Result<std::collections::HashMap<String, candle_core::Var>> {
+            Ok(v.data()
+                .lock()
+                .map_err(|_| Error::Invalid("a variable map's lock is poisoned".into()))?
+                .clone())
+        };
+    let sources =
+        sources.iter().map(|(dir, vars)| Ok((*dir, lock(vars)?))).collect::<Result<Vec<_>>>()?;
+    for (name, var) in
+        lock(&target)?.iter().filter(|(n, _)| n.starts_with(braid_fusion::ENCODER_PREFIX))
+    {
+        let Some((dir, s)) = sources.iter().find_map(|(d, m)| m.get(name).map(|s| (d, s))) else {
             return Err(Error::config(
                 "model.init",
-                format!(
-                    "{} has no `{name}` (its inputs must carry the same names)",
-                    init.display()
-                ),
+                format!("no model in `model.init` has `{name}` (their inputs must carry this model's input names)"),
             ));
         };
         if s.dims() != var.dims() {
@@ -269,19 +282,12 @@ fn init_encoders(model: &Pipeline, init: &Path) -> Result<()> {
                 format!(
                     "`{name}` is {:?} in {} but {:?} here",
                     s.dims(),
-                    init.display(),
+                    dir.display(),
                     var.dims()
                 ),
             ));
         }
         var.set(s.as_tensor())?;
-        copied += 1;
-    }
-    if copied == 0 {
-        return Err(Error::config(
-            "model.init",
-            format!("{} holds no encoder of this model's inputs", init.display()),
-        ));
     }
     Ok(())
 }
@@ -298,8 +304,8 @@ pub fn train_fusion(recipe: &FuseRecipe, launch: &Launch) -> Result<(FusionRepor
     let cfg = fusion_config(recipe, &data, &names)?;
     let pcfg = PipelineConfig { fusion: Some(cfg.clone()), ..Default::default() };
     let model = Pipeline::init_seeded(&pcfg, Path::new("."), &Device::Cpu, recipe.train.seed)?;
-    if let Some(init) = &recipe.model.init {
-        init_encoders(&model, init)?;
+    if !recipe.model.init.is_empty() {
+        init_encoders(&model, &recipe.model.init)?;
     }
     let test = examples(&data, &data.test, &names)?;
     let task = FuseTask {
