@@ -8,7 +8,7 @@
 # scripts/fusion_table.sh turns it into the table.
 #   scripts/fusion.sh                                   # everything (about 70 min on 2 cores)
 #   DATASETS=hapt SEEDS=0 ARMS="early lmf" scripts/fusion.sh
-# Needs jq, and the datasets: braid data make hapt-fusion --out runs/data/hapt-fusion;
+# Needs jq, and the datasets (after `braid fetch hapt mnist`): braid data make hapt-fusion --out runs/data/hapt-fusion;
 # braid data make av-digits --out runs/data/av-digits.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -241,16 +241,18 @@ fn eval_fusion(args: &EvalArgs, data: &Path) -> anyhow::Result<()> {
 }
 
 pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
-    let fusion_data = args.what.join("fusion.json").is_file();
-    let fusion_recipe = !fusion_data
-        && args.what.extension().is_some_and(|e| e == "toml")
-        && matches!(load(&args.what, None), Ok((Recipe::Fuse(_), _)));
-    let corrupts = !args.drop.is_empty() || !args.noise.is_empty() || args.robustness;
-    if corrupts && !fusion_data && !fusion_recipe {
-        bail!("--drop, --noise and --robustness apply to fusion models (a fusion dataset or a `fuse` recipe), not {:?}", args.what);
-    }
-    if fusion_data {
+    if args.what.join("fusion.json").is_file() {
         return eval_fusion(args, &args.what);
+    }
+    let corrupts = !args.drop.is_empty() || !args.noise.is_empty() || args.robustness;
+    let not_fusion = || {
+        anyhow::anyhow!(
+            "--drop, --noise and --robustness apply to fusion models (a fusion dataset or a `fuse` recipe), not {:?}",
+            args.what
+        )
+    };
+    if corrupts && args.what.extension().is_none_or(|e| e != "toml") {
+        return Err(not_fusion());
     }
     if args.what.extension().is_some_and(|e| e == "json" || e == "jsonl") {
         return eval_conversations(args);
@@ -265,6 +267,9 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         return eval_vqa(args);
     }
     let (recipe, _) = load(&args.what, None)?;
+    if corrupts && !matches!(recipe, Recipe::Fuse(_)) {
+        return Err(not_fusion());
+    }
     match &recipe {
         Recipe::Classify(r) => {
             let out = args.out.clone().unwrap_or_else(|| r.out_dir.clone());

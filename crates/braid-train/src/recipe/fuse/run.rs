@@ -182,6 +182,11 @@ fn channel_stats(x: &Tensor) -> Result<(Vec<f32>, Vec<f32>)> {
     ))
 }
 
+/// The position of input `name` in `data`.
+fn input_index(data: &FusionDataset, name: &str) -> Result<usize> {
+    data.meta.input(name).ok_or_else(|| Error::config("data.inputs", format!("no input `{name}`")))
+}
+
 /// The model's configuration for `recipe` on `data`.
 fn fusion_config(
     recipe: &FuseRecipe,
@@ -191,10 +196,7 @@ fn fusion_config(
     let inputs = names
         .iter()
         .map(|name| {
-            let i = data
-                .meta
-                .input(name)
-                .ok_or_else(|| Error::config("data.inputs", format!("no input `{name}`")))?;
+            let i = input_index(data, name)?;
             let meta = &data.meta.inputs[i];
             let (mean, std) = channel_stats(&data.train.inputs[i])?;
             Ok(FusionInput {
@@ -229,10 +231,7 @@ fn examples(
     let inputs = names
         .iter()
         .map(|n| {
-            let i = data
-                .meta
-                .input(n)
-                .ok_or_else(|| Error::config("data.inputs", format!("no input `{n}`")))?;
+            let i = input_index(data, n)?;
             Ok(split.inputs[i].clone())
         })
         .collect::<Result<_>>()?;
