@@ -10,11 +10,13 @@ pub struct GenerateOptions {
     pub seed: u64,
     /// Denoising or decoding steps, where the generator has them.
     pub steps: usize,
+    /// Classifier-free guidance scale (1 or less: none), where the generator has it.
+    pub guidance: f64,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { seed: 0, steps: 50 }
+        Self { seed: 0, steps: 50, guidance: 7.5 }
     }
 }
 

@@ -2,6 +2,7 @@
 //! features (an image generator trained in Braid, speech, adapters to external tools).
 #![deny(missing_docs)]
 
+pub mod diffusion;
 mod generator;
 
 pub use generator::{GenerateOptions, Generator};

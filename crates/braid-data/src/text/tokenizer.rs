@@ -39,6 +39,11 @@ pub struct TextTokenizer {
     pad_id: u32,
 }
 
+const CLIP_BOS: &str = "<|startoftext|>";
+const CLIP_EOS: &str = "<|endoftext|>";
+/// CLIP's word split (`CLIPTokenizer.pat`).
+const CLIP_SPLIT: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+
 /// Tokens tried, in order, as the padding token when `tokenizer.json` sets none.
 const PAD_TOKENS: [&str; 4] = ["[PAD]", "<pad>", "<|endoftext|>", "</s>"];
 
@@ -47,14 +52,63 @@ impl TextTokenizer {
     /// included). The file's own padding and truncation settings are replaced: rows are
     /// padded to the longest in each batch.
     pub fn from_file(path: &Path, max_length: usize) -> Result<Self> {
+        let inner = Tokenizer::from_file(path).map_err(|e| Error::format(path, e.to_string()))?;
+        Self::from_tokenizer(inner, max_length, path)
+    }
+
+    /// The tokenizer of OpenAI's CLIP (what `CLIPTokenizer` builds from the `vocab.json`
+    /// and `merges.txt` that Stable Diffusion folders ship): NFC, whitespace squeezed,
+    /// lower case, CLIP's split pattern, byte-level BPE with `</w>` word ends,
+    /// `<|startoftext|> ... <|endoftext|>`. Reference: transformers'
+    /// `convert_slow_tokenizer.CLIPConverter`.
+    pub fn from_clip_vocab(vocab: &Path, merges: &Path, max_length: usize) -> Result<Self> {
+        let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::io(p, e));
+        let vocab_map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&read(vocab)?).map_err(|e| Error::format(vocab, e.to_string()))?;
+        let id = |tok: &str| {
+            vocab_map.get(tok).and_then(serde_json::Value::as_u64).ok_or_else(|| {
+                Error::format(vocab, format!("no `{tok}` in the vocabulary"))
+            })
+        };
+        let (bos, eos) = (id(CLIP_BOS)?, id(CLIP_EOS)?);
+        let merges: Vec<String> = read(merges)?
+            .lines()
+            .filter(|l| !l.starts_with("#version") && !l.trim().is_empty())
+            .map(str::to_string)
+            .collect();
+        let special = |id: u64, content: &str| {
+            serde_json::json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+                               "rstrip": false, "normalized": false, "special": true})
+        };
+        let spec = serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null,
+            "added_tokens": [special(bos, CLIP_BOS), special(eos, CLIP_EOS)],
+            "normalizer": {"type": "Sequence", "normalizers": [
+                {"type": "NFC"}, {"type": "Replace", "pattern": {"Regex": "\\s+"}, "content": " "},
+                {"type": "Lowercase"}]},
+            "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": CLIP_SPLIT}, "behavior": "Removed", "invert": true},
+                {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]},
+            "post_processor": {"type": "RobertaProcessing", "sep": [CLIP_EOS, eos], "cls": [CLIP_BOS, bos],
+                               "trim_offsets": false, "add_prefix_space": false},
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": CLIP_EOS, "continuing_subword_prefix": null,
+                      "end_of_word_suffix": "</w>", "fuse_unk": false, "byte_fallback": false,
+                      "ignore_merges": false, "vocab": vocab_map, "merges": merges}
+        });
+        let inner: Tokenizer = serde_json::from_value(spec)
+            .map_err(|e| Error::format(vocab, e.to_string()))?;
+        Self::from_tokenizer(inner, max_length, vocab)
+    }
+
+    /// Wraps a loaded tokenizer (`origin` names it in errors).
+    fn from_tokenizer(mut inner: Tokenizer, max_length: usize, origin: &Path) -> Result<Self> {
         if max_length < 2 {
             return Err(Error::config(
                 "max_length",
                 format!("{max_length} leaves no room for a token"),
             ));
         }
-        let mut inner =
-            Tokenizer::from_file(path).map_err(|e| Error::format(path, e.to_string()))?;
         let pad_id = inner
             .get_padding()
             .map(|p| p.pad_id)
@@ -67,8 +121,17 @@ impl TextTokenizer {
             strategy: TruncationStrategy::LongestFirst,
             stride: 0,
         };
-        inner.with_truncation(Some(trunc)).map_err(|e| Error::format(path, e.to_string()))?;
+        inner.with_truncation(Some(trunc)).map_err(|e| Error::format(origin, e.to_string()))?;
         Ok(Self { inner, max_length, pad_id })
+    }
+
+    /// Pads with `token` (a `tokenizer_config.json`'s `pad_token`) instead; an error if the
+    /// vocabulary lacks it.
+    pub fn with_pad_token(mut self, token: &str) -> Result<Self> {
+        self.pad_id = self.inner.token_to_id(token).ok_or_else(|| {
+            Error::config("pad_token", format!("`{token}` is not in the vocabulary"))
+        })?;
+        Ok(self)
     }
 
     /// The truncation limit in tokens.

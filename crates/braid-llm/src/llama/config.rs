@@ -361,6 +361,7 @@ impl LlamaConfig {
             bias: self.qkv_bias(),
             out_bias: false,
             causal: true,
+            context: None,
         };
         let mlp = MlpConfig {
             hidden: self.hidden_size,

@@ -21,6 +21,9 @@ pub struct AttentionConfig {
     pub out_bias: bool,
     /// Each position attends only to itself and earlier positions.
     pub causal: bool,
+    /// Width of the context that cross-attention projects keys and values from (the
+    /// diffusion UNet's text condition); `None`: the model width.
+    pub context: Option<usize>,
 }
 
 impl AttentionConfig {
@@ -41,6 +44,7 @@ impl Default for AttentionConfig {
             bias: true,
             out_bias: true,
             causal: false,
+            context: None,
         }
     }
 }
@@ -66,6 +70,8 @@ impl AttentionNames {
     pub const CLIP: Self = Self { q: "q_proj", k: "k_proj", v: "v_proj", o: "out_proj" };
     /// Meta's LLaMA layout (`consolidated.pth`, OneLLM): `wq`, `wk`, `wv`, `wo`.
     pub const META: Self = Self { q: "wq", k: "wk", v: "wv", o: "wo" };
+    /// diffusers' `Attention`: `to_q`, `to_k`, `to_v`, `to_out.0`.
+    pub const DIFFUSERS: Self = Self { q: "to_q", k: "to_k", v: "to_v", o: "to_out.0" };
     /// BERT under `attention`: `self.query`, `self.key`, `self.value`, `output.dense`.
     pub const BERT: Self =
         Self { q: "self.query", k: "self.key", v: "self.value", o: "output.dense" };

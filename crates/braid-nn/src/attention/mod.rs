@@ -51,10 +51,11 @@ impl Attention {
             ));
         }
         let (q_dim, kv_dim) = (cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim);
+        let kv_in = cfg.context.unwrap_or(cfg.hidden);
         Ok(Self {
             q: Proj::new(cfg.hidden, q_dim, cfg.bias, &vb, names.q, lora)?,
-            k: Proj::new(cfg.hidden, kv_dim, cfg.bias, &vb, names.k, lora)?,
-            v: Proj::new(cfg.hidden, kv_dim, cfg.bias, &vb, names.v, lora)?,
+            k: Proj::new(kv_in, kv_dim, cfg.bias, &vb, names.k, lora)?,
+            v: Proj::new(kv_in, kv_dim, cfg.bias, &vb, names.v, lora)?,
             o: Proj::new(q_dim, cfg.hidden, cfg.out_bias, &vb, names.o, lora)?,
             cfg,
             names,
@@ -101,10 +102,10 @@ impl Attention {
         self.attend(&q, &k, &v, mask, self.cfg.causal)
     }
 
-    /// Cross-attention from `x` to `context` (resamplers, Q-Former): no RoPE, no causal
-    /// mask, no cache.
+    /// Cross-attention from `x` to `context` (resamplers, Q-Former, the diffusion UNet's
+    /// text condition): no RoPE, no causal mask, no cache.
     ///
-    /// x: [batch, seq, hidden]; context: [batch, ctx, hidden]; mask: [batch, ctx] of 1/0
+    /// x: [batch, seq, hidden]; context: [batch, ctx, context width]; mask: [batch, ctx] of 1/0
     /// -> [batch, seq, hidden]
     pub fn forward_cross(
         &self,

@@ -18,6 +18,7 @@ fn gqa_cfg() -> AttentionConfig {
         bias: false,
         out_bias: false,
         causal: true,
+        context: None,
     }
 }
 

@@ -21,6 +21,7 @@ fn llama_cfg() -> BlockConfig {
             bias: false,
             out_bias: false,
             causal: true,
+            context: None,
         },
         mlp: MlpConfig {
             hidden: 8,

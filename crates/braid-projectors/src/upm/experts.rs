@@ -40,6 +40,7 @@ impl UpmExperts {
                 bias: false,
                 out_bias: false,
                 causal: false,
+                context: None,
             },
             mlp: MlpConfig {
                 hidden: w,
