@@ -7,6 +7,7 @@ mod chat_media;
 mod classify;
 mod data;
 mod demo;
+mod draw;
 mod embed;
 mod embed_signal;
 mod export;
@@ -52,6 +53,9 @@ enum Command {
     /// Chat with a language model through its chat template (one shot or interactive),
     /// about --image, --audio and --imu files with a multimodal model.
     Chat(chat::ChatArgs),
+    /// Draw images from text prompts with a generator (a Braid model or a diffusers
+    /// Stable Diffusion folder).
+    Draw(draw::DrawArgs),
     /// Perplexity of a language model on a text file, as one JSON line.
     Perplexity(perplexity::PerplexityArgs),
     /// Train as a recipe says (`recipes/*/*.toml`): checkpoints, metrics, plots, `--resume`.
@@ -119,6 +123,7 @@ fn run(command: &Command) -> anyhow::Result<()> {
         Command::Embed(args) => embed::run(args),
         Command::Data(args) => data::run(args),
         Command::Classify(args) => classify::run(args),
+        Command::Draw(args) => draw::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Chat(args) => chat::run(args),
         Command::Perplexity(args) => perplexity::run(args),

@@ -282,6 +282,10 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&evaluate_vision(r, &args.model, &out)?)?)
         }
         Recipe::Fuse(r) => eval_fusion(args, &r.data.path)?,
+        Recipe::Diffusion(_) => bail!(
+            "a diffusion recipe's model is judged by its samples: `braid draw --model DIR` \
+             (its held-out denoising loss is in the run's metrics)"
+        ),
         // The held-out file; else easy-VQA's test split; else the training file itself.
         Recipe::Align(r) | Recipe::Instruct(r) => {
             let (what, data) = match &r.data.eval_path {

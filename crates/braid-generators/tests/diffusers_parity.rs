@@ -112,7 +112,9 @@ fn scheduler_plans_match_diffusers_for_every_spacing() {
         let ddim = with("DDIMScheduler");
         let mut ddim_cfg = base.as_object().unwrap().clone();
         ddim_cfg.insert("steps_offset".into(), 1.into());
-        let ddim = if spacing == "leading" { ddim } else {
+        let ddim = if spacing == "leading" {
+            ddim
+        } else {
             let mut m = ddim_cfg;
             m.insert("_class_name".into(), "DDIMScheduler".into());
             Scheduler::from_map(m).unwrap()
@@ -124,11 +126,18 @@ fn scheduler_plans_match_diffusers_for_every_spacing() {
         let want_t = floats(&case["euler"]);
         let want_s = floats(&case["euler_sigmas"]);
         for (a, b) in plan.timesteps.iter().zip(&want_t) {
-            assert!((a - b).abs() < 1e-3, "euler {spacing} {steps}: {:?} vs {want_t:?}", plan.timesteps);
+            assert!(
+                (a - b).abs() < 1e-3,
+                "euler {spacing} {steps}: {:?} vs {want_t:?}",
+                plan.timesteps
+            );
         }
         assert_eq!(plan.sigmas.len(), want_s.len());
         for (a, b) in plan.sigmas.iter().zip(&want_s) {
-            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "sigmas {spacing} {steps}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "sigmas {spacing} {steps}: {a} vs {b}"
+            );
         }
         let init = case["euler_init_noise_sigma"].as_f64().unwrap();
         assert!((euler.init_noise_sigma(&plan) - init).abs() < 1e-5 * init, "{spacing} {steps}");
@@ -143,7 +152,11 @@ fn four_step_ddim_and_euler_sampling_match_diffusers() {
     for (name, sched) in [("ddim", None), ("euler", Some(&euler))] {
         let lat = sd.denoise(&io["latents0"], &io["cond"], &io["uncond"], 4, 7.5, sched).unwrap();
         assert_close(&format!("{name} latents"), &lat, &io[&format!("{name}_latents")]);
-        assert_close(&format!("{name} image"), &sd.decode(&lat).unwrap(), &io[&format!("{name}_image")]);
+        assert_close(
+            &format!("{name} image"),
+            &sd.decode(&lat).unwrap(),
+            &io[&format!("{name}_image")],
+        );
     }
 }
 

@@ -4,7 +4,8 @@
 //! (`F.interpolate(scale_factor=2, mode="nearest")`). candle's `conv2d` has a backward
 //! pass; the test below checks it against finite differences for the strides the
 //! diffusion UNet and VAE use. A strided convolution is the dense one subsampled,
-//! because candle's strided backward is wrong when the stride skips input rows.
+//! because candle's strided backward is wrong when the stride skips input rows; where a
+//! gradient is needed, the convolution is an im2col matmul (faster to differentiate).
 
 use braid_core::{Error, Result};
 use candle_core::{DType, Tensor};
@@ -63,7 +64,12 @@ impl Conv2d {
                 "conv2d: a {h}x{w} input is smaller than the {k}x{k} kernel"
             )));
         }
-        let mut y = x.conv2d(&self.weight.to_dtype(x.dtype())?, self.padding, 1, 1, 1)?;
+        let w = self.weight.to_dtype(x.dtype())?;
+        let mut y = if crate::needs_grad(&[x, &self.weight]) {
+            im2col_conv(x, &w, self.padding)?
+        } else {
+            x.conv2d(&w, self.padding, 1, 1, 1)?
+        };
         if self.stride > 1 {
             // Strided as every stride-th output of the dense convolution: candle's strided
             // backward drops the rows a stride skips (the test below).
@@ -83,6 +89,27 @@ impl Conv2d {
     pub fn dtype(&self) -> DType {
         self.weight.dtype()
     }
+}
+
+/// A stride-1 convolution as one matmul over shifted views of the padded input, for
+/// training: candle's own backward runs a direct transposed convolution that is several
+/// times slower than the forward.
+fn im2col_conv(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
+    let (b, c, h, wd) = x.dims4()?;
+    let (out, _, k, _) = w.dims4()?;
+    let (ho, wo) = (h + 2 * padding + 1 - k, wd + 2 * padding + 1 - k);
+    let cols = if k == 1 && padding == 0 {
+        x.reshape((b, c, h * wd))?
+    } else {
+        let xp = x.pad_with_zeros(2, padding, padding)?.pad_with_zeros(3, padding, padding)?;
+        let taps = (0..k * k)
+            .map(|i| xp.narrow(2, i / k, ho)?.narrow(3, i % k, wo))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        // [b, c, k*k, ho, wo] -> [b, c * k * k, ho * wo], matching weight [out, c, k, k].
+        Tensor::stack(&taps, 2)?.reshape((b, c * k * k, ho * wo))?
+    };
+    let y = w.reshape((out, c * k * k))?.broadcast_matmul(&cols)?;
+    Ok(y.reshape((b, out, ho, wo))?)
 }
 
 /// Nearest-neighbour 2x upsampling from differentiable ops (each pixel repeated along
@@ -114,6 +141,22 @@ mod tests {
             check_param_grads(&params, new, |m| m.forward(&x), 1e-6, 1e-6).unwrap();
             finite_difference_check(|x| conv.forward(x), &x, 1e-6, 1e-6).unwrap();
         }
+    }
+
+    #[test]
+    fn the_training_path_equals_candles_convolution() {
+        let vm = VarMap::new();
+        let conv =
+            Conv2d::new(3, 5, 3, 1, 1, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))
+                .unwrap();
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 7, 6), &Device::Cpu).unwrap();
+        let trained = conv.forward(&x).unwrap(); // variables track: the im2col path
+        let frozen = x.conv2d(&conv.weight, 1, 1, 1, 1).unwrap();
+        let frozen = frozen
+            .broadcast_add(&conv.bias.as_ref().unwrap().reshape((1, 5, 1, 1)).unwrap())
+            .unwrap();
+        let diff = (trained - frozen).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
     }
 
     #[test]

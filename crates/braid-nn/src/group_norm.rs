@@ -44,8 +44,7 @@ impl GroupNorm {
         let grouped = h.reshape((dims[0], self.groups, ()))?;
         let centred = grouped.broadcast_sub(&grouped.mean_keepdim(D::Minus1)?)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed =
-            centred.broadcast_div(&(var + self.eps)?.sqrt()?)?.reshape(dims.as_slice())?;
+        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?.reshape(dims.as_slice())?;
         let mut affine = vec![1usize; dims.len()];
         affine[1] = c;
         let w = self.weight.to_dtype(normed.dtype())?.reshape(affine.as_slice())?;

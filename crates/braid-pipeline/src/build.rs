@@ -173,9 +173,18 @@ impl Pipeline {
             }
             None => None,
         };
+        let generator = cfg
+            .generator
+            .as_ref()
+            .map(|g| {
+                let dir = braid_hub::resolve_field(&g.path, base, "generator.path")?;
+                braid_generators::diffusion::StableDiffusion::from_folder(&dir, device)
+            })
+            .transpose()?;
         Ok(Self {
             cfg: cfg.clone(),
             base: base.to_path_buf(),
+            generator,
             branches,
             upm,
             llm,

@@ -106,6 +106,19 @@ pub struct PipelineConfig {
     /// (`fusion.safetensors`); such a model has no `encoders`, language model or `head`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fusion: Option<braid_fusion::FusionConfig>,
+    /// A generator (part 5): a Stable Diffusion folder in diffusers' layout, loaded frozen
+    /// from its own files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<GeneratorSlot>,
+}
+
+/// Where a model's generator lies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorSlot {
+    /// The diffusers folder (`model_index.json`, `unet/`, ...), relative to the model
+    /// directory.
+    pub path: String,
 }
 
 /// LoRA on the language model's projections.
@@ -166,7 +179,7 @@ impl PipelineConfig {
             (Some(l), _) if l.trim().is_empty() => {
                 return Err(Error::config("llm", "must name a language model"))
             }
-            (None, None) if self.encoders.is_empty() => {
+            (None, None) if self.encoders.is_empty() && self.generator.is_none() => {
                 return Err(Error::config(
                     "llm",
                     "a model needs encoders, a language model (`llm`) or both",

@@ -19,7 +19,9 @@ mod store;
 
 pub use answer::answer_questions;
 pub use braid_llm::Weights;
-pub use config::{generic_placeholder, EncoderSlot, LoraSettings, PipelineConfig, PromptConfig};
+pub use config::{
+    generic_placeholder, EncoderSlot, GeneratorSlot, LoraSettings, PipelineConfig, PromptConfig,
+};
 pub use eval_conversations::{
     evaluate_conversations, question_type, sample_inputs, ConversationReport, ScoredAnswer,
     TypeScore,

@@ -62,6 +62,8 @@ pub struct Pipeline {
     pub(crate) head: Option<(Head, VarMap)>,
     /// A fusion classifier with its variables.
     pub(crate) fusion: Option<(braid_fusion::FusionClassifier, VarMap)>,
+    /// The generator, loaded from the folder `generator.path` names.
+    pub(crate) generator: Option<braid_generators::diffusion::StableDiffusion>,
     /// Prompts in the model's template; `None` for a model without a tokenizer.
     pub(crate) prompter: Option<Prompter>,
     pub(crate) device: Device,
@@ -159,6 +161,11 @@ impl Pipeline {
             (None, Some((f, _))) => Some(&f.config().classes),
             _ => None,
         }
+    }
+
+    /// The generator, if the model has one.
+    pub fn generator(&self) -> Option<&braid_generators::diffusion::StableDiffusion> {
+        self.generator.as_ref()
     }
 
     /// The fusion classifier, if the model is one.

@@ -112,6 +112,7 @@ pub(crate) fn rebased(cfg: &PipelineConfig, base: &Path, dir: &Path) -> Pipeline
     out.llm.iter_mut().for_each(rebase);
     out.tokenizer.iter_mut().for_each(rebase);
     out.encoders.iter_mut().filter_map(|e| e.model.as_mut()).for_each(rebase);
+    out.generator.iter_mut().for_each(|g| rebase(&mut g.path));
     out
 }
 

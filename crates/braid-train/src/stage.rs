@@ -18,6 +18,8 @@ pub enum Component {
     Head,
     /// Output projectors.
     OutputProjector,
+    /// A modality generator (with its own condition encoder).
+    Generator,
 }
 
 /// A training stage.
@@ -34,6 +36,8 @@ pub enum Stage {
     Classify,
     /// A fusion classifier: encoders (unless frozen) and the fusion layers.
     Fuse,
+    /// A conditional diffusion generator and its text encoder, from images and captions.
+    Diffusion,
 }
 
 impl Stage {
@@ -45,6 +49,7 @@ impl Stage {
             Self::Contrastive => &[Component::Encoder, Component::Head],
             Self::Classify => &[Component::Encoder, Component::Head],
             Self::Fuse => &[Component::Encoder, Component::Head],
+            Self::Diffusion => &[Component::Generator],
         }
     }
 }

@@ -42,7 +42,8 @@ pub struct TextTokenizer {
 const CLIP_BOS: &str = "<|startoftext|>";
 const CLIP_EOS: &str = "<|endoftext|>";
 /// CLIP's word split (`CLIPTokenizer.pat`).
-const CLIP_SPLIT: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+const CLIP_SPLIT: &str =
+    r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 
 /// Tokens tried, in order, as the padding token when `tokenizer.json` sets none.
 const PAD_TOKENS: [&str; 4] = ["[PAD]", "<pad>", "<|endoftext|>", "</s>"];
@@ -66,9 +67,10 @@ impl TextTokenizer {
         let vocab_map: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&read(vocab)?).map_err(|e| Error::format(vocab, e.to_string()))?;
         let id = |tok: &str| {
-            vocab_map.get(tok).and_then(serde_json::Value::as_u64).ok_or_else(|| {
-                Error::format(vocab, format!("no `{tok}` in the vocabulary"))
-            })
+            vocab_map
+                .get(tok)
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| Error::format(vocab, format!("no `{tok}` in the vocabulary")))
         };
         let (bos, eos) = (id(CLIP_BOS)?, id(CLIP_EOS)?);
         let merges: Vec<String> = read(merges)?
@@ -96,8 +98,8 @@ impl TextTokenizer {
                       "end_of_word_suffix": "</w>", "fuse_unk": false, "byte_fallback": false,
                       "ignore_merges": false, "vocab": vocab_map, "merges": merges}
         });
-        let inner: Tokenizer = serde_json::from_value(spec)
-            .map_err(|e| Error::format(vocab, e.to_string()))?;
+        let inner: Tokenizer =
+            serde_json::from_value(spec).map_err(|e| Error::format(vocab, e.to_string()))?;
         Self::from_tokenizer(inner, max_length, vocab)
     }
 

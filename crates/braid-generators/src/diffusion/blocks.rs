@@ -7,8 +7,8 @@
 
 use braid_core::Result;
 use braid_nn::{
-    upsample_nearest2x, Activation, Attention, AttentionConfig, AttentionNames, Conv2d,
-    GroupNorm, LayerNorm, Linear,
+    upsample_nearest2x, Activation, Attention, AttentionConfig, AttentionNames, Conv2d, GroupNorm,
+    LayerNorm, Linear,
 };
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::VarBuilder;
@@ -226,7 +226,12 @@ impl SpatialTransformer {
         };
         let blocks = (0..s.layers)
             .map(|i| {
-                TransformerBlock::new(c, s.heads, s.context, vb.pp(format!("transformer_blocks.{i}")))
+                TransformerBlock::new(
+                    c,
+                    s.heads,
+                    s.context,
+                    vb.pp(format!("transformer_blocks.{i}")),
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { norm: GroupNorm::new(s.groups, c, 1e-6, vb.pp("norm"))?, proj, blocks })
@@ -236,9 +241,8 @@ impl SpatialTransformer {
     pub(crate) fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let normed = self.norm.forward(x)?;
-        let tokens = |m: &Tensor| -> Result<Tensor> {
-            Ok(m.permute((0, 2, 3, 1))?.reshape((b, h * w, c))?)
-        };
+        let tokens =
+            |m: &Tensor| -> Result<Tensor> { Ok(m.permute((0, 2, 3, 1))?.reshape((b, h * w, c))?) };
         let map = |t: &Tensor| -> Result<Tensor> {
             Ok(t.reshape((b, h, w, c))?.permute((0, 3, 1, 2))?.contiguous()?)
         };

@@ -10,11 +10,11 @@ use std::path::Path;
 
 use braid_core::{Error, Result};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 /// One value, or one per block (`attention_head_dim: 8` or `[5, 10, 20, 20]`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum PerBlock {
     /// The same for every block.
@@ -29,16 +29,15 @@ impl PerBlock {
         match self {
             Self::One(v) => Ok(vec![*v; n]),
             Self::Each(v) if v.len() == n => Ok(v.clone()),
-            Self::Each(v) => Err(Error::config(
-                field,
-                format!("{} values for {n} blocks", v.len()),
-            )),
+            Self::Each(v) => {
+                Err(Error::config(field, format!("{} values for {n} blocks", v.len())))
+            }
         }
     }
 }
 
 /// Down and up block kinds of the UNet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BlockKind {
     /// Resnets, each followed by a `Transformer2DModel` reading the condition.
     #[serde(rename = "CrossAttnDownBlock2D", alias = "CrossAttnUpBlock2D")]
@@ -49,7 +48,7 @@ pub enum BlockKind {
 }
 
 /// The `UNet2DConditionModel` options Braid implements (diffusers' names and defaults).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UNetConfig {
     /// Latent height and width it was trained at.
@@ -284,7 +283,10 @@ impl UNetConfig {
             if c % self.norm_num_groups != 0 {
                 return Err(Error::config(
                     "norm_num_groups",
-                    format!("block {i}'s {c} channels are not a multiple of {}", self.norm_num_groups),
+                    format!(
+                        "block {i}'s {c} channels are not a multiple of {}",
+                        self.norm_num_groups
+                    ),
                 ));
             }
             if h == 0 || c % h != 0 {
@@ -295,7 +297,9 @@ impl UNetConfig {
             }
         }
         self.transformer_layers_per_block.expand(n, "transformer_layers_per_block")?;
-        for (field, k) in [("conv_in_kernel", self.conv_in_kernel), ("conv_out_kernel", self.conv_out_kernel)] {
+        for (field, k) in
+            [("conv_in_kernel", self.conv_in_kernel), ("conv_out_kernel", self.conv_out_kernel)]
+        {
             if k % 2 == 0 {
                 return Err(Error::config(field, format!("{k}: only odd kernels keep the size")));
             }
@@ -314,6 +318,25 @@ impl UNetConfig {
             Some(h) => h.expand(n, "num_attention_heads"),
             None => self.attention_head_dim.expand(n, "attention_head_dim"),
         }
+    }
+
+    /// The `config.json` diffusers reads (`UNet2DConditionModel.from_pretrained`).
+    pub fn to_diffusers_json(&self) -> Result<Value> {
+        let mut v = serde_json::to_value(self).map_err(|e| Error::Invalid(e.to_string()))?;
+        let names = |kinds: &[BlockKind], cross: &str, plain: &str| -> Value {
+            kinds
+                .iter()
+                .map(|k| match k {
+                    BlockKind::CrossAttn => json!(cross),
+                    BlockKind::Plain => json!(plain),
+                })
+                .collect()
+        };
+        v["_class_name"] = json!("UNet2DConditionModel");
+        v["down_block_types"] =
+            names(&self.down_block_types, "CrossAttnDownBlock2D", "DownBlock2D");
+        v["up_block_types"] = names(&self.up_block_types, "CrossAttnUpBlock2D", "UpBlock2D");
+        Ok(v)
     }
 
     /// Width of the timestep embedding (4x the first block's channels).
@@ -337,8 +360,13 @@ impl VaeConfig {
         if let Some(b) = cfg.up_block_types.iter().find(|b| *b != "UpDecoderBlock2D") {
             return bad("up_block_types", format!("{b} is not supported"));
         }
-        if let Some(c) = cfg.block_out_channels.iter().find(|&&c| c % cfg.norm_num_groups.max(1) != 0) {
-            return bad("norm_num_groups", format!("{c} channels are not a multiple of {}", cfg.norm_num_groups));
+        if let Some(c) =
+            cfg.block_out_channels.iter().find(|&&c| c % cfg.norm_num_groups.max(1) != 0)
+        {
+            return bad(
+                "norm_num_groups",
+                format!("{c} channels are not a multiple of {}", cfg.norm_num_groups),
+            );
         }
         if !(cfg.scaling_factor.is_finite() && cfg.scaling_factor > 0.0) {
             return bad("scaling_factor", format!("{} must be positive", cfg.scaling_factor));

@@ -7,12 +7,14 @@
 mod blocks;
 pub mod config;
 pub mod pipeline;
+pub mod save;
 pub mod scheduler;
 pub mod unet;
 pub mod vae;
 
 pub use config::{UNetConfig, VaeConfig};
 pub use pipeline::StableDiffusion;
+pub use save::{save_pixel_folder, save_png_grid, FolderSpec};
 pub use scheduler::{Plan, Prediction, Scheduler, SchedulerKind, Spacing};
 pub use unet::UNet2DCondition;
 pub use vae::AutoencoderKl;

@@ -30,8 +30,8 @@ const COMPONENTS: [&str; 5] = ["unet", "vae", "text_encoder", "tokenizer", "sche
 pub struct StableDiffusion {
     /// The denoiser.
     pub unet: UNet2DCondition,
-    /// The latent autoencoder.
-    pub vae: AutoencoderKl,
+    /// The latent autoencoder; None for a model that denoises pixels.
+    pub vae: Option<AutoencoderKl>,
     text: ClipText,
     tokenizer: TextTokenizer,
     /// The sampler in `scheduler/`.
@@ -48,15 +48,33 @@ impl StableDiffusion {
             return Err(Error::format(dir, "no model_index.json: not a diffusers pipeline folder"));
         }
         let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
-        let _: Value = serde_json::from_str(&text).map_err(|e| Error::format(&index, e.to_string()))?;
+        let index: Value =
+            serde_json::from_str(&text).map_err(|e| Error::format(&index, e.to_string()))?;
+        // A pixel-space model has no autoencoder (`"vae": [null, null]` or no entry).
+        let has_vae = index.get("vae").is_some_and(|v| v.get(0).is_some_and(|c| !c.is_null()));
         for c in COMPONENTS {
-            if !dir.join(c).is_dir() {
+            if (c != "vae" || has_vae) && !dir.join(c).is_dir() {
                 return Err(Error::format(dir, format!("component `{c}/` is missing")));
             }
         }
         let dtype = DType::F32;
         let (unet, _) = UNet2DCondition::from_folder(&dir.join("unet"), dtype, device)?;
-        let (vae, _) = AutoencoderKl::from_folder(&dir.join("vae"), dtype, device)?;
+        let vae = if has_vae {
+            let (vae, _) = AutoencoderKl::from_folder(&dir.join("vae"), dtype, device)?;
+            if vae.config().latent_channels != unet.config().in_channels {
+                return Err(Error::format(
+                    dir,
+                    format!(
+                        "vae latent_channels {} != unet in_channels {}",
+                        vae.config().latent_channels,
+                        unet.config().in_channels
+                    ),
+                ));
+            }
+            Some(vae)
+        } else {
+            None
+        };
         let text = load_text_encoder(&dir.join("text_encoder"), device)?;
         if text.config().hidden_size != unet.config().cross_attention_dim {
             return Err(Error::format(
@@ -68,9 +86,32 @@ impl StableDiffusion {
                 ),
             ));
         }
-        let tokenizer = load_tokenizer(&dir.join("tokenizer"), text.config().max_position_embeddings)?;
+        let tokenizer =
+            load_tokenizer(&dir.join("tokenizer"), text.config().max_position_embeddings)?;
         let scheduler = Scheduler::from_file(&dir.join("scheduler").join("scheduler_config.json"))?;
         Ok(Self { unet, vae, text, tokenizer, scheduler, device: device.clone() })
+    }
+
+    /// A pipeline from its parts (a model being trained).
+    pub fn from_parts(
+        unet: UNet2DCondition,
+        vae: Option<AutoencoderKl>,
+        text: ClipText,
+        tokenizer: TextTokenizer,
+        scheduler: Scheduler,
+        device: &Device,
+    ) -> Self {
+        Self { unet, vae, text, tokenizer, scheduler, device: device.clone() }
+    }
+
+    /// The text encoder.
+    pub fn text_encoder(&self) -> &ClipText {
+        &self.text
+    }
+
+    /// Image pixels per latent pixel (1 without an autoencoder).
+    pub fn latent_scale(&self) -> usize {
+        self.vae.as_ref().map_or(1, |v| v.config().scale())
     }
 
     /// Tokens a prompt is padded to (the tokenizer's `model_max_length`).
@@ -117,7 +158,10 @@ impl StableDiffusion {
         scheduler: Option<&Scheduler>,
     ) -> Result<Tensor> {
         if !guidance.is_finite() || guidance < 0.0 {
-            return Err(Error::config("guidance", format!("{guidance}: must be a finite number >= 0")));
+            return Err(Error::config(
+                "guidance",
+                format!("{guidance}: must be a finite number >= 0"),
+            ));
         }
         let sched = scheduler.unwrap_or(&self.scheduler);
         let plan = sched.plan(steps)?;
@@ -147,12 +191,15 @@ impl StableDiffusion {
 
     /// Latents (as the UNet sees them) -> images `[b, 3, h, w]` in [-1, 1] (unclamped).
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
-        self.vae.decode(&(latents / self.vae.config().scaling_factor)?)
+        match &self.vae {
+            Some(vae) => vae.decode(&(latents / vae.config().scaling_factor)?),
+            None => Ok(latents.clone()),
+        }
     }
 
     /// Unit normal noise for a `height` x `width` image, from `seed`.
     pub fn noise(&self, batch: usize, height: usize, width: usize, seed: u64) -> Result<Tensor> {
-        let s = self.vae.config().scale();
+        let s = self.latent_scale();
         let step = s << (self.unet.config().block_out_channels.len() - 1);
         if height == 0 || width == 0 || height % step != 0 || width % step != 0 {
             return Err(Error::config(
@@ -164,15 +211,39 @@ impl StableDiffusion {
         randn(shape, seed, &self.device)
     }
 
-    /// Text to images `[1, 3, h, w]` in [0, 1].
+    /// Text to an image `[1, 3, h, w]` in [0, 1] at the model's own size, with the folder's
+    /// sampler.
     pub fn text_to_image(&self, prompt: &str, opts: &GenerateOptions) -> Result<Tensor> {
-        let cond = self.encode_prompt(prompt)?;
-        self.generate(&cond, opts)
+        let side = self.default_size();
+        self.sample(&self.encode_prompt(prompt)?, (side, side), opts, None)
+    }
+
+    /// Condition `[b, tokens, width]` -> images `[b, 3, height, width]` in [0, 1], guided
+    /// against the empty prompt, noise from `opts.seed`, by `scheduler` (else the folder's).
+    pub fn sample(
+        &self,
+        cond: &Tensor,
+        (height, width): (usize, usize),
+        opts: &GenerateOptions,
+        scheduler: Option<&Scheduler>,
+    ) -> Result<Tensor> {
+        let b = cond.dim(0)?;
+        let noise = self.noise(b, height, width, opts.seed)?;
+        let uncond = self.encode_prompt("")?;
+        if uncond.dim(1)? != cond.dim(1)? || uncond.dim(2)? != cond.dim(2)? {
+            return Err(Error::shape(
+                "condition [batch, tokens, width]",
+                uncond.dims(),
+                cond.dims(),
+            ));
+        }
+        let latents = self.denoise(&noise, cond, &uncond, opts.steps, opts.guidance, scheduler)?;
+        Ok(((self.decode(&latents)? + 1.0)? / 2.0)?.clamp(0f32, 1f32)?)
     }
 
     /// The default image side (the UNet's `sample_size` times the VAE's scale).
     pub fn default_size(&self) -> usize {
-        self.unet.config().sample_size * self.vae.config().scale()
+        self.unet.config().sample_size * self.latent_scale()
     }
 }
 
@@ -186,15 +257,8 @@ impl Generator for StableDiffusion {
     }
 
     fn generate(&self, cond: &Tensor, opts: &GenerateOptions) -> Result<Tensor> {
-        let b = cond.dim(0)?;
         let side = self.default_size();
-        let noise = self.noise(b, side, side, opts.seed)?;
-        let uncond = self.encode_prompt("")?;
-        if uncond.dim(1)? != cond.dim(1)? {
-            return Err(Error::shape("condition [batch, tokens, width]", uncond.dims(), cond.dims()));
-        }
-        let latents = self.denoise(&noise, cond, &uncond, opts.steps, opts.guidance, None)?;
-        Ok(((self.decode(&latents)? + 1.0)? / 2.0)?.clamp(0f32, 1f32)?)
+        self.sample(cond, (side, side), opts, None)
     }
 }
 

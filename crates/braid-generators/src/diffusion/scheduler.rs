@@ -160,12 +160,12 @@ impl Scheduler {
         let kind = match map.get("_class_name").and_then(Value::as_str) {
             Some("DDIMScheduler") => SchedulerKind::Ddim,
             Some("EulerDiscreteScheduler") => SchedulerKind::Euler,
-            Some(other) => {
-                return Err(Error::config(
-                    "_class_name",
-                    format!("scheduler {other} is not supported (DDIMScheduler, EulerDiscreteScheduler)"),
-                ))
-            }
+            Some(other) => return Err(Error::config(
+                "_class_name",
+                format!(
+                    "scheduler {other} is not supported (DDIMScheduler, EulerDiscreteScheduler)"
+                ),
+            )),
             None => return Err(Error::config("_class_name", "missing: which scheduler is this?")),
         };
         let mut rest = Map::new();
@@ -203,8 +203,26 @@ impl Scheduler {
             prediction: f.prediction_type,
             spacing: f.timestep_spacing.unwrap_or(default_spacing),
             steps_offset: f.steps_offset,
-            clip_sample: (kind == SchedulerKind::Ddim && f.clip_sample).then_some(f.clip_sample_range),
+            clip_sample: (kind == SchedulerKind::Ddim && f.clip_sample)
+                .then_some(f.clip_sample_range),
         })
+    }
+
+    /// The product of `1 - beta` up to each training timestep (what noising uses).
+    pub fn alphas_cumprod(&self) -> &[f64] {
+        &self.alphas_cumprod
+    }
+
+    /// What the model predicts.
+    pub fn prediction(&self) -> Prediction {
+        self.prediction
+    }
+
+    /// The same noise schedule sampled by `kind` (as diffusers'
+    /// `EulerDiscreteScheduler.from_config(ddim.config)`); DDIM's clipping applies to DDIM
+    /// only.
+    pub fn with_kind(&self, kind: SchedulerKind) -> Self {
+        Self { kind, ..self.clone() }
     }
 
     /// Which sampler.
@@ -222,11 +240,19 @@ impl Scheduler {
         let timesteps: Vec<f64> = match (self.spacing, self.kind) {
             (Spacing::Linspace, SchedulerKind::Ddim) => {
                 // numpy rounds half to even.
-                linspace(0.0, (n - 1) as f64, steps).into_iter().rev().map(f64::round_ties_even).collect()
+                linspace(0.0, (n - 1) as f64, steps)
+                    .into_iter()
+                    .rev()
+                    .map(f64::round_ties_even)
+                    .collect()
             }
             (Spacing::Linspace, SchedulerKind::Euler) => {
                 // numpy's float32 linspace, as diffusers computes it.
-                linspace(0.0, (n - 1) as f64, steps).into_iter().rev().map(|t| t as f32 as f64).collect()
+                linspace(0.0, (n - 1) as f64, steps)
+                    .into_iter()
+                    .rev()
+                    .map(|t| t as f32 as f64)
+                    .collect()
             }
             (Spacing::Leading, _) => {
                 (0..steps).rev().map(|i| (i * ratio + self.steps_offset) as f64).collect()
@@ -281,7 +307,13 @@ impl Scheduler {
     }
 
     /// One update: the sample at step `i` and the model's output -> the sample at `i + 1`.
-    pub fn step(&self, plan: &Plan, i: usize, sample: &Tensor, model_out: &Tensor) -> Result<Tensor> {
+    pub fn step(
+        &self,
+        plan: &Plan,
+        i: usize,
+        sample: &Tensor,
+        model_out: &Tensor,
+    ) -> Result<Tensor> {
         match self.kind {
             SchedulerKind::Ddim => self.ddim_step(plan, i, sample, model_out),
             SchedulerKind::Euler => {
@@ -289,8 +321,9 @@ impl Scheduler {
                 let x0 = match self.prediction {
                     Prediction::Epsilon => (sample - (model_out * s)?)?,
                     Prediction::Sample => model_out.clone(),
-                    Prediction::VPrediction => ((model_out * (-s / (s * s + 1.0).sqrt()))?
-                        + (sample / (s * s + 1.0))?)?,
+                    Prediction::VPrediction => {
+                        ((model_out * (-s / (s * s + 1.0).sqrt()))? + (sample / (s * s + 1.0))?)?
+                    }
                 };
                 let derivative = ((sample - x0)? / s)?;
                 Ok((sample + (derivative * (next - s))?)?)
@@ -326,7 +359,10 @@ fn betas(f: &Fields) -> Result<Vec<f64>> {
     }
     let betas = if let Some(b) = &f.trained_betas {
         if b.len() != n {
-            return Err(Error::config("trained_betas", format!("{} values for {n} timesteps", b.len())));
+            return Err(Error::config(
+                "trained_betas",
+                format!("{} values for {n} timesteps", b.len()),
+            ));
         }
         b.clone()
     } else {
@@ -337,7 +373,8 @@ fn betas(f: &Fields) -> Result<Vec<f64>> {
                 .map(|b| b * b)
                 .collect(),
             "squaredcos_cap_v2" => {
-                let bar = |t: f64| ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2).cos().powi(2);
+                let bar =
+                    |t: f64| ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2).cos().powi(2);
                 (0..n)
                     .map(|i| {
                         let (t1, t2) = (i as f64 / n as f64, (i + 1) as f64 / n as f64);

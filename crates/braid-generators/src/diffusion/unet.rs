@@ -15,8 +15,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 
 use super::blocks::{
-    silu, timestep_embedding, Downsample, ResnetBlock, SpatialShape, SpatialTransformer,
-    Upsample,
+    silu, timestep_embedding, Downsample, ResnetBlock, SpatialShape, SpatialTransformer, Upsample,
 };
 use super::config::{BlockKind, UNetConfig};
 
@@ -86,12 +85,21 @@ impl UNet2DCondition {
                 .iter()
                 .enumerate()
                 .map(|(j, &cin)| {
-                    ResnetBlock::new(cin, out, Some(temb), groups, eps, vb.pp(format!("resnets.{j}")))
+                    ResnetBlock::new(
+                        cin,
+                        out,
+                        Some(temb),
+                        groups,
+                        eps,
+                        vb.pp(format!("resnets.{j}")),
+                    )
                 })
                 .collect::<Result<Vec<_>>>()?;
             let attentions = match kind {
                 BlockKind::CrossAttn => (0..ins.len())
-                    .map(|j| SpatialTransformer::new(spatial(out, i), vb.pp(format!("attentions.{j}"))))
+                    .map(|j| {
+                        SpatialTransformer::new(spatial(out, i), vb.pp(format!("attentions.{j}")))
+                    })
                     .collect::<Result<Vec<_>>>()?,
                 BlockKind::Plain => Vec::new(),
             };
@@ -136,7 +144,8 @@ impl UNet2DCondition {
                 })
                 .collect();
             // Heads and transformer depth of the up blocks mirror the down blocks'.
-            let up_conv = (i + 1 < n).then(|| Upsample::new(out, vb.pp("upsamplers.0"))).transpose()?;
+            let up_conv =
+                (i + 1 < n).then(|| Upsample::new(out, vb.pp("upsamplers.0"))).transpose()?;
             up.push(UpBlock { stage: stage(kind, &ins, out, n - 1 - i, &vb)?, up: up_conv });
         }
 
@@ -220,7 +229,8 @@ impl UNet2DCondition {
         h = self.mid.resnets[1].forward(&h, Some(&temb))?;
         for block in &self.up {
             for i in 0..block.stage.resnets.len() {
-                let skip = skips.pop().ok_or_else(|| Error::Invalid("UNet: skips exhausted".into()))?;
+                let skip =
+                    skips.pop().ok_or_else(|| Error::Invalid("UNet: skips exhausted".into()))?;
                 h = block.stage.layer(i, &Tensor::cat(&[&h, &skip], 1)?, &temb, &context)?;
             }
             if let Some(u) = &block.up {
@@ -238,7 +248,5 @@ pub(crate) fn weights_file(dir: &Path) -> Result<std::path::PathBuf> {
         .iter()
         .map(|f| dir.join(f))
         .find(|p| p.is_file())
-        .ok_or_else(|| {
-            Error::format(dir, "no diffusion_pytorch_model.safetensors in this folder")
-        })
+        .ok_or_else(|| Error::format(dir, "no diffusion_pytorch_model.safetensors in this folder"))
 }

@@ -52,11 +52,23 @@ struct Level<S> {
     resample: Option<S>,
 }
 
-fn resnets(ins: &[usize], out: usize, cfg: &VaeConfig, vb: &VarBuilder) -> Result<Vec<ResnetBlock>> {
+fn resnets(
+    ins: &[usize],
+    out: usize,
+    cfg: &VaeConfig,
+    vb: &VarBuilder,
+) -> Result<Vec<ResnetBlock>> {
     ins.iter()
         .enumerate()
         .map(|(j, &cin)| {
-            ResnetBlock::new(cin, out, None, cfg.norm_num_groups, 1e-6, vb.pp(format!("resnets.{j}")))
+            ResnetBlock::new(
+                cin,
+                out,
+                None,
+                cfg.norm_num_groups,
+                1e-6,
+                vb.pp(format!("resnets.{j}")),
+            )
         })
         .collect()
 }
@@ -136,7 +148,9 @@ impl Decoder {
             ins[0] = prev;
             levels.push(Level {
                 resnets: resnets(&ins, out, cfg, &vb)?,
-                resample: (i + 1 < n).then(|| Upsample::new(out, vb.pp("upsamplers.0"))).transpose()?,
+                resample: (i + 1 < n)
+                    .then(|| Upsample::new(out, vb.pp("upsamplers.0")))
+                    .transpose()?,
             });
         }
         let c0 = cfg.block_out_channels[0];
@@ -234,7 +248,11 @@ impl AutoencoderKl {
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
         let c = z.dim(1)?;
         if c != self.cfg.latent_channels {
-            return Err(Error::shape("VAE latent [batch, channels, h, w]", &[self.cfg.latent_channels], &[c]));
+            return Err(Error::shape(
+                "VAE latent [batch, channels, h, w]",
+                &[self.cfg.latent_channels],
+                &[c],
+            ));
         }
         let z = match &self.post_quant_conv {
             Some(p) => p.forward(z)?,

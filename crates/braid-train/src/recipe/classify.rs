@@ -102,6 +102,7 @@ fn component_field(c: Component) -> &'static str {
         Component::Llm => "llm",
         Component::Head => "head",
         Component::OutputProjector => "output_projector",
+        Component::Generator => "generator",
     }
 }
 

@@ -6,7 +6,7 @@
 //! field; [`Recipe::validate`] checks the rest before any training.
 //!
 //! ```toml
-//! stage = "classify"        # classify | contrastive | align | instruct | fuse
+//! stage = "classify"        # classify | contrastive | align | instruct | fuse | diffusion
 //! out_dir = "runs/hapt-cnn"
 //! [data]
 //! path = "hapt"
@@ -22,6 +22,7 @@
 
 mod classify;
 mod conversation;
+mod diffusion;
 mod fuse;
 mod imu;
 mod run;
@@ -36,6 +37,11 @@ pub use classify::{ClassifyRecipe, HeadSpec, ModelSpec};
 pub use conversation::{
     train_conversation, ConversationData, ConversationModel, ConversationRecipe, ConversationRun,
     ImageFeatures,
+};
+pub use diffusion::{
+    default_text as default_diffusion_text, default_unet as default_diffusion_unet,
+    train_diffusion, DiffusionData, DiffusionExamples, DiffusionModel, DiffusionRecipe,
+    DiffusionReport, DiffusionTask,
 };
 pub use fuse::{
     evaluate_fusion, train_fusion, Corruption, FuseData, FuseModel, FuseRecipe, FuseTask,
@@ -64,6 +70,8 @@ pub enum Recipe {
     Instruct(ConversationRecipe),
     /// A fusion classifier over several inputs.
     Fuse(FuseRecipe),
+    /// A text-conditioned image generator (diffusion) on captioned images.
+    Diffusion(DiffusionRecipe),
 }
 
 /// How a run starts, and the recipe text it keeps.
@@ -151,6 +159,7 @@ impl Recipe {
             Self::Align(_) => Stage::Align,
             Self::Instruct(_) => Stage::Instruct,
             Self::Fuse(_) => Stage::Fuse,
+            Self::Diffusion(_) => Stage::Diffusion,
         }
     }
 
@@ -161,6 +170,7 @@ impl Recipe {
             Self::Contrastive(r) => &r.out_dir,
             Self::Align(r) | Self::Instruct(r) => &r.out_dir,
             Self::Fuse(r) => &r.out_dir,
+            Self::Diffusion(r) => &r.out_dir,
         }
     }
 
@@ -171,6 +181,7 @@ impl Recipe {
             Self::Contrastive(r) => r.out_dir = dir,
             Self::Align(r) | Self::Instruct(r) => r.out_dir = dir,
             Self::Fuse(r) => r.out_dir = dir,
+            Self::Diffusion(r) => r.out_dir = dir,
         }
     }
 
@@ -181,6 +192,7 @@ impl Recipe {
             Self::Contrastive(r) => &r.train,
             Self::Align(r) | Self::Instruct(r) => &r.train,
             Self::Fuse(r) => &r.train,
+            Self::Diffusion(r) => &r.train,
         }
     }
 
@@ -205,6 +217,10 @@ impl Recipe {
             Self::Fuse(r) => {
                 fields.push(("data.path", &mut r.data.path));
                 fields.extend(r.model.init.iter_mut().map(|p| ("model.init", p)));
+            }
+            Self::Diffusion(r) => {
+                fields.push(("data.path", &mut r.data.path));
+                fields.extend(r.data.eval_path.as_mut().map(|p| ("data.eval_path", p)));
             }
             Self::Align(r) | Self::Instruct(r) => {
                 let (d, m) = (&mut r.data, &mut r.model);
@@ -232,6 +248,7 @@ impl Recipe {
             Self::Contrastive(r) => r.validate(),
             Self::Align(r) | Self::Instruct(r) => r.validate(self.stage()),
             Self::Fuse(r) => r.validate(),
+            Self::Diffusion(r) => r.validate(),
         }
     }
 
@@ -262,6 +279,14 @@ impl Recipe {
             Self::Fuse(r) => {
                 let (report, summary) = train_fusion(r, launch)?;
                 Ok(Trained { model_dir: report.model_dir.clone(), summary, report: report.line() })
+            }
+            Self::Diffusion(r) => {
+                let (report, summary) = train_diffusion(r, launch)?;
+                Ok(Trained {
+                    model_dir: report.model_dir.clone(),
+                    summary,
+                    report: to_json(&report)?,
+                })
             }
         }?;
         let kept = out.join("recipe.toml");

@@ -165,6 +165,7 @@ fn pipeline_config(
         head: None,
         contrastive: None,
         fusion: None,
+        generator: None,
     })
 }
 
