@@ -1,25 +1,28 @@
 //! `braid draw`: text to image with a generator, from a Braid model directory whose
 //! `pipeline.toml` names one, or straight from a diffusers Stable Diffusion folder (users'
-//! own SD weights). One PNG per prompt and seed, or one grid.
+//! own SD weights). One PNG per prompt and seed, or one grid. `--model espeak-ng[:VOICE]`
+//! speaks the prompts instead (16 kHz WAV).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use braid_generators::diffusion::{save_png_grid, SchedulerKind, StableDiffusion};
-use braid_generators::GenerateOptions;
+use braid_generators::speech::{Espeak, SPEECH_RATE};
+use braid_generators::{GenerateOptions, Generator};
 use braid_pipeline::{Pipeline, Weights};
 use candle_core::{Device, Tensor};
 
 /// Flags of `braid draw`.
 #[derive(Debug, clap::Args)]
 pub struct DrawArgs {
-    /// A Braid model directory with a generator, or a diffusers folder (model_index.json).
+    /// A Braid model directory with a generator, a diffusers folder (model_index.json), or
+    /// `espeak-ng[:VOICE]` for speech.
     #[arg(long)]
     pub model: PathBuf,
     /// Prompts; each is drawn once per seed.
     #[arg(required = true)]
     pub prompts: Vec<String>,
-    /// The PNG to write (one prompt, one image).
+    /// The PNG (WAV for speech) to write (one prompt, one image).
     #[arg(long, conflicts_with_all = ["out_dir", "grid"])]
     pub out: Option<PathBuf>,
     /// A directory for `<prompt>-<seed>.png`, one per prompt and seed.
@@ -81,14 +84,17 @@ fn slug(prompt: &str) -> String {
 
 /// Runs `braid draw`.
 pub fn run(args: &DrawArgs) -> anyhow::Result<()> {
+    if args.n == 0 || args.n > 1000 {
+        bail!("-n {}: draw 1 to 1000 images per prompt", args.n);
+    }
     if args.out.is_none() && args.out_dir.is_none() && args.grid.is_none() {
         bail!("say where the images go: --out FILE.png, --out-dir DIR or --grid FILE.png");
     }
     if args.out.is_some() && (args.prompts.len() != 1 || args.n != 1) {
         bail!("--out takes one prompt and one image; use --out-dir or --grid for more");
     }
-    if args.n == 0 || args.n > 1000 {
-        bail!("-n {}: draw 1 to 1000 images per prompt", args.n);
+    if let Some(engine) = args.model.to_str().and_then(Espeak::from_model_name) {
+        return speak(&engine?, args);
     }
     let sd = open(&args.model).with_context(|| format!("--model {}", args.model.display()))?;
     let scheduler = match args.scheduler.as_deref() {
@@ -127,6 +133,31 @@ pub fn run(args: &DrawArgs) -> anyhow::Result<()> {
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!("{} images in {secs:.1} s ({:.2} s an image)", all.len(), secs / all.len() as f64);
+    Ok(())
+}
+
+/// Speaks each prompt to `<prompt>.wav` (or `--out`).
+fn speak(engine: &Espeak, args: &DrawArgs) -> anyhow::Result<()> {
+    if args.grid.is_some() || args.n != 1 {
+        bail!("speech is drawn once per prompt: no --grid or -n");
+    }
+    if let Some(dir) = &args.out_dir {
+        std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    }
+    for prompt in &args.prompts {
+        let audio = engine.generate_text(prompt, &GenerateOptions::default())?;
+        let samples = audio.flatten_all()?.to_vec1::<f32>()?;
+        let path = match (&args.out, &args.out_dir) {
+            (Some(p), _) => p.clone(),
+            (None, Some(d)) => d.join(format!("{}.wav", slug(prompt))),
+            (None, None) => bail!("speech needs --out FILE.wav or --out-dir DIR"),
+        };
+        braid_core::fsx::write_file(
+            &path,
+            &braid_data::audio::encode_wav_pcm16(&samples, SPEECH_RATE),
+        )?;
+        println!("{}", path.display());
+    }
     Ok(())
 }
 

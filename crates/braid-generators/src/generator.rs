@@ -31,4 +31,8 @@ pub trait Generator {
     /// cond `[batch, c, cond_dim]` -> a batch of signals: images `[batch, 3, h, w]` in
     /// [0, 1], audio `[batch, samples]` in [-1, 1].
     fn generate(&self, cond: &Tensor, opts: &GenerateOptions) -> Result<Tensor>;
+
+    /// Straight from a text prompt: through the generator's own text encoder, or an engine
+    /// that reads text. The same shapes as [`Self::generate`] with a batch of one.
+    fn generate_text(&self, prompt: &str, opts: &GenerateOptions) -> Result<Tensor>;
 }

@@ -4,5 +4,6 @@
 
 pub mod diffusion;
 mod generator;
+pub mod speech;
 
 pub use generator::{GenerateOptions, Generator};

@@ -8,6 +8,7 @@ mod mel;
 mod resample;
 mod riff;
 mod stft;
+mod write;
 
 pub use decode::{decode_bytes, decode_file, Audio};
 pub use load::{load_audio, AudioOptions};
@@ -15,3 +16,4 @@ pub use mel::{mel_filter_bank, WhisperFeatures, WhisperFeaturesConfig};
 pub use resample::resample;
 pub use riff::{MAX_CHANNELS, MAX_SAMPLE_RATE};
 pub use stft::power_spectrogram;
+pub use write::encode_wav_pcm16;

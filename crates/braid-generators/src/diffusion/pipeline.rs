@@ -260,6 +260,10 @@ impl Generator for StableDiffusion {
         let side = self.default_size();
         self.sample(cond, (side, side), opts, None)
     }
+
+    fn generate_text(&self, prompt: &str, opts: &GenerateOptions) -> Result<Tensor> {
+        self.text_to_image(prompt, opts)
+    }
 }
 
 /// `text_encoder/`: a transformers `CLIPTextModel` (`config.json`, `model.safetensors`).

@@ -160,12 +160,14 @@ impl Scheduler {
         let kind = match map.get("_class_name").and_then(Value::as_str) {
             Some("DDIMScheduler") => SchedulerKind::Ddim,
             Some("EulerDiscreteScheduler") => SchedulerKind::Euler,
-            Some(other) => return Err(Error::config(
-                "_class_name",
-                format!(
+            Some(other) => {
+                return Err(Error::config(
+                    "_class_name",
+                    format!(
                     "scheduler {other} is not supported (DDIMScheduler, EulerDiscreteScheduler)"
                 ),
-            )),
+                ))
+            }
             None => return Err(Error::config("_class_name", "missing: which scheduler is this?")),
         };
         let mut rest = Map::new();
