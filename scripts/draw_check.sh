@@ -5,12 +5,14 @@
 # color is the shape?" and "what shape is in the image?" about every image. An image
 # passes when both answers are the asked ones. As a baseline for the judge at the
 # generator's resolution, the same questions are asked about 240 real easy-VQA test images
-# box-resized to SIZE px (ImageMagick), as the generator's training images were.
+# area-resized to SIZE px (ffmpeg; at 64 -> 32 the 2x2 box mean the generator's training
+# images had). Every judged image (generated or real) is first scaled to the judge's 64 px
+# by nearest neighbour (JUDGE_PX), so both reach the judge the same way, with crisp edges.
 #
 #   scripts/draw_check.sh MODEL_DIR OUT_DIR [SEEDS=10] [STEPS=50] [GUIDANCE=3]
 #
-# Writes OUT_DIR/{images/, grid.png (a row per prompt), check.json, answers.jsonl,
-# real/, summary.json}; prints summary.json. Needs jq, ImageMagick (`convert`),
+# Writes OUT_DIR/{images/, judged/, grid.png (a row per prompt), check.json, answers.jsonl,
+# real/, summary.json}; prints summary.json. Needs jq, ffmpeg, bc,
 # `braid fetch easy-vqa smollm2`, and `braid data make easy-vqa --out runs/data/easy-vqa`.
 set -euo pipefail
 BRAID=${BRAID:-target/release/braid}
@@ -22,6 +24,10 @@ seeds=${3:-10}
 steps=${4:-50}
 guidance=${5:-3}
 size=${SIZE:-32}
+judge_px=${JUDGE_PX:-64}
+to_judge() { # in out
+    ffmpeg -loglevel error -y -i "$1" -vf "scale=${judge_px}:${judge_px}:flags=neighbor" "$2" < /dev/null
+}
 colors=(red green blue black gray teal brown yellow)
 shapes=(circle rectangle triangle)
 mkdir -p "$out"
@@ -52,9 +58,11 @@ score() { # dir-with-check.json
            | .pass_rate = (.pass / .images)' "$1/answers.jsonl"
 }
 
+mkdir -p "$out/judged"
 {
     for c in "${colors[@]}"; do for s in "${shapes[@]}"; do for ((k = 0; k < seeds; k++)); do
-        questions "$out/images/a-$c-$s-$k.png" "$c" "$s" "a-$c-$s-$k"
+        to_judge "$out/images/a-$c-$s-$k.png" "$out/judged/a-$c-$s-$k.png"
+        questions "$out/judged/a-$c-$s-$k.png" "$c" "$s" "a-$c-$s-$k"
     done; done; done
 } | jq -s 'add' > "$out/check.json"
 generated=$(score "$out")
@@ -65,8 +73,9 @@ jq -r '.[] | [.image, (.conversations[1].value)] | @tsv' "$EASYVQA/captions_test
 while IFS=$'\t' read -r img caption; do
     set -- $caption # a COLOUR SHAPE
     name=$(basename "$img" .png)
-    convert "$img" -filter box -resize "${size}x${size}" "$out/real/images/$name.png"
-    questions "$out/real/images/$name.png" "$2" "$3" "real-$name"
+    ffmpeg -loglevel error -y -i "$img" -vf "scale=${size}:${size}:flags=area" "$out/real/images/$name.png" < /dev/null
+    to_judge "$out/real/images/$name.png" "$out/real/images/$name-judged.png"
+    questions "$out/real/images/$name-judged.png" "$2" "$3" "real-$name"
 done | jq -s 'add' > "$out/real/check.json"
 real=$(score "$out/real")
 

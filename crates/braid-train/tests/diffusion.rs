@@ -43,7 +43,7 @@ fn dataset(dir: &Path, captions: &[&str]) -> std::path::PathBuf {
 fn recipe_text(out: &Path, data: &Path, size: usize, steps: usize) -> String {
     format!(
         "stage = \"diffusion\"\nout_dir = \"{}\"\n[data]\npath = \"{}\"\neval_path = \"{}\"\nsize = {size}\n\
-         [model]\ncond_dropout = 0.2\n[model.unet]\nblock_out_channels = [8, 16]\n\
+         [model]\ncond_dropout = 0.2\nprediction = \"sample\"\n[model.unet]\nblock_out_channels = [8, 16]\n\
          down_block_types = [\"DownBlock2D\", \"CrossAttnDownBlock2D\"]\n\
          up_block_types = [\"CrossAttnUpBlock2D\", \"UpBlock2D\"]\nlayers_per_block = 1\n\
          attention_head_dim = 2\nnorm_num_groups = 4\n\

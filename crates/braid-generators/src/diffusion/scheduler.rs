@@ -8,7 +8,7 @@ use std::path::Path;
 
 use braid_core::{Error, Result};
 use candle_core::Tensor;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 /// Which sampler.
@@ -21,7 +21,7 @@ pub enum SchedulerKind {
 }
 
 /// What the model predicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Prediction {
     /// The added noise.

@@ -17,6 +17,7 @@
 //! size = 32
 //! [model]
 //! cond_dropout = 0.1
+//! prediction = "sample"       # epsilon | sample | v_prediction
 //! [model.unet]                # diffusers UNet2DConditionModel fields
 //! block_out_channels = [32, 64, 64]
 //! [model.text]                # transformers CLIPTextConfig fields (vocab from the captions)
@@ -32,7 +33,7 @@ use std::path::PathBuf;
 
 use braid_core::{Error, Result};
 use braid_encoders::text::ClipTextConfig;
-use braid_generators::diffusion::UNetConfig;
+use braid_generators::diffusion::{Prediction, UNetConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainConfig;
@@ -88,6 +89,15 @@ pub struct DiffusionModel {
     /// Chance that a caption is replaced by the empty prompt in training.
     #[serde(default = "default_cond_dropout")]
     pub cond_dropout: f64,
+    /// What the UNet predicts: `epsilon` (the noise, DDPM), `sample` (the clean image: the
+    /// sampler's estimate is always an image, which converges sooner on small budgets) or
+    /// `v_prediction`.
+    #[serde(default = "default_prediction")]
+    pub prediction: Prediction,
+}
+
+fn default_prediction() -> Prediction {
+    Prediction::Epsilon
 }
 
 fn default_cond_dropout() -> f64 {

@@ -11,8 +11,8 @@ use braid_data::image::{load_rgb, resize_rgb, Filter};
 use braid_data::text::TextTokenizer;
 use braid_encoders::text::{ClipText, ClipTextConfig};
 use braid_generators::diffusion::{
-    save_pixel_folder, save_png_grid, FolderSpec, Scheduler, StableDiffusion, UNet2DCondition,
-    UNetConfig,
+    save_pixel_folder, save_png_grid, FolderSpec, Prediction, Scheduler, StableDiffusion,
+    UNet2DCondition, UNetConfig,
 };
 use braid_generators::GenerateOptions;
 use braid_nn::init::seeded_var_builder;
@@ -44,9 +44,9 @@ pub struct DiffusionReport {
 }
 
 /// DDPM's linear schedule, sampled by DDIM (x0 clipped to the pixel range).
-fn scheduler_json() -> Value {
+fn scheduler_json(prediction: Prediction) -> Value {
     json!({"_class_name": "DDIMScheduler", "num_train_timesteps": 1000, "beta_start": 0.0001,
-           "beta_end": 0.02, "beta_schedule": "linear", "prediction_type": "epsilon",
+           "beta_end": 0.02, "beta_schedule": "linear", "prediction_type": prediction,
            "clip_sample": true, "clip_sample_range": 1.0, "set_alpha_to_one": false,
            "steps_offset": 1, "timestep_spacing": "leading"})
 }
@@ -181,7 +181,7 @@ pub fn train_diffusion(
     let vb = seeded_var_builder(&vm, recipe.train.seed, DType::F32, &dev);
     let unet = UNet2DCondition::new(&unet_cfg, vb.pp("unet"))?;
     let text = ClipText::new(&text_cfg, vb.pp("text_encoder"))?;
-    let sched_json = scheduler_json();
+    let sched_json = scheduler_json(recipe.model.prediction);
     let scheduler = Scheduler::from_map(sched_json.as_object().cloned().unwrap_or_default())?;
     let model = StableDiffusion::from_parts(unet, None, text, tok.clone(), scheduler, &dev);
     let params: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
