@@ -168,7 +168,7 @@ impl Generator for Espeak {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
 
     fn have_espeak() -> bool {

@@ -290,6 +290,7 @@ mod tests {
     /// Rows along three orthogonal directions of 6-d space with standard deviations 10, 3
     /// and 1 (variance shares 0.909, 0.082, 0.009), plus a mean. The coefficients are the
     /// signs of three bits of the row index, so they are exactly uncorrelated.
+    #[allow(clippy::needless_range_loop)] // i indexes the columns of `dirs`
     fn data() -> (Vec<f32>, [[f64; 6]; 3]) {
         let h = 0.5f64;
         let dirs =
