@@ -2,28 +2,15 @@
 //! or value, never a panic.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{copy_dir, sd_dir};
+
+use std::path::Path;
 
 use braid_generators::diffusion::StableDiffusion;
 use braid_generators::{GenerateOptions, Generator};
 use candle_core::Device;
-
-fn sd_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/diffusion/tiny-sd")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
 
 /// A copy of the fixture folder with `edit` applied; the error opening it.
 fn open_edited(edit: impl FnOnce(&Path)) -> String {

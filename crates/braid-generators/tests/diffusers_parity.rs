@@ -4,6 +4,10 @@
 //! sampling with guidance 7.5, each within 1e-4 relative.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::copy_dir;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -157,18 +161,5 @@ fn four_step_ddim_and_euler_sampling_match_diffusers() {
             &sd.decode(&lat).unwrap(),
             &io[&format!("{name}_image")],
         );
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
     }
 }

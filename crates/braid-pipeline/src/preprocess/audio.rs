@@ -221,25 +221,12 @@ pub(crate) mod tests {
     /// A mono 16-bit PCM WAV of `seconds` of a sine of `hz` at amplitude `amp`.
     pub(crate) fn sine_wav(path: &Path, rate: u32, seconds: f64, hz: f64, amp: f64) -> Result<()> {
         let n = (seconds * f64::from(rate)).round() as usize;
-        let data: Vec<u8> = (0..n)
-            .flat_map(|i| {
-                let x = amp * (2.0 * std::f64::consts::PI * hz * i as f64 / f64::from(rate)).sin();
-                ((x * 32767.0).round() as i16).to_le_bytes()
+        let samples: Vec<f32> = (0..n)
+            .map(|i| {
+                (amp * (2.0 * std::f64::consts::PI * hz * i as f64 / f64::from(rate)).sin()) as f32
             })
             .collect();
-        let mut b = b"RIFF".to_vec();
-        b.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-        b.extend_from_slice(b"WAVEfmt ");
-        b.extend_from_slice(&16u32.to_le_bytes());
-        b.extend_from_slice(&1u16.to_le_bytes()); // PCM
-        b.extend_from_slice(&1u16.to_le_bytes()); // mono
-        b.extend_from_slice(&rate.to_le_bytes());
-        b.extend_from_slice(&(rate * 2).to_le_bytes());
-        b.extend_from_slice(&2u16.to_le_bytes());
-        b.extend_from_slice(&16u16.to_le_bytes());
-        b.extend_from_slice(b"data");
-        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        b.extend_from_slice(&data);
+        let b = braid_data::audio::encode_wav_pcm16(&samples, rate);
         std::fs::write(path, b).map_err(|e| Error::io(path, e))
     }
 

@@ -9,6 +9,7 @@ use candle_core::{Tensor, Var};
 use candle_nn::VarMap;
 
 use crate::optim::prefixed_vars;
+use crate::recipe::fuse::mix;
 use crate::Task;
 
 /// Images `[n, 3, s, s]` in [-1, 1] and their caption token ids `[n, tokens]`.
@@ -48,14 +49,6 @@ pub struct DiffusionTask<'a> {
     pub cond_dropout: f64,
     /// Seed of the noise and timesteps.
     pub seed: u64,
-}
-
-/// splitmix64.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 impl DiffusionTask<'_> {

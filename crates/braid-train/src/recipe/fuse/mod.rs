@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::TrainConfig;
 
 pub use run::{evaluate_fusion, train_fusion, Corruption, FusionReport, RobustnessPoint};
+pub(crate) use task::mix;
 pub use task::FuseTask;
 
 /// A `fuse` run.

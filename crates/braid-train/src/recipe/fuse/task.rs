@@ -51,8 +51,8 @@ pub struct FuseTask<'a> {
     pub eval_batch: usize,
 }
 
-/// splitmix64: a step's own random numbers, so a resumed run drops the same inputs.
-fn mix(mut z: u64) -> u64 {
+/// splitmix64: a step's own random numbers, so a resumed run draws the same ones.
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
