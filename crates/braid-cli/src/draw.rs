@@ -51,15 +51,21 @@ pub struct DrawArgs {
     pub scheduler: Option<String>,
 }
 
-/// A generator from either kind of directory.
-fn open(dir: &Path) -> anyhow::Result<StableDiffusion> {
+/// A generator from either kind of directory, its sampler replaced by `sampler` if given.
+fn open(dir: &Path, sampler: Option<SchedulerKind>) -> anyhow::Result<StableDiffusion> {
     let dev = Device::Cpu;
     if dir.join("model_index.json").is_file() {
-        return Ok(StableDiffusion::from_folder(dir, &dev)?);
+        return Ok(StableDiffusion::from_folder_as(dir, &dev, sampler)?);
     }
     let p = Pipeline::open(dir, Weights::Frozen { dequantize: false }, &dev)?;
     match p.generator() {
-        Some(g) => Ok(g.clone()),
+        Some(g) => {
+            let mut g = g.clone();
+            if let Some(kind) = sampler {
+                g.scheduler = g.scheduler.with_kind(kind);
+            }
+            Ok(g)
+        }
         None => bail!("{} has no generator (no [generator] in its pipeline.toml)", dir.display()),
     }
 }
@@ -96,13 +102,14 @@ pub fn run(args: &DrawArgs) -> anyhow::Result<()> {
     if let Some(engine) = args.model.to_str().and_then(Espeak::from_model_name) {
         return speak(&engine?, args);
     }
-    let sd = open(&args.model).with_context(|| format!("--model {}", args.model.display()))?;
-    let scheduler = match args.scheduler.as_deref() {
+    let sampler = match args.scheduler.as_deref() {
         None => None,
-        Some("ddim") => Some(sd.scheduler.with_kind(SchedulerKind::Ddim)),
-        Some("euler") => Some(sd.scheduler.with_kind(SchedulerKind::Euler)),
+        Some("ddim") => Some(SchedulerKind::Ddim),
+        Some("euler") => Some(SchedulerKind::Euler),
         Some(other) => bail!("--scheduler {other}: ddim or euler"),
     };
+    let sd =
+        open(&args.model, sampler).with_context(|| format!("--model {}", args.model.display()))?;
     let side = args.size.unwrap_or_else(|| sd.default_size());
     if let Some(dir) = &args.out_dir {
         std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
@@ -114,7 +121,7 @@ pub fn run(args: &DrawArgs) -> anyhow::Result<()> {
         for k in 0..args.n as u64 {
             let seed = args.seed + k;
             let opts = GenerateOptions { seed, steps: args.steps, guidance: args.guidance };
-            let img = sd.sample(&cond, (side, side), &opts, scheduler.as_ref())?;
+            let img = sd.sample(&cond, (side, side), &opts, None)?;
             let path = match (&args.out, &args.out_dir) {
                 (Some(p), _) => Some(p.clone()),
                 (None, Some(d)) => Some(d.join(format!("{}-{seed}.png", slug(prompt)))),

@@ -8,7 +8,7 @@ use common::{copy_dir, sd_dir};
 
 use std::path::Path;
 
-use braid_generators::diffusion::StableDiffusion;
+use braid_generators::diffusion::{SchedulerKind, StableDiffusion};
 use braid_generators::{GenerateOptions, Generator};
 use candle_core::Device;
 
@@ -44,7 +44,16 @@ fn an_unknown_scheduler_or_option_is_named() {
     let err = open_edited(|d| {
         set_json(&d.join("scheduler/scheduler_config.json"), "_class_name", "PNDMScheduler".into())
     });
-    assert!(err.contains("PNDMScheduler"), "{err}");
+    assert!(err.contains("PNDMScheduler") && err.contains("--scheduler"), "{err}");
+    // SD 1.x ships PNDM: its noise schedule is sampled by DDIM or Euler on request.
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&sd_dir(), tmp.path());
+    let cfg = tmp.path().join("scheduler/scheduler_config.json");
+    set_json(&cfg, "_class_name", "PNDMScheduler".into());
+    set_json(&cfg, "skip_prk_steps", true.into());
+    let sd = StableDiffusion::from_folder_as(tmp.path(), &Device::Cpu, Some(SchedulerKind::Euler))
+        .unwrap();
+    assert_eq!(sd.scheduler.kind(), SchedulerKind::Euler);
     let err = open_edited(|d| {
         set_json(&d.join("scheduler/scheduler_config.json"), "thresholding", true.into())
     });

@@ -17,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use super::scheduler::Scheduler;
+use super::scheduler::{Scheduler, SchedulerKind};
 use super::unet::UNet2DCondition;
 use super::vae::AutoencoderKl;
 use crate::{GenerateOptions, Generator};
@@ -43,6 +43,16 @@ impl StableDiffusion {
     /// Loads every component of `dir`; a missing component, an unsupported option or a
     /// tensor missing, unused or of the wrong shape is an error naming it.
     pub fn from_folder(dir: &Path, device: &Device) -> Result<Self> {
+        Self::from_folder_as(dir, device, None)
+    }
+
+    /// [`Self::from_folder`] with the folder's noise schedule sampled by `sampler` when
+    /// given (whatever its own scheduler class).
+    pub fn from_folder_as(
+        dir: &Path,
+        device: &Device,
+        sampler: Option<SchedulerKind>,
+    ) -> Result<Self> {
         let index = dir.join("model_index.json");
         if !index.is_file() {
             return Err(Error::format(dir, "no model_index.json: not a diffusers pipeline folder"));
@@ -88,7 +98,8 @@ impl StableDiffusion {
         }
         let tokenizer =
             load_tokenizer(&dir.join("tokenizer"), text.config().max_position_embeddings)?;
-        let scheduler = Scheduler::from_file(&dir.join("scheduler").join("scheduler_config.json"))?;
+        let scheduler =
+            Scheduler::from_file_as(&dir.join("scheduler").join("scheduler_config.json"), sampler)?;
         Ok(Self { unet, vae, text, tokenizer, scheduler, device: device.clone() })
     }
 

@@ -149,14 +149,28 @@ pub struct Plan {
 impl Scheduler {
     /// Reads `scheduler_config.json`; its `_class_name` picks the sampler.
     pub fn from_file(path: &Path) -> Result<Self> {
+        Self::from_file_as(path, None)
+    }
+
+    /// [`Self::from_file`], sampled by `kind` when given whatever `_class_name` says (as
+    /// diffusers' `DDIMScheduler.from_config(pndm.config)`): the noise schedule of a
+    /// folder whose own sampler Braid lacks (SD 1.x ships `PNDMScheduler`).
+    pub fn from_file_as(path: &Path, kind: Option<SchedulerKind>) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let map: Map<String, Value> =
+        let mut map: Map<String, Value> =
             serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
+        if let Some(kind) = kind {
+            let class = match kind {
+                SchedulerKind::Ddim => "DDIMScheduler",
+                SchedulerKind::Euler => "EulerDiscreteScheduler",
+            };
+            map.insert("_class_name".into(), class.into());
+        }
         Self::from_map(map).map_err(|e| Error::format(path, e.to_string()))
     }
 
     /// From the JSON object of a `scheduler_config.json`.
-    pub fn from_map(map: Map<String, Value>) -> Result<Self> {
+    pub fn from_map(mut map: Map<String, Value>) -> Result<Self> {
         let kind = match map.get("_class_name").and_then(Value::as_str) {
             Some("DDIMScheduler") => SchedulerKind::Ddim,
             Some("EulerDiscreteScheduler") => SchedulerKind::Euler,
@@ -164,12 +178,16 @@ impl Scheduler {
                 return Err(Error::config(
                     "_class_name",
                     format!(
-                    "scheduler {other} is not supported (DDIMScheduler, EulerDiscreteScheduler)"
-                ),
+                        "scheduler {other} is not supported (DDIMScheduler, \
+                         EulerDiscreteScheduler); sample its noise schedule with one of \
+                         those instead (braid draw --scheduler ddim | euler)"
+                    ),
                 ))
             }
             None => return Err(Error::config("_class_name", "missing: which scheduler is this?")),
         };
+        // PNDM's own switch; meaningless to the samplers here.
+        map.remove("skip_prk_steps");
         let mut rest = Map::new();
         for (key, value) in map {
             if key.starts_with('_') {
