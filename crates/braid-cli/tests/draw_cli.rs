@@ -82,7 +82,8 @@ fn bad_requests_and_models_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let png = tmp.path().join("x.png");
     let png = png.to_str().unwrap();
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
+        (&["--size", "100000", "x"], "at most 2048"),
         (&["--steps", "0", "x"], "steps"),
         (&["--guidance", "NaN", "x"], "guidance"),
         (&["--size", "20", "x"], "multiples of 8"),

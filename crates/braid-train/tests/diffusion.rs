@@ -113,6 +113,12 @@ fn bad_recipes_and_data_are_named_before_training() {
         Recipe::parse(&text, Path::new("r.toml")).unwrap().validate().unwrap_err().to_string();
     assert!(err.contains("cond_dropout"), "{err}");
 
+    let text =
+        recipe_text(&out, &data, 8, 1).replace("layers_per_block = 1", "layers_per_block = 100000");
+    let err =
+        Recipe::parse(&text, Path::new("r.toml")).unwrap().validate().unwrap_err().to_string();
+    assert!(err.contains("layers_per_block"), "{err}");
+
     let text = recipe_text(&out, &data, 8, 1).replace("block_out_channels = [8, 16]", "blocks = 3");
     let err = Recipe::parse(&text, Path::new("r.toml")).unwrap_err().to_string();
     assert!(err.contains("blocks"), "{err}");

@@ -22,6 +22,9 @@ use super::unet::UNet2DCondition;
 use super::vae::AutoencoderKl;
 use crate::{GenerateOptions, Generator};
 
+/// The largest image side drawn (SD at 2048 px is already a 256x256 latent).
+pub const MAX_SIDE: usize = 2048;
+
 /// The components of a folder, each a sub-folder.
 const COMPONENTS: [&str; 5] = ["unet", "vae", "text_encoder", "tokenizer", "scheduler"];
 
@@ -212,6 +215,12 @@ impl StableDiffusion {
     pub fn noise(&self, batch: usize, height: usize, width: usize, seed: u64) -> Result<Tensor> {
         let s = self.latent_scale();
         let step = s << (self.unet.config().block_out_channels.len() - 1);
+        if height > MAX_SIDE || width > MAX_SIDE {
+            return Err(Error::config(
+                "height",
+                format!("{height}x{width}: sides of at most {MAX_SIDE} pixels"),
+            ));
+        }
         if height == 0 || width == 0 || height % step != 0 || width % step != 0 {
             return Err(Error::config(
                 "height",

@@ -154,6 +154,25 @@ impl DiffusionRecipe {
             ));
         }
         self.model.unet.validate()?;
+        let u = &self.model.unet;
+        let caps = [
+            ("model.unet.block_out_channels", u.block_out_channels.len(), 8),
+            (
+                "model.unet.block_out_channels",
+                u.block_out_channels.iter().copied().max().unwrap_or(0),
+                2048,
+            ),
+            ("model.unet.layers_per_block", u.layers_per_block, 16),
+            ("model.text.hidden_size", self.model.text.hidden_size, 4096),
+            ("model.text.num_hidden_layers", self.model.text.num_hidden_layers, 48),
+            ("model.text.intermediate_size", self.model.text.intermediate_size, 16384),
+            ("model.text.max_position_embeddings", self.model.text.max_position_embeddings, 1024),
+        ];
+        for (field, value, cap) in caps {
+            if value > cap {
+                return Err(Error::config(field, format!("{value}: at most {cap} here")));
+            }
+        }
         let t = &self.model.text;
         if t.hidden_size == 0
             || t.num_attention_heads == 0
