@@ -139,7 +139,7 @@ pub fn run(args: &DrawArgs) -> anyhow::Result<()> {
         println!("{}", grid.display());
     }
     let secs = started.elapsed().as_secs_f64();
-    eprintln!("{} images in {secs:.1} s ({:.2} s an image)", all.len(), secs / all.len() as f64);
+    eprintln!("{} images in {secs:.1} s ({:.4} s an image)", all.len(), secs / all.len() as f64);
     Ok(())
 }
 
