@@ -11,6 +11,8 @@
 #
 #   scripts/draw_check.sh MODEL_DIR OUT_DIR [SEEDS=10] [STEPS=50] [GUIDANCE=3]
 #
+# SEED0 (default 0) is the first seed; REAL=0 skips the real-image baseline.
+#
 # Writes OUT_DIR/{images/, judged/, grid.png (a row per prompt), check.json, answers.jsonl,
 # real/, summary.json}; prints summary.json. Needs jq, ffmpeg, bc,
 # `braid fetch easy-vqa smollm2`, and `braid data make easy-vqa --out runs/data/easy-vqa`.
@@ -24,6 +26,7 @@ seeds=${3:-10}
 steps=${4:-50}
 guidance=${5:-3}
 size=${SIZE:-32}
+seed0=${SEED0:-0}
 judge_px=${JUDGE_PX:-64}
 to_judge() { # in out
     ffmpeg -loglevel error -y -i "$1" -vf "scale=${judge_px}:${judge_px}:flags=neighbor" "$2" < /dev/null
@@ -35,7 +38,7 @@ prompts=()
 for c in "${colors[@]}"; do for s in "${shapes[@]}"; do prompts+=("a $c $s"); done; done
 
 start=$(date +%s.%N)
-"$BRAID" draw --model "$model" --out-dir "$out/images" -n "$seeds" --steps "$steps" \
+"$BRAID" draw --model "$model" --out-dir "$out/images" -n "$seeds" --seed "$seed0" --steps "$steps" \
     --guidance "$guidance" --grid "$out/grid.png" "${prompts[@]}" > "$out/drawn.txt"
 draw_s=$(echo "$(date +%s.%N) - $start" | bc)
 
@@ -60,7 +63,7 @@ score() { # dir-with-check.json
 
 mkdir -p "$out/judged"
 {
-    for c in "${colors[@]}"; do for s in "${shapes[@]}"; do for ((k = 0; k < seeds; k++)); do
+    for c in "${colors[@]}"; do for s in "${shapes[@]}"; do for ((k = seed0; k < seed0 + seeds; k++)); do
         to_judge "$out/images/a-$c-$s-$k.png" "$out/judged/a-$c-$s-$k.png"
         questions "$out/judged/a-$c-$s-$k.png" "$c" "$s" "a-$c-$s-$k"
     done; done; done
@@ -68,6 +71,8 @@ mkdir -p "$out/judged"
 generated=$(score "$out")
 
 # The judge on real images at the same resolution.
+real='null'
+if [ "${REAL:-1}" != 0 ]; then
 mkdir -p "$out/real/images"
 jq -r '.[] | [.image, (.conversations[1].value)] | @tsv' "$EASYVQA/captions_test.json" | head -240 |
 while IFS=$'\t' read -r img caption; do
@@ -78,6 +83,7 @@ while IFS=$'\t' read -r img caption; do
     questions "$out/real/images/$name-judged.png" "$2" "$3" "real-$name"
 done | jq -s 'add' > "$out/real/check.json"
 real=$(score "$out/real")
+fi
 
 jq -n --argjson g "$generated" --argjson r "$real" --arg draw_s "$draw_s" --argjson n "$((24 * seeds))" \
     --arg steps "$steps" --arg guidance "$guidance" \
