@@ -3,6 +3,7 @@
 //! (Radford et al. 2022), equal to `transformers.WhisperFeatureExtractor`.
 
 mod decode;
+mod griffin_lim;
 mod load;
 mod mel;
 mod resample;
@@ -11,6 +12,7 @@ mod stft;
 mod write;
 
 pub use decode::{decode_bytes, decode_file, Audio};
+pub use griffin_lim::{griffin_lim, mel_to_linear};
 pub use load::{load_audio, AudioOptions};
 pub use mel::{mel_filter_bank, WhisperFeatures, WhisperFeaturesConfig};
 pub use resample::resample;
