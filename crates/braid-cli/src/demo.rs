@@ -46,6 +46,43 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     easyvqa_demo(args.offline)?;
     onellm_demo()?;
     fusion_demo()?;
+    generator_demo()?;
+    Ok(())
+}
+
+/// Draws two prompts with the committed text-to-image generator (`models/draw-generator`,
+/// `recipes/draw/generator.toml`) into the temporary directory and prints the files.
+pub(crate) fn generator_demo() -> anyhow::Result<()> {
+    let dir = committed_model_dir("draw-generator");
+    if !dir.join(braid_pipeline::PIPELINE_FILE).is_file() {
+        println!(
+            "
+generator: {} is not there; recipes/draw/generator.toml trains it",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let model =
+        Pipeline::open(&dir, braid_pipeline::Weights::Frozen { dequantize: false }, &Device::Cpu)
+            .with_context(|| format!("loading {}", dir.display()))?;
+    let Some(sd) = model.generator() else {
+        anyhow::bail!("{}: no generator", dir.display());
+    };
+    println!(
+        "
+generator ({}):",
+        dir.display()
+    );
+    for prompt in ["a red circle", "a teal triangle"] {
+        let start = Instant::now();
+        let opts = braid_generators::GenerateOptions { seed: 0, steps: 25, guidance: 3.0 };
+        let image = sd.text_to_image(prompt, &opts)?;
+        let path =
+            std::env::temp_dir().join(format!("braid-demo-{}.png", prompt.replace(' ', "-")));
+        braid_generators::diffusion::save_png_grid(&image, 1, &path)?;
+        let s = start.elapsed().as_secs_f64();
+        println!("  {prompt:<16} -> {} ({s:.1} s)", path.display());
+    }
     Ok(())
 }
 
