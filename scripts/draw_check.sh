@@ -11,7 +11,8 @@
 #
 #   scripts/draw_check.sh MODEL_DIR OUT_DIR [SEEDS=10] [STEPS=50] [GUIDANCE=3]
 #
-# SEED0 (default 0) is the first seed; REAL=0 skips the real-image baseline.
+# SEED0 (default 0) is the first seed; REAL=0 skips the real-image baseline; DRAWN=1 judges
+# the images already in OUT_DIR/images instead of drawing them again.
 #
 # Writes OUT_DIR/{images/, judged/, grid.png (a row per prompt), check.json, answers.jsonl,
 # real/, summary.json}; prints summary.json. Needs jq, ffmpeg, bc,
@@ -38,7 +39,7 @@ prompts=()
 for c in "${colors[@]}"; do for s in "${shapes[@]}"; do prompts+=("a $c $s"); done; done
 
 start=$(date +%s.%N)
-"$BRAID" draw --model "$model" --out-dir "$out/images" -n "$seeds" --seed "$seed0" --steps "$steps" \
+[ "${DRAWN:-0}" = 1 ] || "$BRAID" draw --model "$model" --out-dir "$out/images" -n "$seeds" --seed "$seed0" --steps "$steps" \
     --guidance "$guidance" --grid "$out/grid.png" "${prompts[@]}" > "$out/drawn.txt"
 draw_s=$(echo "$(date +%s.%N) - $start" | bc)
 
@@ -74,7 +75,7 @@ generated=$(score "$out")
 real='null'
 if [ "${REAL:-1}" != 0 ]; then
 mkdir -p "$out/real/images"
-jq -r '.[] | [.image, (.conversations[1].value)] | @tsv' "$EASYVQA/captions_test.json" | head -240 |
+jq -r '.[:240][] | [.image, (.conversations[1].value)] | @tsv' "$EASYVQA/captions_test.json" |
 while IFS=$'\t' read -r img caption; do
     set -- $caption # a COLOUR SHAPE
     name=$(basename "$img" .png)
