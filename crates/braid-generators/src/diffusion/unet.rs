@@ -168,11 +168,7 @@ impl UNet2DCondition {
     /// and every stored tensor is used.
     pub fn from_folder(dir: &Path, dtype: DType, device: &Device) -> Result<(Self, LoadReport)> {
         let cfg = UNetConfig::from_file(&dir.join("config.json"))?;
-        let path = weights_file(dir)?;
-        let ckpt = Checkpoint::open(&path)?;
-        let (vb, tracker) = ckpt.var_builder(dtype, device);
-        let model = Self::new(&cfg, vb)?;
-        Ok((model, tracker.report().into_result(&path)?))
+        load_component(dir, dtype, device, |vb| Self::new(&cfg, vb))
     }
 
     /// The configuration.
@@ -241,9 +237,24 @@ impl UNet2DCondition {
     }
 }
 
+/// Builds a component from the weights in its diffusers folder; an error names every
+/// tensor missing, unused or of the wrong shape.
+pub(crate) fn load_component<M>(
+    dir: &Path,
+    dtype: DType,
+    device: &Device,
+    build: impl FnOnce(VarBuilder) -> Result<M>,
+) -> Result<(M, LoadReport)> {
+    let path = weights_file(dir)?;
+    let ckpt = Checkpoint::open(&path)?;
+    let (vb, tracker) = ckpt.var_builder(dtype, device);
+    let model = build(vb)?;
+    Ok((model, tracker.report().into_result(&path)?))
+}
+
 /// `diffusion_pytorch_model.safetensors` (or `.fp16.safetensors`) in a diffusers
 /// component folder.
-pub(crate) fn weights_file(dir: &Path) -> Result<std::path::PathBuf> {
+fn weights_file(dir: &Path) -> Result<std::path::PathBuf> {
     ["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"]
         .iter()
         .map(|f| dir.join(f))

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use braid_core::checkpoint::{Checkpoint, LoadReport};
+use braid_core::checkpoint::LoadReport;
 use braid_core::{Error, Result};
 use braid_nn::{Conv2d, GroupNorm};
 use candle_core::{DType, Device, Tensor};
@@ -13,7 +13,7 @@ use candle_nn::VarBuilder;
 
 use super::blocks::{silu, Downsample, ResnetBlock, SpatialSelfAttention, Upsample};
 use super::config::VaeConfig;
-use super::unet::weights_file;
+use super::unet::load_component;
 
 /// Resnet, optional self-attention, resnet (`UNetMidBlock2D` without a timestep).
 #[derive(Debug, Clone)]
@@ -210,11 +210,7 @@ impl AutoencoderKl {
     /// present with its shape and every stored tensor is used.
     pub fn from_folder(dir: &Path, dtype: DType, device: &Device) -> Result<(Self, LoadReport)> {
         let cfg = VaeConfig::from_file(&dir.join("config.json"))?;
-        let path = weights_file(dir)?;
-        let ckpt = Checkpoint::open(&path)?;
-        let (vb, tracker) = ckpt.var_builder(dtype, device);
-        let model = Self::new(&cfg, vb)?;
-        Ok((model, tracker.report().into_result(&path)?))
+        load_component(dir, dtype, device, |vb| Self::new(&cfg, vb))
     }
 
     /// The configuration.
