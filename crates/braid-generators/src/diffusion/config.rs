@@ -224,6 +224,34 @@ fn vae_fixed() -> Vec<(&'static str, Vec<Value>)> {
     ]
 }
 
+/// The fields of a diffusers config other than `_`-prefixed bookkeeping and the switches
+/// in `fixed`, each of which must hold one of its accepted values (an error names it).
+pub(crate) fn split_fixed(
+    map: Map<String, Value>,
+    fixed: &[(&'static str, Vec<Value>)],
+) -> Result<Map<String, Value>> {
+    let mut rest = Map::new();
+    for (key, value) in map {
+        if key.starts_with('_') {
+            continue;
+        }
+        match fixed.iter().find(|(k, _)| *k == key) {
+            Some((_, ok)) if ok.contains(&value) => {}
+            Some((_, ok)) => {
+                let accepted = ok.iter().map(Value::to_string).collect::<Vec<_>>().join(" or ");
+                return Err(Error::config(
+                    key,
+                    format!("{value} is not supported (Braid implements {accepted})"),
+                ));
+            }
+            None => {
+                rest.insert(key, value);
+            }
+        }
+    }
+    Ok(rest)
+}
+
 /// Reads a diffusers `config.json`: `_`-prefixed bookkeeping is skipped, each switch in
 /// `fixed` must hold one of its accepted values, and the rest must be fields of `T`.
 fn read_checked<T: DeserializeOwned>(
@@ -233,27 +261,7 @@ fn read_checked<T: DeserializeOwned>(
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let map: Map<String, Value> =
         serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))?;
-    let mut rest = Map::new();
-    for (key, value) in map {
-        if key.starts_with('_') {
-            continue;
-        }
-        match fixed.iter().find(|(k, _)| *k == key) {
-            Some((_, ok)) if ok.contains(&value) => {}
-            Some((_, ok)) => {
-                return Err(Error::format(
-                    path,
-                    format!(
-                        "`{key}` = {value} is not supported (Braid implements {})",
-                        ok.iter().map(Value::to_string).collect::<Vec<_>>().join(" or ")
-                    ),
-                ))
-            }
-            None => {
-                rest.insert(key, value);
-            }
-        }
-    }
+    let rest = split_fixed(map, fixed).map_err(|e| Error::format(path, e.to_string()))?;
     serde_json::from_value(Value::Object(rest)).map_err(|e| Error::format(path, e.to_string()))
 }
 

@@ -11,6 +11,8 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::config::split_fixed;
+
 /// Which sampler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchedulerKind {
@@ -188,21 +190,7 @@ impl Scheduler {
         };
         // PNDM's own switch; meaningless to the samplers here.
         map.remove("skip_prk_steps");
-        let mut rest = Map::new();
-        for (key, value) in map {
-            if key.starts_with('_') {
-                continue;
-            }
-            match fixed().into_iter().find(|(k, _)| *k == key) {
-                Some((_, ok)) if ok.contains(&value) => {}
-                Some(_) => {
-                    return Err(Error::config(key, format!("{value} is not supported")));
-                }
-                None => {
-                    rest.insert(key, value);
-                }
-            }
-        }
+        let rest = split_fixed(map, &fixed())?;
         let f: Fields = serde_json::from_value(Value::Object(rest))
             .map_err(|e| Error::config("scheduler", e.to_string()))?;
         let betas = betas(&f)?;

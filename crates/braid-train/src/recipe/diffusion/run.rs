@@ -16,6 +16,7 @@ use braid_generators::diffusion::{
 };
 use braid_generators::GenerateOptions;
 use braid_nn::init::seeded_var_builder;
+use braid_pipeline::{GeneratorSlot, PipelineConfig};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use serde::Serialize;
@@ -211,9 +212,12 @@ pub fn train_diffusion(
     };
     let model_dir = launch.save_model(&recipe.out_dir, |tmp| {
         save_pixel_folder(&tmp.join(GENERATOR_DIR), &spec, &weights)?;
-        let p = tmp.join("pipeline.toml");
-        std::fs::write(&p, format!("[generator]\npath = \"{GENERATOR_DIR}\"\n"))
-            .map_err(|e| Error::io(&p, e))
+        let cfg = PipelineConfig {
+            generator: Some(GeneratorSlot { path: GENERATOR_DIR.into() }),
+            ..PipelineConfig::default()
+        };
+        let p = tmp.join(braid_pipeline::PIPELINE_FILE);
+        std::fs::write(&p, cfg.to_toml()?).map_err(|e| Error::io(&p, e))
     })?;
 
     // One sample per distinct caption (up to 32), as a grid.
