@@ -106,15 +106,59 @@ fn load(path: &Path, out_dir: Option<&PathBuf>) -> anyhow::Result<(Recipe, Strin
 
 pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     braid_train::quiet_spinning();
-    let (recipe, written) = load(&args.recipe, args.out_dir.as_ref())?;
+    let Some(dist) = braid_train::dist::from_env()? else { return train_with(args, None) };
+    // A rank other than 0 keeps what a run writes besides checkpoints (the model, reports)
+    // in a private folder, removed after: rank 0 alone writes `out_dir`.
+    let scratch = (dist.rank() != 0).then(|| {
+        std::env::temp_dir().join(format!("braid-rank{}-{}-run", dist.rank(), std::process::id()))
+    });
+    if let Some(dir) = scratch.as_ref().filter(|d| d.exists()) {
+        std::fs::remove_dir_all(dir).with_context(|| dir.display().to_string())?;
+    }
+    let result = train_with(args, Some((dist.clone(), scratch.clone())));
+    if let Some(dir) = scratch {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    if let Err(e) = result {
+        // The other ranks may be waiting for this one in a collective: stop them all.
+        eprintln!("Error: rank {} of {}: {e:#}", dist.rank(), dist.size());
+        dist.abort(1);
+    }
+    Ok(())
+}
+
+fn train_with(
+    args: &TrainArgs,
+    dist: Option<(braid_train::dist::Shared, Option<PathBuf>)>,
+) -> anyhow::Result<()> {
+    let (mut recipe, written) = load(&args.recipe, args.out_dir.as_ref())?;
+    let main = dist.as_ref().is_none_or(|(d, _)| d.rank() == 0);
+    if let Some((d, _)) = &dist {
+        if main {
+            eprintln!(
+                "data-parallel over {} processes ({}): global batch {}, {} per process",
+                d.size(),
+                d.engine(),
+                recipe.train().batch_size,
+                recipe.train().batch_size.div_ceil(d.size())
+            );
+        }
+    }
+    if let Some((_, Some(scratch))) = &dist {
+        recipe.set_out_dir(scratch.clone());
+    }
     let launch = Launch {
         resume: args.resume,
         overwrite: args.overwrite,
         progress: !args.quiet,
         written,
         resolved: recipe.to_toml()?,
+        dist: dist.map(|(d, _)| d),
     };
     let trained = recipe.run(&launch)?;
+    if !main {
+        return Ok(());
+    }
     let s = &trained.summary;
     eprintln!(
         "trained {} steps{} in {:.1} s ({:.2} samples/s); model: {}; metrics, plots: {}",

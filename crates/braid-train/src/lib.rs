@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod classify;
 mod config;
+pub mod dist;
 pub mod metrics;
 pub mod optim;
 pub mod order;

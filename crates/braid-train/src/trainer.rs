@@ -30,6 +30,17 @@ pub trait Task {
     /// The variables this stage trains, under unique names (freezing is structural: what
     /// is not listed never changes). An error when the model lacks what the stage trains.
     fn trainable(&self) -> Result<Vec<(String, Var)>>;
+    /// [`Self::loss`] and what its mean is over (the examples by default; a stage whose
+    /// loss is a mean over tokens counts them), so that shards of a batch trained on
+    /// several processes combine into the whole batch's loss.
+    fn weighted_loss(&self, indices: &[usize], step: usize) -> Result<(Tensor, f64)> {
+        Ok((self.loss(indices, step)?, indices.len() as f64))
+    }
+    /// Why a batch of this task cannot be split across data-parallel processes (its loss
+    /// couples the batch's examples, or it draws randomness per batch), or `None`.
+    fn unsplittable(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Where and how a run is kept.
@@ -43,6 +54,9 @@ pub struct RunOptions {
     pub config_toml: String,
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// Data-parallel training with the other processes of this collective (each reads its
+    /// shard of every batch; rank 0 alone writes into `dir`); `None` for one process.
+    pub dist: Option<crate::dist::Shared>,
 }
 
 /// How a run ended.
@@ -60,35 +74,65 @@ pub struct RunSummary {
     pub checkpoint: PathBuf,
     /// Wall time of this invocation, seconds.
     pub seconds: f64,
-    /// Training examples per second in this invocation.
+    /// Training examples per second in this invocation (all processes together).
     pub samples_per_s: f64,
+    /// Seconds this process spent in the gradient all-reduce (0 for one process).
+    pub comm_seconds: f64,
 }
 
-/// Trains `task` as `cfg` says, keeping the run in `run.dir`.
+/// Trains `task` as `cfg` says, keeping the run in `run.dir`. Under a collective
+/// (`run.dist`) every process calls this with the same task and configuration: each
+/// trains on its shard of every batch, the gradients are all-reduced, and rank 0 alone
+/// evaluates and writes metrics, plots and checkpoints.
 pub fn fit(task: &dyn Task, cfg: &TrainConfig, run: &RunOptions) -> Result<RunSummary> {
     cfg.validate()?;
     let n = task.train_len();
-    let vars = task.trainable()?;
+    // In name order: every process of a data-parallel job lays its gradients out alike
+    // (a VarMap lists its variables in hash order, which differs between processes).
+    let mut vars = task.trainable()?;
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
     if n == 0 || vars.is_empty() {
         return Err(Error::Invalid(format!(
             "nothing to train: {n} training examples, {} trainable variables",
             vars.len()
         )));
     }
+    let dist = run.dist.as_deref();
+    if let (Some(d), Some(why)) = (dist, task.unsplittable()) {
+        return Err(Error::Invalid(format!(
+            "data-parallel training over {} processes: {why}; train this stage in one process",
+            d.size()
+        )));
+    }
+    let main = dist.is_none_or(|d| d.rank() == 0);
     let mut opt = AdamW::from_vars(vars.clone(), cfg.adamw());
     let (total, sched) = (cfg.total_steps(n), cfg.schedule(cfg.total_steps(n)));
     let ckpts = CheckpointDir::new(&run.dir);
-    let mut state = start(&ckpts, run, &vars, &mut opt)?;
+    let mut state = match dist {
+        Some(d) if d.rank() != 0 => start_follower(d, run, &vars, &mut opt)?,
+        Some(d) => {
+            let state = start(&ckpts, run, &vars, &mut opt)?;
+            if run.resume {
+                crate::dist::broadcast_dir(d, ckpts.latest()?.as_deref(), &run.dir)?;
+            }
+            state
+        }
+        None => start(&ckpts, run, &vars, &mut opt)?,
+    };
+    if let Some(d) = dist {
+        crate::dist::broadcast_vars(d, &vars)?;
+    }
     let resumed_from = run.resume.then_some(state.step);
-    let mut log = MetricsLog::open(&run.dir, state.step)?;
+    let mut log = if main { Some(MetricsLog::open(&run.dir, state.step)?) } else { None };
     let mut order = DataOrder::new(n, cfg.batch_size, cfg.seed);
-    let bar = progress_bar(total, state.step, run.progress);
+    let bar = progress_bar(total, state.step, run.progress && main);
     let (t0, samples0) = (Instant::now(), state.samples);
     let (mut eval, mut last) = (BTreeMap::new(), ckpts.latest()?.unwrap_or_default());
+    let mut comm = std::time::Duration::ZERO;
     while state.step < total {
         opt.set_lr(sched.lr(state.step));
         let (mut grads, loss, seen) =
-            accumulate(task, &vars, &mut order, &mut state, cfg.grad_accum)?;
+            accumulate(task, &vars, &mut order, &mut state, cfg.grad_accum, dist, &mut comm)?;
         let norm = clip_grad_norm(
             &mut grads,
             if cfg.max_grad_norm > 0.0 { cfg.max_grad_norm } else { f64::INFINITY },
@@ -100,14 +144,18 @@ pub fn fit(task: &dyn Task, cfg: &TrainConfig, run: &RunOptions) -> Result<RunSu
         state.last_loss = Some(loss);
         let sps = (state.samples - samples0) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
         let end = state.step == total;
+        let Some(log) = log.as_mut() else { continue };
         if end || state.step % cfg.log_every.max(1) == 0 {
-            let values = [
+            let mut values = vec![
                 ("loss", loss),
                 ("lr", opt.config().lr),
                 ("grad_norm", norm),
                 ("epoch", state.cursor.epoch as f64),
                 ("samples_per_s", sps),
             ];
+            if dist.is_some() {
+                values.push(("allreduce_s_per_step", comm.as_secs_f64() / state.step as f64));
+            }
             log.write(&record(
                 state.step,
                 "train",
@@ -136,27 +184,82 @@ pub fn fit(task: &dyn Task, cfg: &TrainConfig, run: &RunOptions) -> Result<RunSu
         checkpoint: last,
         seconds,
         samples_per_s,
+        comm_seconds: comm.as_secs_f64(),
     })
 }
 
 /// One optimiser step's worth of micro-batches: their mean gradient, mean loss and size.
+/// Under a collective each micro-batch is split across the ranks and its gradient
+/// all-reduced, so every rank ends with the gradient one process would compute.
 fn accumulate(
     task: &dyn Task,
     vars: &[(String, Var)],
     order: &mut DataOrder,
     state: &mut TrainState,
     micro: usize,
+    dist: Option<&dyn crate::dist::Collective>,
+    comm: &mut std::time::Duration,
 ) -> Result<(Grads, f64, usize)> {
     let mut acc = GradAccumulator::new();
     let (mut loss_sum, mut seen) = (0f64, 0);
     for _ in 0..micro {
         let idx = order.next(&mut state.cursor);
-        let loss = task.loss(&idx, state.step)?;
-        loss_sum += loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-        acc.add(&Grads::from_vars(vars.iter().map(|(n, v)| (n.as_str(), v)), &loss.backward()?))?;
         seen += idx.len();
+        let Some(d) = dist else {
+            let loss = task.loss(&idx, state.step)?;
+            loss_sum += loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            acc.add(&Grads::from_vars(
+                vars.iter().map(|(n, v)| (n.as_str(), v)),
+                &loss.backward()?,
+            ))?;
+            continue;
+        };
+        let mine = crate::dist::shard(&idx, d.rank(), d.size());
+        let part = if mine.is_empty() {
+            crate::dist::Partial { grads: Grads::default(), loss: 0.0, weight: 0.0 }
+        } else {
+            let (loss, weight) = task.weighted_loss(mine, state.step)?;
+            let grads =
+                Grads::from_vars(vars.iter().map(|(n, v)| (n.as_str(), v)), &loss.backward()?);
+            let loss = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            crate::dist::Partial { grads, loss, weight }
+        };
+        let (grads, loss, spent) = crate::dist::reduce(d, vars, &part)?;
+        *comm += spent;
+        loss_sum += loss;
+        acc.add(&grads)?;
     }
     Ok((acc.finish()?, loss_sum / micro as f64, seen))
+}
+
+/// A rank other than 0: nothing is written into the run directory; a resumed run loads
+/// the checkpoint rank 0 sends (into a private temporary folder, removed after).
+fn start_follower(
+    coll: &dyn crate::dist::Collective,
+    run: &RunOptions,
+    vars: &[(String, Var)],
+    opt: &mut AdamW,
+) -> Result<TrainState> {
+    if !run.resume {
+        return Ok(TrainState::default());
+    }
+    // A folder of this process's own, created afresh (and only it removed after).
+    let tmp = std::env::temp_dir().join(format!(
+        "braid-rank{}-{}-checkpoint",
+        coll.rank(),
+        std::process::id()
+    ));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    let loaded = (|| {
+        let dir = crate::dist::broadcast_dir(coll, None, &tmp)?;
+        checkpoint::load_vars(vars, &dir.join(WEIGHTS_FILE))?;
+        opt.load_state(&dir.join(OPTIMIZER_FILE))?;
+        checkpoint::read_state(&dir)
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    loaded
 }
 
 /// A fresh state (refusing to overwrite an earlier run), or the newest checkpoint's.

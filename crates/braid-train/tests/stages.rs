@@ -76,6 +76,7 @@ fn two_steps(task: &dyn Task) {
             resume: false,
             config_toml: String::new(),
             progress: false,
+            dist: None,
         },
     )
     .unwrap();

@@ -106,7 +106,13 @@ fn cfg() -> TrainConfig {
 }
 
 fn opts(dir: &Path, resume: bool) -> RunOptions {
-    RunOptions { dir: dir.to_path_buf(), resume, config_toml: "lr = 0.1\n".into(), progress: false }
+    RunOptions {
+        dir: dir.to_path_buf(),
+        resume,
+        config_toml: "lr = 0.1\n".into(),
+        progress: false,
+        dist: None,
+    }
 }
 
 fn train_losses(dir: &Path) -> Vec<(usize, f64)> {

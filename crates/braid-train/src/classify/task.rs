@@ -101,6 +101,11 @@ impl ClassifyTask<'_> {
 }
 
 impl Task for ClassifyTask<'_> {
+    fn unsplittable(&self) -> Option<String> {
+        (self.augment.scale != 0.0 || self.augment.max_shift != 0)
+            .then(|| "augmentation is drawn per batch ([train.augment])".into())
+    }
+
     fn train_len(&self) -> usize {
         self.train.y.len()
     }

@@ -89,6 +89,8 @@ pub struct Launch {
     pub written: String,
     /// The recipe as resolved (beside each checkpoint).
     pub resolved: String,
+    /// Data-parallel training with the other processes of this collective.
+    pub dist: Option<crate::dist::Shared>,
 }
 
 impl Launch {
@@ -100,6 +102,7 @@ impl Launch {
             resume: self.resume,
             config_toml: self.resolved.clone(),
             progress: self.progress,
+            dist: self.dist.clone(),
         }
     }
 

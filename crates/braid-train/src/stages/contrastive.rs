@@ -74,6 +74,10 @@ pub fn info_nce(
 }
 
 impl crate::Task for ContrastiveTask<'_> {
+    fn unsplittable(&self) -> Option<String> {
+        Some("the contrastive loss compares every example with the rest of its batch".into())
+    }
+
     fn train_len(&self) -> usize {
         self.len
     }

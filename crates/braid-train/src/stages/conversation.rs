@@ -132,9 +132,16 @@ impl Padded {
 /// embeddings [1, t_i, d] and one label per position, [`IGNORE`] where nothing is learnt),
 /// run as one batch padded on the right.
 pub fn padded_loss(llm: &Llama, sequences: Vec<(Tensor, Vec<i64>)>) -> Result<Tensor> {
+    Ok(padded_loss_counted(llm, sequences)?.0)
+}
+
+/// [`padded_loss`] and the number of learnt tokens it is the mean over.
+fn padded_loss_counted(llm: &Llama, sequences: Vec<(Tensor, Vec<i64>)>) -> Result<(Tensor, usize)> {
     let batch = Padded::new(sequences)?;
     let logits = llm.logits_at(&batch.embeds, &batch.rows)?;
-    cross_entropy(&logits, &Tensor::new(batch.targets.as_slice(), logits.device())?, None)
+    let loss =
+        cross_entropy(&logits, &Tensor::new(batch.targets.as_slice(), logits.device())?, None)?;
+    Ok((loss, batch.targets.len()))
 }
 
 impl Task for ConversationTask<'_> {
@@ -145,7 +152,12 @@ impl Task for ConversationTask<'_> {
     /// Mean over every learnt token of the batch. The batch runs as one padded sequence
     /// tensor, with logits only where a label is learnt (the answers of a conversation
     /// are a tenth of its tokens).
-    fn loss(&self, indices: &[usize], _step: usize) -> Result<Tensor> {
+    fn loss(&self, indices: &[usize], step: usize) -> Result<Tensor> {
+        Ok(self.weighted_loss(indices, step)?.0)
+    }
+
+    /// The mean over learnt tokens, and their number.
+    fn weighted_loss(&self, indices: &[usize], _step: usize) -> Result<(Tensor, f64)> {
         let sequences = indices
             .iter()
             .map(|&i| {
@@ -153,7 +165,8 @@ impl Task for ConversationTask<'_> {
                 self.pipeline.embed_labelled(&s.ids, Some(&s.labels), &s.inputs)
             })
             .collect::<Result<Vec<_>>>()?;
-        padded_loss(self.pipeline.llm()?, sequences)
+        let (loss, tokens) = padded_loss_counted(self.pipeline.llm()?, sequences)?;
+        Ok((loss, tokens as f64))
     }
 
     fn evaluate(&self) -> Result<BTreeMap<String, f64>> {

@@ -293,7 +293,14 @@ pub fn train_conversation(
         .map(|p| ConversationDataset::open(p, &ConversationOptions::default()))
         .transpose()?;
     let device = Device::Cpu;
-    let pipeline = Pipeline::init(&pipeline_config(recipe, &data)?, Path::new("."), &device)?;
+    // Fresh parts drawn from the recipe's seed: the same recipe starts from the same model
+    // (and every process of a data-parallel job from rank 0's).
+    let pipeline = Pipeline::init_seeded(
+        &pipeline_config(recipe, &data)?,
+        Path::new("."),
+        &device,
+        recipe.train.seed,
+    )?;
     let prompter = pipeline.prompter()?;
     // Every part the init directory has comes from there (its encoder may have been
     // fine-tuned); the encoder otherwise from the vision model.

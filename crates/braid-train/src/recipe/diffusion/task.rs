@@ -102,6 +102,10 @@ impl DiffusionTask<'_> {
 }
 
 impl Task for DiffusionTask<'_> {
+    fn unsplittable(&self) -> Option<String> {
+        Some("the diffusion stage draws its noise and timesteps per batch".into())
+    }
+
     fn train_len(&self) -> usize {
         self.train.len()
     }

@@ -110,6 +110,18 @@ impl FuseTask<'_> {
 }
 
 impl Task for FuseTask<'_> {
+    fn unsplittable(&self) -> Option<String> {
+        let method = &self.model.fusion()?.config().method;
+        matches!(
+            method,
+            braid_fusion::FusionMethod::Shared {
+                objective: braid_fusion::SharedObjective::Contrastive,
+                ..
+            }
+        )
+        .then(|| "the shared contrastive objective compares examples within a batch".into())
+    }
+
     fn train_len(&self) -> usize {
         self.train.labels.len()
     }
