@@ -19,16 +19,18 @@ use common::{braid, fetched, root};
 
 /// `mpirun -np N braid ARGS` (one thread per process, as on 2 cores), whatever its outcome.
 fn mpirun(n: usize, args: &[&str]) -> Output {
-    mpirun_command(n, args).output().unwrap()
+    mpirun_command(n, &[], args).output().unwrap()
 }
 
-fn mpirun_command(n: usize, args: &[&str]) -> Command {
+/// `mpirun -np N` with `env` (`NAME=VALUE`) set in every rank, running `braid ARGS`.
+fn mpirun_command(n: usize, env: &[&str], args: &[&str]) -> Command {
     let mut cmd = Command::new("mpirun");
     cmd.args(["--allow-run-as-root", "--oversubscribe", "-np", &n.to_string()])
-        .args(["-x", "RAYON_NUM_THREADS=1", env!("CARGO_BIN_EXE_braid")])
-        .args(args)
-        .current_dir(root())
-        .stdin(Stdio::null());
+        .args(["-x", "RAYON_NUM_THREADS=1"]);
+    for kv in env {
+        cmd.args(["-x", kv]);
+    }
+    cmd.arg(env!("CARGO_BIN_EXE_braid")).args(args).current_dir(root()).stdin(Stdio::null());
     cmd
 }
 
@@ -176,7 +178,7 @@ fn a_killed_rank_stops_the_job_and_resume_continues_with_two_processes_or_one() 
     let tmp = tempfile::tempdir().unwrap();
     let recipe = hapt_recipe(tmp.path(), "kill.toml", 100_000, 5);
     let run = tmp.path().join("run");
-    let job = mpirun_command(2, &["train", s(&recipe), "--quiet", "--out-dir", s(&run)])
+    let mut job = mpirun_command(2, &[], &["train", s(&recipe), "--quiet", "--out-dir", s(&run)])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -184,6 +186,7 @@ fn a_killed_rank_stops_the_job_and_resume_continues_with_two_processes_or_one() 
     let t0 = Instant::now();
     while latest_step(&run).is_none_or(|s| s < 10) {
         assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint after 120 s");
+        assert!(job.try_wait().unwrap().is_none(), "the job ended before a checkpoint");
         std::thread::sleep(Duration::from_millis(100));
     }
     let victim = ranks(&recipe).into_iter().find(|&(_, r)| r == 1).expect("rank 1 is running");
@@ -217,4 +220,53 @@ fn a_killed_rank_stops_the_job_and_resume_continues_with_two_processes_or_one() 
     for step in at + 1..=at + 4 {
         assert!((a[&step] - b[&step]).abs() <= 1e-5, "step {step}: {} vs {}", a[&step], b[&step]);
     }
+}
+
+#[test]
+fn a_stalled_rank_ends_the_job_after_the_timeout_and_unsplittable_stages_are_refused() {
+    if !fetched("hapt") {
+        eprintln!("skipping: run `braid fetch hapt`");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // A rank stopped (not dead: the launcher does not notice) leaves rank 0 waiting in the
+    // all-reduce; the watchdog ends it after BRAID_DIST_TIMEOUT seconds, with a message.
+    let recipe = hapt_recipe(tmp.path(), "stall.toml", 100_000, 5);
+    let run = tmp.path().join("run");
+    let args = ["train", s(&recipe), "--quiet", "--out-dir", s(&run)];
+    let mut job = mpirun_command(2, &["BRAID_DIST_TIMEOUT=3"], &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while latest_step(&run).is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint after 120 s");
+        assert!(job.try_wait().unwrap().is_none(), "the job ended before a checkpoint");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let victim = ranks(&recipe).into_iter().find(|&(_, r)| r == 1).expect("rank 1 is running");
+    let stopped = Command::new("kill").args(["-STOP", &victim.0.to_string()]).status().unwrap();
+    assert!(stopped.success());
+    let at = Instant::now();
+    let out = job.wait_with_output().unwrap();
+    let _ = Command::new("kill").args(["-9", &victim.0.to_string()]).status();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(at.elapsed() < Duration::from_secs(60), "the job hung: {err}");
+    assert!(!out.status.success());
+    assert!(err.contains("no answer from the other ranks") && err.contains("--resume"), "{err}");
+
+    // Augmentation drawn per batch cannot be split: refused before training, by name.
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    let augmented = tmp.path().join("augmented.toml");
+    std::fs::write(
+        &augmented,
+        format!("{text}\n[augment]\nscale = 0.1\nmax_shift = 2\nseed = 1\n"),
+    )
+    .unwrap();
+    let out =
+        mpirun(2, &["train", s(&augmented), "--quiet", "--out-dir", s(&tmp.path().join("aug"))]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("augmentation is drawn per batch"), "{err}");
 }
