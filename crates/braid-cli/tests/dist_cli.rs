@@ -99,6 +99,16 @@ fn two_processes_train_the_hapt_cnn_as_one_does() {
     assert!(two.join("model/pipeline.toml").is_file() && two.join("checkpoints/latest").is_file());
     let metrics = std::fs::read_to_string(two.join("metrics.jsonl")).unwrap();
     assert!(metrics.contains("allreduce_s_per_step"), "{metrics}");
+
+    // Gradient accumulation composes: micro-batches of 48 (24 per rank), two per step.
+    let text = std::fs::read_to_string(hapt_recipe(tmp.path(), "accum.toml", 6, 6)).unwrap();
+    let accum = tmp.path().join("accum.toml");
+    std::fs::write(&accum, text.replace("batch_size = 64", "batch_size = 48\ngrad_accum = 2"))
+        .unwrap();
+    let (one, two) = (tmp.path().join("accum-one"), tmp.path().join("accum-two"));
+    braid(&["train", s(&accum), "--quiet", "--out-dir", s(&one)]);
+    ok(mpirun(2, &["train", s(&accum), "--quiet", "--out-dir", s(&two)]), "mpirun accum");
+    assert_same_losses(&one, &two, 6);
 }
 
 /// Eight easy-VQA captions whose answers differ in length.
