@@ -165,13 +165,16 @@ impl<'a> LoraSpec<'a> {
     }
 }
 
-/// A projection inside a layer: a plain [`Linear`], or one wrapped with LoRA.
+/// A projection inside a layer: a plain [`Linear`], one wrapped with LoRA, or one
+/// re-parameterised with another modality's weight (Multimodal Pathway).
 #[derive(Debug, Clone)]
 pub enum Proj {
     /// No adapter.
     Plain(Linear),
     /// Base plus low-rank update.
     Lora(LoraLinear),
+    /// `W + λ W_aux`.
+    Pathway(crate::PathwayLinear),
 }
 
 impl Proj {
@@ -197,16 +200,29 @@ impl Proj {
     /// The LoRA layer, if this projection has one.
     pub fn lora(&self) -> Option<&LoraLinear> {
         match self {
-            Self::Plain(_) => None,
             Self::Lora(l) => Some(l),
+            Self::Plain(_) | Self::Pathway(_) => None,
         }
     }
 
-    /// The equivalent plain layer (LoRA folded into the weight, detached).
+    /// This plain projection re-parameterised as a Multimodal Pathway linear, its W_aux and
+    /// λ from `vb` at the projection's own position (see [`crate::PathwayLinear`]).
+    pub fn with_pathway(&self, vb: VarBuilder) -> Result<Self> {
+        match self {
+            Self::Plain(l) => Ok(Self::Pathway(crate::PathwayLinear::new(l.clone(), vb)?)),
+            Self::Lora(_) => {
+                Err(Error::config("pathway", "a LoRA projection cannot also take a pathway"))
+            }
+            Self::Pathway(_) => Err(Error::config("pathway", "the projection has one already")),
+        }
+    }
+
+    /// The equivalent plain layer (LoRA or the pathway folded into the weight, detached).
     pub fn merged(&self) -> Result<Linear> {
         match self {
             Self::Plain(l) => Ok(l.clone()),
             Self::Lora(l) => l.merge(),
+            Self::Pathway(l) => l.merge(),
         }
     }
 
@@ -215,6 +231,7 @@ impl Proj {
         match self {
             Self::Plain(l) => Ok(l.forward(x)?),
             Self::Lora(l) => l.forward(x),
+            Self::Pathway(l) => l.forward(x),
         }
     }
 }

@@ -81,6 +81,18 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    /// Every projection, by its name, for re-parameterising them in place.
+    pub fn projections_mut(&mut self) -> Vec<(&'static str, &mut Proj)> {
+        let n = self.names;
+        let mut out = Vec::with_capacity(3);
+        if let (Some(name), Some(gate)) = (n.gate, self.gate.as_mut()) {
+            out.push((name, gate));
+        }
+        out.push((n.up, &mut self.up));
+        out.push((n.down, &mut self.down));
+        out
+    }
+
     /// Builds under `vb`; a gated config needs `names.gate`.
     pub fn new(cfg: MlpConfig, names: MlpNames, vb: VarBuilder) -> Result<Self> {
         Self::new_with_lora(cfg, names, vb, None)

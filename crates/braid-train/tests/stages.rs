@@ -222,6 +222,7 @@ fn classifier(freeze: bool) {
         eval: None,
         augment: Augment::default(),
         eval_batch: 4,
+        frozen_suffix: None,
     };
     let before = snapshot(&model.var_maps());
     assert!(

@@ -33,6 +33,12 @@ pub struct TokenTransformerConfig {
     pub activation: Activation,
     /// LayerNorm epsilon.
     pub layer_norm_eps: f64,
+    /// Multimodal Pathway: every attention and MLP linear is `W + λ W_aux`, with W_aux
+    /// (`layers.N.….pathway.weight`, from a transformer of the same widths trained on
+    /// another modality) and λ (`….pathway.scale`, starting at 0) beside its weight;
+    /// [`TokenTransformer::merge_pathway`] folds them back into plain weights.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pathway: bool,
 }
 
 impl Default for TokenTransformerConfig {
@@ -46,6 +52,7 @@ impl Default for TokenTransformerConfig {
             class_token: true,
             activation: Activation::Gelu,
             layer_norm_eps: 1e-5,
+            pathway: false,
         }
     }
 }
@@ -81,9 +88,16 @@ impl TokenTransformer {
             },
             norm: NormConfig { eps: cfg.layer_norm_eps, ..NormConfig::default() },
         };
-        let layers = (0..cfg.num_layers)
+        let mut layers = (0..cfg.num_layers)
             .map(|i| PreNormBlock::new(block, BlockNames::CLIP, vb.pp(format!("layers.{i}"))))
             .collect::<Result<Vec<_>>>()?;
+        if cfg.pathway {
+            for (i, layer) in layers.iter_mut().enumerate() {
+                for (path, proj) in layer.projections_mut() {
+                    *proj = proj.with_pathway(vb.pp(format!("layers.{i}.{path}")))?;
+                }
+            }
+        }
         Ok(Self {
             class_embedding,
             positions: vb.get_with_hints((cfg.max_positions, d), "position_embedding", normal)?,
@@ -96,6 +110,21 @@ impl TokenTransformer {
     /// The configuration.
     pub fn config(&self) -> &TokenTransformerConfig {
         &self.cfg
+    }
+
+    /// The names (below this transformer) of every pathway linear's weight, with its
+    /// effective weight `W + λ W_aux` (detached): what merging writes into `….weight`.
+    /// Empty without a pathway.
+    pub fn pathway_merged(&mut self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            for (path, proj) in layer.projections_mut() {
+                if let braid_nn::Proj::Pathway(p) = proj {
+                    out.push((format!("layers.{i}.{path}.weight"), p.weight()?.detach()));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// x: [batch, n, D]; mask: [batch, n] of 1/0 ->

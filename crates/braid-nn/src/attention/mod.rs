@@ -31,6 +31,13 @@ pub struct Attention {
 }
 
 impl Attention {
+    /// Every projection, by its name (`q_proj`, ..., as [`AttentionNames`] says), for
+    /// re-parameterising them in place (Multimodal Pathway).
+    pub fn projections_mut(&mut self) -> [(&'static str, &mut Proj); 4] {
+        let n = self.names;
+        [(n.q, &mut self.q), (n.k, &mut self.k), (n.v, &mut self.v), (n.o, &mut self.o)]
+    }
+
     /// Builds the four projections under `vb` with the names in `names`.
     pub fn new(cfg: AttentionConfig, names: AttentionNames, vb: VarBuilder) -> Result<Self> {
         Self::new_with_lora(cfg, names, vb, None)

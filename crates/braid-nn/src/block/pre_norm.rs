@@ -26,6 +26,20 @@ pub struct PreNormBlock {
 }
 
 impl PreNormBlock {
+    /// Every attention and MLP projection with its path below the block
+    /// (`self_attn.q_proj`, `mlp.fc1`, ...), for re-parameterising them in place.
+    pub fn projections_mut(&mut self) -> Vec<(String, &mut Proj)> {
+        let (attn, mlp) = (self.names.attn, self.names.mlp);
+        let mut out: Vec<(String, &mut Proj)> = self
+            .attn
+            .projections_mut()
+            .into_iter()
+            .map(|(n, p)| (format!("{attn}.{n}"), p))
+            .collect();
+        out.extend(self.mlp.projections_mut().into_iter().map(|(n, p)| (format!("{mlp}.{n}"), p)));
+        out
+    }
+
     /// Builds the four parts under `vb` with the names in `names`.
     pub fn new(cfg: BlockConfig, names: BlockNames, vb: VarBuilder) -> Result<Self> {
         Self::new_with_lora(cfg, names, vb, None)

@@ -58,6 +58,8 @@ pub struct ClassifyTask<'a> {
     pub eval: Option<Examples>,
     /// Training-time augmentation.
     pub augment: Augment,
+    /// Variables whose name ends so stay frozen (a pathway's auxiliary weights).
+    pub frozen_suffix: Option<&'static str>,
     /// Examples per forward pass when evaluating.
     pub eval_batch: usize,
 }
@@ -138,6 +140,9 @@ impl Task for ClassifyTask<'_> {
                 }
                 _ => {}
             }
+        }
+        if let Some(suffix) = self.frozen_suffix {
+            vars.retain(|(n, _)| !n.ends_with(suffix));
         }
         if !vars.iter().any(|(n, _)| n.starts_with("head")) {
             return Err(Error::config(

@@ -52,6 +52,9 @@ pub struct ModelSpec {
     /// Keep the encoder frozen (a linear probe): only the head trains.
     #[serde(default)]
     pub freeze_encoder: bool,
+    /// Multimodal Pathway into the patch transformer from another modality's transformer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pathway: Option<super::pathway::PathwaySource>,
 }
 
 /// Classification head settings.
@@ -78,6 +81,9 @@ impl ClassifyRecipe {
     /// path, and that the model has every component the stage trains.
     pub fn validate(&self) -> Result<()> {
         self.train.validate()?;
+        if let (Some(_), Some(enc)) = (&self.model.pathway, &self.model.encoder) {
+            super::pathway::with_pathway(enc, true)?;
+        }
         let have = self.model.components();
         for need in Stage::Classify.trainable() {
             if !have.contains(need) {

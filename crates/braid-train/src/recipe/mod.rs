@@ -25,6 +25,7 @@ mod conversation;
 mod diffusion;
 mod fuse;
 mod imu;
+pub mod pathway;
 mod run;
 mod vision;
 
@@ -211,6 +212,9 @@ impl Recipe {
                 fields.push(("data.path", &mut r.data.path));
                 if let Some(p) = r.data.test_path.as_mut() {
                     fields.push(("data.test_path", p));
+                }
+                if let Some(p) = r.model.pathway.as_mut() {
+                    fields.push(("model.pathway.from", &mut p.from));
                 }
             }
             Self::Contrastive(r) => {

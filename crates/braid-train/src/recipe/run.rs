@@ -96,8 +96,19 @@ pub fn train_classifier(
 ) -> Result<(ClassifyReport, RunSummary)> {
     recipe.validate()?;
     let split = recipe.data.load()?;
-    let cfg = classifier_config(recipe, &split.stats, &split.classes)?;
+    let mut cfg = classifier_config(recipe, &split.stats, &split.classes)?;
+    let pathway = recipe.model.pathway.as_ref();
+    if pathway.is_some() {
+        for slot in &mut cfg.encoders {
+            if let Some(enc) = &slot.encoder {
+                slot.encoder = Some(super::pathway::with_pathway(enc, true)?);
+            }
+        }
+    }
     let model = Pipeline::init_seeded(&cfg, Path::new("."), &Device::Cpu, recipe.train.seed)?;
+    if let Some(src) = pathway {
+        super::pathway::fill_aux(&model, &format!("encoder.{}", Modality::Imu), src)?;
+    }
     let task = ClassifyTask {
         model: &model,
         modality: Modality::Imu,
@@ -106,8 +117,13 @@ pub fn train_classifier(
         eval: Some(split.test.clone()),
         augment: recipe.augment,
         eval_batch: EVAL_BATCH,
+        frozen_suffix: pathway.filter(|p| !p.train_aux).map(|_| super::pathway::AUX_SUFFIX),
     };
     let summary = fit(&task, &recipe.train, &launch.run_options(&recipe.out_dir))?;
+    let model = match pathway {
+        Some(p) if p.merge => super::pathway::merge(&model, &cfg)?,
+        _ => model,
+    };
     let model_dir = launch.save_model(&recipe.out_dir, |tmp| model.save(tmp))?;
     let metrics = ClassifyTask::score(&model, Modality::Imu, &split.test, EVAL_BATCH)?;
     let report = ClassifyReport {
