@@ -76,7 +76,7 @@ fn pathway_weights_come_by_name_learn_and_merge_bit_for_bit() {
     fill_aux(&model, "encoder.imu", &src).unwrap();
     // Our layer 0 takes the auxiliary layer 2, our layer 1 the auxiliary layer 0.
     let file =
-        braid_core::checkpoint::Checkpoint::open(&dir.path().join("encoder.image.safetensors"))
+        braid_core::checkpoint::Checkpoint::open(dir.path().join("encoder.image.safetensors"))
             .unwrap();
     let want = file
         .tensor("encoder.layers.2.mlp.fc1.weight", candle_core::DType::F32, &Device::Cpu)

@@ -151,14 +151,14 @@ pub fn merge(model: &Pipeline, cfg: &PipelineConfig) -> Result<Pipeline> {
             .map_err(|_| Error::Invalid("a var map's lock is poisoned".into()))
     };
     let trained: Vec<(String, std::collections::HashMap<String, candle_core::Var>)> =
-        model.var_maps().into_iter().map(|(n, v)| Ok((n, lock(&v)?))).collect::<Result<_>>()?;
+        model.var_maps().into_iter().map(|(n, v)| Ok((n, lock(v)?))).collect::<Result<_>>()?;
     for (component, vars) in merged.var_maps() {
         let from = trained
             .iter()
             .find(|(n, _)| *n == component)
             .map(|(_, m)| m)
             .ok_or_else(|| Error::Invalid(format!("merging: no trained `{component}`")))?;
-        for (name, var) in lock(&vars)? {
+        for (name, var) in lock(vars)? {
             let src = from.get(&name).ok_or_else(|| {
                 Error::Invalid(format!("merging: no trained `{component}.{name}`"))
             })?;
