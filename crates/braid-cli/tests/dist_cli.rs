@@ -179,6 +179,27 @@ fn latest_step(run: &Path) -> Option<usize> {
     latest.trim().trim_start_matches("step-").parse().ok()
 }
 
+/// Starts `mpirun -np 2 braid train RECIPE` into `run` with `env` in every rank, waits for
+/// a checkpoint at step `min_step` or later, and returns the job and rank 1's pid.
+fn start_and_wait(
+    recipe: &Path,
+    run: &Path,
+    env: &[&str],
+    min_step: usize,
+) -> (std::process::Child, u32) {
+    let args = ["train", s(recipe), "--quiet", "--out-dir", s(run)];
+    let mut job =
+        mpirun_command(2, env, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let t0 = Instant::now();
+    while latest_step(run).is_none_or(|s| s < min_step) {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint after 120 s");
+        assert!(job.try_wait().unwrap().is_none(), "the job ended before a checkpoint");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (pid, _) = ranks(recipe).into_iter().find(|&(_, r)| r == 1).expect("rank 1 is running");
+    (job, pid)
+}
+
 #[test]
 fn a_killed_rank_stops_the_job_and_resume_continues_with_two_processes_or_one() {
     if !fetched("hapt") {
@@ -188,19 +209,8 @@ fn a_killed_rank_stops_the_job_and_resume_continues_with_two_processes_or_one() 
     let tmp = tempfile::tempdir().unwrap();
     let recipe = hapt_recipe(tmp.path(), "kill.toml", 100_000, 5);
     let run = tmp.path().join("run");
-    let mut job = mpirun_command(2, &[], &["train", s(&recipe), "--quiet", "--out-dir", s(&run)])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while latest_step(&run).is_none_or(|s| s < 10) {
-        assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint after 120 s");
-        assert!(job.try_wait().unwrap().is_none(), "the job ended before a checkpoint");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let victim = ranks(&recipe).into_iter().find(|&(_, r)| r == 1).expect("rank 1 is running");
-    let killed = Command::new("kill").args(["-9", &victim.0.to_string()]).status().unwrap();
+    let (job, victim) = start_and_wait(&recipe, &run, &[], 10);
+    let killed = Command::new("kill").args(["-9", &victim.to_string()]).status().unwrap();
     assert!(killed.success());
     let killed_at = Instant::now();
     let out = job.wait_with_output().unwrap();
@@ -243,24 +253,12 @@ fn a_stalled_rank_ends_the_job_after_the_timeout_and_unsplittable_stages_are_ref
     // all-reduce; the watchdog ends it after BRAID_DIST_TIMEOUT seconds, with a message.
     let recipe = hapt_recipe(tmp.path(), "stall.toml", 100_000, 5);
     let run = tmp.path().join("run");
-    let args = ["train", s(&recipe), "--quiet", "--out-dir", s(&run)];
-    let mut job = mpirun_command(2, &["BRAID_DIST_TIMEOUT=3"], &args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while latest_step(&run).is_none() {
-        assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint after 120 s");
-        assert!(job.try_wait().unwrap().is_none(), "the job ended before a checkpoint");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let victim = ranks(&recipe).into_iter().find(|&(_, r)| r == 1).expect("rank 1 is running");
-    let stopped = Command::new("kill").args(["-STOP", &victim.0.to_string()]).status().unwrap();
+    let (job, victim) = start_and_wait(&recipe, &run, &["BRAID_DIST_TIMEOUT=3"], 1);
+    let stopped = Command::new("kill").args(["-STOP", &victim.to_string()]).status().unwrap();
     assert!(stopped.success());
     let at = Instant::now();
     let out = job.wait_with_output().unwrap();
-    let _ = Command::new("kill").args(["-9", &victim.0.to_string()]).status();
+    let _ = Command::new("kill").args(["-9", &victim.to_string()]).status();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(at.elapsed() < Duration::from_secs(60), "the job hung: {err}");
     assert!(!out.status.success());
