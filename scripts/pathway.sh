@@ -2,8 +2,10 @@
 # Multimodal Pathway on HAPT (issue 15): the patch transformer of recipes/hapt/pathway.toml
 # with and without the pathway from the easy-VQA ViT, same budget, 3 seeds, on all
 # training users (1-21) and on a few (LOW_USERS, default 1-3), tested on users 22-30.
-# One JSON line per run goes to runs/pathway/results.jsonl; the table is printed.
+# ARMS: plain (no pathway), pathway (W_aux frozen), pathway-aux (W_aux trained too, M2PT's
+# default). One JSON line per run goes to runs/pathway/results.jsonl; the table is printed.
 #   scripts/pathway.sh                      # 12 runs
+#   ARMS=pathway-aux scripts/pathway.sh
 #   SEEDS=0 REGIMES=all scripts/pathway.sh
 # Needs jq, `braid fetch hapt` and the committed models/easyvqa.
 set -euo pipefail
@@ -11,11 +13,12 @@ cd "$(dirname "$0")/.."
 BRAID=${BRAID:-target/release/braid}
 SEEDS=${SEEDS:-"0 1 2"}
 REGIMES=${REGIMES:-"all low"}
+ARMS=${ARMS:-"plain pathway"}
 LOW_USERS=${LOW_USERS:-"1-3"}
 OUT=runs/pathway
 mkdir -p "$OUT"
 for regime in $REGIMES; do
-  for arm in plain pathway; do
+  for arm in $ARMS; do
     for seed in $SEEDS; do
       name=$regime-$arm-s$seed
       r=recipes/hapt/.pathway-$name.toml
@@ -25,11 +28,12 @@ for regime in $REGIMES; do
         /^out_dir = / { print "out_dir = \"" out "\""; next }
         /^train_subjects = / && regime == "low" { print "train_subjects = \"" low "\""; next }
         /^seed = / { print "seed = " seed; next }
+        /^train_aux = / && arm == "pathway-aux" { print "train_aux = true"; next }
         { print }' recipes/hapt/pathway.toml > "$r"
       "$BRAID" train "$r" --quiet --overwrite > "$OUT/$name.json"
       rm -f "$r"
       lambdas=null
-      if [ "$arm" = pathway ]; then
+      if [ "$arm" != plain ]; then
         # |λ| of the last checkpoint (the saved model is merged: it has none).
         lambdas=$(python3 -c '
 import json, struct, sys
