@@ -6,7 +6,7 @@
 //! (`scripts/test.sh` installs it); the data from `braid fetch hapt easy-vqa` (skipped
 //! without it unless BRAID_REQUIRE_ASSETS=1).
 #![cfg(feature = "mpi")]
-#![allow(clippy::panic, clippy::unwrap_used)]
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
