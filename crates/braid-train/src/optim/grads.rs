@@ -86,12 +86,17 @@ impl Grads {
     }
 }
 
+/// The variables of `varmap` by name (a snapshot: the map's lock is not held after).
+pub fn named_vars(varmap: &VarMap) -> Result<std::collections::HashMap<String, Var>> {
+    Ok(varmap
+        .data()
+        .lock()
+        .map_err(|_| braid_core::Error::Invalid("a variable map's lock is poisoned".into()))?
+        .clone())
+}
+
 /// The variables of `varmap` named `prefix.NAME`, so that several components' maps can
 /// share one optimiser (see [`crate::AdamW::from_vars`]).
 pub fn prefixed_vars(prefix: &str, varmap: &VarMap) -> Result<Vec<(String, Var)>> {
-    let data = varmap
-        .data()
-        .lock()
-        .map_err(|_| braid_core::Error::Invalid("a variable map's lock is poisoned".into()))?;
-    Ok(data.iter().map(|(n, v)| (format!("{prefix}.{n}"), v.clone())).collect())
+    Ok(named_vars(varmap)?.into_iter().map(|(n, v)| (format!("{prefix}.{n}"), v)).collect())
 }

@@ -14,4 +14,4 @@ mod state;
 pub use accumulate::GradAccumulator;
 pub use adamw::{decays, AdamW, AdamWConfig};
 pub use clip::clip_grad_norm;
-pub use grads::{prefixed_vars, Grads};
+pub use grads::{named_vars, prefixed_vars, Grads};

@@ -80,13 +80,11 @@ pub fn fill_aux(model: &Pipeline, component: &str, src: &PathwaySource) -> Resul
         .find(|(n, _)| n == component)
         .map(|(_, v)| v.clone())
         .ok_or_else(|| Error::Invalid(format!("the model has no `{component}`")))?;
-    let data =
-        vars.data().lock().map_err(|_| Error::Invalid("a var map's lock is poisoned".into()))?;
+    // In name order, so that the first mismatch reported is always the same one.
+    let data: std::collections::BTreeMap<String, candle_core::Var> =
+        crate::optim::named_vars(&vars)?.into_iter().collect();
     let mut filled = 0;
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    for name in names {
-        let var = &data[name];
+    for (name, var) in &data {
         let Some(path) = name.strip_suffix(AUX_SUFFIX) else { continue };
         // `transformer.layers.I.REST` -> `PREFIX.J.REST.weight`
         let (layer, rest) = path
@@ -144,12 +142,7 @@ pub fn merge(model: &Pipeline, cfg: &PipelineConfig) -> Result<Pipeline> {
         }
     }
     let merged = Pipeline::init_seeded(&merged_cfg, std::path::Path::new("."), &Device::Cpu, 0)?;
-    let lock = |v: &candle_nn::VarMap| {
-        v.data()
-            .lock()
-            .map(|d| d.clone())
-            .map_err(|_| Error::Invalid("a var map's lock is poisoned".into()))
-    };
+    let lock = crate::optim::named_vars;
     let trained: Vec<(String, std::collections::HashMap<String, candle_core::Var>)> =
         model.var_maps().into_iter().map(|(n, v)| Ok((n, lock(v)?))).collect::<Result<_>>()?;
     for (component, vars) in merged.var_maps() {

@@ -222,11 +222,7 @@ fn imu_statistics(
 /// an error naming them).
 fn fill(vars: &VarMap, path: &Path) -> Result<()> {
     let ckpt = Checkpoint::open(path)?;
-    let data = vars
-        .data()
-        .lock()
-        .map_err(|_| Error::Invalid("a variable map's lock is poisoned".into()))?;
-    for (name, var) in data.iter() {
+    for (name, var) in crate::optim::named_vars(vars)?.iter() {
         let t = ckpt
             .tensor(name, var.dtype(), var.device())
             .map_err(|_| Error::format(path, format!("lacks `{name}`")))?;

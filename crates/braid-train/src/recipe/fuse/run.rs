@@ -257,13 +257,7 @@ fn init_encoders(model: &Pipeline, init: &[PathBuf]) -> Result<()> {
         })?;
         sources.push((dir, vars));
     }
-    let lock =
-        |v: &candle_nn::VarMap| -> Result<std::collections::HashMap<String, candle_core::Var>> {
-            Ok(v.data()
-                .lock()
-                .map_err(|_| Error::Invalid("a variable map's lock is poisoned".into()))?
-                .clone())
-        };
+    let lock = crate::optim::named_vars;
     let sources =
         sources.iter().map(|(dir, vars)| Ok((*dir, lock(vars)?))).collect::<Result<Vec<_>>>()?;
     for (name, var) in
