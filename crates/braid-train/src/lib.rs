@@ -2,6 +2,7 @@
 //! schedules, checkpoints, metrics and plots, LoRA merge, adapters, pathway.
 #![deny(missing_docs)]
 
+pub mod adapt;
 pub mod checkpoint;
 pub mod classify;
 mod config;

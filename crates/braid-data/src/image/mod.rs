@@ -6,6 +6,8 @@ mod decode;
 mod processor;
 mod resample;
 
+pub mod folder;
 pub use decode::{decode_rgb, load_rgb, MAX_PIXELS};
+pub use folder::ImageFolder;
 pub use processor::{ImageProcessor, ImageProcessorConfig, SizeSpec};
 pub use resample::{resize_rgb, Filter};

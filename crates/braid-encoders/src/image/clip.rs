@@ -120,6 +120,11 @@ impl Clip {
         &self.cfg
     }
 
+    /// `exp(logit_scale)`: the factor of the cosine similarities in the logits.
+    pub fn logit_scale(&self) -> Result<f64> {
+        Ok(f64::from(self.logit_scale.exp()?.flatten_all()?.to_vec1::<f32>()?[0]))
+    }
+
     /// The vision tower.
     pub fn vision(&self) -> &Vit {
         &self.vision
