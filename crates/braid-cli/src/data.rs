@@ -14,6 +14,9 @@ use braid_data::make::av_digits::{make_av_digits, AvDigitsOptions};
 use braid_data::make::easy_vqa::make_easy_vqa;
 use braid_data::make::hapt_chat::{make_hapt_chat, HaptChatOptions};
 use braid_data::make::hapt_fusion::{make_hapt_fusion, HaptFusionOptions};
+use braid_data::make::image_folder::{
+    make_fashion_mnist, make_shapes_shift, FolderOptions, MadeFolder,
+};
 use braid_data::make::spoken_digits::{make_spoken_digits, SpokenDigitsOptions};
 
 /// Flags of `braid data`.
@@ -35,14 +38,17 @@ pub enum DataWhat {
     /// noised by sox) or easy-vqa (the fetched easy-VQA in this layout; images not copied);
     /// or a fusion dataset (fusion.json, train.safetensors, test.safetensors): hapt-fusion
     /// (HAPT windows as acc and gyro inputs) or av-digits (AV-MNIST-style degraded MNIST
-    /// images paired with noised spoken digits; needs `braid fetch mnist`, espeak-ng, sox).
+    /// images paired with noised spoken digits; needs `braid fetch mnist`, espeak-ng, sox);
+    /// or an image-classification folder for `braid adapt`: fashion-mnist, shapes-shift.
     Make(MakeArgs),
 }
 
 /// Flags of `braid data make`.
 #[derive(Debug, clap::Args)]
 pub struct MakeArgs {
-    /// What to make: hapt-chat, spoken-digits, easy-vqa, hapt-fusion or av-digits.
+    /// What to make: hapt-chat, spoken-digits, easy-vqa, hapt-fusion, av-digits, or an
+    /// image-classification folder (train/val/test/<class>/*.png) for `braid adapt`:
+    /// fashion-mnist (needs `sudo apt-get install dataset-fashion-mnist`) or shapes-shift.
     pub kind: String,
     /// The folder to write; absent or empty unless --force.
     #[arg(long)]
@@ -64,12 +70,17 @@ pub struct MakeArgs {
     /// [default: hapt].
     #[arg(long)]
     pub hapt: Option<String>,
-    /// spoken-digits, av-digits: training clips [default: 2000].
+    /// spoken-digits, av-digits: training clips [default: 2000]; fashion-mnist,
+    /// shapes-shift: training images per class [default: 64].
     #[arg(long)]
     pub train: Option<usize>,
-    /// spoken-digits, av-digits: test clips [default: 300; av-digits 500].
+    /// spoken-digits, av-digits: test clips [default: 300; av-digits 500]; fashion-mnist,
+    /// shapes-shift: test images per class [default: 100].
     #[arg(long)]
     pub test: Option<usize>,
+    /// fashion-mnist, shapes-shift: validation images per class [default: 16].
+    #[arg(long)]
+    pub val: Option<usize>,
     /// spoken-digits, av-digits: clips made at once [default: one per core].
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -94,11 +105,15 @@ enum Make {
     EasyVqa,
     HaptFusion { hapt: String, options: HaptFusionOptions },
     AvDigits { audio: Option<PathBuf>, clips: SpokenDigitsOptions, options: AvDigitsOptions },
+    FashionMnist(FolderOptions),
+    ShapesShift(FolderOptions),
 }
 
 /// The kinds that take each optional flag.
 const HAPT_KINDS: &[&str] = &["hapt-chat", "hapt-fusion"];
 const SPOKEN_KINDS: &[&str] = &["spoken-digits", "av-digits"];
+const COUNT_KINDS: &[&str] = &["spoken-digits", "av-digits", "fashion-mnist", "shapes-shift"];
+const FOLDER_KINDS: &[&str] = &["fashion-mnist", "shapes-shift"];
 const AV_KINDS: &[&str] = &["av-digits"];
 
 impl Make {
@@ -107,8 +122,9 @@ impl Make {
             ("--window", a.window.is_some(), HAPT_KINDS),
             ("--stride", a.stride.is_some(), HAPT_KINDS),
             ("--hapt", a.hapt.is_some(), HAPT_KINDS),
-            ("--train", a.train.is_some(), SPOKEN_KINDS),
-            ("--test", a.test.is_some(), SPOKEN_KINDS),
+            ("--train", a.train.is_some(), COUNT_KINDS),
+            ("--test", a.test.is_some(), COUNT_KINDS),
+            ("--val", a.val.is_some(), FOLDER_KINDS),
             ("--jobs", a.jobs.is_some(), SPOKEN_KINDS),
             ("--per-digit", a.per_digit.is_some(), AV_KINDS),
             ("--audio", a.audio.is_some(), AV_KINDS),
@@ -164,6 +180,21 @@ impl Make {
                 let clips = SpokenDigitsOptions { force: false, ..clips(500) };
                 Ok(Self::AvDigits { audio: a.audio.clone(), clips, options })
             }
+            "fashion-mnist" | "shapes-shift" => {
+                let d = FolderOptions::default();
+                let options = FolderOptions {
+                    train: a.train.unwrap_or(d.train),
+                    val: a.val.unwrap_or(d.val),
+                    test: a.test.unwrap_or(d.test),
+                    seed: a.seed,
+                    force: a.force,
+                };
+                Ok(if a.kind == "fashion-mnist" {
+                    Self::FashionMnist(options)
+                } else {
+                    Self::ShapesShift(options)
+                })
+            }
             other => {
                 Err(braid_core::Error::unknown("dataset kind", other, braid_data::make::KINDS)
                     .into())
@@ -181,6 +212,11 @@ fn make(a: &MakeArgs) -> anyhow::Result<()> {
         }
         Make::SpokenDigits(options) => make_spoken_digits(&a.out, &options)?,
         Make::EasyVqa => make_easy_vqa(&dataset_path("easy-vqa")?, &a.out, a.force)?,
+        Make::FashionMnist(o) => {
+            let made = make_fashion_mnist(&dataset_path("fashion-mnist")?, &a.out, &o)?;
+            return report_folder(&made, start);
+        }
+        Make::ShapesShift(o) => return report_folder(&make_shapes_shift(&a.out, &o)?, start),
         Make::HaptFusion { hapt, options } => {
             let ds = read_hapt(&dataset_path(&hapt)?)?;
             let made = make_hapt_fusion(&ds, &a.out, &options)?;
@@ -236,6 +272,17 @@ fn with_clips<T>(
 }
 
 /// The final line of a fusion maker, then each split's samples per class.
+fn report_folder(made: &MadeFolder, start: std::time::Instant) -> anyhow::Result<()> {
+    let [train, val, test] = made.images;
+    println!(
+        "made {} in {:.1} s: {} classes; {train} training, {val} validation, {test} test images",
+        made.dir.display(),
+        start.elapsed().as_secs_f64(),
+        made.classes
+    );
+    Ok(())
+}
+
 fn report_fusion(
     a: &MakeArgs,
     ds: &FusionDataset,
@@ -397,6 +444,7 @@ mod tests {
             hapt: None,
             train: None,
             test: None,
+            val: None,
             jobs: None,
             per_digit: None,
             audio: None,
@@ -410,7 +458,7 @@ mod tests {
         assert_eq!(
             e,
             "unknown dataset kind `mnist-chat`; known: hapt-chat, spoken-digits, easy-vqa, \
-             hapt-fusion, av-digits"
+             hapt-fusion, av-digits, fashion-mnist, shapes-shift"
         );
         let hapt = Make::from_args(&MakeArgs { window: Some(100), ..make_args("hapt-chat") });
         let want = HaptChatOptions { window: 100, stride: 50, seed: 3, force: false };

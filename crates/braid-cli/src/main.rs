@@ -2,6 +2,7 @@
 //!
 //! The binary is thin: it parses flags into typed settings and calls the library crates.
 
+mod adapt;
 mod chat;
 mod chat_media;
 mod classify;
@@ -46,8 +47,11 @@ enum Command {
     /// Datasets: `braid data stats NAME` counts windows per class and subject; `braid data make
     /// KIND --out DIR` writes a conversation dataset (hapt-chat, spoken-digits).
     Data(data::DataArgs),
-    /// Zero-shot image classification with CLIP.
+    /// Image classification: zero-shot with CLIP, or with an adapter cache from `braid adapt`.
     Classify(classify::ClassifyArgs),
+    /// Few-shot adapters over an aligned image-text model (Tip-Adapter, Tip-Adapter-F,
+    /// TIP-X, SuS-X, CapS-Adapter): build a cache, or the k-shot table of a target set.
+    Adapt(adapt::AdaptArgs),
     /// Continue a raw prompt with a language model (no chat template), streamed.
     Generate(generate::GenerateArgs),
     /// Chat with a language model through its chat template (one shot or interactive),
@@ -123,6 +127,7 @@ fn run(command: &Command) -> anyhow::Result<()> {
         Command::Embed(args) => embed::run(args),
         Command::Data(args) => data::run(args),
         Command::Classify(args) => classify::run(args),
+        Command::Adapt(args) => adapt::run(args),
         Command::Draw(args) => draw::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Chat(args) => chat::run(args),

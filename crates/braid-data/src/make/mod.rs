@@ -10,6 +10,9 @@
 //! - [`easy_vqa`]: the fetched easy-VQA in the same layout (its images stay where they
 //!   are), so the three modalities of a OneLLM-style model are scored alike.
 //!
+//! [`image_folder`] writes image-classification target sets for the few-shot adapters
+//! (Fashion-MNIST, shapes-shift) in the `ImageFolder` layout.
+//!
 //! Two more write fusion datasets ([`crate::fusion`]: `fusion.json`, `train.safetensors`,
 //! `test.safetensors`), for the fusion classifiers of MultiBench (Liang et al. 2021):
 //!
@@ -36,6 +39,7 @@ pub mod av_digits;
 pub mod easy_vqa;
 pub mod hapt_chat;
 pub mod hapt_fusion;
+pub mod image_folder;
 mod rng;
 pub mod spoken_digits;
 mod tools;
@@ -48,7 +52,15 @@ use braid_core::{Error, Result};
 use crate::conversation::{write_json, NewSample};
 
 /// The kinds of dataset `braid data make` knows.
-pub const KINDS: [&str; 5] = ["hapt-chat", "spoken-digits", "easy-vqa", "hapt-fusion", "av-digits"];
+pub const KINDS: [&str; 7] = [
+    "hapt-chat",
+    "spoken-digits",
+    "easy-vqa",
+    "hapt-fusion",
+    "av-digits",
+    "fashion-mnist",
+    "shapes-shift",
+];
 
 /// The question-answer training file.
 pub const TRAIN_FILE: &str = "train.json";

@@ -22,7 +22,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 pub use cache::{read_cache, write_cache, CacheFile, CACHE_FILE, CACHE_WEIGHTS};
-pub use fit::{fit, FitInputs, Grid, Labelled, Support};
+pub use fit::{fit, FitInputs, Grid, Labelled, Support, TIP_F_EPOCHS};
 pub use towers::{fingerprint, Towers};
 
 /// An adapter method.

@@ -26,6 +26,25 @@ pub struct CapsPool {
     pub captions: Tensor,
 }
 
+/// One line of a CapS file: a training image, its caption (written by a captioning
+/// model) and an image generated from that caption; paths relative to the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapsEntry {
+    /// The target training image.
+    pub image: std::path::PathBuf,
+    /// Its caption.
+    pub caption: String,
+    /// The image regenerated from the caption.
+    pub regenerated: std::path::PathBuf,
+}
+
+/// Reads a CapS file (a JSON list of [`CapsEntry`]); errors name the file.
+pub fn read_caps_file(path: &Path) -> Result<Vec<CapsEntry>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::format(path, e.to_string()))
+}
+
 /// Everything a table is computed from (features already extracted).
 #[derive(Debug, Clone)]
 pub struct TableInputs<'a> {
@@ -45,6 +64,8 @@ pub struct TableInputs<'a> {
     pub sus: Option<&'a Support>,
     /// CapS's regenerated images and captions of the pool.
     pub caps: Option<&'a CapsPool>,
+    /// Tip-Adapter-F's epochs.
+    pub tip_f_epochs: usize,
 }
 
 /// One cell: accuracies (%) over the samplings.
@@ -105,6 +126,7 @@ pub fn kshot_table(
             support,
             val: inp.val,
             seed,
+            tip_f_epochs: inp.tip_f_epochs,
         };
         let (adapter, _) = fit(m, &fi)?;
         Ok(100.0 * accuracy(&adapter.predict(&inp.test.features)?, &inp.test.labels))
