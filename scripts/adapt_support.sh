@@ -25,13 +25,15 @@ data=$1
 out=$2
 template=${3:-a \{\}}
 n=${4:-16}
-mkdir -p "$out/bank" "$out/sus/train"
+mkdir -p "$out/sus/train"
 out=$(realpath "$out")
+bank_root=${BANK:-$out/bank}
+mkdir -p "$bank_root"
 
 slug() { echo "$1" | tr -c 'a-zA-Z0-9\n' '-' | tr 'A-Z' 'a-z'; }
 # bank PROMPT: draws N images for PROMPT once; prints the bank folder.
 bank() {
-    local dir="$out/bank/$(slug "$1")"
+    local dir="$bank_root/$(slug "$1")"
     if [ ! -d "$dir" ] || [ "$(find "$dir" -name '*.png' | wc -l)" -lt "$n" ]; then
         mkdir -p "$dir"
         "$BRAID" draw --model "$GENERATOR" --out-dir "$dir" -n "$n" --steps "$STEPS" \

@@ -3,13 +3,16 @@
 //! within 1e-5, Tip-Adapter-F's key gradient, fitting on separable features, the cache
 //! directory round trip, and the errors for bad input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use braid_core::testing::assert_close;
 use braid_train::adapt::fit::one_hot;
 use braid_train::adapt::table::sample_shots;
 use braid_train::adapt::{
-    fit, logits, read_cache, towers::unit, write_cache, Adapter, CacheFile, FitInputs, Labelled,
-    Method, Params, Support, CACHE_FILE, CACHE_WEIGHTS,
+    fit, logits, read_cache, write_cache, Adapter, CacheFile, FitInputs, Labelled, Method, Params,
+    Support, CACHE_FILE, CACHE_WEIGHTS,
 };
+use braid_train::stages::l2_normalize as unit;
 use candle_core::{Device, Tensor, Var};
 
 const ALPHA: f64 = 1.7;
@@ -115,6 +118,7 @@ fn fitted_adapters_beat_zero_shot_and_round_trip_through_a_cache_directory() {
         support: Some(&support),
         val: &val,
         seed: 0,
+        tip_f_epochs: 20,
     };
     let (_, zs) = fit(Method::ZeroShot, &inp).unwrap();
     assert!((0.4..0.6).contains(&zs), "zero-shot should get two classes of four: {zs}");
@@ -170,6 +174,7 @@ fn bad_adapter_input_is_refused_with_a_clear_error() {
         support: Some(&wide),
         val: &pool,
         seed: 0,
+        tip_f_epochs: 20,
     };
     let e = fit(Method::Tip, &inp).unwrap_err().to_string();
     assert!(e.contains("32") && e.contains("16"), "{e}");

@@ -128,8 +128,9 @@ fn bad_images_are_named_and_skip_bad_goes_on() {
 fn classify_zero_shot_runs_on_photos() {
     let images = ["china.jpg", "flower.jpg"].iter().map(|n| root().join("image").join(n)).collect();
     let a = ClassifyImageArgs {
-        model: clip_dir(),
+        model: Some(clip_dir()),
         labels: vec!["cat".into(), "dog".into(), "flower".into()],
+        cache: None,
         template: "a photo of a {}.".into(),
         images,
         skip_bad: false,

@@ -13,10 +13,11 @@ use braid_data::text::TextTokenizer;
 use braid_encoders::image::Clip;
 use braid_encoders::text::SentenceEncoder;
 use braid_pipeline::{CONTRASTIVE_FILE, PIPELINE_FILE};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};
 
 use crate::recipe::{VisionModel, VISION_ENCODER_FILE as ENCODER_FILE};
+use crate::stages::l2_normalize as unit;
 
 /// Images embedded per forward pass.
 const BATCH: usize = 64;
@@ -209,9 +210,4 @@ pub fn fingerprint(dir: &Path) -> Result<String> {
         }
     }
     Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Rows scaled to unit length.
-pub fn unit(x: &Tensor) -> Result<Tensor> {
-    Ok(x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)?)
 }
