@@ -87,28 +87,31 @@ pub fn stage_vars(
 
 /// A batch of spliced sequences padded on the right into one tensor, and the flat rows
 /// (`sequence * longest + position`) whose next token is learnt, with those tokens.
-struct Padded {
-    embeds: Tensor,
-    rows: Vec<u32>,
-    targets: Vec<i64>,
+pub(crate) struct Padded {
+    pub(crate) embeds: Tensor,
+    pub(crate) rows: Vec<u32>,
+    pub(crate) targets: Vec<i64>,
+    /// The sequence of each learnt token.
+    pub(crate) owners: Vec<usize>,
 }
 
 impl Padded {
     /// sequences: ([1, t_i, d], t_i labels) each -> [batch, max t_i, d]
-    fn new(sequences: Vec<(Tensor, Vec<i64>)>) -> Result<Self> {
+    pub(crate) fn new(sequences: Vec<(Tensor, Vec<i64>)>) -> Result<Self> {
         let longest = sequences
             .iter()
             .map(|(_, l)| l.len())
             .max()
             .ok_or_else(|| Error::Invalid("empty batch".into()))?;
-        let (mut parts, mut rows, mut targets) =
-            (Vec::with_capacity(sequences.len()), Vec::new(), Vec::new());
+        let (mut parts, mut rows, mut targets, mut owners) =
+            (Vec::with_capacity(sequences.len()), Vec::new(), Vec::new(), Vec::new());
         for (k, (embeds, labels)) in sequences.into_iter().enumerate() {
             // Position t predicts label t + 1.
             let before = rows.len();
             for (t, &l) in labels.iter().enumerate().skip(1).filter(|(_, &l)| l != IGNORE) {
                 rows.push((k * longest + t - 1) as u32);
                 targets.push(l);
+                owners.push(k);
             }
             if rows.len() == before {
                 return Err(Error::Invalid(
@@ -124,7 +127,7 @@ impl Padded {
                 )?,
             });
         }
-        Ok(Self { embeds: Tensor::cat(&parts, 0)?, rows, targets })
+        Ok(Self { embeds: Tensor::cat(&parts, 0)?, rows, targets, owners })
     }
 }
 

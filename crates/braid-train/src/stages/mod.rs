@@ -1,9 +1,10 @@
 //! The stages as [`crate::Task`]s: `align` and `instruct` ([`ConversationTask`] over a
-//! multimodal pipeline), `contrastive` ([`ContrastiveTask`]); `classify` lives in
-//! [`crate::classify`].
+//! multimodal pipeline), `contrastive` ([`ContrastiveTask`]), the DPO loss of preference
+//! tuning ([`preference`]); `classify` lives in [`crate::classify`].
 
 mod contrastive;
 mod conversation;
+pub mod preference;
 
 pub use contrastive::{info_nce, l2_normalize, ContrastiveTask, Tower, INITIAL_LOGIT_SCALE};
 pub use conversation::{padded_loss, stage_vars, ConversationTask, Samples};
