@@ -331,7 +331,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
              (its held-out denoising loss is in the run's metrics)"
         ),
         // The held-out file; else easy-VQA's test split; else the training file itself.
-        Recipe::Align(r) | Recipe::Instruct(r) => {
+        Recipe::Align(r) | Recipe::Instruct(r) | Recipe::Preference(r) => {
             let (what, data) = match &r.data.eval_path {
                 Some(path) => (path.clone(), None),
                 None if r.data.path.join("answers.txt").is_file() => {

@@ -243,3 +243,50 @@ fn a_model_directory_with_a_missing_or_corrupt_weights_file_names_the_file() {
     std::fs::write(dir.path().join("pipeline.toml"), "llm = \"smollm2\"\nhead_size = 3\n").unwrap();
     fails_naming(&chat, &["pipeline.toml", "head_size"]);
 }
+
+/// `stage = "preference"` (DPO) from a trained model: the reference is that model, so the
+/// first step's loss is ln 2 exactly; a sample without `rejected` is refused by name.
+#[test]
+fn a_preference_stage_tunes_a_trained_model_with_dpo() {
+    if !["easy-vqa", "smollm2"].iter().all(|n| fetched(n)) {
+        eprintln!("skipping: run `braid fetch easy-vqa smollm2`");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    ok(&["train", recipe(dir.path(), &data, None).to_str().unwrap(), "--quiet"]);
+    let mut samples: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&data).unwrap()).unwrap();
+    for s in &mut samples {
+        s["rejected"] = serde_json::json!("purple");
+    }
+    let pref = dir.path().join("pref.json");
+    std::fs::write(&pref, serde_json::to_string(&samples).unwrap()).unwrap();
+    let recipe = |data: &Path| {
+        let text = format!(
+            "stage = \"preference\"\nout_dir = {:?}\n[data]\npath = {:?}\n[model]\nllm = \"smollm2\"\n\
+             init = {:?}\n[model.lora]\nrank = 4\n[preference]\nbeta = 0.1\n\
+             [train]\nmax_steps = 2\nbatch_size = 2\nlr = 1e-3\nlog_every = 1\n",
+            dir.path().join("dpo").display().to_string(),
+            data.display().to_string(),
+            dir.path().join("run/model").display().to_string(),
+        );
+        let path = dir.path().join("dpo.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    ok(&["train", recipe(&pref).to_str().unwrap(), "--quiet"]);
+    let metrics = std::fs::read_to_string(dir.path().join("dpo/metrics.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    let loss = first["loss"].as_f64().unwrap();
+    assert!((loss - std::f64::consts::LN_2).abs() < 1e-5, "first DPO loss {loss}: {first}");
+    assert!(dir.path().join("dpo/model/lora.safetensors").is_file());
+    // A sample without `rejected`.
+    samples[1].as_object_mut().unwrap().remove("rejected");
+    std::fs::write(&pref, serde_json::to_string(&samples).unwrap()).unwrap();
+    let out = run(&["train", recipe(&pref).to_str().unwrap(), "--quiet", "--overwrite"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let id =
+        samples[1]["id"].as_str().map(String::from).unwrap_or_else(|| samples[1]["id"].to_string());
+    assert!(!out.status.success() && err.contains("rejected") && err.contains(&id), "{err}");
+}

@@ -30,6 +30,8 @@ pub enum Stage {
     Align,
     /// Stage-2 instruction tuning: projectors and LoRA on the LLM.
     Instruct,
+    /// Preference tuning (DPO) on chosen/rejected answers: projectors and LoRA.
+    Preference,
     /// Contrastive shared representations: encoders and heads.
     Contrastive,
     /// Supervised classification: encoder and head.
@@ -45,7 +47,7 @@ impl Stage {
     pub fn trainable(self) -> &'static [Component] {
         match self {
             Self::Align => &[Component::InputProjector],
-            Self::Instruct => &[Component::InputProjector, Component::LlmLora],
+            Self::Instruct | Self::Preference => &[Component::InputProjector, Component::LlmLora],
             Self::Contrastive => &[Component::Encoder, Component::Head],
             Self::Classify => &[Component::Encoder, Component::Head],
             Self::Fuse => &[Component::Encoder, Component::Head],

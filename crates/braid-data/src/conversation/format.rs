@@ -31,7 +31,7 @@ pub(crate) const KINDS: [Kind; 3] = [
     Kind { field: "imu", modality: Modality::Imu, extensions: &["csv", "npy", "ts"] },
 ];
 
-const FIELDS: [&str; 6] = ["id", "image", "audio", "imu", "conversations", "weight"];
+const FIELDS: [&str; 7] = ["id", "image", "audio", "imu", "conversations", "weight", "rejected"];
 
 /// `.json` (a top-level array) or `.jsonl` (one sample a line), from the extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +90,9 @@ pub(crate) struct Record {
     pub media: [Vec<String>; 3],
     pub turns: Vec<RawTurn>,
     pub weight: u32,
+    /// A preference pair's rejected answer to the last user turn (the last assistant turn
+    /// is the chosen one).
+    pub rejected: Option<String>,
 }
 
 /// The text of `path`, refused (before reading) when it is over `max` bytes.
@@ -209,7 +212,17 @@ fn record(value: Value, mut locus: Locus) -> std::result::Result<Record, String>
             }
         },
     };
-    Ok(Record { locus, id, media, turns, weight })
+    let rejected = match map.remove("rejected") {
+        None => None,
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s),
+        Some(other) => {
+            return Err(format!(
+                "{locus}: rejected: expected a non-empty answer, got {}",
+                short(&other)
+            ))
+        }
+    };
+    Ok(Record { locus, id, media, turns, weight, rejected })
 }
 
 /// `"a.png"` or `["a.png", "b.png"]` (absent: none).
@@ -296,6 +309,14 @@ mod tests {
             (
                 r#"{"id": "x", "conversations": [], "weight": 0}"#,
                 "weight: expected an integer from 1 to 1000, got 0",
+            ),
+            (
+                r#"{"id": "x", "conversations": [], "rejected": 3}"#,
+                "rejected: expected a non-empty answer, got 3",
+            ),
+            (
+                r#"{"id": "x", "conversations": [], "rejected": " "}"#,
+                "rejected: expected a non-empty answer",
             ),
             (r#"{"id": "x", "conversations": [], "weight": 2.5}"#, "weight: expected an integer"),
             (

@@ -106,6 +106,9 @@ pub struct ConversationSample {
     /// An optional system turn, then user/assistant turns alternating, ending with the
     /// assistant.
     pub turns: Vec<Turn>,
+    /// For preference tuning (`stage = "preference"`): a rejected answer to the last user
+    /// turn, the last assistant turn being the chosen one (TRL's chosen/rejected pairs).
+    pub rejected: Option<String>,
 }
 
 impl ConversationSample {

@@ -126,7 +126,7 @@ mod tests {
                 ]
             })
             .collect();
-        ConversationSample { id: "0".into(), media: Vec::new(), turns }
+        ConversationSample { id: "0".into(), media: Vec::new(), turns, rejected: None }
     }
 
     #[test]

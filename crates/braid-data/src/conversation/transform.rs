@@ -54,6 +54,7 @@ pub(crate) fn split(sample: ConversationSample, pairs: usize) -> Vec<Conversatio
     }
     let mut pieces = Vec::new();
     let mut first = 0; // index in `sample.media` of the first file placed in this piece
+    let count = qa.len().div_ceil(per);
     for (k, chunk) in qa.chunks(per).enumerate() {
         let own: usize = chunk
             .iter()
@@ -73,7 +74,14 @@ pub(crate) fn split(sample: ConversationSample, pairs: usize) -> Vec<Conversatio
             t.text.insert_str(0, &prefix);
         }
         let media = others.into_iter().chain(inside.iter().cloned()).collect();
-        pieces.push(ConversationSample { id: format!("{}#{k}", sample.id), media, turns });
+        // A rejected answer belongs to the conversation's last turn: its last piece.
+        let rejected = if k + 1 == count { sample.rejected.clone() } else { None };
+        pieces.push(ConversationSample {
+            id: format!("{}#{k}", sample.id),
+            media,
+            turns,
+            rejected,
+        });
         first = end;
     }
     pieces
@@ -106,7 +114,7 @@ mod tests {
             m(Modality::Audio, "x.wav"),
             m(Modality::Image, "b.png"),
         ];
-        ConversationSample { id: "s".into(), media, turns }
+        ConversationSample { id: "s".into(), media, turns, rejected: None }
     }
 
     fn names(s: &ConversationSample) -> Vec<&str> {
@@ -156,7 +164,12 @@ mod tests {
             .map(|i| {
                 let turns = vec![t(Role::User, "q"), t(Role::Assistant, "a")];
                 Weighted {
-                    sample: ConversationSample { id: i.to_string(), media: vec![], turns },
+                    sample: ConversationSample {
+                        id: i.to_string(),
+                        media: vec![],
+                        turns,
+                        rejected: None,
+                    },
                     weight: i + 1,
                 }
             })

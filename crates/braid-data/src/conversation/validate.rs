@@ -34,7 +34,7 @@ pub(crate) fn sample(
     root: &Path,
     options: &ConversationOptions,
 ) -> Checked<Weighted> {
-    let Record { locus, id, media, turns, weight } = record;
+    let Record { locus, id, media, turns, weight, rejected } = record;
     let mut turns = roles(&turns).map_err(|e| format!("{locus}: {e}"))?;
     let mut files: Vec<Vec<PathBuf>> = Vec::with_capacity(KINDS.len());
     for (kind, names) in KINDS.iter().zip(&media) {
@@ -59,7 +59,7 @@ pub(crate) fn sample(
             }
         }
     }
-    Ok(Weighted { sample: ConversationSample { id, media: ordered, turns }, weight })
+    Ok(Weighted { sample: ConversationSample { id, media: ordered, turns, rejected }, weight })
 }
 
 /// Roles parsed and their order checked: an optional system turn, then user and assistant

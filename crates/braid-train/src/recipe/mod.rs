@@ -69,6 +69,9 @@ pub enum Recipe {
     Align(ConversationRecipe),
     /// Stage 2: projector and LoRA on conversations.
     Instruct(ConversationRecipe),
+    /// Preference tuning (DPO): projector and LoRA on chosen/rejected answers, against the
+    /// `init` model as the frozen reference.
+    Preference(ConversationRecipe),
     /// A fusion classifier over several inputs.
     Fuse(FuseRecipe),
     /// A text-conditioned image generator (diffusion) on captioned images.
@@ -162,6 +165,7 @@ impl Recipe {
             Self::Contrastive(_) => Stage::Contrastive,
             Self::Align(_) => Stage::Align,
             Self::Instruct(_) => Stage::Instruct,
+            Self::Preference(_) => Stage::Preference,
             Self::Fuse(_) => Stage::Fuse,
             Self::Diffusion(_) => Stage::Diffusion,
         }
@@ -172,7 +176,7 @@ impl Recipe {
         match self {
             Self::Classify(r) => &r.out_dir,
             Self::Contrastive(r) => &r.out_dir,
-            Self::Align(r) | Self::Instruct(r) => &r.out_dir,
+            Self::Align(r) | Self::Instruct(r) | Self::Preference(r) => &r.out_dir,
             Self::Fuse(r) => &r.out_dir,
             Self::Diffusion(r) => &r.out_dir,
         }
@@ -183,7 +187,7 @@ impl Recipe {
         match self {
             Self::Classify(r) => r.out_dir = dir,
             Self::Contrastive(r) => r.out_dir = dir,
-            Self::Align(r) | Self::Instruct(r) => r.out_dir = dir,
+            Self::Align(r) | Self::Instruct(r) | Self::Preference(r) => r.out_dir = dir,
             Self::Fuse(r) => r.out_dir = dir,
             Self::Diffusion(r) => r.out_dir = dir,
         }
@@ -194,7 +198,7 @@ impl Recipe {
         match self {
             Self::Classify(r) => &r.train,
             Self::Contrastive(r) => &r.train,
-            Self::Align(r) | Self::Instruct(r) => &r.train,
+            Self::Align(r) | Self::Instruct(r) | Self::Preference(r) => &r.train,
             Self::Fuse(r) => &r.train,
             Self::Diffusion(r) => &r.train,
         }
@@ -229,7 +233,7 @@ impl Recipe {
                 fields.push(("data.path", &mut r.data.path));
                 fields.extend(r.data.eval_path.as_mut().map(|p| ("data.eval_path", p)));
             }
-            Self::Align(r) | Self::Instruct(r) => {
+            Self::Align(r) | Self::Instruct(r) | Self::Preference(r) => {
                 let (d, m) = (&mut r.data, &mut r.model);
                 fields.push(("data.path", &mut d.path));
                 fields.extend(d.mix.iter_mut().map(|p| ("data.mix", p)));
@@ -253,7 +257,7 @@ impl Recipe {
         match self {
             Self::Classify(r) => r.validate(),
             Self::Contrastive(r) => r.validate(),
-            Self::Align(r) | Self::Instruct(r) => r.validate(self.stage()),
+            Self::Align(r) | Self::Instruct(r) | Self::Preference(r) => r.validate(self.stage()),
             Self::Fuse(r) => r.validate(),
             Self::Diffusion(r) => r.validate(),
         }
@@ -278,7 +282,7 @@ impl Recipe {
                 let (report, summary) = train_vision(r, launch)?;
                 Ok(Trained { model_dir: out.join("model"), summary, report: to_json(&report)? })
             }
-            Self::Align(r) | Self::Instruct(r) => {
+            Self::Align(r) | Self::Instruct(r) | Self::Preference(r) => {
                 let run = train_conversation(r, self.stage(), launch)?;
                 let report = serde_json::json!({ "final_loss": run.summary.final_loss, "eval": run.summary.eval });
                 Ok(Trained { model_dir: run.model_dir, summary: run.summary, report })

@@ -61,6 +61,28 @@ pub struct ConversationRecipe {
     /// Optimisation.
     #[serde(default)]
     pub train: TrainConfig,
+    /// `preference` (DPO) settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preference: Option<PreferenceSettings>,
+}
+
+/// `[preference]`: DPO's settings (Rafailov et al. 2023).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreferenceSettings {
+    /// β: how far the policy may move from the reference (TRL's default 0.1).
+    #[serde(default = "default_beta")]
+    pub beta: f64,
+}
+
+impl Default for PreferenceSettings {
+    fn default() -> Self {
+        Self { beta: default_beta() }
+    }
+}
+
+fn default_beta() -> f64 {
+    0.1
 }
 
 /// Conversations to learn from.
@@ -221,10 +243,33 @@ impl ConversationRecipe {
                 ))
             }
             Stage::Instruct => {}
+            Stage::Preference => {
+                if self.model.lora.is_none() {
+                    return Err(Error::config(
+                        "model.lora",
+                        "stage `preference` trains LoRA on the language model, which this model lacks",
+                    ));
+                }
+                if self.model.init.is_none() {
+                    return Err(Error::config(
+                        "model.init",
+                        "stage `preference` starts from a trained model (its reference): name its directory",
+                    ));
+                }
+                let beta = self.preference.unwrap_or_default().beta;
+                if !(beta.is_finite() && beta > 0.0) {
+                    return Err(Error::config(
+                        "preference.beta",
+                        format!("must be positive, got {beta}"),
+                    ));
+                }
+            }
             other => {
                 return Err(Error::config(
                     "stage",
-                    format!("{other:?} is not a multimodal-LLM stage (align, instruct)"),
+                    format!(
+                        "{other:?} is not a multimodal-LLM stage (align, instruct, preference)"
+                    ),
                 ))
             }
         }

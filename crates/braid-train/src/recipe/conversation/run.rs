@@ -335,6 +335,11 @@ pub fn train_conversation(
             (None, _) => Ok(Default::default()),
         }
     };
+    if stage == Stage::Preference {
+        let summary = train_preference(recipe, &pipeline, &data, launch, &evaluate)?;
+        let model_dir = launch.save_model(&recipe.out_dir, |tmp| pipeline.save(tmp))?;
+        return Ok(ConversationRun { model_dir, summary });
+    }
     let extra = if recipe.model.train_encoder { vec![Component::Encoder] } else { Vec::new() };
     let extra_maps = recipe
         .model
@@ -355,4 +360,52 @@ pub fn train_conversation(
     let summary = fit(&task, &recipe.train, &launch.run_options(&recipe.out_dir))?;
     let model_dir = launch.save_model(&recipe.out_dir, |tmp| pipeline.save(tmp))?;
     Ok(ConversationRun { model_dir, summary })
+}
+
+/// DPO: every sample must carry a `rejected` answer; the reference log-probabilities are
+/// the `init` model's, computed before the first step.
+fn train_preference(
+    recipe: &ConversationRecipe,
+    pipeline: &Pipeline,
+    data: &ConversationDataset,
+    launch: &Launch,
+    evaluate: &dyn Fn() -> Result<std::collections::BTreeMap<String, f64>>,
+) -> Result<RunSummary> {
+    if let Some(s) = data.samples.iter().find(|s| s.rejected.is_none()) {
+        return Err(Error::format(
+            &data.source,
+            format!("sample {:?} has no `rejected` answer, which stage `preference` needs", s.id),
+        ));
+    }
+    let prompter = pipeline.prompter()?;
+    let pair = |k: usize| -> Result<(Sample, Sample)> {
+        let s = data.get(k).ok_or_else(|| Error::Invalid(format!("no training sample {k}")))?;
+        let bad = |e: Error| Error::Invalid(format!("sample {:?}: {e}", s.id));
+        let (mut messages, inputs) = sample_inputs(pipeline, s).map_err(bad)?;
+        let chosen = prompter.sample(&messages, inputs.clone())?;
+        if let Some(last) = messages.iter_mut().rev().find(|m| m.role == "assistant") {
+            last.content = s.rejected.clone().unwrap_or_default();
+        }
+        Ok((chosen, prompter.sample(&messages, inputs)?))
+    };
+    let pairs: crate::stages::preference::Pairs = Box::new(pair);
+    let bar = if launch.progress {
+        indicatif::ProgressBar::new(data.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_message("reference log-probabilities");
+    let reference =
+        crate::stages::preference::reference_logps(pipeline, &pairs, data.len(), &mut |i| {
+            bar.set_position(i as u64)
+        })?;
+    bar.finish_and_clear();
+    let task = crate::stages::preference::PreferenceTask {
+        pipeline,
+        pairs,
+        reference,
+        beta: recipe.preference.unwrap_or_default().beta,
+        evaluate: Some(Box::new(evaluate)),
+    };
+    fit(&task, &recipe.train, &launch.run_options(&recipe.out_dir))
 }
