@@ -29,6 +29,7 @@ mkdir -p "$out/sus/train"
 out=$(realpath "$out")
 bank_root=${BANK:-$out/bank}
 mkdir -p "$bank_root"
+bank_root=$(realpath "$bank_root")
 
 slug() { echo "$1" | tr -c 'a-zA-Z0-9\n' '-' | tr 'A-Z' 'a-z'; }
 # bank PROMPT: draws N images for PROMPT once; prints the bank folder.
