@@ -25,7 +25,7 @@ fn every_committed_recipe_parses_and_the_conversation_ones_validate() {
     assert!(files.iter().any(|f| f.ends_with("onellm/imu.toml")), "{files:?}");
     for f in files {
         let r = Recipe::load(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        if matches!(r, Recipe::Align(_) | Recipe::Instruct(_)) {
+        if matches!(r, Recipe::Align(_) | Recipe::Instruct(_) | Recipe::Preference(_)) {
             r.validate().unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         }
     }
