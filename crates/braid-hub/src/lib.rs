@@ -33,4 +33,6 @@ pub use fetch::{entry_dir, fetch, fetch_entry, is_fetched};
 pub use http::{HF_URL, NPM_URL, PYPI_URL};
 pub use options::{home, FetchOptions, Fetched};
 pub use registry::{find, registry};
-pub use resolve::{resolve_field, resolve_field_in, resolve_in, resolve_model};
+pub use resolve::{
+    registered_name, registered_name_in, resolve_field, resolve_field_in, resolve_in, resolve_model,
+};

@@ -43,6 +43,18 @@ pub fn resolve_in(name_or_path: &str, home: &Path) -> Result<PathBuf> {
     Err(Error::unknown("model, dataset or path", name_or_path, registry().iter().map(|e| e.name)))
 }
 
+/// The registered name whose fetched folder or main file is `path` (the inverse of
+/// [`resolve_model`]), so that what a run writes names a packaged model as the user did,
+/// not by this machine's cache path.
+pub fn registered_name(path: &Path) -> Option<&'static str> {
+    registered_name_in(path, &home())
+}
+
+/// [`registered_name`] against the cache root `home`.
+pub fn registered_name_in(path: &Path, home: &Path) -> Option<&'static str> {
+    registry().iter().map(|e| e.name).find(|name| resolve_in(name, home).is_ok_and(|p| p == path))
+}
+
 /// The one resolver for a name written in a config file (a recipe, `pipeline.toml`): a
 /// registered name -> its fetched folder or main file; `hf:ORG/NAME` -> its cache folder;
 /// anything else -> a path, relative to `base` (the directory of the file that names it)
@@ -100,6 +112,17 @@ mod tests {
             e.starts_with("unknown model, dataset or path `no-such-model`; known: minilm,"),
             "{e}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_fetched_entry_s_path_gives_back_its_name() -> Result<()> {
+        let empty = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
+        assert_eq!(registered_name_in(Path::new("."), empty.path()), None);
+        assert_eq!(registered_name_in(&empty.path().join("models/minilm"), empty.path()), None);
+        if let Ok(p) = resolve_model("minilm") {
+            assert_eq!(registered_name(&p), Some("minilm"));
+        }
         Ok(())
     }
 

@@ -51,6 +51,8 @@ fn smoke_recipe_trains_saves_and_reloads() {
     let (model, params) = VisionModel::load(&dir, &Device::Cpu).unwrap();
     assert_eq!(params, report.params);
     assert_eq!(model.file.vit, recipe.model.vit);
+    // The packaged text tower is named as the recipe named it, not by its cache path.
+    assert_eq!(model.file.contrastive.text, "minilm");
     let report_dir = tmp.path().join("report");
     std::fs::create_dir(&report_dir).unwrap();
     let before = std::fs::read(dir.join("eval.json")).unwrap();

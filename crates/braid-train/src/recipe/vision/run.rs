@@ -156,7 +156,11 @@ fn count(vm: &VarMap) -> usize {
 /// The model's description before training (the trained `logit_scale` is filled in after).
 fn model_file(recipe: &VisionRecipe, text_dim: usize) -> VisionModelFile {
     let contrastive = ContrastiveConfig {
-        text: recipe.model.text.to_string_lossy().into_owned(),
+        // A packaged text tower keeps its registered name (`minilm`), not this machine's
+        // cache path, so that the model directory opens elsewhere.
+        text: braid_hub::registered_name(&recipe.model.text)
+            .map(String::from)
+            .unwrap_or_else(|| recipe.model.text.to_string_lossy().into_owned()),
         text_dim,
         embed_dim: recipe.model.embed_dim.unwrap_or(text_dim),
         text_projection: recipe.model.embed_dim.is_some(),
