@@ -282,34 +282,13 @@ fn table(a: &TableArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `target` written relative to the folder `from` when both resolve (so a committed cache
-/// names its model portably), else as it is.
-pub(crate) fn relative_to(target: &Path, from: &Path) -> String {
-    let abs = |p: &Path| -> Option<PathBuf> {
-        let p =
-            if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().ok()?.join(p) };
-        Some(p.components().fold(PathBuf::new(), |mut acc, c| {
-            match c {
-                std::path::Component::ParentDir => {
-                    acc.pop();
-                }
-                std::path::Component::CurDir => {}
-                other => acc.push(other),
-            }
-            acc
-        }))
-    };
-    let (Some(t), Some(f)) = (abs(target), abs(from)) else {
-        return target.display().to_string();
-    };
-    let common = t.components().zip(f.components()).take_while(|(a, b)| a == b).count();
-    let ups = f.components().count() - common;
-    let mut rel = PathBuf::new();
-    for _ in 0..ups {
-        rel.push("..");
+/// `target` written relative to the folder `from` (created) when both resolve and share
+/// more than the root, so a committed cache names its model portably; else `target`'s
+/// absolute path, or `target` as given.
+fn relative_to(target: &Path, from: &Path) -> String {
+    let _ = std::fs::create_dir_all(from);
+    match (target.canonicalize(), from.canonicalize()) {
+        (Ok(t), Ok(f)) => braid_pipeline::relative_path(&t, &f).unwrap_or(t).display().to_string(),
+        _ => target.display().to_string(),
     }
-    for c in t.components().skip(common) {
-        rel.push(c);
-    }
-    rel.display().to_string()
 }

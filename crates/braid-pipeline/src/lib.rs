@@ -16,6 +16,7 @@ mod prompt;
 mod routing;
 pub mod splice;
 mod store;
+pub use store::relative as relative_path;
 
 pub use answer::answer_questions;
 pub use braid_llm::Weights;

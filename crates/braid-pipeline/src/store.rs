@@ -118,7 +118,7 @@ pub(crate) fn rebased(cfg: &PipelineConfig, base: &Path, dir: &Path) -> Pipeline
 
 /// `target` as a path from the directory `from` (both absolute and canonical), or `None`
 /// when they share no component below the root.
-fn relative(target: &Path, from: &Path) -> Option<PathBuf> {
+pub fn relative(target: &Path, from: &Path) -> Option<PathBuf> {
     let (t, f): (Vec<_>, Vec<_>) = (target.components().collect(), from.components().collect());
     let shared = t.iter().zip(&f).take_while(|(a, b)| a == b).count();
     if shared <= 1 {

@@ -7,37 +7,21 @@
 //! structure) through which the gradient still flows.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use braid_core::testing::{assert_close, max_abs_diff};
-use braid_llm::{LanguageModel, Llama, Weights};
+use braid_llm::{LanguageModel, Llama};
 use braid_nn::cross_entropy;
-use braid_projectors::{MlpProjector, MlpProjectorConfig};
+use braid_projectors::MlpProjector;
 use braid_train::{clip_grad_norm, AdamW, AdamWConfig, CosineWithWarmup, GradAccumulator, Grads};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarMap;
+use common::{fixture, projector, tiny_llama, PROJECTOR};
 
 const TOL: f32 = 1e-5;
-const NAMES: [&str; 4] = ["linear_1.weight", "linear_1.bias", "linear_2.weight", "linear_2.bias"];
 const IMG: usize = 4;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn projector(fx: &HashMap<String, Tensor>) -> (MlpProjector, VarMap) {
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let proj = MlpProjector::new(MlpProjectorConfig::default(), 12, 32, vb).unwrap();
-    let vars = varmap.data().lock().unwrap();
-    assert_eq!(vars.len(), NAMES.len());
-    for name in NAMES {
-        vars[name].set(&fx[&format!("init.{name}")]).unwrap();
-    }
-    drop(vars);
-    (proj, varmap)
-}
 
 /// feats: [batch, 4, 12], ids: [batch, 6] -> caption loss []
 fn loss(proj: &MlpProjector, llm: &Llama, feats: &Tensor, ids: &Tensor) -> Tensor {
@@ -84,18 +68,9 @@ fn vec1(fx: &HashMap<String, Tensor>, name: &str) -> Vec<f32> {
 
 #[test]
 fn five_align_steps_match_pytorch() {
-    let fx = candle_core::safetensors::load(
-        root().join("fixtures/train/align.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let (llm, _) = Llama::load(
-        &root().join("fixtures/llm/llama_tiny"),
-        Weights::Trainable(DType::F32),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let (proj, varmap) = projector(&fx);
+    let fx = fixture("train/align.safetensors");
+    let llm = tiny_llama();
+    let (proj, varmap) = projector(&fx, 12, 32);
     let mut opt =
         AdamW::new(&varmap, AdamWConfig { lr: 2e-2, weight_decay: 0.05, ..Default::default() })
             .unwrap();
@@ -108,7 +83,7 @@ fn five_align_steps_match_pytorch() {
         let (mut grads, l) = accumulate(&proj, &llm, &varmap, &fx, step);
         worst_loss = worst_loss.max(close(l as f64, losses[step], &format!("loss {step}")));
         if step == 0 {
-            for name in NAMES {
+            for name in PROJECTOR {
                 let (got, want) = (grads.get(name).unwrap(), &fx[&format!("grad1.{name}")]);
                 worst_grad = worst_grad.max(max_abs_diff(got, want).unwrap());
                 assert_close(got, want, TOL, name).unwrap();
@@ -119,7 +94,7 @@ fn five_align_steps_match_pytorch() {
     }
     let vars = varmap.data().lock().unwrap();
     let mut worst_w = 0f32;
-    for name in NAMES {
+    for name in PROJECTOR {
         let want = &fx[&format!("final.{name}")];
         worst_w = worst_w.max(max_abs_diff(vars[name].as_tensor(), want).unwrap());
         assert_close(vars[name].as_tensor(), want, TOL, name).unwrap();

@@ -8,25 +8,22 @@
 //! braid loads a pretrained tower); only the projector's `VarMap` is optimised.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use braid_core::checkpoint::Checkpoint;
 use braid_core::testing::{assert_close, max_abs_diff};
 use braid_encoders::image::{Vit, VitConfig};
-use braid_llm::{LanguageModel, Llama, Weights};
+use braid_llm::{LanguageModel, Llama};
 use braid_nn::cross_entropy;
-use braid_projectors::{MlpProjector, MlpProjectorConfig};
+use braid_projectors::MlpProjector;
 use braid_train::{clip_grad_norm, AdamW, AdamWConfig, CosineWithWarmup, GradAccumulator, Grads};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarMap;
+use common::{fixture, projector, root, tiny_llama, PROJECTOR};
 
 const TOL: f32 = 1e-4;
-const NAMES: [&str; 4] = ["linear_1.weight", "linear_1.bias", "linear_2.weight", "linear_2.bias"];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// The tower as saved by `CLIPVisionModel.save_pretrained`, read out at layer -2; every
 /// tensor of the file must be used.
@@ -41,19 +38,6 @@ fn vit() -> Vit {
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.used, ckpt.names().len());
     vit
-}
-
-fn projector(fx: &HashMap<String, Tensor>, din: usize) -> (MlpProjector, VarMap) {
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let proj = MlpProjector::new(MlpProjectorConfig::default(), din, 32, vb).unwrap();
-    let vars = varmap.data().lock().unwrap();
-    assert_eq!(vars.len(), NAMES.len());
-    for name in NAMES {
-        vars[name].set(&fx[&format!("init.{name}")]).unwrap();
-    }
-    drop(vars);
-    (proj, varmap)
 }
 
 /// LLaVA's "default" selection: pixels [batch, 3, 16, 16] -> [batch, 16, 16] (class token dropped)
@@ -122,19 +106,10 @@ fn vec1(fx: &HashMap<String, Tensor>, name: &str) -> Vec<f32> {
 
 #[test]
 fn five_align_steps_through_a_tiny_vit_match_pytorch() {
-    let fx = candle_core::safetensors::load(
-        root().join("fixtures/train/align_vit.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let (llm, _) = Llama::load(
-        &root().join("fixtures/llm/llama_tiny"),
-        Weights::Trainable(DType::F32),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let fx = fixture("train/align_vit.safetensors");
+    let llm = tiny_llama();
     let vit = vit();
-    let (proj, varmap) = projector(&fx, vit.config().hidden_size);
+    let (proj, varmap) = projector(&fx, vit.config().hidden_size, 32);
     let model = Model { vit, proj, llm };
     let feats_before = model.step1_features(&fx);
     let worst_feat = max_abs_diff(&feats_before, &fx["feats0"]).unwrap();
@@ -152,7 +127,7 @@ fn five_align_steps_through_a_tiny_vit_match_pytorch() {
         let (mut grads, l) = model.accumulate(&varmap, &fx, step);
         worst_loss = worst_loss.max(close(l as f64, losses[step], &format!("loss {step}")));
         if step == 0 {
-            for name in NAMES {
+            for name in PROJECTOR {
                 let (got, want) = (grads.get(name).unwrap(), &fx[&format!("grad1.{name}")]);
                 worst_grad = worst_grad.max(max_abs_diff(got, want).unwrap());
                 assert_close(got, want, TOL, name).unwrap();
@@ -165,7 +140,7 @@ fn five_align_steps_through_a_tiny_vit_match_pytorch() {
 
     let vars = varmap.data().lock().unwrap();
     let mut worst_w = 0f32;
-    for name in NAMES {
+    for name in PROJECTOR {
         let want = &fx[&format!("final.{name}")];
         worst_w = worst_w.max(max_abs_diff(vars[name].as_tensor(), want).unwrap());
         assert_close(vars[name].as_tensor(), want, TOL, name).unwrap();

@@ -6,24 +6,18 @@
 //! match within 1e-4 (the bound; they agree to ~1e-6).
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+mod common;
 
 use braid_core::testing::{assert_close, max_abs_diff};
-use braid_llm::{LanguageModel, Llama, Weights};
-use braid_projectors::{MlpProjector, MlpProjectorConfig};
+use braid_llm::{LanguageModel, Llama};
+use braid_projectors::MlpProjector;
 use braid_train::stages::preference::{dpo_loss, sequence_logps};
 use braid_train::{AdamW, AdamWConfig, Grads};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use common::{fixture, projector, tiny_llama, PROJECTOR};
 
 const TOL: f32 = 1e-4;
-const NAMES: [&str; 4] = ["linear_1.weight", "linear_1.bias", "linear_2.weight", "linear_2.bias"];
 const BETA: f64 = 0.1;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// Log-probabilities of `answer` [batch, 3] after image `feats` [batch, 4, 12] and
 /// `prompt` [batch, 3], one sequence per row. -> [batch]
@@ -51,21 +45,9 @@ fn logps(
 
 #[test]
 fn five_dpo_steps_match_pytorch() {
-    let fx: HashMap<String, Tensor> =
-        candle_core::safetensors::load(root().join("fixtures/train/dpo.safetensors"), &Device::Cpu)
-            .unwrap();
-    let (llm, _) = Llama::load(
-        &root().join("fixtures/llm/llama_tiny"),
-        Weights::Trainable(DType::F32),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let proj = MlpProjector::new(MlpProjectorConfig::default(), 12, 32, vb).unwrap();
-    for name in NAMES {
-        varmap.data().lock().unwrap()[name].set(&fx[&format!("init.{name}")]).unwrap();
-    }
+    let fx = fixture("train/dpo.safetensors");
+    let llm = tiny_llama();
+    let (proj, varmap) = projector(&fx, 12, 32);
     let step_of = |name: &str, s: usize| fx[name].get(s).unwrap();
     // The reference: the initial projector, before any step.
     let (mut ref_c, mut ref_r) = (Vec::new(), Vec::new());
@@ -98,7 +80,7 @@ fn five_dpo_steps_match_pytorch() {
         worst = worst.max((l - losses[s]).abs());
         let grads = Grads::from_store(&varmap, &loss.backward().unwrap()).unwrap();
         if s == 0 {
-            for name in NAMES {
+            for name in PROJECTOR {
                 let got = grads.get(name).expect("every projector variable gets a gradient");
                 worst = worst.max(max_abs_diff(got, &fx[&format!("grad1.{name}")]).unwrap());
                 assert_close(got, &fx[&format!("grad1.{name}")], TOL, name).unwrap();
@@ -107,7 +89,7 @@ fn five_dpo_steps_match_pytorch() {
         opt.step(&grads).unwrap();
     }
     let vars = varmap.data().lock().unwrap();
-    for name in NAMES {
+    for name in PROJECTOR {
         let want = &fx[&format!("final.{name}")];
         worst = worst.max(max_abs_diff(vars[name].as_tensor(), want).unwrap());
         assert_close(vars[name].as_tensor(), want, TOL, name).unwrap();
