@@ -2,10 +2,11 @@
 //! stride; `weight [out, in, k, k]`, `bias [out]`, initialised uniform in
 //! `±1/sqrt(in * k * k)` as PyTorch does), and nearest-neighbour 2x upsampling
 //! (`F.interpolate(scale_factor=2, mode="nearest")`). candle's `conv2d` has a backward
-//! pass; the test below checks it against finite differences for the strides the
-//! diffusion UNet and VAE use. A strided convolution is the dense one subsampled,
-//! because candle's strided backward is wrong when the stride skips input rows; where a
-//! gradient is needed, the convolution is an im2col matmul (faster to differentiate).
+//! pass, but a direct transposed convolution several times slower than the forward, and
+//! wrong when a stride skips input rows; on the CPU in f32/f64 the convolution is
+//! `fused::conv2d` (im2col and a matrix product per image, with its own backward), and
+//! elsewhere candle's, strided as the dense convolution subsampled. The test below checks
+//! the gradients against finite differences for the strides the diffusion UNet and VAE use.
 
 use braid_core::{Error, Result};
 use candle_core::{DType, Tensor};
@@ -65,20 +66,21 @@ impl Conv2d {
             )));
         }
         let w = self.weight.to_dtype(x.dtype())?;
-        let mut y = if crate::needs_grad(&[x, &self.weight]) {
-            im2col_conv(x, &w, self.padding)?
+        let y = if crate::fused::on_cpu(&[x, &w]) {
+            crate::fused::conv2d(x, &w, self.padding, self.stride)?
         } else {
-            x.conv2d(&w, self.padding, 1, 1, 1)?
-        };
-        if self.stride > 1 {
             // Strided as every stride-th output of the dense convolution: candle's strided
             // backward drops the rows a stride skips (the test below).
-            for dim in [2, 3] {
-                let n = y.dim(dim)?;
-                let keep: Vec<u32> = (0..n as u32).step_by(self.stride).collect();
-                y = y.index_select(&Tensor::new(keep.as_slice(), y.device())?, dim)?;
+            let mut y = x.conv2d(&w, self.padding, 1, 1, 1)?;
+            if self.stride > 1 {
+                for dim in [2, 3] {
+                    let n = y.dim(dim)?;
+                    let keep: Vec<u32> = (0..n as u32).step_by(self.stride).collect();
+                    y = y.index_select(&Tensor::new(keep.as_slice(), y.device())?, dim)?;
+                }
             }
-        }
+            y
+        };
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(&b.to_dtype(x.dtype())?.reshape((1, out, 1, 1))?)?,
             None => y,
@@ -89,27 +91,6 @@ impl Conv2d {
     pub fn dtype(&self) -> DType {
         self.weight.dtype()
     }
-}
-
-/// A stride-1 convolution as one matmul over shifted views of the padded input, for
-/// training: candle's own backward runs a direct transposed convolution that is several
-/// times slower than the forward.
-fn im2col_conv(x: &Tensor, w: &Tensor, padding: usize) -> Result<Tensor> {
-    let (b, c, h, wd) = x.dims4()?;
-    let (out, _, k, _) = w.dims4()?;
-    let (ho, wo) = (h + 2 * padding + 1 - k, wd + 2 * padding + 1 - k);
-    let cols = if k == 1 && padding == 0 {
-        x.reshape((b, c, h * wd))?
-    } else {
-        let xp = x.pad_with_zeros(2, padding, padding)?.pad_with_zeros(3, padding, padding)?;
-        let taps = (0..k * k)
-            .map(|i| xp.narrow(2, i / k, ho)?.narrow(3, i % k, wo))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        // [b, c, k*k, ho, wo] -> [b, c * k * k, ho * wo], matching weight [out, c, k, k].
-        Tensor::stack(&taps, 2)?.reshape((b, c * k * k, ho * wo))?
-    };
-    let y = w.reshape((out, c * k * k))?.broadcast_matmul(&cols)?;
-    Ok(y.reshape((b, out, ho, wo))?)
 }
 
 /// Nearest-neighbour 2x upsampling from differentiable ops (each pixel repeated along

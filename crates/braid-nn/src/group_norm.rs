@@ -1,6 +1,7 @@
 //! Group normalisation (Wu & He 2018), PyTorch's `nn.GroupNorm`: channels split into
 //! groups, each group normalised over its channels and all positions (biased variance),
-//! then a per-channel affine. From differentiable ops.
+//! then a per-channel affine. On the CPU in f32/f64 the fused kernel with its backward pass
+//! (`fused::group_norm`); elsewhere from differentiable ops.
 
 use braid_core::{Error, Result};
 use candle_core::{DType, Tensor, D};
@@ -36,6 +37,15 @@ impl GroupNorm {
         let c = self.weight.dim(0)?;
         if dims.len() < 2 || dims[1] != c {
             return Err(Error::shape("group norm input [batch, channels, ...]", &[c], &dims));
+        }
+        if crate::fused::on_cpu(&[x, &self.weight, &self.bias]) {
+            return Ok(crate::fused::group_norm(
+                x,
+                &self.weight,
+                &self.bias,
+                self.groups,
+                self.eps,
+            )?);
         }
         let h = match x.dtype() {
             DType::F16 | DType::BF16 => x.to_dtype(DType::F32)?,

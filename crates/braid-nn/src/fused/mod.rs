@@ -1,5 +1,5 @@
-//! Fused CPU kernels that have a backward pass: attention, LoRA projections, RMSNorm, RoPE
-//! and SwiGLU, each one pass over its rows on rayon's pool, forward and backward.
+//! Fused CPU kernels that have a backward pass: attention, 2-D convolution, group norm,
+//! LoRA projections, RMSNorm, RoPE and SwiGLU, each one pass over its rows on rayon's pool, forward and backward.
 //!
 //! Composed from candle ops, each of these is four to eight single-threaded kernels with an
 //! allocation each, and their backward passes twice that; attention alone was two batched
@@ -12,13 +12,17 @@
 //! half precision, no gradient needed: there candle's own fused inference kernels run).
 
 mod attention;
+mod conv2d;
 pub(crate) mod gemm;
+mod group_norm;
 mod lora;
 mod rms_norm;
 mod rope;
 mod swiglu;
 
 pub use attention::{attention, AttentionMask};
+pub use conv2d::conv2d;
+pub use group_norm::group_norm;
 pub use lora::lora_linear;
 pub use rms_norm::rms_norm;
 pub use rope::rope;
@@ -30,11 +34,17 @@ use rayon::prelude::*;
 /// Whether the fused training kernels apply to `ts`: all on the CPU in one of f32 / f64, and
 /// a gradient may be needed through one of them.
 pub fn applies(ts: &[&Tensor]) -> bool {
+    on_cpu(ts) && crate::needs_grad(ts)
+}
+
+/// Whether every tensor of `ts` is on the CPU in one dtype the kernels take (f32 or f64):
+/// where a kernel is also the faster forward (convolution, group norm), layers use it with
+/// or without a gradient.
+pub fn on_cpu(ts: &[&Tensor]) -> bool {
     let Some(first) = ts.first() else { return false };
     let dtype = first.dtype();
     matches!(dtype, DType::F32 | DType::F64)
         && ts.iter().all(|t| t.device().is_cpu() && t.dtype() == dtype)
-        && crate::needs_grad(ts)
 }
 
 /// The element type the kernels are written for (f32 and f64).
