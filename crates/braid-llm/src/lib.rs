@@ -8,7 +8,6 @@
 
 pub mod chat_template;
 pub mod generate;
-mod kv;
 pub mod llama;
 mod model;
 mod perplexity;

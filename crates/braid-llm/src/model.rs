@@ -4,8 +4,6 @@ use braid_core::Result;
 use braid_nn::KvCache;
 use candle_core::Tensor;
 
-use crate::kv::KvBuffer;
-
 /// Hidden states and logits of a forward pass.
 #[derive(Debug, Clone)]
 pub struct LmOutput {
@@ -15,40 +13,39 @@ pub struct LmOutput {
     pub logits: Tensor,
 }
 
-/// Keys and values of every layer for incremental decoding.
+/// Keys and values of every layer for incremental decoding, one [`KvCache`] per decoder
+/// layer (the same cache for trainable and frozen models).
 #[derive(Debug, Clone, Default)]
 pub struct DecodeCache {
-    /// One cache per decoder layer (trainable models).
+    /// One cache per decoder layer; a model fills it on its first forward pass.
     pub layers: Vec<KvCache>,
-    /// One in-place buffer per decoder layer (frozen models).
-    pub(crate) buffers: Vec<KvBuffer>,
 }
 
 impl DecodeCache {
     /// An empty cache for `layers` decoder layers.
     pub fn new(layers: usize) -> Self {
-        Self { layers: vec![KvCache::new(); layers], buffers: Vec::new() }
+        Self { layers: vec![KvCache::new(); layers] }
     }
 
     /// Positions already cached.
     pub fn len(&self) -> usize {
-        let trainable = self.layers.first().map_or(0, KvCache::len);
-        trainable.max(self.buffers.first().map_or(0, KvBuffer::len))
+        self.layers.first().map_or(0, KvCache::len)
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Forgets every cached position (a new conversation).
     pub fn reset(&mut self) {
         self.layers.iter_mut().for_each(KvCache::reset);
-        self.buffers.iter_mut().for_each(KvBuffer::reset);
     }
 
     /// Keeps only the first `len` positions of every layer, e.g. a prompt prefix shared by
     /// several continuations.
     pub fn truncate(&mut self, len: usize) -> Result<()> {
-        for c in &mut self.layers {
-            c.truncate(len)?;
-        }
-        self.buffers.iter_mut().for_each(|b| b.truncate(len));
+        self.layers.iter_mut().for_each(|c| c.truncate(len));
         Ok(())
     }
 
@@ -56,62 +53,39 @@ impl DecodeCache {
     /// continued by a batch of different (equally long) suffixes. The copy has its own
     /// storage, so the original can serve further batches.
     pub fn repeat_batch(&self, batch: usize) -> Result<Self> {
-        Ok(Self {
-            layers: self.layers.iter().map(|c| c.repeat_batch(batch)).collect::<Result<_>>()?,
-            buffers: self.buffers.iter().map(|b| b.repeat_batch(batch)).collect::<Result<_>>()?,
-        })
+        let layers = self.layers.iter().map(|c| c.repeat_batch(batch)).collect::<Result<_>>()?;
+        Ok(Self { layers })
     }
 
-    /// A frozen model's cache holding only the batch rows `rows`, in that order, less its
-    /// first `drop` positions (padding no remaining row needs).
+    /// The cache holding only the batch rows `rows`, in that order, less its first `drop`
+    /// positions (padding no remaining row needs).
     pub fn select_rows(&self, rows: &[u32], drop: usize) -> Result<Self> {
-        self.frozen_only()?;
-        let buffers = self
-            .buffers
+        let layers = self
+            .layers
             .iter()
-            .map(|b| b.select_rows(rows)?.drop_front(drop))
+            .map(|c| c.select_rows(rows)?.drop_front(drop))
             .collect::<Result<_>>()?;
-        Ok(Self { layers: Vec::new(), buffers })
+        Ok(Self { layers })
     }
 
-    /// A one-row frozen cache of `n` zero positions shaped like this one's, for a sequence
-    /// to be prefilled at this batch's positions (the zeros masked out).
+    /// A one-row cache of `n` zero positions shaped like this one's, for a sequence to be
+    /// prefilled at this batch's positions (the zeros masked out).
     pub fn zeros_like(&self, n: usize) -> Result<Self> {
-        self.frozen_only()?;
-        let buffers = self.buffers.iter().map(|b| b.zeros_like(n)).collect::<Result<_>>()?;
-        Ok(Self { layers: Vec::new(), buffers })
+        let layers = self.layers.iter().map(|c| c.zeros_like(n)).collect::<Result<_>>()?;
+        Ok(Self { layers })
     }
 
-    /// Frozen models' caches stacked into one batch, each moved right to end at the
-    /// longest one's length (the positions before are zeros: mask them out).
+    /// Caches stacked into one batch, each moved right to end at the longest one's length
+    /// (the positions before are zeros: mask them out).
     pub fn stack(parts: &[&Self]) -> Result<Self> {
-        let mut layers = 0;
-        for p in parts {
-            p.frozen_only()?;
-            layers = layers.max(p.buffers.len());
-        }
-        let buffers = (0..layers)
+        let depth = parts.iter().map(|p| p.layers.len()).max().unwrap_or(0);
+        let layers = (0..depth)
             .map(|l| {
-                let bufs: Vec<&KvBuffer> = parts.iter().filter_map(|p| p.buffers.get(l)).collect();
-                KvBuffer::stack(&bufs)
+                let caches: Vec<&KvCache> = parts.iter().filter_map(|p| p.layers.get(l)).collect();
+                KvCache::stack(&caches)
             })
             .collect::<Result<_>>()?;
-        Ok(Self { layers: Vec::new(), buffers })
-    }
-
-    fn frozen_only(&self) -> Result<()> {
-        if self.layers.iter().any(|c| !c.is_empty()) {
-            return Err(braid_core::Error::Invalid(
-                "only a frozen model's cache can be rebatched (load it with Weights::Frozen)"
-                    .into(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Whether nothing is cached yet.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        Ok(Self { layers })
     }
 }
 

@@ -7,8 +7,7 @@
 //! depend only on the distance between positions, so its outputs are those of the
 //! sequence decoded alone). A prompt longer than the batch waits until the batch has
 //! grown to it ([`Batcher::can_join`]); the batch's length is bounded by `span`, and an
-//! empty batch starts again from 0. Frozen models only (their KV buffers can be
-//! rebatched).
+//! empty batch starts again from 0.
 
 use braid_core::{Error, Result};
 use candle_core::{Device, Tensor};

@@ -132,7 +132,7 @@ impl Llama {
         match &self.body {
             Body::Trainable(t) => t.forward(embeds, mask, cache, last),
             Body::Frozen(f) => match cache {
-                Some(c) => f.forward(embeds, mask, &mut c.buffers, last),
+                Some(c) => f.forward(embeds, mask, &mut c.layers, last),
                 None => f.forward(embeds, mask, &mut Vec::new(), last),
             },
         }

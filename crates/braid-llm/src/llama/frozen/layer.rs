@@ -8,6 +8,7 @@
 //! `llm_build_llama`.
 
 use braid_core::Result;
+use braid_nn::KvCache;
 use candle_core::{Tensor, D};
 use candle_nn::ops::rms_norm;
 
@@ -16,7 +17,6 @@ use super::fused::Fused;
 use super::load::Loader;
 use super::lora::Projection;
 use super::rope::Rope;
-use crate::kv::KvBuffer;
 use crate::LlamaConfig;
 
 /// Norm weights, projections and head layout of one layer.
@@ -94,7 +94,7 @@ impl FrozenLayer {
         x: &Tensor,
         bias: Option<&Tensor>,
         rope: &Rope,
-        kv: &mut KvBuffer,
+        kv: &mut KvCache,
     ) -> Result<Tensor> {
         let h = rms_norm(x, &self.input_norm, self.eps)?;
         let mut a = self.attention(&h, bias, rope, kv)?;
@@ -129,7 +129,7 @@ impl FrozenLayer {
         x: &Tensor,
         bias: Option<&Tensor>,
         rope: &Rope,
-        kv: &mut KvBuffer,
+        kv: &mut KvCache,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let d = self.head_dim;

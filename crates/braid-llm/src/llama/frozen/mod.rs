@@ -21,7 +21,8 @@ use candle_core::quantized::QMatMul;
 use candle_core::{Device, Tensor};
 use candle_nn::ops::rms_norm;
 
-use crate::kv::KvBuffer;
+use braid_nn::KvCache;
+
 use crate::{LlamaConfig, LmOutput};
 use layer::FrozenLayer;
 use load::Loader;
@@ -89,14 +90,14 @@ impl FrozenLlama {
         &self,
         embeds: &Tensor,
         mask: Option<&Tensor>,
-        kv: &mut Vec<KvBuffer>,
+        kv: &mut Vec<KvCache>,
         last_only: bool,
     ) -> Result<LmOutput> {
         if kv.len() != self.layers.len() {
-            *kv = vec![KvBuffer::default(); self.layers.len()];
+            *kv = vec![KvCache::new(); self.layers.len()];
         }
         let (_, seq, _) = embeds.dims3()?;
-        let cached = kv.first().map_or(0, KvBuffer::len);
+        let cached = kv.first().map_or(0, KvCache::len);
         let bias = mask::attention_bias(seq, cached, self.group, mask, embeds.device())?;
         let mut x = embeds.contiguous()?;
         for (layer, buf) in self.layers.iter().zip(kv.iter_mut()) {
