@@ -8,6 +8,8 @@
 //! the input, each with its own backward; a strided convolution was the dense one
 //! subsampled. Here each image's columns are built once per pass, straight from the input.
 
+use std::borrow::Cow;
+
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -95,6 +97,16 @@ impl Geometry {
         self.k == 1 && self.stride == 1 && self.padding == 0
     }
 
+    /// One image's columns `[in k k, h' w']`: the image itself where the kernel is 1x1 at
+    /// stride 1 without padding, else unfolded.
+    fn columns<'a, T: Float>(&self, img: &'a [T]) -> Cow<'a, [T]> {
+        if self.identity() {
+            Cow::Borrowed(img)
+        } else {
+            Cow::Owned(self.unfold(img))
+        }
+    }
+
     /// One image's columns `[in k k, h' w']` (im2col).
     fn unfold<T: Float>(&self, img: &[T]) -> Vec<T> {
         let (ho, _) = self.out_hw();
@@ -138,7 +150,7 @@ impl Geometry {
     }
 }
 
-/// The contiguous `[b, ...]` input as `[b, c h w]` and the weight as `[o, c k k]`.
+/// An error naming the buffer unless it holds `want` elements.
 fn check_len(what: &str, got: usize, want: usize) -> candle_core::Result<()> {
     if got == want {
         Ok(())
@@ -161,17 +173,11 @@ fn forward<T: Float>(
     let n = g.positions();
     let mut out = zeros::<T>(g.b * g.o * n);
     out.par_chunks_mut(g.o * n).zip(x.par_chunks(g.image())).try_for_each(|(y, img)| {
-        let owned;
-        let cols: &[T] = if g.identity() {
-            img
-        } else {
-            owned = g.unfold(img);
-            &owned
-        };
+        let cols = g.columns(img);
         gemm(
             rows(y, g.o, n),
             rows(wt, g.o, g.col_rows()),
-            rows(cols, g.col_rows(), n),
+            rows(&cols[..], g.col_rows(), n),
             T::one(),
             false,
         )
@@ -273,14 +279,8 @@ fn grad_w<T: Float>(
             for i in b0..(b0 + per).min(g.b) {
                 let img = &x[i * g.image()..(i + 1) * g.image()];
                 let gy = rows(&gr[i * g.o * n..(i + 1) * g.o * n], g.o, n);
-                let owned;
-                let cols: &[T] = if g.identity() {
-                    img
-                } else {
-                    owned = g.unfold(img);
-                    &owned
-                };
-                let cols_t = rows(cols, g.col_rows(), n).t();
+                let cols = g.columns(img);
+                let cols_t = rows(&cols[..], g.col_rows(), n).t();
                 gemm(rows(&mut dw[..], g.o, g.col_rows()), gy, cols_t, T::one(), true)?;
             }
             Ok(dw)

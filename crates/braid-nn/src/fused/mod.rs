@@ -26,7 +26,7 @@ pub use group_norm::group_norm;
 pub use lora::lora_linear;
 pub use rms_norm::rms_norm;
 pub use rope::rope;
-pub use swiglu::silu_mul;
+pub use swiglu::{silu, silu_mul};
 
 use candle_core::{CpuStorage, DType, Layout, Tensor, WithDType};
 use rayon::prelude::*;

@@ -1,7 +1,9 @@
 //! SwiGLU's gate, `silu(gate) * up` (Shazeer 2020; LLaMA's MLP), as one kernel, and its
-//! backward pass: `d_up = g silu(gate)`, `d_gate = g up s (1 + gate (1 - s))`, `s = sigmoid(gate)`.
+//! backward pass: `d_up = g silu(gate)`, `d_gate = g up s (1 + gate (1 - s))`, `s = sigmoid(gate)`;
+//! and SiLU alone (`x s`, the diffusion UNet's activation), `dx = g s (1 + x (1 - s))`,
+//! with the vectorised exp (candle's runs libm's per element and composes its backward).
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
 use super::{dispatch, par_chunks, slice, zeros, Float};
 
@@ -15,6 +17,74 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
         )));
     }
     gate.contiguous()?.apply_op2(&up.contiguous()?, Forward)
+}
+
+/// `x sigmoid(x)`, any shape.
+pub fn silu(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op1(Silu)
+}
+
+struct Silu;
+
+fn silu_forward<T: Float>(x: &CpuStorage, lx: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    let x = slice::<T>(x, lx)?;
+    let mut out = zeros::<T>(x.len());
+    par_chunks(&mut out, |at, chunk| {
+        for (o, &v) in chunk.iter_mut().zip(&x[at..]) {
+            *o = v * v.sigmoid();
+        }
+    });
+    Ok((T::to_cpu_storage_owned(out), lx.shape().clone()))
+}
+
+impl CustomOp1 for Silu {
+    fn name(&self) -> &'static str {
+        "braid-silu"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, lx: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        dispatch!(x, silu_forward(x, lx))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2_no_bwd(&g.contiguous()?, &SiluGrad)?))
+    }
+}
+
+struct SiluGrad;
+
+fn silu_grad<T: Float>(
+    (x, lx): (&CpuStorage, &Layout),
+    (g, lg): (&CpuStorage, &Layout),
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let (x, g) = (slice::<T>(x, lx)?, slice::<T>(g, lg)?);
+    if x.len() != g.len() {
+        return Err(candle_core::Error::Msg("silu: gradient of another shape".into()));
+    }
+    let mut out = zeros::<T>(x.len());
+    par_chunks(&mut out, |at, chunk| {
+        for ((o, &v), &gv) in chunk.iter_mut().zip(&x[at..]).zip(&g[at..]) {
+            let s = v.sigmoid();
+            *o = gv * s * (T::one() + v * (T::one() - s));
+        }
+    });
+    Ok((T::to_cpu_storage_owned(out), lx.shape().clone()))
+}
+
+impl CustomOp2 for SiluGrad {
+    fn name(&self) -> &'static str {
+        "braid-silu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        g: &CpuStorage,
+        lg: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        dispatch!(x, silu_grad((x, lx), (g, lg)))
+    }
 }
 
 struct Forward;
@@ -121,9 +191,10 @@ mod tests {
             assert_same(
                 |ts| Ok(silu_mul(&ts[0], &ts[1])?),
                 |ts| Ok((ts[0].silu()? * &ts[1])?),
-                &[a, u],
+                &[a.clone(), u],
                 tol,
             )?;
+            assert_same(|ts| Ok(silu(&ts[0])?), |ts| Ok(ts[0].silu()?), &[a], tol)?;
         }
         Ok(())
     }
