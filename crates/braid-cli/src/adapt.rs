@@ -16,7 +16,7 @@ use braid_train::adapt::{
 };
 use candle_core::{Device, Tensor};
 
-use crate::embed::progress;
+use crate::encoders::progress;
 
 /// Flags of `braid adapt`.
 #[derive(Debug, clap::Args)]
@@ -121,7 +121,7 @@ struct Target {
 }
 
 fn load(c: &Common, dev: &Device) -> anyhow::Result<(PathBuf, Towers, Target)> {
-    let dir = crate::embed::model_dir(&c.model)?;
+    let dir = crate::encoders::model_dir(&c.model)?;
     let towers = Towers::open(&dir, dev).with_context(|| format!("opening {}", dir.display()))?;
     let pool_folder = ImageFolder::open(&c.data, "train")?;
     let val_folder = ImageFolder::open(&c.data, "val")?;

@@ -14,7 +14,7 @@ use candle_core::{DType, Device, Tensor};
 use braid_data::image::{load_rgb, ImageFolder};
 use braid_train::adapt::{fingerprint, read_cache, Adapter, CacheFile, Towers};
 
-use crate::embed::{load_clip, load_images, model_dir, progress};
+use crate::encoders::{load_clip, load_images, model_dir, progress};
 
 /// Flags of `braid classify`.
 #[derive(Debug, clap::Args)]

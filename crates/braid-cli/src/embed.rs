@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use braid_core::checkpoint::{write_npy, NpyArray};
-use braid_data::image::{load_rgb, ImageProcessor};
 use braid_data::text::read_lines;
-use braid_encoders::image::{l2_normalize, Clip};
+use braid_encoders::image::l2_normalize;
 use braid_encoders::text::SentenceEncoder;
 use candle_core::{Device, Tensor};
-use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::encoders::{load_clip, load_images, model_dir, progress};
 
 /// Flags of `braid embed`.
 #[derive(Debug, clap::Args)]
@@ -111,21 +111,6 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
     }
 }
 
-/// A registered name or a path -> the model folder.
-pub(crate) fn model_dir(name: &str) -> anyhow::Result<PathBuf> {
-    let p = braid_hub::resolve_model(name)?;
-    Ok(if p.is_file() { p.parent().map(Path::to_path_buf).unwrap_or(p) } else { p })
-}
-
-pub(crate) fn progress(n: usize, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(n as u64);
-    let style = format!("{{bar:40}} {{pos}}/{{len}} {what} {{per_sec}} eta {{eta}}");
-    if let Ok(s) = ProgressStyle::with_template(&style) {
-        bar.set_style(s);
-    }
-    bar
-}
-
 fn embed_text(a: &TextArgs) -> anyhow::Result<()> {
     let format = OutFormat::of(&a.out)?;
     if a.batch_size == 0 {
@@ -169,41 +154,6 @@ fn embed_text(a: &TextArgs) -> anyhow::Result<()> {
         texts.len() as f64 / secs
     );
     write(&a.out, format, &Tensor::stack(&rows_out, 0)?, &texts)
-}
-
-/// Reads and preprocesses images; a bad one is an error naming it, or with `skip_bad` a
-/// warning. -> pixels [n_ok, 3, H, W] and the paths kept
-pub(crate) fn load_images(
-    paths: &[PathBuf],
-    proc: &ImageProcessor,
-    skip_bad: bool,
-    dev: &Device,
-) -> anyhow::Result<(Option<Tensor>, Vec<PathBuf>)> {
-    let (mut pixels, mut kept) = (Vec::new(), Vec::new());
-    for p in paths {
-        let pre = |img| {
-            proc.preprocess(&img, dev).map_err(|e| braid_core::Error::format(p, e.to_string()))
-        };
-        match load_rgb(p).and_then(pre) {
-            Ok(t) => {
-                pixels.push(t);
-                kept.push(p.clone());
-            }
-            // Errors from braid-data name the file already.
-            Err(e) if skip_bad => eprintln!("warning: skipping {e}"),
-            Err(e) => bail!("{e} (use --skip-bad to go on without it)"),
-        }
-    }
-    let stacked = if pixels.is_empty() { None } else { Some(Tensor::stack(&pixels, 0)?) };
-    Ok((stacked, kept))
-}
-
-pub(crate) fn load_clip(model: &str, dev: &Device) -> anyhow::Result<(Clip, ImageProcessor)> {
-    let dir = model_dir(model)?;
-    let (clip, report) = Clip::load(&dir, dev)?;
-    eprintln!("loaded {}: {report}", dir.display());
-    let proc = ImageProcessor::from_json_file(&dir.join("preprocessor_config.json"))?;
-    Ok((clip, proc))
 }
 
 fn embed_image(a: &ImageArgs) -> anyhow::Result<()> {

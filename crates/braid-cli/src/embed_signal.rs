@@ -18,7 +18,7 @@ use braid_nn::mean_pool;
 use braid_pipeline::{Input, Pipeline, Preprocess};
 use candle_core::{DType, Device, Tensor};
 
-use crate::embed::{load_clip, model_dir, progress};
+use crate::encoders::{load_clip, model_dir, progress};
 
 /// Pooling over time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -11,6 +11,7 @@ mod demo;
 mod draw;
 mod embed;
 mod embed_signal;
+mod encoders;
 mod export;
 mod fetch;
 mod generate;

@@ -8,6 +8,7 @@ mod gru;
 mod lstm;
 mod patch;
 mod recurrent;
+mod rnn_step;
 mod transformer;
 
 #[cfg(test)]
