@@ -30,6 +30,8 @@ impl Activation {
             Self::Gelu => x.gelu_erf()?,
             Self::GeluTanh => x.gelu()?,
             Self::QuickGelu => (x * sigmoid(&(x * 1.702)?)?)?,
+            // The fused kernel (vectorised exp, one-pass backward) where it applies.
+            Self::Silu if crate::fused::on_cpu(&[x]) => crate::fused::silu(x)?,
             Self::Silu => x.silu()?,
             Self::Relu => x.relu()?,
         })

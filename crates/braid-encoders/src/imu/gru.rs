@@ -8,7 +8,9 @@ use braid_nn::Linear;
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
-use super::rnn_step::{masked_update, rnn_linear, sigmoid, step_masks};
+use braid_nn::activation::sigmoid;
+
+use super::rnn_step::{masked_update, rnn_linear, step_masks};
 
 /// A GRU layer: `weight_ih_lK [3H, in]`, `weight_hh_lK [3H, H]` and their biases.
 #[derive(Debug, Clone)]

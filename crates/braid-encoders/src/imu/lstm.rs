@@ -6,7 +6,9 @@ use braid_nn::Linear;
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
-use super::rnn_step::{masked_update, rnn_linear, sigmoid, step_masks};
+use braid_nn::activation::sigmoid;
+
+use super::rnn_step::{masked_update, rnn_linear, step_masks};
 
 /// An LSTM layer: `weight_ih_lK [4H, in]`, `weight_hh_lK [4H, H]` and their biases.
 #[derive(Debug, Clone)]

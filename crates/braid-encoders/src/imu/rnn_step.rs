@@ -1,5 +1,5 @@
 //! The pieces one step of a GRU or LSTM layer shares (`gru.rs`, `lstm.rs`): PyTorch's RNN
-//! weight layout and initialisation, the sigmoid from differentiable ops, and the padding
+//! weight layout and initialisation, and the padding
 //! rule (a padded step keeps the state and outputs zeros, as `pack_padded_sequence` does).
 
 use braid_core::Result;
@@ -23,11 +23,6 @@ pub(crate) fn rnn_linear(
     let b =
         if bias { Some(vb.get_with_hints(out, &format!("bias_{suffix}"), init)?) } else { None };
     Linear::from_weights(w, b)
-}
-
-/// `1 / (1 + exp(-x))` from differentiable ops. x: [..any] -> same shape
-pub(crate) fn sigmoid(x: &Tensor) -> Result<Tensor> {
-    Ok((x.neg()?.exp()? + 1.0)?.recip()?)
 }
 
 /// The mask column of each step, `[batch, 1]` in `like`'s dtype; `None`s without a mask.

@@ -13,12 +13,9 @@ use braid_nn::{
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::VarBuilder;
 
-/// `F.silu`: on the CPU in f32/f64 the fused kernel (vectorised exp, one-pass backward).
+/// `F.silu`.
 pub(crate) fn silu(x: &Tensor) -> Result<Tensor> {
-    if braid_nn::fused::on_cpu(&[x]) {
-        return Ok(braid_nn::fused::silu(x)?);
-    }
-    Ok(x.silu()?)
+    Activation::Silu.forward(x)
 }
 
 /// diffusers' `get_timestep_embedding` (max period 10000): t [batch] -> [batch, dim],

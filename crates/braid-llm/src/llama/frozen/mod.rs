@@ -17,11 +17,10 @@ mod rope;
 use braid_core::checkpoint::{Checkpoint, LoadReport};
 use braid_core::Result;
 use braid_nn::linear::QLinear;
+use braid_nn::KvCache;
 use candle_core::quantized::QMatMul;
 use candle_core::{Device, Tensor};
 use candle_nn::ops::rms_norm;
-
-use braid_nn::KvCache;
 
 use crate::{LlamaConfig, LmOutput};
 use layer::FrozenLayer;
